@@ -1,0 +1,58 @@
+# contactsync — every target installs what it needs, idempotently.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+DEMO ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint typecheck cfn-lint unit integration e2e bench chaos fuzz package clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt layers/core/requirements.txt layers/core/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e layers/core
+	touch $@
+
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP) $(NODE_STAMP) ## Create the virtualenv and install Python and Node dependencies
+
+run: install ## Start the whole service locally (DEMO=0: no demo connection)
+	$(BIN)/python -m local.run --demo $(DEMO)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP) ## mypy strict on the core layer
+	$(BIN)/mypy
+
+cfn-lint: $(STAMP) ## Lint the SAM template
+	$(BIN)/cfn-lint template.yaml
+
+test: install lint typecheck cfn-lint ## Lint, type-check and run every test
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
+
+unit: $(STAMP) ## Only the unit tests (no sockets)
+	$(BIN)/python -m pytest tests/unit
+
+bench: install ## Run the benchmarks and print their figures
+	$(BIN)/python -m bench
+
+package: ## Build the Lambda artifacts without Docker (Linux wheels for python3.12)
+	rm -rf build/layer && mkdir -p build/layer/python
+	$(PYTHON) -m pip install --quiet --target build/layer/python --platform manylinux2014_x86_64 \
+	  --implementation cp --python-version 3.12 --only-binary=:all: -r layers/core/requirements.txt
+	cp -r layers/core/contactsync build/layer/python/
+	@echo "layer built in build/layer; sam deploy uses template.yaml"
+
+clean: ## Remove the virtualenv, node packages and local state
+	rm -rf $(VENV) node_modules .local build

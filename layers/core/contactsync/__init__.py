@@ -1,0 +1,1 @@
+"""contactsync: the shared core of the contact-sync service."""
