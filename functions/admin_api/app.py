@@ -1,0 +1,141 @@
+"""Admin API: the CRM settings page and support staff manage connections here.
+
+Thin: parse and validate (Powertools resolver with validation, which also publishes the OpenAPI
+document), call the connection service, shape the response. Domain errors become HTTP errors in
+one place below.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from contactsync.runtime.observability import logger
+from contactsync.runtime.wiring import build_queue, build_wiring
+from contactsync.sync.connections import Caller, ConnectionService
+from contactsync.sync.errors import ServiceError
+
+app = APIGatewayHttpResolver(enable_validation=True)
+app.enable_swagger(path="/docs", title="contactsync admin API", version="1.0.0")
+
+ConnectionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class NewConnection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: Literal["microsoft"]
+
+
+class ConnectionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    folder_id: str | None = Field(default=None, min_length=1, max_length=512)
+    direction: Literal["two_way", "to_crm", "to_provider"] | None = None
+    conflict_policy: Literal["newest_wins", "crm_wins", "provider_wins"] | None = None
+    phone_region: str | None = Field(default=None, min_length=2, max_length=2)
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+@lru_cache(maxsize=1)
+def service() -> ConnectionService:
+    """Built on first use, once per cold start."""
+    return ConnectionService(build_wiring(), build_queue())
+
+
+def caller_from(event: Any) -> Caller:
+    """The caller as the JWT authorizer vouched for them (claims arrive as strings)."""
+    claims = event.request_context.authorizer.jwt_claim or {}
+    user_id = str(claims.get("sub") or "")
+    company_id = str(claims.get("company_id") or "")
+    if not user_id or not company_id:
+        raise Unauthorized("the token names no user or company")
+    return Caller(user_id=user_id, company_id=company_id, is_admin=claims.get("role") == "admin")
+
+
+def _error(status: int, code: str, message: str, details: Any = None) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body={"error": {"code": code, "message": message, "details": details or {}}},
+    )
+
+
+@app.exception_handler(ServiceError)
+def service_error(exc: ServiceError) -> Response[Any]:
+    return _error(exc.status, exc.code, exc.message, exc.details)
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(exc: RequestValidationError) -> Response[Any]:
+    problems = [
+        {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
+        for e in exc.errors()
+    ]
+    return _error(422, "invalid_request", "the request is not valid", {"problems": problems})
+
+
+@app.post("/crm/connect")
+def connect_crm() -> dict[str, str]:
+    return service().crm_authorization(caller_from(app.current_event))
+
+
+@app.post("/connections")
+def create_connection(body: NewConnection) -> Response[Any]:
+    created = service().create(caller_from(app.current_event), body.provider)
+    return Response(status_code=201, content_type="application/json", body=created)
+
+
+@app.get("/oauth/<provider>/callback")
+def oauth_callback(
+    provider: Annotated[str, Path(min_length=1, max_length=32)],
+    state: Annotated[str, Query(min_length=1, max_length=512)],
+    code: Annotated[str | None, Query(max_length=4096)] = None,
+    error: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    query = {k: v for k, v in (app.current_event.query_string_parameters or {}).items()}
+    return service().finish_authorization(provider, query)
+
+
+@app.get("/connections")
+def list_connections() -> dict[str, Any]:
+    return {"connections": service().list(caller_from(app.current_event))}
+
+
+@app.get("/connections/<connection_id>")
+def get_connection(connection_id: ConnectionId) -> dict[str, Any]:
+    return service().get(caller_from(app.current_event), connection_id)
+
+
+@app.get("/connections/<connection_id>/groups")
+def list_groups(connection_id: ConnectionId) -> dict[str, Any]:
+    return {"groups": service().groups(caller_from(app.current_event), connection_id)}
+
+
+@app.patch("/connections/<connection_id>")
+def update_connection(connection_id: ConnectionId, body: ConnectionSettings) -> dict[str, Any]:
+    changes = body.model_dump(exclude_none=True)
+    return service().update_settings(caller_from(app.current_event), connection_id, changes)
+
+
+@app.post("/connections/<connection_id>/start")
+def start(connection_id: ConnectionId) -> dict[str, Any]:
+    return service().start(caller_from(app.current_event), connection_id)
+
+
+@app.post("/connections/<connection_id>/stop")
+def stop(connection_id: ConnectionId) -> dict[str, Any]:
+    return service().stop(caller_from(app.current_event), connection_id)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

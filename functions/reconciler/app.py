@@ -1,0 +1,57 @@
+"""Reconciler: runs sync passes for the connections named by messages on the FIFO sync queue.
+
+Messages of one connection share a message group, so passes over a connection never overlap.
+A batch's messages for the same connection are coalesced into one pass. Failures are reported
+per message (ReportBatchItemFailures); SQS redelivers them and, after maxReceiveCount, parks them
+in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import (
+    SqsFifoPartialProcessor,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from contactsync.runtime.messages import SyncMessage
+from contactsync.runtime.observability import logger
+from contactsync.runtime.wiring import build_passes
+
+processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+_batch: dict[str, SyncMessage] = {}  # connection id -> coalesced message, for the current batch
+_done: set[str] = set()
+
+
+def record_handler(record: SQSRecord) -> None:
+    message = SyncMessage.model_validate_json(record.body)
+    if message.connection_id in _done:
+        return  # a pass over this connection already ran in this batch with this request in it
+    _done.add(message.connection_id)
+    coalesced = _batch.get(message.connection_id, message)
+    result = build_passes().run(coalesced)
+    logger.info(
+        "pass finished",
+        extra={"connection_id": message.connection_id, "status": result.status, **result.counts},
+    )
+    if result.status == "busy":
+        raise RuntimeError("another pass holds this connection; retry later")
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _batch.clear()
+    _done.clear()
+    for raw in event.get("Records", []):
+        try:
+            message = SyncMessage.model_validate_json(raw.get("body", ""))
+        except ValueError:
+            continue  # the record handler reports it as failed
+        seen = _batch.get(message.connection_id)
+        _batch[message.connection_id] = seen.merged_with(message) if seen else message
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

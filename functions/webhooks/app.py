@@ -1,0 +1,106 @@
+"""Provider pushes: Microsoft Graph change and lifecycle notifications, CRM webhooks.
+
+Answered fast (Graph wants 2xx within 3 s, the validation echo within 10 s): authenticate,
+validate, enqueue one pass per connection, done. The pass reads the actual changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from contactsync.runtime.observability import logger
+from contactsync.runtime.wiring import bind_store, build_queue
+from contactsync.sync import push
+
+app = APIGatewayHttpResolver()
+
+
+def _validation_echo() -> Response[str] | None:
+    """Graph's subscription handshake: echo ``validationToken`` as text/plain."""
+    token = app.current_event.get_query_string_value("validationToken")
+    if token is None:
+        return None
+    return Response(status_code=200, content_type="text/plain", body=token[:1024])
+
+
+def _rejected(exc: push.PushRejected) -> Response[Any]:
+    return Response(
+        status_code=exc.status,
+        content_type="application/json",
+        body={"error": {"code": "rejected", "message": exc.message, "details": {}}},
+    )
+
+
+def _subscription(subscription_id: str) -> push.SubscriptionRecord | None:
+    from contactsync.store import repository  # noqa: PLC0415 - after the handshake fast path
+
+    bind_store()
+    item = repository.get_subscription(subscription_id)
+    if item is None:
+        return None
+    return push.SubscriptionRecord(
+        subscription_id=item.subscription_id,
+        connection_id=item.connection_id,
+        client_state_hash=item.client_state_hash,
+    )
+
+
+def _webhook_secret_hash(connection_id: str) -> str | None:
+    from contactsync.store import repository  # noqa: PLC0415
+
+    bind_store()
+    conn = repository.get_connection(connection_id)
+    return conn.crm_webhook_secret_hash if conn is not None else None
+
+
+def _graph(lifecycle: bool) -> Response[Any]:
+    echo = _validation_echo()
+    if echo is not None:
+        return echo
+    try:
+        outcome = push.handle_graph_notifications(
+            app.current_event.decoded_body,
+            find_subscription=_subscription,
+            queue=build_queue(),
+            lifecycle=lifecycle,
+        )
+    except push.PushRejected as exc:
+        logger.warning("graph notification rejected", extra={"reason": exc.message})
+        return _rejected(exc)
+    logger.info("graph notifications", extra={"accepted": outcome.accepted})
+    return Response(status_code=202, content_type="application/json", body={})
+
+
+@app.post("/webhooks/microsoft")
+def microsoft() -> Response[Any]:
+    return _graph(lifecycle=False)
+
+
+@app.post("/webhooks/microsoft/lifecycle")
+def microsoft_lifecycle() -> Response[Any]:
+    return _graph(lifecycle=True)
+
+
+@app.post("/webhooks/pipedrive")
+def pipedrive() -> Response[Any]:
+    try:
+        outcome = push.handle_crm_webhook(
+            app.current_event.decoded_body,
+            app.current_event.headers.get("authorization"),
+            webhook_secret_hash=_webhook_secret_hash,
+            queue=build_queue(),
+        )
+    except push.PushRejected as exc:
+        logger.warning("crm webhook rejected", extra={"reason": exc.message})
+        return _rejected(exc)
+    return Response(
+        status_code=200, content_type="application/json", body={"queued": outcome.enqueued}
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,62 @@
+"""Settings, read once from the environment (what template.yaml and the local stack set).
+
+Nothing else in the code reads ``os.environ``: handlers call ``get_settings()`` and pass what they
+need down.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+
+
+class Settings(BaseModel):
+    stage: str = "local"
+    region: str = "us-east-1"
+    table_name: str = "contactsync"
+    dynamodb_endpoint_url: str | None = None
+    sync_queue_url: str = ""
+    token_key_id: str = ""
+
+    # Where providers reach us: OAuth redirects and webhook URLs are built on this.
+    public_base_url: str = "http://127.0.0.1:3000"
+
+    microsoft_client_id: str = ""
+    microsoft_client_secret: str = Field(default="", repr=False)
+    microsoft_authority: str = "https://login.microsoftonline.com/common"
+    graph_base_url: str = "https://graph.microsoft.com/v1.0"
+    microsoft_ca_bundle: str | None = None  # only for a local identity sandbox with its own CA
+
+    pipedrive_base_url: str = "https://api.pipedrive.com"
+    pipedrive_client_id: str = ""
+    pipedrive_client_secret: str = Field(default="", repr=False)
+    pipedrive_oauth_url: str = "https://oauth.pipedrive.com"
+
+    # The reconciler's pass budget (well under the Lambda timeout) and the lease on a connection.
+    pass_budget_seconds: float = 60.0
+    lease_seconds: int = 150
+
+    # Polling and subscription renewal.
+    poll_min_seconds: int = 60
+    poll_max_seconds: int = 900
+    safety_poll_seconds: int = 3600
+    subscription_minutes: int = 4200
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = name.upper()
+            if key in env and env[key] != "":
+                values[name] = env[key]
+        if "region" not in values and env.get("AWS_REGION"):
+            values["region"] = env["AWS_REGION"]
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

@@ -1,0 +1,47 @@
+"""What every handler builds once per cold start: settings, the store binding, the vault, the
+queue. Clients are made here, never in the core logic."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from contactsync.runtime.queue import SqsPassQueue
+from contactsync.runtime.settings import get_settings
+
+if TYPE_CHECKING:
+    from contactsync.sync.runner import PassRunner
+    from contactsync.sync.sides import Wiring
+
+
+@lru_cache(maxsize=1)
+def bind_store() -> None:
+    from contactsync.store import models  # noqa: PLC0415 - pynamodb only where it is used
+
+    s = get_settings()
+    models.configure(s.table_name, s.dynamodb_endpoint_url, s.region)
+
+
+@lru_cache(maxsize=1)
+def build_queue() -> SqsPassQueue:
+    return SqsPassQueue(get_settings().sync_queue_url)
+
+
+@lru_cache(maxsize=1)
+def build_wiring() -> Wiring:
+    import boto3  # noqa: PLC0415
+
+    from contactsync.auth.vault import TokenVault  # noqa: PLC0415
+    from contactsync.sync.sides import Wiring  # noqa: PLC0415
+
+    bind_store()
+    s = get_settings()
+    vault = TokenVault(boto3.client("kms", region_name=s.region), s.token_key_id)
+    return Wiring(settings=s, vault=vault)
+
+
+@lru_cache(maxsize=1)
+def build_passes() -> PassRunner:
+    from contactsync.sync.runner import PassRunner  # noqa: PLC0415
+
+    return PassRunner(build_wiring(), build_queue())

@@ -1,0 +1,155 @@
+"""The DynamoDB implementation of the pass's storage interface (``contactsync.sync.ports``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from contactsync.engine.plan import MappingState
+from contactsync.store import repository as repo
+from contactsync.store.models import LastError, Mapping, PendingWrite, Progress, iso, utcnow
+from contactsync.sync.ops import PendingOp
+from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor
+
+
+def _mapping_state(item: Mapping) -> MappingState:
+    return MappingState(
+        mapping_id=item.mapping_id,
+        crm_id=item.crm_id,
+        provider_id=item.provider_id,
+        base=item.base_contact,
+        crm_version=item.crm_version,
+        provider_version=item.provider_version,
+    )
+
+
+class DynamoPassStore:
+    def load_connection(self, connection_id: str) -> ConnectionView | None:
+        conn = repo.get_connection(connection_id)
+        if conn is None:
+            return None
+        return ConnectionView(
+            connection_id=conn.connection_id,
+            company_id=conn.company_id,
+            user_id=conn.user_id,
+            provider=conn.provider,
+            state=conn.state,
+            direction=conn.direction,
+            conflict_policy=conn.conflict_policy,
+            phone_region=conn.phone_region,
+            folder_id=conn.folder_id or "",
+            inflight_ops=tuple(conn.inflight_ops or ()),
+            held=conn.held_plan,
+            progress=dict(conn.progress.as_dict()) if conn.progress else {},
+        )
+
+    def update_connection(self, connection_id: str, **changes: Any) -> None:
+        values: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name == "held":
+                values["held_plan"] = value
+            elif name == "progress":
+                values["progress"] = Progress(**value) if value is not None else None
+            elif name == "last_error":
+                values["last_error"] = LastError(**value) if value is not None else None
+            elif name == "mapped_count":
+                values.setdefault("counts", {})["mapped"] = value
+            else:
+                values[name] = value
+        repo.update_connection(connection_id, **values)
+
+    def acquire_lease(self, connection_id: str, owner: str, now: datetime, seconds: int) -> bool:
+        return repo.acquire_lease(connection_id, owner, seconds, now)
+
+    def release_lease(self, connection_id: str, owner: str) -> None:
+        repo.release_lease(connection_id, owner)
+
+    def cursor(self, connection_id: str, side: str) -> Cursor | None:
+        item = repo.get_cursor(connection_id, side)
+        if item is None:
+            return None
+        return Cursor(
+            position=item.position,
+            complete=item.complete,
+            full=item.full,
+            taken_at=item.taken_at or "",
+        )
+
+    def save_cursor(self, connection_id: str, side: str, cursor: Cursor) -> None:
+        taken = datetime.fromisoformat(cursor.taken_at) if cursor.taken_at else None
+        repo.put_cursor(
+            connection_id, side, cursor.position, cursor.complete, cursor.full, taken_at=taken
+        )
+
+    def mapping_for(self, connection_id: str, side: str, contact_id: str) -> MappingState | None:
+        if side == "crm":
+            item = repo.mapping_by_crm_id(connection_id, contact_id)
+        else:
+            item = repo.mapping_by_provider_id(connection_id, contact_id)
+        return _mapping_state(item) if item is not None else None
+
+    def mappings(self, connection_id: str) -> Iterator[MappingState]:
+        return (_mapping_state(m) for m in repo.iter_mappings(connection_id))
+
+    def count_mappings(self, connection_id: str) -> int:
+        return repo.count_mappings(connection_id)
+
+    def save_mapping(self, connection_id: str, mapping: MappingState) -> None:
+        repo.put_mapping(
+            connection_id,
+            mapping_id=mapping.mapping_id,
+            crm_id=mapping.crm_id,
+            provider_id=mapping.provider_id,
+            base=mapping.base,
+            crm_version=mapping.crm_version,
+            provider_version=mapping.provider_version,
+        )
+
+    def drop_mapping(self, connection_id: str, mapping_id: str) -> None:
+        repo.delete_mapping(connection_id, mapping_id)
+
+    def pending(self, connection_id: str) -> list[PendingOp]:
+        ops = [PendingOp.from_json(item.payload) for item in repo.list_pending(connection_id)]
+        return sorted(ops, key=lambda op: op.op_id)
+
+    def save_pending(self, connection_id: str, ops: Sequence[PendingOp]) -> None:
+        """Stored in batches of 25: a plan of thousands of writes costs one round trip per 25."""
+        stamp = iso(utcnow())
+        with PendingWrite.batch_write() as batch:
+            for op in ops:
+                first = op.writes[0] if op.writes else None
+                batch.save(
+                    PendingWrite(
+                        repo.conn_pk(connection_id),
+                        f"OP#{op.op_id}",
+                        op_id=op.op_id,
+                        side=first.side if first else "",
+                        kind=first.kind if first else op.kind,
+                        mapping_id=op.mapping_id,
+                        target_id=first.target_id if first else "",
+                        payload=op.to_json(),
+                        created_at=stamp,
+                    )
+                )
+
+    def drop_pending(self, connection_id: str, op_ids: Sequence[str]) -> None:
+        repo.delete_pending_many(connection_id, op_ids)
+
+    def audit(self, connection_id: str, entries: Sequence[AuditEntry]) -> None:
+        for entry in entries:
+            repo.add_audit(
+                connection_id,
+                entry.kind,
+                entry.message,
+                side=entry.side or None,
+                crm_id=entry.crm_id or None,
+                provider_id=entry.provider_id or None,
+                mapping_id=entry.mapping_id or None,
+                before=entry.before,
+                after=entry.after,
+                details=json.loads(json.dumps(entry.details, default=str))
+                if entry.details
+                else None,
+            )

@@ -1,0 +1,340 @@
+"""The connection lifecycle behind the admin API: connect, choose, start, stop, look.
+
+A user acts on their own connections; a company admin on the company's; nobody across companies
+(another company's connection is simply not found).
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import phonenumbers
+
+from contactsync.auth import microsoft as microsoft_auth
+from contactsync.auth import pipedrive as pipedrive_auth
+from contactsync.providers.base import AuthExpired, ProviderError
+from contactsync.runtime.messages import SyncMessage
+from contactsync.runtime.queue import PassQueue
+from contactsync.store import repository as repo
+from contactsync.sync.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidRequest,
+    NotFoundError,
+    UpstreamError,
+)
+from contactsync.sync.push import secret_hash
+from contactsync.sync.sides import Wiring, connection_context, crm_context
+
+PROVIDERS = ("microsoft",)
+DIRECTIONS = ("two_way", "to_crm", "to_provider")
+CONFLICT_POLICIES = ("newest_wins", "crm_wins", "provider_wins")
+RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    company_id: str
+    is_admin: bool = False
+
+
+class ConnectionService:
+    def __init__(self, wiring: Wiring, queue: PassQueue) -> None:
+        self.wiring = wiring
+        self.queue = queue
+
+    @property
+    def clock(self) -> Any:
+        return self.wiring.clock
+
+    # --- the CRM account ---------------------------------------------------------------------
+
+    def crm_authorization(self, caller: Caller) -> dict[str, str]:
+        """Where to send the user to let us act on their CRM persons."""
+        nonce = secrets.token_urlsafe(24)
+        state = f"crm.{caller.company_id}.{caller.user_id}.{nonce}"
+        sealed = self.wiring.vault.seal_json(
+            {"state": state}, crm_context(caller.company_id, caller.user_id)
+        )
+        repo.put_crm_pending_state(caller.company_id, caller.user_id, sealed)
+        url = pipedrive_auth.authorization_url(
+            self.wiring.pipedrive, self.wiring.redirect_uri("pipedrive"), state
+        )
+        return {"authorization_url": url}
+
+    def finish_crm_authorization(self, query: dict[str, str]) -> dict[str, Any]:
+        state = query.get("state", "")
+        parts = state.split(".")
+        if len(parts) != 4 or parts[0] != "crm":
+            raise InvalidRequest("the state parameter is missing or not ours")
+        _, company_id, user_id, _ = parts
+        pending = repo.get_crm_pending_state(company_id, user_id)
+        if pending is None:
+            raise InvalidRequest("no CRM authorization is in progress for this state")
+        expected = self.wiring.vault.open_json(pending, crm_context(company_id, user_id))
+        if not secrets.compare_digest(expected["state"], state):
+            raise InvalidRequest("the state parameter does not match")
+        if "code" not in query:
+            raise InvalidRequest(f"the CRM refused: {query.get('error', 'no code returned')}")
+        try:
+            grant = pipedrive_auth.exchange_code(
+                self.wiring.pipedrive,
+                query["code"],
+                self.wiring.redirect_uri("pipedrive"),
+                client=self.wiring.http,
+            )
+        except AuthExpired as exc:
+            raise InvalidRequest(f"the CRM did not accept the authorization: {exc}") from exc
+        self.wiring.save_crm_grant(company_id, user_id, grant)
+        repo.put_crm_pending_state(company_id, user_id, None)
+        return {"connected": "crm", "company_id": company_id, "user_id": user_id}
+
+    # --- connections -------------------------------------------------------------------------
+
+    def create(self, caller: Caller, provider: str) -> dict[str, Any]:
+        if provider not in PROVIDERS:
+            raise InvalidRequest(
+                f"unknown provider {provider!r}", details={"allowed": list(PROVIDERS)}
+            )
+        connection_id = uuid.uuid4().hex[:20]
+        state = f"{connection_id}.{secrets.token_urlsafe(24)}"
+        url, flow = microsoft_auth.start_sign_in(
+            self.wiring.microsoft, self.wiring.redirect_uri(provider), state=state
+        )
+        sealed = self.wiring.vault.seal_json(flow, connection_context(connection_id))
+        repo.create_connection(
+            connection_id=connection_id,
+            company_id=caller.company_id,
+            user_id=caller.user_id,
+            provider=provider,
+            oauth_state=sealed,
+        )
+        return {"connection": self.view(self._get(caller, connection_id)), "authorization_url": url}
+
+    def finish_authorization(self, provider: str, query: dict[str, str]) -> dict[str, Any]:
+        if provider == "pipedrive":
+            return self.finish_crm_authorization(query)
+        if provider not in PROVIDERS:
+            raise NotFoundError(f"unknown provider {provider!r}")
+        state = query.get("state", "")
+        connection_id = state.split(".", 1)[0]
+        conn = repo.get_connection(connection_id) if connection_id else None
+        if conn is None or conn.oauth_state is None:
+            raise InvalidRequest("no sign-in is in progress for this state")
+        context = connection_context(connection_id)
+        flow = self.wiring.vault.open_json(bytes(conn.oauth_state), context)
+        try:
+            grant = microsoft_auth.finish_sign_in(self.wiring.microsoft, flow, query)
+        except (ValueError, AuthExpired) as exc:
+            raise InvalidRequest(f"the sign-in did not complete: {exc}") from exc
+        same_account = conn.provider_account_id in (None, grant.account_id)
+        changes: dict[str, Any] = {
+            "credentials": self.wiring.vault.seal_json(
+                {"token_cache": grant.token_cache}, context
+            ),
+            "oauth_state": None,
+            "provider_account_id": grant.account_id,
+            "provider_account_email": grant.username,
+        }
+        if not same_account:
+            # Another mailbox: its contacts have nothing to do with the old links.
+            repo.forget_sync_state(connection_id)
+            changes.update(folder_id=None, folder_name=None, state="configuring")
+        elif conn.state == "needs_reauth":
+            changes.update(state="active", last_error=None, next_run_at=self.clock())
+        repo.update_connection(connection_id, **changes)
+        if conn.state == "needs_reauth" and same_account:
+            self.queue.send([SyncMessage(connection_id=connection_id, reason="schedule")])
+        return {"connected": provider, "connection_id": connection_id}
+
+    def list(self, caller: Caller) -> list[dict[str, Any]]:
+        user = None if caller.is_admin else caller.user_id
+        return [self.view(c) for c in repo.list_connections(caller.company_id, user)]
+
+    def get(self, caller: Caller, connection_id: str) -> dict[str, Any]:
+        return self.view(self._get(caller, connection_id))
+
+    def groups(self, caller: Caller, connection_id: str) -> list[dict[str, str]]:
+        conn = self._signed_in(caller, connection_id)
+        try:
+            folders = self.wiring.microsoft_account(conn.connection_id).list_folders()
+        except AuthExpired as exc:
+            raise ConflictError(f"sign in again: {exc.message}") from exc
+        except ProviderError as exc:
+            raise UpstreamError(f"the provider did not answer: {exc.message}") from exc
+        return [{"id": folder_id, "name": name} for folder_id, name in folders]
+
+    def update_settings(
+        self, caller: Caller, connection_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        conn = self._get(caller, connection_id)
+        update: dict[str, Any] = {}
+        if "direction" in changes and changes["direction"] is not None:
+            update["direction"] = _one_of("direction", changes["direction"], DIRECTIONS)
+        if "conflict_policy" in changes and changes["conflict_policy"] is not None:
+            update["conflict_policy"] = _one_of(
+                "conflict_policy", changes["conflict_policy"], CONFLICT_POLICIES
+            )
+        if changes.get("phone_region") is not None:
+            region = str(changes["phone_region"]).upper()
+            if region not in phonenumbers.SUPPORTED_REGIONS:
+                raise InvalidRequest(
+                    f"phone_region {changes['phone_region']!r} is not a known region",
+                    details={"example": "US, GB, DE"},
+                )
+            update["phone_region"] = region
+        folder_id = changes.get("folder_id")
+        if folder_id is not None:
+            if conn.state in RUNNING_STATES and folder_id != conn.folder_id:
+                raise ConflictError("stop the sync before choosing another folder")
+            folders = {f["id"]: f["name"] for f in self.groups(caller, connection_id)}
+            if folder_id not in folders:
+                raise InvalidRequest(
+                    f"folder {folder_id!r} does not exist in this account",
+                    details={"allowed": [{"id": k, "name": v} for k, v in folders.items()]},
+                )
+            update.update(folder_id=folder_id, folder_name=folders[folder_id])
+        if update:
+            repo.update_connection(connection_id, **update)
+        return self.get(caller, connection_id)
+
+    def start(self, caller: Caller, connection_id: str) -> dict[str, Any]:
+        conn = self._signed_in(caller, connection_id)
+        if not conn.folder_id:
+            raise ConflictError("choose a contact folder before starting the sync")
+        if conn.state in RUNNING_STATES:
+            return self.view(conn)
+        crm = self.wiring.crm_side(conn.company_id, conn.user_id)
+        try:
+            missing = crm.missing_permissions()
+        except AuthExpired as exc:
+            raise ConflictError("connect the CRM account first") from exc
+        except ProviderError as exc:
+            raise UpstreamError(f"the CRM did not answer: {exc.message}") from exc
+        if missing:
+            raise ForbiddenError(
+                "you need the CRM permission to " + " and to ".join(missing) + " to sync contacts",
+                details={"missing_permissions": missing},
+            )
+        self._subscribe(conn, crm)
+        repo.update_connection(
+            connection_id,
+            state="syncing_initial",
+            last_error=None,
+            progress={"phase": "listing", "done": 0, "total": 0},
+            next_run_at=self.clock() + timedelta(minutes=5),
+        )
+        self.queue.send([SyncMessage(connection_id=connection_id, reason="start", full=True)])
+        return self.get(caller, connection_id)
+
+    def stop(self, caller: Caller, connection_id: str) -> dict[str, Any]:
+        conn = self._get(caller, connection_id)
+        self._unsubscribe(conn)
+        repo.update_connection(connection_id, state="stopped", next_run_at=None)
+        return self.get(caller, connection_id)
+
+    # --- push subscriptions ------------------------------------------------------------------
+
+    def _subscribe(self, conn: Any, crm: Any) -> None:
+        base = self.wiring.settings.public_base_url
+        client_state = secrets.token_urlsafe(32)
+        account = self.wiring.microsoft_account(conn.connection_id)
+        expires = self.clock() + timedelta(minutes=self.wiring.settings.subscription_minutes)
+        try:
+            sub_id, expires_at = account.create_subscription(
+                notification_url=f"{base}/webhooks/microsoft",
+                lifecycle_url=f"{base}/webhooks/microsoft/lifecycle",
+                client_state=client_state,
+                resource=f"me/contactFolders/{conn.folder_id}/contacts",
+                expires_at=expires,
+            )
+            password = secrets.token_urlsafe(32)
+            hook_id = crm.create_webhook(
+                url=f"{base}/webhooks/pipedrive", user=conn.connection_id, password=password
+            )
+        except ProviderError as exc:
+            raise UpstreamError(f"could not subscribe to changes: {exc.message}") from exc
+        repo.put_subscription(
+            subscription_id=sub_id,
+            connection_id=conn.connection_id,
+            client_state_hash=secret_hash(client_state),
+            resource=f"me/contactFolders/{conn.folder_id}/contacts",
+            expires_at=expires_at,
+        )
+        repo.update_connection(
+            conn.connection_id,
+            subscription_ids=[sub_id],
+            crm_webhook_ids=[hook_id],
+            crm_webhook_secret_hash=secret_hash(password),
+        )
+
+    def _unsubscribe(self, conn: Any) -> None:
+        account = self.wiring.microsoft_account(conn.connection_id)
+        for sub_id in list(conn.subscription_ids or []):
+            try:
+                account.delete_subscription(sub_id)
+            except ProviderError:
+                pass  # it lapses on its own within three days; our record goes now
+            repo.delete_subscription(sub_id)
+        crm = self.wiring.crm_side(conn.company_id, conn.user_id)
+        for hook_id in list(conn.crm_webhook_ids or []):
+            try:
+                crm.delete_webhook(hook_id)
+            except ProviderError:
+                pass
+        repo.update_connection(
+            conn.connection_id,
+            subscription_ids=[],
+            crm_webhook_ids=[],
+            crm_webhook_secret_hash=None,
+        )
+
+    # --- views -------------------------------------------------------------------------------
+
+    def _get(self, caller: Caller, connection_id: str) -> Any:
+        conn = repo.get_connection(connection_id)
+        if conn is None or conn.company_id != caller.company_id:
+            raise NotFoundError(f"no connection {connection_id!r}")
+        if not caller.is_admin and conn.user_id != caller.user_id:
+            raise NotFoundError(f"no connection {connection_id!r}")
+        return conn
+
+    def _signed_in(self, caller: Caller, connection_id: str) -> Any:
+        conn = self._get(caller, connection_id)
+        if conn.credentials is None:
+            raise ConflictError("finish signing in to the provider first")
+        return conn
+
+    def view(self, conn: Any) -> dict[str, Any]:
+        progress = dict(conn.progress.as_dict()) if conn.progress else {}
+        last_error = dict(conn.last_error.as_dict()) if conn.last_error else None
+        return {
+            "id": conn.connection_id,
+            "provider": conn.provider,
+            "account": conn.provider_account_email,
+            "state": conn.state,
+            "direction": conn.direction,
+            "folder": {"id": conn.folder_id, "name": conn.folder_name} if conn.folder_id else None,
+            "conflict_policy": conn.conflict_policy,
+            "phone_region": conn.phone_region,
+            "progress": progress,
+            "last_success_at": conn.last_success_at,
+            "last_error": last_error,
+            "held": conn.held_plan,
+            "counts": dict(conn.counts.as_dict()) if conn.counts else {},
+            "created_at": conn.created_at,
+            "updated_at": conn.updated_at,
+        }
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InvalidRequest(
+            f"{name} must be one of {', '.join(allowed)}", details={"allowed": list(allowed)}
+        )
+    return str(value)

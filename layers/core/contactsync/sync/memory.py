@@ -1,0 +1,210 @@
+"""In-memory fakes of our own interfaces (PassStore, ContactSide) for fast tests of a pass.
+
+They behave like the real ones where a pass can tell: ids, versions, tags, paging positions,
+deletions, scope. They are not mocks: they hold state and can be inspected.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from contactsync.contacts.model import ALL_FIELDS, Contact
+from contactsync.engine.plan import MappingState
+from contactsync.providers.base import (
+    ChangePage,
+    ContactDelete,
+    ContactUpdate,
+    NewContact,
+    NotFound,
+    PreconditionFailed,
+    RemoteContact,
+    WriteResult,
+)
+from contactsync.sync.ops import PendingOp
+from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor
+
+
+@dataclass
+class InMemoryStore:
+    connections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cursors: dict[tuple[str, str], Cursor] = field(default_factory=dict)
+    mapping_items: dict[str, dict[str, MappingState]] = field(default_factory=dict)
+    ops: dict[str, dict[str, PendingOp]] = field(default_factory=dict)
+    log: list[tuple[str, AuditEntry]] = field(default_factory=list)
+    leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+
+    def add_connection(self, connection_id: str, **values: Any) -> None:
+        base = {"company_id": "c1", "user_id": "u1", "provider": "microsoft", "state": "active"}
+        self.connections[connection_id] = {**base, **values}
+
+    def load_connection(self, connection_id: str) -> ConnectionView | None:
+        raw = self.connections.get(connection_id)
+        if raw is None:
+            return None
+        known = set(ConnectionView.__dataclass_fields__)
+        values = {k: v for k, v in raw.items() if k in known}
+        values["inflight_ops"] = tuple(raw.get("inflight_ops") or ())
+        return ConnectionView(connection_id=connection_id, **values)
+
+    def update_connection(self, connection_id: str, **changes: Any) -> None:
+        self.connections[connection_id].update(changes)
+
+    def acquire_lease(self, connection_id: str, owner: str, now: datetime, seconds: int) -> bool:
+        held = self.leases.get(connection_id)
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self.leases[connection_id] = (owner, now + timedelta(seconds=seconds))
+        return True
+
+    def release_lease(self, connection_id: str, owner: str) -> None:
+        if self.leases.get(connection_id, ("",))[0] == owner:
+            del self.leases[connection_id]
+
+    def cursor(self, connection_id: str, side: str) -> Cursor | None:
+        return self.cursors.get((connection_id, side))
+
+    def save_cursor(self, connection_id: str, side: str, cursor: Cursor) -> None:
+        self.cursors[(connection_id, side)] = cursor
+
+    def mapping_for(self, connection_id: str, side: str, contact_id: str) -> MappingState | None:
+        for mapping in self.mapping_items.get(connection_id, {}).values():
+            if (mapping.crm_id if side == "crm" else mapping.provider_id) == contact_id:
+                return mapping
+        return None
+
+    def mappings(self, connection_id: str) -> Iterator[MappingState]:
+        return iter(list(self.mapping_items.get(connection_id, {}).values()))
+
+    def count_mappings(self, connection_id: str) -> int:
+        return len(self.mapping_items.get(connection_id, {}))
+
+    def save_mapping(self, connection_id: str, mapping: MappingState) -> None:
+        self.mapping_items.setdefault(connection_id, {})[mapping.mapping_id] = mapping
+
+    def drop_mapping(self, connection_id: str, mapping_id: str) -> None:
+        self.mapping_items.get(connection_id, {}).pop(mapping_id, None)
+
+    def pending(self, connection_id: str) -> list[PendingOp]:
+        return sorted(self.ops.get(connection_id, {}).values(), key=lambda o: o.op_id)
+
+    def save_pending(self, connection_id: str, ops: Sequence[PendingOp]) -> None:
+        for op in ops:  # round-trip through JSON, as the real store does
+            self.ops.setdefault(connection_id, {})[op.op_id] = PendingOp.from_json(op.to_json())
+
+    def drop_pending(self, connection_id: str, op_ids: Sequence[str]) -> None:
+        for op_id in op_ids:
+            self.ops.get(connection_id, {}).pop(op_id, None)
+
+    def audit(self, connection_id: str, entries: Sequence[AuditEntry]) -> None:
+        self.log.extend((connection_id, e) for e in entries)
+
+
+@dataclass
+class InMemorySide:
+    """A side holding contacts in a dict, with a change log for ``read`` positions."""
+
+    name: str = "memory"
+    carries: frozenset[str] = frozenset(ALL_FIELDS)
+    contacts: dict[str, RemoteContact] = field(default_factory=dict)
+    page_size: int = 100
+    calls: dict[str, int] = field(default_factory=dict)
+    _log: list[tuple[int, str]] = field(default_factory=list)  # (sequence, id) of each change
+    _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    # --- what a user (or a test) does on this side -------------------------------------------
+
+    def put(
+        self, contact: Contact, *, contact_id: str = "", tag: str = "", in_scope: bool = True
+    ) -> RemoteContact:
+        contact_id = contact_id or f"{self.name}-{next(self._ids)}"
+        seq = next(self._seq)
+        remote = RemoteContact(
+            id=contact_id,
+            contact=contact.only(self.carries),
+            version=f"v{seq}",
+            modified_at=f"2026-01-01T00:00:{seq % 60:02d}Z",
+            in_scope=in_scope,
+            scope_reason="" if in_scope else "moved out of the folder",
+            tag=tag or (self.contacts[contact_id].tag if contact_id in self.contacts else ""),
+        )
+        self.contacts[contact_id] = remote
+        self._log.append((seq, contact_id))
+        return remote
+
+    def remove(self, contact_id: str) -> None:
+        self.contacts.pop(contact_id, None)
+        self._log.append((next(self._seq), contact_id))
+
+    def _count(self, call: str) -> None:
+        self.calls[call] = self.calls.get(call, 0) + 1
+
+    # --- ContactSide -----------------------------------------------------------------------
+
+    def read(self, position: str | None) -> ChangePage:
+        self._count("read")
+        if position is None or position.startswith("full:"):
+            ids = sorted(self.contacts)
+            offset = int(position.split(":")[1]) if position else 0
+            page = ids[offset : offset + self.page_size]
+            done = offset + self.page_size >= len(ids)
+            mark = self._log[-1][0] if self._log else 0
+            return ChangePage(
+                contacts=[self.contacts[i] for i in page if self.contacts[i].in_scope],
+                position=f"since:{mark}" if done else f"full:{offset + self.page_size}",
+                complete=done,
+                full=True,
+            )
+        since = int(position.split(":")[1])
+        changed = list(dict.fromkeys(i for seq, i in self._log if seq > since))
+        mark = self._log[-1][0] if self._log else since
+        contacts = [self.contacts[i] for i in changed if i in self.contacts]
+        deleted = [i for i in changed if i not in self.contacts]
+        return ChangePage(contacts=contacts, deleted=deleted, position=f"since:{mark}")
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
+        self._count("fetch")
+        return {i: self.contacts.get(i) for i in ids}
+
+    def find_tagged(self, tag: str) -> RemoteContact | None:
+        self._count("find_tagged")
+        return next((c for c in self.contacts.values() if c.tag == tag), None)
+
+    def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
+        self._count("create")
+        return [WriteResult(key=i.tag, remote=self.put(i.contact, tag=i.tag)) for i in items]
+
+    def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
+        self._count("update")
+        results = []
+        for item in items:
+            current = self.contacts.get(item.id)
+            if current is None:
+                results.append(WriteResult(key=item.id, error=NotFound("gone", status=404)))
+            elif item.version and current.version != item.version:
+                results.append(
+                    WriteResult(key=item.id, error=PreconditionFailed("stale", status=412))
+                )
+            else:
+                merged = replace(
+                    current.contact,
+                    **{
+                        f: getattr(item.after, f)
+                        for f in ALL_FIELDS
+                        if getattr(item.after, f) != getattr(item.before, f)
+                    },
+                )
+                results.append(
+                    WriteResult(key=item.id, remote=self.put(merged, contact_id=item.id))
+                )
+        return results
+
+    def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
+        self._count("delete")
+        for item in items:
+            self.remove(item.id)
+        return [WriteResult(key=i.id) for i in items]

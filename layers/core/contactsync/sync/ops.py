@@ -1,0 +1,135 @@
+"""Pending writes: a planned outcome saved *before* anything is sent to a provider.
+
+A pass turns its plan into pending operations, stores them, and only then calls the providers.
+A pass that crashes, times out or is throttled leaves the rest stored; the next pass finishes them
+first (creates look for our tag before creating again), so nothing is lost and nothing doubles.
+The last operation of a plan carries the cursors: they advance only after everything before them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from contactsync.contacts.model import Contact
+from contactsync.engine.plan import Conflict, Outcome, Write
+
+CURSOR_OP_ID = "~cursors"  # sorts after every numbered op
+
+
+@dataclass(frozen=True)
+class PendingOp:
+    op_id: str
+    mapping_id: str = ""
+    crm_id: str = ""
+    provider_id: str = ""
+    writes: tuple[Write, ...] = ()
+    new_base: Contact | None = None
+    kind: str = "merge"
+    reason: str = ""
+    conflicts: tuple[Conflict, ...] = ()
+    crm_version: str = ""
+    provider_version: str = ""
+    cursors: dict[str, dict[str, Any]] = field(default_factory=dict)  # side -> Cursor fields
+
+    @property
+    def is_cursor_op(self) -> bool:
+        return self.op_id == CURSOR_OP_ID
+
+    @classmethod
+    def from_outcome(cls, seq: int, outcome: Outcome, versions: tuple[str, str]) -> PendingOp:
+        return cls(
+            op_id=f"{seq:09d}",
+            mapping_id=outcome.mapping_id,
+            crm_id=outcome.crm_id,
+            provider_id=outcome.provider_id,
+            writes=outcome.writes,
+            new_base=outcome.new_base,
+            kind=outcome.kind,
+            reason=outcome.reason,
+            conflicts=outcome.conflicts,
+            crm_version=versions[0],
+            provider_version=versions[1],
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "op_id": self.op_id,
+                "mapping_id": self.mapping_id,
+                "crm_id": self.crm_id,
+                "provider_id": self.provider_id,
+                "writes": [_write_to_dict(w) for w in self.writes],
+                "new_base": self.new_base.to_dict() if self.new_base is not None else None,
+                "kind": self.kind,
+                "reason": self.reason,
+                "conflicts": [_conflict_to_dict(c) for c in self.conflicts],
+                "crm_version": self.crm_version,
+                "provider_version": self.provider_version,
+                "cursors": self.cursors,
+            },
+            separators=(",", ":"),
+            default=str,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str) -> PendingOp:
+        data = json.loads(raw)
+        base = data.get("new_base")
+        return cls(
+            op_id=data["op_id"],
+            mapping_id=data.get("mapping_id", ""),
+            crm_id=data.get("crm_id", ""),
+            provider_id=data.get("provider_id", ""),
+            writes=tuple(_write_from_dict(w) for w in data.get("writes", [])),
+            new_base=Contact.from_dict(base) if base is not None else None,
+            kind=data.get("kind", "merge"),
+            reason=data.get("reason", ""),
+            conflicts=tuple(Conflict(**c) for c in data.get("conflicts", [])),
+            crm_version=data.get("crm_version", ""),
+            provider_version=data.get("provider_version", ""),
+            cursors=data.get("cursors", {}),
+        )
+
+
+def _write_to_dict(write: Write) -> dict[str, Any]:
+    return {
+        "side": write.side,
+        "kind": write.kind,
+        "target_id": write.target_id,
+        "version": write.version,
+        "before": write.before.to_dict(),
+        "after": write.after.to_dict(),
+    }
+
+
+def _write_from_dict(data: dict[str, Any]) -> Write:
+    return Write(
+        side=data["side"],
+        kind=data["kind"],
+        target_id=data["target_id"],
+        version=data["version"],
+        before=Contact.from_dict(data["before"]),
+        after=Contact.from_dict(data["after"]),
+    )
+
+
+def _conflict_to_dict(conflict: Conflict) -> dict[str, Any]:
+    return {
+        "field": conflict.field,
+        "winner": conflict.winner,
+        "winner_value": _plain(conflict.winner_value),
+        "loser": conflict.loser,
+        "loser_value": _plain(conflict.loser_value),
+        "reason": conflict.reason,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Conflict values may be tuples of dataclasses (emails ...): make them JSON."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
+    return value

@@ -1,0 +1,94 @@
+"""What a sync pass needs from storage, as an interface.
+
+The DynamoDB implementation lives in ``contactsync.store.dynamo``; unit tests use the in-memory
+one in ``contactsync.sync.memory``. The pass itself never sees PynamoDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from contactsync.engine.plan import MappingState
+from contactsync.sync.ops import PendingOp
+
+SIDES = ("crm", "provider")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    position: str = ""
+    complete: bool = True
+    full: bool = False
+    taken_at: str = ""
+
+
+@dataclass(frozen=True)
+class ConnectionView:
+    """The settings and state a pass reads from the connection item."""
+
+    connection_id: str
+    company_id: str
+    user_id: str
+    provider: str
+    state: str
+    direction: str = "two_way"
+    conflict_policy: str = "newest_wins"
+    phone_region: str = "US"
+    folder_id: str = ""
+    inflight_ops: tuple[str, ...] = ()
+    held: dict[str, Any] | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    kind: str  # write, conflict, unlink, guard, error, duplicate, pass
+    message: str
+    side: str = ""
+    crm_id: str = ""
+    provider_id: str = ""
+    mapping_id: str = ""
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
+
+
+class PassStore(Protocol):
+    def load_connection(self, connection_id: str) -> ConnectionView | None: ...
+
+    def update_connection(self, connection_id: str, **changes: Any) -> None:
+        """Set attributes of the connection item (state, progress, last_error, counts, ...)."""
+        ...
+
+    def acquire_lease(
+        self, connection_id: str, owner: str, now: datetime, seconds: int
+    ) -> bool: ...
+
+    def release_lease(self, connection_id: str, owner: str) -> None: ...
+
+    def cursor(self, connection_id: str, side: str) -> Cursor | None: ...
+
+    def save_cursor(self, connection_id: str, side: str, cursor: Cursor) -> None: ...
+
+    def mapping_for(
+        self, connection_id: str, side: str, contact_id: str
+    ) -> MappingState | None: ...
+
+    def mappings(self, connection_id: str) -> Iterator[MappingState]: ...
+
+    def count_mappings(self, connection_id: str) -> int: ...
+
+    def save_mapping(self, connection_id: str, mapping: MappingState) -> None: ...
+
+    def drop_mapping(self, connection_id: str, mapping_id: str) -> None: ...
+
+    def pending(self, connection_id: str) -> list[PendingOp]: ...
+
+    def save_pending(self, connection_id: str, ops: Sequence[PendingOp]) -> None: ...
+
+    def drop_pending(self, connection_id: str, op_ids: Sequence[str]) -> None: ...
+
+    def audit(self, connection_id: str, entries: Sequence[AuditEntry]) -> None: ...

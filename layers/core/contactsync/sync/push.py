@@ -1,0 +1,189 @@
+"""Provider pushes: Graph change notifications and CRM webhooks become pass requests.
+
+Handlers answer providers fast, so this only authenticates, validates and enqueues: the pass
+itself reads the changes. Nothing here trusts the payload: a notification counts only when its
+subscription is ours and its ``clientState`` matches; a CRM delivery only with the connection's
+basic-auth secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from contactsync.runtime.messages import SyncMessage
+from contactsync.runtime.queue import PassQueue
+
+M = TypeVar("M", bound=BaseModel)
+
+LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+
+
+class PushRejected(Exception):
+    """The push is not ours or not well-formed: answered with ``status`` and nothing enqueued."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same_secret(secret: str, expected_hash: str | None) -> bool:
+    """Constant-time comparison of a presented secret with the stored hash."""
+    if not expected_hash:
+        return False
+    return hmac.compare_digest(secret_hash(secret), expected_hash)
+
+
+# --- Microsoft Graph -------------------------------------------------------------------------
+
+
+class GraphNotification(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    subscription_id: str = Field(alias="subscriptionId", min_length=1, max_length=200)
+    client_state: str = Field(default="", alias="clientState", max_length=256)
+    change_type: str = Field(default="", alias="changeType", max_length=100)
+    lifecycle_event: str = Field(default="", alias="lifecycleEvent", max_length=100)
+
+
+class GraphNotificationBatch(BaseModel):
+    value: list[GraphNotification] = Field(min_length=1, max_length=1000)
+
+
+@dataclass(frozen=True)
+class SubscriptionRecord:
+    subscription_id: str
+    connection_id: str
+    client_state_hash: str
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    accepted: int
+    rejected: int
+    enqueued: int
+
+
+def handle_graph_notifications(
+    body: str | bytes | None,
+    *,
+    find_subscription: Callable[[str], SubscriptionRecord | None],
+    queue: PassQueue,
+    lifecycle: bool = False,
+) -> PushOutcome:
+    batch = _parse(GraphNotificationBatch, body)
+    messages: list[SyncMessage] = []
+    rejected = 0
+    for note in batch.value:
+        record = find_subscription(note.subscription_id)
+        if record is None or not same_secret(note.client_state, record.client_state_hash):
+            rejected += 1
+            continue
+        if lifecycle:
+            if note.lifecycle_event not in LIFECYCLE_EVENTS:
+                rejected += 1
+                continue
+            messages.append(
+                SyncMessage(
+                    connection_id=record.connection_id,
+                    reason="lifecycle",
+                    lifecycle_event=note.lifecycle_event,
+                )
+            )
+        else:
+            messages.append(SyncMessage(connection_id=record.connection_id, reason="provider_push"))
+    if not messages:
+        raise PushRejected(403, "no notification in the request belongs to a known subscription")
+    enqueued = queue.send(messages)
+    return PushOutcome(accepted=len(messages), rejected=rejected, enqueued=enqueued)
+
+
+# --- Pipedrive webhooks ----------------------------------------------------------------------
+
+
+class CrmWebhookMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    action: str = Field(min_length=1, max_length=40)
+    entity: str = Field(min_length=1, max_length=40)
+    entity_id: str | int
+    webhook_id: str | int | None = None
+    timestamp: str | None = Field(default=None, max_length=64)
+
+
+class CrmWebhook(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    meta: CrmWebhookMeta
+    data: dict[str, Any] | None = None
+    previous: dict[str, Any] | None = None
+
+
+def basic_auth(header: str | None) -> tuple[str, str]:
+    if not header or not header.lower().startswith("basic "):
+        raise PushRejected(401, "basic authentication is required")
+    try:
+        raw = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise PushRejected(401, "malformed basic authentication") from exc
+    user, sep, password = raw.partition(":")
+    if not sep:
+        raise PushRejected(401, "malformed basic authentication")
+    return user, password
+
+
+def handle_crm_webhook(
+    body: str | bytes | None,
+    authorization: str | None,
+    *,
+    webhook_secret_hash: Callable[[str], str | None],
+    queue: PassQueue,
+) -> PushOutcome:
+    """The basic-auth user is the connection id; its password the connection's webhook secret."""
+    connection_id, password = basic_auth(authorization)
+    if len(connection_id) > 64 or not same_secret(password, webhook_secret_hash(connection_id)):
+        raise PushRejected(401, "unknown webhook credentials")
+    hook = _parse(CrmWebhook, body)
+    if hook.meta.entity != "person":
+        return PushOutcome(accepted=1, rejected=0, enqueued=0)  # organizations: nothing to do
+    message = SyncMessage(
+        connection_id=connection_id, reason="crm_push", crm_ids=[str(hook.meta.entity_id)]
+    )
+    dedup = f"{hook.meta.webhook_id}:{hook.meta.entity_id}:{hook.meta.timestamp}"
+    enqueued = queue.send([message], dedup_key=dedup if hook.meta.timestamp else None)
+    return PushOutcome(accepted=1, rejected=0, enqueued=enqueued)
+
+
+def _parse(model: type[M], body: str | bytes | None) -> M:
+    if not body:
+        raise PushRejected(400, "the request has no body")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise PushRejected(400, f"malformed payload: {problems}") from exc
+
+
+__all__: Sequence[str] = (
+    "PushOutcome",
+    "PushRejected",
+    "SubscriptionRecord",
+    "handle_crm_webhook",
+    "handle_graph_notifications",
+    "same_secret",
+    "secret_hash",
+)

@@ -1,0 +1,620 @@
+"""One sync pass over one connection: read both sides' changes, plan, save the plan, apply it.
+
+The order is what makes a pass safe to crash at any point (see ARCHITECTURE.md):
+lease → finish pending writes → read changes → plan (pure engine) → guard → save pending writes
+(cursors last) → apply in chunks within the time budget → release. Work left when the budget runs
+out stays pending and the caller queues a continuation.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from contactsync.contacts.model import ALL_FIELDS, Contact
+from contactsync.engine.plan import (
+    UNCHANGED,
+    MappingState,
+    Outcome,
+    PairInput,
+    PassInput,
+    Plan,
+    SyncSettings,
+    Unchanged,
+    Write,
+    plan_pass,
+)
+from contactsync.providers.base import (
+    AuthExpired,
+    ChangePage,
+    ContactDelete,
+    ContactSide,
+    ContactUpdate,
+    CursorExpired,
+    NewContact,
+    ProviderError,
+    RateLimited,
+    RemoteContact,
+    WriteResult,
+)
+from contactsync.runtime.messages import SyncMessage
+from contactsync.sync.ops import CURSOR_OP_ID, PendingOp
+from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor, PassStore
+
+RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
+CHUNK = 50  # pending writes applied per round trip to the store (adapters batch within it)
+
+Status = Literal["done", "continue", "busy", "skipped", "held", "throttled", "needs_reauth"]
+
+
+@dataclass(frozen=True)
+class Sides:
+    crm: ContactSide
+    provider: ContactSide
+
+    def of(self, name: str) -> ContactSide:
+        return self.crm if name == "crm" else self.provider
+
+
+@dataclass
+class PassResult:
+    status: Status
+    message: str = ""
+    retry_after: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class PassContext:
+    """Everything a pass depends on, handed in: no globals, no clock of its own."""
+
+    store: PassStore
+    sides_for: Callable[[ConnectionView], Sides]
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    budget_seconds: float = 60.0
+    lease_seconds: int = 150
+    safety_poll_seconds: int = 3600
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Test hook: called with a point name before each step that can crash ("after_pending",
+    # "after_provider_call", "before_mapping_write", "before_cursor_advance").
+    crash_point: Callable[[str], None] = lambda _point: None
+
+
+def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> PassResult:
+    store = ctx.store
+    conn = store.load_connection(connection_id)
+    if conn is None or conn.state not in RUNNABLE_STATES:
+        return PassResult("skipped", f"connection is {conn.state if conn else 'gone'}")
+    if conn.state == "needs_attention" and message.reason != "confirm":
+        return PassResult("skipped", "waiting for the user to confirm a held pass")
+    now = ctx.clock()
+    if not store.acquire_lease(connection_id, ctx.owner, now, ctx.lease_seconds):
+        return PassResult("busy", "another pass holds the lease")
+    runner = _Pass(conn, message, ctx, time.monotonic() + ctx.budget_seconds)
+    try:
+        return runner.run()
+    except RateLimited as exc:
+        runner.fail(exc)
+        wake = ctx.clock() + timedelta(seconds=max(exc.retry_after, 1.0))
+        store.update_connection(connection_id, next_run_at=wake)
+        return PassResult("throttled", exc.message, retry_after=exc.retry_after)
+    except AuthExpired as exc:
+        runner.fail(exc)
+        store.update_connection(connection_id, state="needs_reauth", next_run_at=None)
+        return PassResult("needs_reauth", exc.message)
+    except ProviderError as exc:
+        runner.fail(exc)
+        raise
+    finally:
+        store.release_lease(connection_id, ctx.owner)
+
+
+class _Pass:
+    def __init__(
+        self, conn: ConnectionView, message: SyncMessage, ctx: PassContext, deadline: float
+    ) -> None:
+        self.conn = conn
+        self.message = message
+        self.ctx = ctx
+        self.store = ctx.store
+        self.deadline = deadline
+        self.sides = ctx.sides_for(conn)
+        self.counts: dict[str, int] = {}
+        self.moved_versions: set[str] = set()
+        self.settings = SyncSettings(
+            direction=conn.direction,  # type: ignore[arg-type]
+            conflict_policy=conn.conflict_policy,  # type: ignore[arg-type]
+            phone_region=conn.phone_region,
+            crm_fields=self.sides.crm.carries,
+            provider_fields=self.sides.provider.carries,
+        )
+
+    @property
+    def cid(self) -> str:
+        return self.conn.connection_id
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def fail(self, exc: ProviderError) -> None:
+        error = {
+            "code": type(exc).__name__,
+            "message": exc.message,
+            "at": self.ctx.clock().isoformat(),
+        }
+        self.store.update_connection(self.cid, last_error=error)
+        self.store.audit(self.cid, [AuditEntry(kind="error", message=exc.message)])
+
+    # --- the pass --------------------------------------------------------------------------
+
+    def run(self) -> PassResult:
+        pending = self.store.pending(self.cid)
+        if pending:
+            if not self.apply(pending, recovering=set(self.conn.inflight_ops)):
+                return self.result("continue", "work left over for the next pass")
+            if self.out_of_time():
+                return self.result("continue", "pending writes finished; changes not read yet")
+
+        full = self.message.full or self.message.reason in ("start", "resync")
+        crm = self.read_side("crm", full)
+        provider = self.read_side("provider", full)
+        crm_hinted = self.sides.crm.fetch(self.message.crm_ids) if self.message.crm_ids else {}
+        for crm_id, remote in crm_hinted.items():
+            if remote is None:
+                crm.deleted.add(crm_id)
+                crm.contacts.pop(crm_id, None)
+            else:
+                crm.contacts[crm_id] = remote
+
+        plan, versions = self.plan(crm, provider)
+        self.record_findings(plan, crm.full and provider.full)
+        if plan.held is not None:
+            return self.hold(plan)
+
+        ops = [
+            PendingOp.from_outcome(seq, outcome, versions.get(outcome.mapping_id, ("", "")))
+            for seq, outcome in enumerate(o for o in plan.outcomes if self.worth_saving(o))
+        ]
+        ops.append(
+            PendingOp(
+                op_id=CURSOR_OP_ID,
+                cursors={"crm": crm.cursor_dict(), "provider": provider.cursor_dict()},
+            )
+        )
+        self.store.save_pending(self.cid, ops)
+        self.ctx.crash_point("after_pending")
+        if self.conn.state == "syncing_initial":
+            self.store.update_connection(
+                self.cid,
+                progress={"phase": "writing", "done": 0, "total": len(ops) - 1},
+            )
+        if not self.apply(ops, recovering=set()):
+            return self.result("continue", "work left over for the next pass")
+        return self.result("done", "pass complete")
+
+    def result(self, status: Status, message: str) -> PassResult:
+        if status == "continue":
+            return PassResult(status, message, counts=self.counts)
+        now = self.ctx.clock()
+        changes: dict[str, Any] = {
+            "last_success_at": now.isoformat(),
+            "last_error": None,
+            "next_run_at": now + timedelta(seconds=self.ctx.safety_poll_seconds),
+        }
+        if self.conn.state in ("syncing_initial", "needs_attention"):
+            changes["state"] = "active"
+            changes["held"] = None
+            changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
+        changes["mapped_count"] = self.store.count_mappings(self.cid)
+        self.store.update_connection(self.cid, **changes)
+        return PassResult(status, message, counts=self.counts)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read_side(self, name: str, full: bool) -> _SideChanges:
+        side = self.sides.of(name)
+        cursor = self.store.cursor(self.cid, name)
+        position: str | None = None
+        if cursor is not None and cursor.position and not full:
+            position = cursor.position
+        changes = _SideChanges()
+        expired_once = False
+        while True:
+            try:
+                page: ChangePage = side.read(position)
+            except CursorExpired:
+                if expired_once:
+                    raise
+                expired_once = True
+                self.store.audit(
+                    self.cid,
+                    [
+                        AuditEntry(
+                            kind="pass",
+                            side=name,
+                            message=f"the {name} sync cursor expired: full re-listing, "
+                            "re-matched against existing links",
+                        )
+                    ],
+                )
+                changes = _SideChanges()
+                position = None
+                continue
+            changes.add(page)
+            position = page.position
+            if page.complete:
+                break
+        if changes.full:
+            self.find_missing(name, changes)
+        self.counts[f"{name}_read"] = len(changes.contacts) + len(changes.deleted)
+        return changes
+
+    def find_missing(self, name: str, changes: _SideChanges) -> None:
+        """A full listing omits contacts that were deleted or left scope: ask for each mapped one
+        we did not see, so a missed delete is caught (and a missed scope change too)."""
+        missing = []
+        for mapping in self.store.mappings(self.cid):
+            contact_id = mapping.crm_id if name == "crm" else mapping.provider_id
+            if contact_id and contact_id not in changes.contacts:
+                missing.append(contact_id)
+        if not missing:
+            return
+        found = self.sides.of(name).fetch(missing)
+        for contact_id in missing:
+            remote = found.get(contact_id)
+            if remote is None:
+                changes.deleted.add(contact_id)
+            else:
+                changes.contacts[contact_id] = remote
+
+    # --- planning --------------------------------------------------------------------------
+
+    def plan(
+        self, crm: _SideChanges, provider: _SideChanges
+    ) -> tuple[Plan, dict[str, tuple[str, str]]]:
+        pairs: dict[str, list[Any]] = {}
+        unmapped: dict[str, list[RemoteContact]] = {"crm": [], "provider": []}
+        for name, changes in (("crm", crm), ("provider", provider)):
+            slot = 1 if name == "crm" else 2
+            items: list[tuple[str, RemoteContact | None]] = [
+                *changes.contacts.items(),
+                *((d, None) for d in changes.deleted),
+            ]
+            for contact_id, remote in items:
+                mapping = self.store.mapping_for(self.cid, name, contact_id)
+                if mapping is None:
+                    if remote is not None:
+                        unmapped[name].append(remote)
+                    continue
+                entry = pairs.setdefault(mapping.mapping_id, [mapping, UNCHANGED, UNCHANGED])
+                entry[slot] = remote
+        pair_inputs = [PairInput(mapping=m, crm=c, provider=p) for m, c, p in pairs.values()]
+        versions = {
+            m.mapping_id: (_version(c, m.crm_version), _version(p, m.provider_version))
+            for m, c, p in pairs.values()
+        }
+        self.moved_versions = {
+            m.mapping_id
+            for m, _, _ in pairs.values()
+            if versions[m.mapping_id] != (m.crm_version, m.provider_version)
+        }
+        mapped_total = self.store.count_mappings(self.cid)
+        plan = plan_pass(
+            PassInput(
+                settings=self.settings,
+                pairs=pair_inputs,
+                unmapped_crm=unmapped["crm"],
+                unmapped_provider=unmapped["provider"],
+                mapped_total=mapped_total,
+                full_listing=crm.full and provider.full,
+                confirmed=self.message.reason == "confirm",
+            ),
+            new_mapping_id=self.ctx.new_id,
+        )
+        # Versions of contacts that are linked or created now: known from what was read.
+        by_id = {("crm", r.id): r for r in unmapped["crm"]}
+        by_id.update({("provider", r.id): r for r in unmapped["provider"]})
+        for outcome in plan.outcomes:
+            if outcome.mapping_id not in versions:
+                crm_remote = by_id.get(("crm", outcome.crm_id))
+                prv_remote = by_id.get(("provider", outcome.provider_id))
+                versions[outcome.mapping_id] = (
+                    crm_remote.version if crm_remote else "",
+                    prv_remote.version if prv_remote else "",
+                )
+        return plan, versions
+
+    def worth_saving(self, outcome: Outcome) -> bool:
+        """A no-op still updates the mapping when a side's version moved (a formatting-only
+        edit), or the next conditional write would be refused as stale."""
+        return (
+            bool(outcome.writes)
+            or outcome.kind != "noop"
+            or outcome.mapping_id in self.moved_versions
+        )
+
+    def record_findings(self, plan: Plan, full_listing: bool) -> None:
+        """Duplicate candidates and contacts left alone, in the audit log, so 'explain' can
+        answer for them. Only on full listings: incremental passes would repeat them."""
+        if not full_listing:
+            return
+        entries = [
+            AuditEntry(
+                kind="duplicate",
+                message=d.reason,
+                details={
+                    "crm_ids": list(d.crm_ids),
+                    "provider_ids": list(d.provider_ids),
+                    "key": d.key,
+                },
+            )
+            for d in plan.duplicates
+        ]
+        self.counts["duplicates"] = len(plan.duplicates)
+        self.counts["skipped"] = len(plan.skipped)
+        if entries:
+            self.store.audit(self.cid, entries)
+
+    def hold(self, plan: Plan) -> PassResult:
+        assert plan.held is not None
+        held = {
+            "creates": plan.held.creates,
+            "deletes": plan.held.deletes,
+            "mapped_total": plan.held.mapped_total,
+            "message": plan.held.message,
+            "at": self.ctx.clock().isoformat(),
+        }
+        self.store.update_connection(self.cid, state="needs_attention", held=held, next_run_at=None)
+        self.store.audit(self.cid, [AuditEntry(kind="guard", message=plan.held.message)])
+        return PassResult("held", plan.held.message)
+
+    # --- applying --------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[PendingOp], *, recovering: set[str]) -> bool:
+        """Apply pending writes in order, a chunk at a time. False when time ran out."""
+        ordered = sorted(ops, key=lambda o: o.op_id)
+        work = [o for o in ordered if not o.is_cursor_op]
+        cursor_ops = [o for o in ordered if o.is_cursor_op]
+        done = 0
+        for start in range(0, len(work), CHUNK):
+            if self.out_of_time():
+                return False
+            chunk = work[start : start + CHUNK]
+            self.store.update_connection(self.cid, inflight_ops=[o.op_id for o in chunk])
+            self.apply_chunk(chunk, recovering)
+            done += len(chunk)
+            if self.conn.state == "syncing_initial":
+                progress = self.conn.progress or {}
+                self.store.update_connection(
+                    self.cid,
+                    inflight_ops=[],
+                    progress={
+                        "phase": "writing",
+                        "done": int(progress.get("done", 0)) + done,
+                        "total": int(progress.get("total", 0)) or len(work),
+                    },
+                )
+            else:
+                self.store.update_connection(self.cid, inflight_ops=[])
+        for op in cursor_ops:
+            self.ctx.crash_point("before_cursor_advance")
+            for side_name, fields in op.cursors.items():
+                self.store.save_cursor(self.cid, side_name, Cursor(**fields))
+            self.store.drop_pending(self.cid, [op.op_id])
+        return True
+
+    def apply_chunk(self, chunk: Sequence[PendingOp], recovering: set[str]) -> None:
+        results: dict[tuple[str, str], WriteResult] = {}
+        retry_error: ProviderError | None = None
+        for side_name in ("crm", "provider"):
+            try:
+                results.update(self.send(side_name, chunk, recovering))
+            except (RateLimited, AuthExpired) as exc:
+                retry_error = exc
+                break
+        self.ctx.crash_point("after_provider_call")
+        finished: list[str] = []
+        audit: list[AuditEntry] = []
+        for op in chunk:
+            op_results = [results.get((op.op_id, w.side)) for w in op.writes]
+            if any(r is None for r in op_results):
+                continue  # not sent (the side stopped us): stays pending
+            outcome = [r for r in op_results if r is not None]
+            if any(r.error is not None and r.error.retryable for r in outcome):
+                if retry_error is None and (err := _first_error(outcome)) is not None:
+                    retry_error = err
+                continue
+            self.ctx.crash_point("before_mapping_write")
+            audit.extend(self.finish(op, outcome))
+            finished.append(op.op_id)
+        if audit:
+            self.store.audit(self.cid, audit)
+        if finished:
+            self.store.drop_pending(self.cid, finished)
+        if retry_error is not None:
+            raise retry_error
+
+    def send(
+        self, side_name: str, chunk: Sequence[PendingOp], recovering: set[str]
+    ) -> dict[tuple[str, str], WriteResult]:
+        side = self.sides.of(side_name)
+        out: dict[tuple[str, str], WriteResult] = {}
+        creates: list[tuple[PendingOp, Write]] = []
+        updates: list[tuple[PendingOp, Write]] = []
+        deletes: list[tuple[PendingOp, Write]] = []
+        for op in chunk:
+            for write in op.writes:
+                if write.side != side_name:
+                    continue
+                if write.kind == "create":
+                    if op.op_id in recovering:
+                        # The last attempt may have created it before crashing: look for our tag.
+                        found = side.find_tagged(op.mapping_id)
+                        if found is not None:
+                            out[(op.op_id, side_name)] = WriteResult(key=found.id, remote=found)
+                            continue
+                    creates.append((op, write))
+                elif write.kind == "update":
+                    updates.append((op, write))
+                else:
+                    deletes.append((op, write))
+        if creates:
+            made = side.create(
+                [NewContact(tag=op.mapping_id, contact=w.after) for op, w in creates]
+            )
+            for (op, _), result in zip(creates, made, strict=True):
+                out[(op.op_id, side_name)] = result
+        if updates:
+            changed = side.update(
+                [
+                    ContactUpdate(id=w.target_id, version=w.version, before=w.before, after=w.after)
+                    for _, w in updates
+                ]
+            )
+            for (op, _), result in zip(updates, changed, strict=True):
+                out[(op.op_id, side_name)] = result
+        if deletes:
+            gone = side.delete(
+                [ContactDelete(id=w.target_id, version=w.version) for _, w in deletes]
+            )
+            for (op, _), result in zip(deletes, gone, strict=True):
+                out[(op.op_id, side_name)] = result
+        self.counts[f"{side_name}_writes"] = self.counts.get(f"{side_name}_writes", 0) + len(out)
+        return out
+
+    def finish(self, op: PendingOp, results: Sequence[WriteResult]) -> list[AuditEntry]:
+        """Record what a pending write achieved: ids, versions, the new base, the audit."""
+        ids = {"crm": op.crm_id, "provider": op.provider_id}
+        versions = {"crm": op.crm_version, "provider": op.provider_version}
+        audit: list[AuditEntry] = []
+        failed = False
+        for write, result in zip(op.writes, results, strict=True):
+            if result.error is not None:
+                failed = True
+                audit.append(
+                    AuditEntry(
+                        kind="error",
+                        side=write.side,
+                        crm_id=ids["crm"],
+                        provider_id=ids["provider"],
+                        mapping_id=op.mapping_id,
+                        message=f"{write.kind} on {write.side} failed: {result.error.message}",
+                    )
+                )
+                continue
+            if result.remote is not None:
+                ids[write.side] = result.remote.id or ids[write.side]
+                versions[write.side] = result.remote.version
+            if write.kind == "delete":
+                ids[write.side] = ""
+            audit.append(
+                AuditEntry(
+                    kind="write",
+                    side=write.side,
+                    crm_id=ids["crm"],
+                    provider_id=ids["provider"],
+                    mapping_id=op.mapping_id,
+                    message=f"{write.kind} on {write.side}"
+                    + (f": {op.reason}" if op.reason else ""),
+                    before=write.before.to_dict() if write.kind != "create" else None,
+                    after=write.after.to_dict() if write.kind != "delete" else None,
+                )
+            )
+            self.counts[f"{write.side}_{write.kind}s"] = (
+                self.counts.get(f"{write.side}_{write.kind}s", 0) + 1
+            )
+        for conflict in op.conflicts:
+            audit.append(
+                AuditEntry(
+                    kind="conflict",
+                    mapping_id=op.mapping_id,
+                    crm_id=ids["crm"],
+                    provider_id=ids["provider"],
+                    message=f"{conflict.field}: {conflict.reason}",
+                    details={
+                        "field": conflict.field,
+                        "winner": conflict.winner,
+                        "loser": conflict.loser,
+                        "loser_value": _jsonable(conflict.loser_value),
+                        "winner_value": _jsonable(conflict.winner_value),
+                    },
+                )
+            )
+        if op.kind == "unlink":
+            audit.append(
+                AuditEntry(
+                    kind="unlink",
+                    mapping_id=op.mapping_id,
+                    crm_id=ids["crm"],
+                    provider_id=ids["provider"],
+                    message=op.reason or "left the sync scope",
+                )
+            )
+        new_base = op.new_base
+        if failed:
+            # Keep the old agreement so the next pass tries the failed write again; a brand-new
+            # link gets an empty base, which merges both sides afresh next time.
+            prior = self.store.mapping_for(self.cid, "crm", op.crm_id) if op.crm_id else None
+            new_base = prior.base if prior is not None else Contact()
+        if new_base is None or not ids["crm"] or not ids["provider"]:
+            if op.crm_id and op.provider_id:
+                self.store.drop_mapping(self.cid, op.mapping_id)
+        else:
+            self.store.save_mapping(
+                self.cid,
+                MappingState(
+                    mapping_id=op.mapping_id,
+                    crm_id=ids["crm"],
+                    provider_id=ids["provider"],
+                    base=new_base.only(set(ALL_FIELDS)),
+                    crm_version=versions["crm"],
+                    provider_version=versions["provider"],
+                ),
+            )
+        return audit
+
+
+@dataclass
+class _SideChanges:
+    contacts: dict[str, RemoteContact] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    position: str = ""
+    full: bool = False
+
+    def add(self, page: ChangePage) -> None:
+        for remote in page.contacts:
+            self.contacts[remote.id] = remote
+            self.deleted.discard(remote.id)
+        for contact_id in page.deleted:
+            self.contacts.pop(contact_id, None)
+            self.deleted.add(contact_id)
+        self.position = page.position
+        self.full = self.full or page.full
+
+    def cursor_dict(self) -> dict[str, Any]:
+        taken = datetime.now(UTC).isoformat()
+        return {"position": self.position, "complete": True, "full": self.full, "taken_at": taken}
+
+
+def _version(remote: RemoteContact | None | Unchanged, stored: str) -> str:
+    return remote.version if isinstance(remote, RemoteContact) else stored
+
+
+def _first_error(results: Sequence[WriteResult]) -> ProviderError | None:
+    for result in results:
+        if result.error is not None and result.error.retryable:
+            return result.error
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
+    return value

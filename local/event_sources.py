@@ -1,0 +1,152 @@
+"""What AWS does between the queue, the clock and our functions, done locally.
+
+- ``QueuePoller`` is the SQS event source mapping: it long-polls the sync queue, hands batches to
+  the reconciler as SQS events, deletes what succeeded and leaves reported failures on the queue
+  (they come back after a visibility timeout, and after maxReceiveCount go to the DLQ).
+- ``ScheduleTicker`` is the EventBridge schedule: it invokes the scheduler with a scheduled event.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from local.lambda_runtime import LambdaContext
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class QueuePoller:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        handler: Handler,
+        *,
+        batch_size: int = 10,
+        retry_visibility: int = 2,
+        function_name: str = "ReconcilerFunction",
+    ) -> None:
+        self._sqs = sqs
+        self._url = queue_url
+        self._handler = handler
+        self._batch = batch_size
+        self._retry_visibility = retry_visibility
+        self._function = function_name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
+        self.invocations = 0
+        self.errors: list[str] = []
+
+    def start(self) -> QueuePoller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        arn = f"arn:aws:sqs:us-east-1:000000000000:{self._url.rsplit('/', 1)[-1]}"
+        while not self._stop.is_set():
+            try:
+                received = self._sqs.receive_message(
+                    QueueUrl=self._url,
+                    MaxNumberOfMessages=self._batch,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                    MessageSystemAttributeNames=["All"],
+                )
+            except Exception as exc:  # the emulator went away while stopping
+                if not self._stop.is_set():
+                    self.errors.append(repr(exc))
+                    time.sleep(0.5)
+                continue
+            messages = received.get("Messages", [])
+            if messages:
+                self.poll_once(messages, arn)
+
+    def poll_once(self, messages: list[dict[str, Any]], arn: str) -> None:
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+        self.invocations += 1
+        try:
+            result = self._handler(
+                {"Records": records}, LambdaContext(function_name=self._function)
+            )
+            failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+        except Exception as exc:  # a crashed invocation: the whole batch comes back
+            self.errors.append(repr(exc))
+            failed = {m["MessageId"] for m in messages}
+        for message in messages:
+            if message["MessageId"] in failed:
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self._retry_visibility,
+                )
+            else:
+                self._sqs.delete_message(
+                    QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+
+def scheduled_event(now: datetime | None = None) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "000000000000",
+        "time": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:000000000000:rule/contactsync-schedule"],
+        "detail": {},
+    }
+
+
+class ScheduleTicker:
+    def __init__(self, handler: Handler, *, every_seconds: float = 60.0) -> None:
+        self._handler = handler
+        self._every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="schedule", daemon=True)
+        self.errors: list[str] = []
+
+    def start(self) -> ScheduleTicker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def tick(self) -> Any:
+        return self._handler(scheduled_event(), LambdaContext(function_name="SchedulerFunction"))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self.tick()
+            except Exception as exc:
+                self.errors.append(repr(exc))
+
+
