@@ -1,0 +1,150 @@
+"""The whole service on this machine: AWS emulators, provider sandboxes, the API and the workers.
+
+``start_stack()`` is what ``make run`` and the end-to-end tests use. Everything listens on
+127.0.0.1, on ports the OS picks (the API on 3000 for ``make run``), and ``stop()`` ends it all.
+The Lambda handlers run in this process, invoked as AWS would invoke them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.aws import LocalAws, start_local_aws
+from local.event_sources import QueuePoller, ScheduleTicker
+from local.gateway import build_gateway
+from local.issuer import LocalIssuer
+from local.lambda_runtime import handler_for
+from sandbox.graph.running import RunningGraph, start_graph_sandbox
+from sandbox.pipedrive import RunningPipedrive, start_pipedrive_sandbox
+from sandbox.server import RunningServer, free_port, start
+
+
+@dataclass
+class LocalStack:
+    aws: LocalAws
+    graph: RunningGraph
+    pipedrive: RunningPipedrive
+    issuer: LocalIssuer
+    api: RunningServer
+    poller: QueuePoller
+    ticker: ScheduleTicker
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    def token(self, user_id: int | str, company_id: int | str, *, role: str = "user") -> str:
+        return self.issuer.token(user_id=str(user_id), company_id=str(company_id), role=role)
+
+    def stop(self) -> None:
+        for part in (self.ticker, self.poller, self.api, self.graph, self.pipedrive):
+            try:
+                part.stop()
+            except Exception:  # noqa: S112 - stopping everything matters more than one failure
+                continue
+        self.aws.stop()
+
+
+def _reset_cached_wiring() -> None:
+    """Handlers build their clients once per cold start: a new stack is a new cold start."""
+    from contactsync.runtime import settings, wiring  # noqa: PLC0415
+
+    settings.get_settings.cache_clear()
+    for builder in (wiring.bind_store, wiring.build_queue, wiring.build_wiring, wiring.build_passes):
+        builder.cache_clear()
+    from functions.admin_api import app as admin_app  # noqa: PLC0415
+
+    admin_app.service.cache_clear()
+
+
+def start_stack(
+    *,
+    api_port: int | None = None,
+    workdir: Path | None = None,
+    schedule_every: float = 60.0,
+    pass_budget_seconds: float = 20.0,
+    extra_env: dict[str, str] | None = None,
+) -> LocalStack:
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="contactsync-stack-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    aws = start_local_aws()
+    graph = pipedrive = None
+    try:
+        graph = start_graph_sandbox(workdir / "graph")
+        pipedrive = start_pipedrive_sandbox()
+        port = api_port or free_port()
+        env = {
+            **aws.env(),
+            "STAGE": "local",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "MICROSOFT_CLIENT_ID": graph.client_id,
+            "MICROSOFT_CLIENT_SECRET": graph.client_secret,
+            "MICROSOFT_AUTHORITY": graph.authority,
+            "MICROSOFT_CA_BUNDLE": graph.ca_bundle,
+            "GRAPH_BASE_URL": graph.graph_url,
+            "PIPEDRIVE_BASE_URL": pipedrive.url,
+            "PIPEDRIVE_OAUTH_URL": pipedrive.url,
+            "PIPEDRIVE_CLIENT_ID": pipedrive.client_id,
+            "PIPEDRIVE_CLIENT_SECRET": pipedrive.client_secret,
+            "PASS_BUDGET_SECONDS": str(pass_budget_seconds),
+            "POWERTOOLS_SERVICE_NAME": "contactsync",
+            "POWERTOOLS_METRICS_NAMESPACE": "contactsync",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            **(extra_env or {}),
+        }
+        os.environ.update(env)
+        _reset_cached_wiring()
+        issuer = LocalIssuer()
+        api = start(build_gateway(issuer.check), port=port)
+        sqs = aws.client("sqs")
+        poller = QueuePoller(sqs, aws.queue_url, handler_for("ReconcilerFunction")).start()
+        ticker = ScheduleTicker(
+            handler_for("SchedulerFunction"), every_seconds=schedule_every
+        ).start()
+    except BaseException:
+        for part in (graph, pipedrive):
+            if part is not None:
+                part.stop()
+        aws.stop()
+        raise
+    return LocalStack(
+        aws=aws,
+        graph=graph,
+        pipedrive=pipedrive,
+        issuer=issuer,
+        api=api,
+        poller=poller,
+        ticker=ticker,
+        workdir=workdir,
+        env=env,
+    )
+
+
+def describe(stack: LocalStack, tokens: dict[str, str]) -> dict[str, Any]:
+    """What ``.local/stack.json`` holds for scripts and people driving the running stack."""
+    return {
+        "api": stack.api_url,
+        "openapi": f"{stack.api_url}/openapi.json",
+        "docs": f"{stack.api_url}/docs",
+        "sandboxes": {
+            "pipedrive": stack.pipedrive.url,
+            "pipedrive_control": f"{stack.pipedrive.url}/_sandbox",
+            "graph": stack.graph.graph_url,
+            "graph_control": stack.graph.control_url,
+            "microsoft_identity": stack.graph.authority,
+        },
+        "aws": {
+            "dynamodb": stack.aws.dynamodb_url,
+            "sqs_kms": stack.aws.moto_url,
+            "table": stack.aws.table_name,
+            "queue": stack.aws.queue_url,
+        },
+        "tokens": tokens,
+    }

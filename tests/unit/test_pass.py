@@ -1,0 +1,163 @@
+"""A sync pass over in-memory sides and store: ordering, crash recovery, cursors, guard."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from contactsync.contacts.model import Contact, Email, Phone
+from contactsync.providers.base import RateLimited
+from contactsync.runtime.messages import SyncMessage
+from contactsync.sync.memory import InMemorySide, InMemoryStore
+from contactsync.sync.reconcile import PassContext, Sides, run_pass
+
+CID = "conn1"
+
+
+class Crash(Exception):
+    pass
+
+
+def person(name: str, email: str, phone: str = "") -> Contact:
+    given, family = name.split(" ", 1)
+    return Contact(
+        given_name=given,
+        family_name=family,
+        emails=(Email(email, primary=True),),
+        phones=(Phone(phone, primary=True),) if phone else (),
+    )
+
+
+@pytest.fixture
+def world() -> tuple[InMemoryStore, InMemorySide, InMemorySide]:
+    store = InMemoryStore()
+    store.add_connection(CID, state="syncing_initial")
+    return store, InMemorySide(name="crm"), InMemorySide(name="provider")
+
+
+def context(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: object) -> PassContext:
+    ids = (f"m{i}" for i in itertools.count(1))
+    return PassContext(
+        store=store,
+        sides_for=lambda _view: Sides(crm=crm, provider=provider),
+        new_id=lambda: next(ids),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def start(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: object) -> str:
+    return run_pass(CID, SyncMessage(connection_id=CID, reason="start"), context(store, crm, provider, **kw)).status
+
+
+def poll(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: object) -> str:
+    return run_pass(CID, SyncMessage(connection_id=CID, reason="schedule"), context(store, crm, provider, **kw)).status
+
+
+def emails(side: InMemorySide) -> list[str]:
+    return sorted(e.value.lower() for c in side.contacts.values() for e in c.contact.emails)
+
+
+def test_initial_sync_links_matches_and_creates_the_rest(world) -> None:
+    # Given a person on both sides with the same email, and one only on each side
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com", "+1 415 555 0100"))
+    provider.put(person("Ann Lee", "ANN@x.com ", "(415) 555-0100"))
+    crm.put(person("Bob Moss", "bob@x.com"))
+    provider.put(person("Cleo Park", "cleo@x.com"))
+    # When the first pass runs
+    assert start(store, crm, provider) == "done"
+    # Then each side has all three people once, and three mappings exist
+    assert emails(crm) == ["ann@x.com", "bob@x.com", "cleo@x.com"]
+    assert len(provider.contacts) == 3
+    assert store.count_mappings(CID) == 3
+    assert store.connections[CID]["state"] == "active"
+    # And a second pass writes nothing (formatting-only differences do not echo)
+    writes_before = dict(crm.calls), dict(provider.calls)
+    assert poll(store, crm, provider) == "done"
+    for side, before in zip((crm, provider), writes_before, strict=True):
+        for call in ("create", "update", "delete"):
+            assert side.calls.get(call, 0) == before.get(call, 0)
+
+
+def test_an_edit_flows_to_the_other_side(world) -> None:
+    store, crm, provider = world
+    remote = provider.put(person("Ann Lee", "ann@x.com"))
+    start(store, crm, provider)
+    # When the provider contact gets a job title
+    provider.put(remote.contact.with_fields(job_title="CTO"), contact_id=remote.id)
+    poll(store, crm, provider)
+    # Then the CRM copy has it
+    (crm_copy,) = crm.contacts.values()
+    assert crm_copy.contact.job_title == "CTO"
+
+
+@pytest.mark.parametrize(
+    "point", ["after_pending", "after_provider_call", "before_mapping_write", "before_cursor_advance"]
+)
+def test_a_crash_at_any_point_is_finished_by_the_next_pass_without_duplicates(world, point) -> None:
+    # Given ten CRM persons and an empty address book
+    store, crm, provider = world
+    for i in range(10):
+        crm.put(person(f"P {i}", f"p{i}@x.com"))
+
+    def crash(at: str) -> None:
+        if at == point:
+            raise Crash(at)
+
+    # When the first pass crashes at the injected point
+    with pytest.raises(Crash):
+        start(store, crm, provider, crash_point=crash)
+    store.leases.clear()  # the crashed invocation's lease would expire
+    # And the message is redelivered
+    assert start(store, crm, provider) == "done"
+    # Then every person exists exactly once on the provider side, each mapped once
+    assert sorted(emails(provider)) == [f"p{i}@x.com" for i in range(10)]
+    assert store.count_mappings(CID) == 10
+    assert not store.pending(CID)
+
+
+def test_rate_limit_leaves_the_work_pending_and_schedules_a_retry(world) -> None:
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    original = provider.create
+
+    def throttled(items):  # the provider says "slow down" once
+        provider.create = original
+        raise RateLimited("slow down", retry_after=30)
+
+    provider.create = throttled  # type: ignore[method-assign]
+    assert start(store, crm, provider) == "throttled"
+    assert store.pending(CID)  # the create is still pending, the cursor did not move
+    assert store.cursor(CID, "crm") is None
+    assert store.connections[CID]["next_run_at"] is not None
+    # When the scheduler brings it back
+    assert poll(store, crm, provider) == "done"
+    assert emails(provider) == ["ann@x.com"]
+    assert not store.pending(CID)
+
+
+def test_a_mass_delete_is_held_for_confirmation(world) -> None:
+    store, crm, provider = world
+    for i in range(40):
+        crm.put(person(f"P {i}", f"p{i}@x.com"))
+    start(store, crm, provider)
+    # When 30 of 40 provider contacts disappear at once
+    for contact_id in list(provider.contacts)[:30]:
+        provider.remove(contact_id)
+    assert poll(store, crm, provider) == "held"
+    # Then nothing was deleted in the CRM and the connection waits for the user
+    assert len(crm.contacts) == 40
+    assert store.connections[CID]["state"] == "needs_attention"
+    # And after confirmation the deletes go through
+    confirmed = run_pass(CID, SyncMessage(connection_id=CID, reason="confirm"), context(store, crm, provider))
+    assert confirmed.status == "done"
+    assert len(crm.contacts) == 10
+
+
+def test_a_stopped_connection_is_not_synced(world) -> None:
+    store, crm, provider = world
+    store.update_connection(CID, state="stopped")
+    crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "skipped"
+    assert not provider.contacts
