@@ -41,7 +41,9 @@ class DemoData:
     not_owned_email: str
 
 
-def seed(stack: LocalStack, *, persons: int = 300, contacts: int = 300) -> tuple[DemoUser, DemoData]:
+def seed(
+    stack: LocalStack, *, persons: int = 300, contacts: int = 300
+) -> tuple[DemoUser, DemoData]:
     pd = stack.pipedrive.sandbox
     company = pd.add_company("Acme Demo")
     user = pd.add_user(company, "Dana Demo", "dana@acme.example")
@@ -58,19 +60,23 @@ def seed(stack: LocalStack, *, persons: int = 300, contacts: int = 300) -> tuple
     # People who exist on both sides: they must be linked, not duplicated.
     same_email = [f"shared.{i}@partner.example" for i in range(20)]
     for i, email in enumerate(same_email):
-        _crm_person(stack, user, f"Shared Person{i}", email, "+1 415 555 01%02d" % i)
-        _outlook_contact(stack, graph_user, folder, f"Shared", f"Person{i}", email, "")
+        _crm_person(stack, user, f"Shared Person{i}", email, f"+1 415 555 01{i:02d}")
+        _outlook_contact(stack, (graph_user, folder), ("Shared", f"Person{i}"), email, "")
     # The same phone written two ways: normalised equal, so nothing echoes back and forth.
     reformatted = "(415) 555-0199"
     _crm_person(stack, user, "Phone Format", "phone.format@partner.example", "+14155550199")
     _outlook_contact(
-        stack, graph_user, folder, "Phone", "Format", "phone.format@partner.example", reformatted
+        stack,
+        (graph_user, folder),
+        ("Phone", "Format"),
+        "phone.format@partner.example",
+        reformatted,
     )
     # Two CRM persons with one email and one Outlook contact with it: ambiguous, left for review.
     ambiguous = "twice@partner.example"
     _crm_person(stack, user, "Twin One", ambiguous, "")
     _crm_person(stack, user, "Twin Two", ambiguous, "")
-    _outlook_contact(stack, graph_user, folder, "Twin", "Outlook", ambiguous, "")
+    _outlook_contact(stack, (graph_user, folder), ("Twin", "Outlook"), ambiguous, "")
     # Someone else's person: not synced, whatever happens.
     not_owned = "not.mine@partner.example"
     _crm_person(stack, other, "Not Mine", not_owned, "")
@@ -109,8 +115,10 @@ def _crm_person(stack: LocalStack, owner: int, name: str, email: str, phone: str
 
 
 def _outlook_contact(
-    stack: LocalStack, user: str, folder: str, given: str, family: str, email: str, phone: str
+    stack: LocalStack, where: tuple[str, str], name: tuple[str, str], email: str, phone: str
 ) -> str:
+    user, folder = where
+    given, family = name
     body: dict[str, Any] = {
         "givenName": given,
         "surname": family,

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -29,14 +28,12 @@ class QueuePoller:
         handler: Handler,
         *,
         batch_size: int = 10,
-        retry_visibility: int = 2,
         function_name: str = "ReconcilerFunction",
     ) -> None:
         self._sqs = sqs
         self._url = queue_url
         self._handler = handler
         self._batch = batch_size
-        self._retry_visibility = retry_visibility
         self._function = function_name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
@@ -97,15 +94,9 @@ class QueuePoller:
             failed = {m["MessageId"] for m in messages}
         for message in messages:
             if message["MessageId"] in failed:
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=self._retry_visibility,
-                )
+                continue  # back on the queue when its visibility timeout ends, as in AWS
             else:
-                self._sqs.delete_message(
-                    QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"]
-                )
+                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
 
 
 def scheduled_event(now: datetime | None = None) -> dict[str, Any]:
@@ -148,5 +139,3 @@ class ScheduleTicker:
                 self.tick()
             except Exception as exc:
                 self.errors.append(repr(exc))
-
-

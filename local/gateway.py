@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import re
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from local.lambda_runtime import LambdaContext, handler_for
 from local.aws import load_template
+from local.lambda_runtime import LambdaContext, handler_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,7 +121,12 @@ def build_gateway(
             event = _event(request, route, match.groupdict(), body, claims)
             handler = handlers.get(route.function) or handler_for(route.function)
             context = LambdaContext(function_name=route.function)
-            result = await run_in_threadpool(handler, event, context)
+            try:
+                result = await run_in_threadpool(handler, event, context)
+            except Exception:
+                # A crashed invocation: API Gateway answers 500; the traceback goes to the log.
+                traceback.print_exc()
+                return JSONResponse({"message": "Internal Server Error"}, status_code=500)
             return _response(result)
         return JSONResponse({"message": "Not Found"}, status_code=404)
 

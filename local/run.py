@@ -1,6 +1,6 @@
 """``make run``: the whole service locally, a demo user connected, the first sync shown.
 
-    python -m local.run [--demo 0|1] [--port 3000]
+python -m local.run [--demo 0|1] [--port 3000]
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def run_demo(stack: LocalStack, demo: Any, data: Any) -> None:
 def summarize(stack: LocalStack, demo: Any, data: Any, connection_id: str, view: Any) -> None:
     pd = stack.pipedrive.sandbox
     gs = stack.graph.sandbox
-    owned = [p for p in pd.persons.values() if p.owner_id == demo.user_id]
+    owned = [p for p in pd.persons.values() if p.owner_id == demo.user_id and not p.deleted]
     outlook = gs.folder_contacts(demo.graph_user_id, demo.folder_id)
     mapped = int((view.get("counts") or {}).get("mapped", 0))
     print("\nInitial sync finished:", view["state"])
@@ -92,9 +92,11 @@ def summarize(stack: LocalStack, demo: Any, data: Any, connection_id: str, view:
     print("\nTry it:")
     print(
         f"  curl -s -X POST {stack.graph.control_url}/users/{demo.graph_user_id}/contacts/<id> "
-        "-d '{\"jobTitle\": \"CTO\"}'   # edit in Outlook, watch the CRM"
+        '-d \'{"jobTitle": "CTO"}\'   # edit in Outlook, watch the CRM'
     )
-    print(f"  curl -s -H 'authorization: Bearer $TOKEN' {stack.api_url}/connections/{connection_id}")
+    print(
+        f"  curl -s -H 'authorization: Bearer $TOKEN' {stack.api_url}/connections/{connection_id}"
+    )
 
 
 if __name__ == "__main__":

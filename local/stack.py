@@ -56,7 +56,12 @@ def _reset_cached_wiring() -> None:
     from contactsync.runtime import settings, wiring  # noqa: PLC0415
 
     settings.get_settings.cache_clear()
-    for builder in (wiring.bind_store, wiring.build_queue, wiring.build_wiring, wiring.build_passes):
+    for builder in (
+        wiring.bind_store,
+        wiring.build_queue,
+        wiring.build_wiring,
+        wiring.build_passes,
+    ):
         builder.cache_clear()
     from functions.admin_api import app as admin_app  # noqa: PLC0415
 

@@ -14,12 +14,11 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
-
 from contactsync.runtime.observability import logger
 from contactsync.runtime.wiring import build_queue, build_wiring
 from contactsync.sync.connections import Caller, ConnectionService
 from contactsync.sync.errors import ServiceError
+from pydantic import BaseModel, ConfigDict, Field
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.enable_swagger(path="/docs", title="contactsync admin API", version="1.0.0")
@@ -107,7 +106,7 @@ def oauth_callback(
 
 @app.get("/connections")
 def list_connections() -> dict[str, Any]:
-    return {"connections": service().list(caller_from(app.current_event))}
+    return {"connections": service().list_for(caller_from(app.current_event))}
 
 
 @app.get("/connections/<connection_id>")

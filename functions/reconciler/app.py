@@ -16,10 +16,11 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.observability import logger
-from contactsync.runtime.wiring import build_passes
+from contactsync.runtime.wiring import build_passes, build_queue
+
+MAX_BACKOFF_SECONDS = 900
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 _batch: dict[str, SyncMessage] = {}  # connection id -> coalesced message, for the current batch
@@ -32,12 +33,22 @@ def record_handler(record: SQSRecord) -> None:
         return  # a pass over this connection already ran in this batch with this request in it
     _done.add(message.connection_id)
     coalesced = _batch.get(message.connection_id, message)
-    result = build_passes().run(coalesced)
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    try:
+        result = build_passes().run(coalesced)
+    except Exception:
+        # Transient trouble: back off exponentially, then SQS redrive parks it in the DLQ.
+        build_queue().retry_later(record.receipt_handle, min(5 * 2**attempt, MAX_BACKOFF_SECONDS))
+        raise
     logger.info(
         "pass finished",
         extra={"connection_id": message.connection_id, "status": result.status, **result.counts},
     )
+    if result.status == "throttled":
+        build_queue().retry_later(record.receipt_handle, result.retry_after)
+        raise RuntimeError(f"throttled: retry in {result.retry_after:.0f} s")
     if result.status == "busy":
+        build_queue().retry_later(record.receipt_handle, 10)
         raise RuntimeError("another pass holds this connection; retry later")
 
 

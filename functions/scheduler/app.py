@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from contactsync.runtime.observability import logger
 from contactsync.runtime.wiring import bind_store, build_queue
 from contactsync.sync.schedule import enqueue_due

@@ -10,7 +10,6 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from contactsync.runtime.observability import logger
 from contactsync.runtime.wiring import bind_store, build_queue
 from contactsync.sync import push

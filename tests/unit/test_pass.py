@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 from contactsync.contacts.model import Contact, Email, Phone
 from contactsync.providers.base import RateLimited
 from contactsync.runtime.messages import SyncMessage
@@ -36,7 +35,9 @@ def world() -> tuple[InMemoryStore, InMemorySide, InMemorySide]:
     return store, InMemorySide(name="crm"), InMemorySide(name="provider")
 
 
-def context(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: object) -> PassContext:
+def context(
+    store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: object
+) -> PassContext:
     ids = (f"m{i}" for i in itertools.count(1))
     return PassContext(
         store=store,
@@ -47,11 +48,15 @@ def context(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **k
 
 
 def start(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: object) -> str:
-    return run_pass(CID, SyncMessage(connection_id=CID, reason="start"), context(store, crm, provider, **kw)).status
+    return run_pass(
+        CID, SyncMessage(connection_id=CID, reason="start"), context(store, crm, provider, **kw)
+    ).status
 
 
 def poll(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: object) -> str:
-    return run_pass(CID, SyncMessage(connection_id=CID, reason="schedule"), context(store, crm, provider, **kw)).status
+    return run_pass(
+        CID, SyncMessage(connection_id=CID, reason="schedule"), context(store, crm, provider, **kw)
+    ).status
 
 
 def emails(side: InMemorySide) -> list[str]:
@@ -93,7 +98,8 @@ def test_an_edit_flows_to_the_other_side(world) -> None:
 
 
 @pytest.mark.parametrize(
-    "point", ["after_pending", "after_provider_call", "before_mapping_write", "before_cursor_advance"]
+    "point",
+    ["after_pending", "after_provider_call", "before_mapping_write", "before_cursor_advance"],
 )
 def test_a_crash_at_any_point_is_finished_by_the_next_pass_without_duplicates(world, point) -> None:
     # Given ten CRM persons and an empty address book
@@ -150,7 +156,9 @@ def test_a_mass_delete_is_held_for_confirmation(world) -> None:
     assert len(crm.contacts) == 40
     assert store.connections[CID]["state"] == "needs_attention"
     # And after confirmation the deletes go through
-    confirmed = run_pass(CID, SyncMessage(connection_id=CID, reason="confirm"), context(store, crm, provider))
+    confirmed = run_pass(
+        CID, SyncMessage(connection_id=CID, reason="confirm"), context(store, crm, provider)
+    )
     assert confirmed.status == "done"
     assert len(crm.contacts) == 10
 

@@ -13,6 +13,11 @@ from contactsync.runtime.messages import SyncMessage
 class PassQueue(Protocol):
     def send(self, messages: Iterable[SyncMessage], *, dedup_key: str | None = None) -> int: ...
 
+    def retry_later(self, receipt_handle: str, seconds: float) -> None:
+        """Make a received message visible again after ``seconds`` (FIFO queues have no
+        per-message delay: this is how a throttled pass waits without sleeping)."""
+        ...
+
 
 def coalesce(messages: Iterable[SyncMessage]) -> list[SyncMessage]:
     """One message per connection: a burst of changes asks for one pass, not one per change."""
@@ -59,14 +64,25 @@ class SqsPassQueue:
                 raise RuntimeError(f"the sync queue refused {len(result['Failed'])} message(s)")
         return len(batch)
 
+    def retry_later(self, receipt_handle: str, seconds: float) -> None:
+        self._client.change_message_visibility(
+            QueueUrl=self._url,
+            ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(int(seconds + 0.999), 43_200)),
+        )
+
 
 class InMemoryPassQueue:
     """A fake of our own interface for unit tests."""
 
     def __init__(self) -> None:
         self.sent: list[SyncMessage] = []
+        self.delayed: list[tuple[str, float]] = []
 
     def send(self, messages: Iterable[SyncMessage], *, dedup_key: str | None = None) -> int:
         batch = coalesce(messages)
         self.sent.extend(batch)
         return len(batch)
+
+    def retry_later(self, receipt_handle: str, seconds: float) -> None:
+        self.delayed.append((receipt_handle, seconds))

@@ -40,7 +40,7 @@ class DynamoPassStore:
             conflict_policy=conn.conflict_policy,
             phone_region=conn.phone_region,
             folder_id=conn.folder_id or "",
-            inflight_ops=tuple(conn.inflight_ops or ()),
+            inflight_ops=tuple(str(op) for op in conn.inflight_ops or ()),
             held=conn.held_plan,
             progress=dict(conn.progress.as_dict()) if conn.progress else {},
         )

@@ -6,6 +6,7 @@ A user acts on their own connections; a company admin on the company's; nobody a
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -134,9 +135,7 @@ class ConnectionService:
             raise InvalidRequest(f"the sign-in did not complete: {exc}") from exc
         same_account = conn.provider_account_id in (None, grant.account_id)
         changes: dict[str, Any] = {
-            "credentials": self.wiring.vault.seal_json(
-                {"token_cache": grant.token_cache}, context
-            ),
+            "credentials": self.wiring.vault.seal_json({"token_cache": grant.token_cache}, context),
             "oauth_state": None,
             "provider_account_id": grant.account_id,
             "provider_account_email": grant.username,
@@ -152,7 +151,7 @@ class ConnectionService:
             self.queue.send([SyncMessage(connection_id=connection_id, reason="schedule")])
         return {"connected": provider, "connection_id": connection_id}
 
-    def list(self, caller: Caller) -> list[dict[str, Any]]:
+    def list_for(self, caller: Caller) -> list[dict[str, Any]]:
         user = None if caller.is_admin else caller.user_id
         return [self.view(c) for c in repo.list_connections(caller.company_id, user)]
 
@@ -243,14 +242,13 @@ class ConnectionService:
     def _subscribe(self, conn: Any, crm: Any) -> None:
         base = self.wiring.settings.public_base_url
         client_state = secrets.token_urlsafe(32)
-        account = self.wiring.microsoft_account(conn.connection_id)
+        account = self.wiring.microsoft_account(conn.connection_id, conn.folder_id)
         expires = self.clock() + timedelta(minutes=self.wiring.settings.subscription_minutes)
         try:
             sub_id, expires_at = account.create_subscription(
                 notification_url=f"{base}/webhooks/microsoft",
                 lifecycle_url=f"{base}/webhooks/microsoft/lifecycle",
                 client_state=client_state,
-                resource=f"me/contactFolders/{conn.folder_id}/contacts",
                 expires_at=expires,
             )
             password = secrets.token_urlsafe(32)
@@ -276,17 +274,14 @@ class ConnectionService:
     def _unsubscribe(self, conn: Any) -> None:
         account = self.wiring.microsoft_account(conn.connection_id)
         for sub_id in list(conn.subscription_ids or []):
-            try:
+            # If Graph will not answer, the subscription lapses on its own within three days.
+            with contextlib.suppress(ProviderError):
                 account.delete_subscription(sub_id)
-            except ProviderError:
-                pass  # it lapses on its own within three days; our record goes now
             repo.delete_subscription(sub_id)
         crm = self.wiring.crm_side(conn.company_id, conn.user_id)
         for hook_id in list(conn.crm_webhook_ids or []):
-            try:
+            with contextlib.suppress(ProviderError):
                 crm.delete_webhook(hook_id)
-            except ProviderError:
-                pass
         repo.update_connection(
             conn.connection_id,
             subscription_ids=[],

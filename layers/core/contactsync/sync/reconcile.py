@@ -425,7 +425,7 @@ class _Pass:
             if any(r is None for r in op_results):
                 continue  # not sent (the side stopped us): stays pending
             outcome = [r for r in op_results if r is not None]
-            if any(r.error is not None and r.error.retryable for r in outcome):
+            if any(_stops_the_side(r.error) for r in outcome):
                 if retry_error is None and (err := _first_error(outcome)) is not None:
                     retry_error = err
                 continue
@@ -601,13 +601,18 @@ class _SideChanges:
         return {"position": self.position, "complete": True, "full": self.full, "taken_at": taken}
 
 
-def _version(remote: RemoteContact | None | Unchanged, stored: str) -> str:
+def _version(remote: RemoteContact | Unchanged | None, stored: str) -> str:
     return remote.version if isinstance(remote, RemoteContact) else stored
+
+
+def _stops_the_side(error: ProviderError | None) -> bool:
+    """Errors that are about the side, not the contact: the write stays pending."""
+    return error is not None and (error.retryable or isinstance(error, AuthExpired))
 
 
 def _first_error(results: Sequence[WriteResult]) -> ProviderError | None:
     for result in results:
-        if result.error is not None and result.error.retryable:
+        if _stops_the_side(result.error):
             return result.error
     return None
 

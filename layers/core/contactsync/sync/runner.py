@@ -35,7 +35,9 @@ class PassRunner:
     def run(self, message: SyncMessage) -> PassResult:
         result = run_pass(message.connection_id, message, self.context())
         if result.status == "continue":
-            self.queue.send([SyncMessage(connection_id=message.connection_id, reason="continuation")])
+            self.queue.send(
+                [SyncMessage(connection_id=message.connection_id, reason="continuation")]
+            )
         if result.status in ("done", "continue"):
             self.keep_subscription(message)
         return result

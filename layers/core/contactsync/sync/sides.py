@@ -89,8 +89,8 @@ class Wiring:
             )
         raise ValueError(f"unknown provider {provider!r}")
 
-    def microsoft_account(self, connection_id: str) -> MicrosoftContacts:
-        side = self.provider_side(connection_id, "microsoft", "")
+    def microsoft_account(self, connection_id: str, folder_id: str = "") -> MicrosoftContacts:
+        side = self.provider_side(connection_id, "microsoft", folder_id)
         assert isinstance(side, MicrosoftContacts)
         return side
 

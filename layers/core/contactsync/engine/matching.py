@@ -1,0 +1,137 @@
+"""Matching unmapped contacts across the two sides before anything is created.
+
+Keys are tried in order: normalised email, then normalised phone, then the normalised full name
+together with the normalised organisation (only for contacts that have a name). At each key, the
+contacts still unmatched are grouped by the keys they share with the *other* side:
+
+- a group of exactly one CRM contact and one provider contact is a match (a link);
+- any bigger group (one contact matching several, or several on one side sharing the key) is a
+  possible duplicate: nothing in it is linked or created, a person has to decide.
+
+A contact whose first matching key already settled it is never looked at by a later key, so
+matching can never link one contact to two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from contactsync.contacts.model import Contact
+from contactsync.contacts.normalize import email_key, name_key, phone_key
+from contactsync.providers.base import RemoteContact
+
+AMBIGUOUS = "ambiguous match: possible duplicate"
+"""The ``skipped`` reason for every contact of a duplicate candidate."""
+
+
+@dataclass(frozen=True)
+class DuplicateCandidate:
+    crm_ids: tuple[str, ...]
+    provider_ids: tuple[str, ...]
+    key: str  # the shared match key ("email:bob@x.com")
+    reason: str
+
+
+@dataclass(frozen=True)
+class Match:
+    """One CRM contact and one provider contact that are the same person."""
+
+    crm: RemoteContact
+    provider: RemoteContact
+    key: str  # the match key they share
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    matches: tuple[Match, ...]
+    duplicates: tuple[DuplicateCandidate, ...]
+    skipped: tuple[tuple[str, str], ...]  # (contact id, reason): out of scope or ambiguous
+    unmatched_crm: tuple[RemoteContact, ...]  # in scope, nothing like them on the provider side
+    unmatched_provider: tuple[RemoteContact, ...]
+
+
+def _email_keys(contact: Contact, region: str) -> set[str]:
+    return {f"email:{k}" for e in contact.emails if (k := email_key(e.value))}
+
+
+def _phone_keys(contact: Contact, region: str) -> set[str]:
+    return {f"phone:{phone_key(p.value, region)}" for p in contact.phones if p.value.strip()}
+
+
+def _name_keys(contact: Contact, region: str) -> set[str]:
+    name = name_key(contact.full_name)
+    return {f"name:{name}|{name_key(contact.organization)}"} if name else set()
+
+
+MATCH_KEYS: tuple[Callable[[Contact, str], set[str]], ...] = (_email_keys, _phone_keys, _name_keys)
+"""The match keys of a contact, strongest first."""
+
+_Node = tuple[str, str]  # ("crm" | "provider", contact id)
+
+
+def _groups(keys: dict[_Node, set[str]]) -> list[tuple[list[_Node], list[str]]]:
+    """Contacts connected through keys held on both sides, with the keys that connect them."""
+    sides_of_key: dict[str, set[str]] = {}
+    holders: dict[str, list[_Node]] = {}
+    for node, node_keys in keys.items():
+        for key in node_keys:
+            sides_of_key.setdefault(key, set()).add(node[0])
+            holders.setdefault(key, []).append(node)
+    shared = {key for key, sides in sides_of_key.items() if len(sides) == 2}
+    seen: set[_Node] = set()
+    groups: list[tuple[list[_Node], list[str]]] = []
+    for start, start_keys in keys.items():
+        if start in seen or not start_keys & shared:
+            continue
+        nodes, group_keys, todo = [start], [], [start]
+        seen.add(start)
+        while todo:
+            for key in sorted(keys[todo.pop()] & shared):
+                if key in group_keys:
+                    continue
+                group_keys.append(key)
+                for other in holders[key]:
+                    if other not in seen:
+                        seen.add(other)
+                        nodes.append(other)
+                        todo.append(other)
+        groups.append((nodes, group_keys))
+    return groups
+
+
+def match_unmapped(
+    crm: Sequence[RemoteContact], provider: Sequence[RemoteContact], region: str
+) -> MatchResult:
+    """Pair up unmapped contacts one to one; report what is ambiguous or out of scope."""
+    skipped = [
+        (c.id, c.scope_reason or "out of scope") for c in (*crm, *provider) if not c.in_scope
+    ]
+    left: dict[_Node, RemoteContact] = {("crm", c.id): c for c in crm if c.in_scope}
+    left.update({("provider", c.id): c for c in provider if c.in_scope})
+    matches: list[Match] = []
+    duplicates: list[DuplicateCandidate] = []
+    for keys_of in MATCH_KEYS:
+        keys = {node: keys_of(remote.contact, region) for node, remote in left.items()}
+        for nodes, shared in _groups(keys):
+            crm_ids = tuple(node[1] for node in nodes if node[0] == "crm")
+            provider_ids = tuple(node[1] for node in nodes if node[0] == "provider")
+            if len(crm_ids) == 1 and len(provider_ids) == 1:
+                pair = [left[n] for n in (("crm", crm_ids[0]), ("provider", provider_ids[0]))]
+                matches.append(Match(pair[0], pair[1], shared[0]))
+            else:
+                reason = (
+                    f"{len(crm_ids)} CRM and {len(provider_ids)} provider contacts share "
+                    f"{', '.join(shared)}; link them by hand"
+                )
+                duplicates.append(DuplicateCandidate(crm_ids, provider_ids, shared[0], reason))
+                skipped.extend((i, AMBIGUOUS) for i in (*crm_ids, *provider_ids))
+            for node in nodes:
+                del left[node]
+    return MatchResult(
+        matches=tuple(matches),
+        duplicates=tuple(duplicates),
+        skipped=tuple(skipped),
+        unmatched_crm=tuple(r for (side, _), r in left.items() if side == "crm"),
+        unmatched_provider=tuple(r for (side, _), r in left.items() if side == "provider"),
+    )

@@ -1,0 +1,462 @@
+"""The sync plan: what one pass should write, computed first and applied second.
+
+``plan_pass`` is pure. It takes what changed on each side since the last pass (and the mappings
+those contacts belong to) and returns a ``Plan``: one ``Outcome`` per pair, each with at most one
+``Write`` per side and the new base to store. The reconciler applies it, or applies nothing when
+the plan is ``held`` by the mass-change guard.
+
+Direction. A one-way connection never writes the side it does not feed. The merge still runs as
+in two-way, but for the side that cannot be written the new base keeps *that side's* current
+values. So the base stays the truth of what that side holds: the other side's unsent edits keep
+showing as changes against it, and once the direction is switched back to two-way the next pass
+that touches the pair sends them. (Storing the merged result instead would make the stale side
+look "edited back" and undo them.)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from contactsync.contacts.model import ALL_FIELDS, LIST_FIELDS, Contact
+from contactsync.contacts.normalize import (
+    element_identity,
+    element_state,
+    field_key,
+)
+from contactsync.engine.matching import DuplicateCandidate, Match, match_unmapped
+from contactsync.engine.merge import (
+    Conflict,
+    ConflictPolicy,
+    Direction,
+    Side,
+    SyncSettings,
+    merge,
+)
+from contactsync.providers.base import RemoteContact
+
+__all__ = [
+    "UNCHANGED",
+    "Conflict",
+    "ConflictPolicy",
+    "Direction",
+    "DuplicateCandidate",
+    "GuardTrip",
+    "MappingState",
+    "Outcome",
+    "PairInput",
+    "PassInput",
+    "Plan",
+    "Side",
+    "SyncSettings",
+    "Unchanged",
+    "Write",
+    "plan_pair",
+    "plan_pass",
+    "preview",
+]
+
+SIDES: tuple[Side, Side] = ("crm", "provider")
+SIDE_NAMES: dict[Side, str] = {"crm": "the CRM", "provider": "the provider"}
+
+
+@dataclass(frozen=True)
+class MappingState:
+    """What the store keeps per linked pair."""
+
+    mapping_id: str
+    crm_id: str
+    provider_id: str
+    base: Contact  # the canonical snapshot both sides agreed on after the last pass
+    crm_version: str = ""
+    provider_version: str = ""
+
+
+class Unchanged:
+    """The type of ``UNCHANGED``: "this side reported no change" (its state is the base)."""
+
+    _instance: Unchanged | None = None
+
+    def __new__(cls) -> Unchanged:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED = Unchanged()
+
+
+@dataclass(frozen=True)
+class PairInput:
+    mapping: MappingState
+    crm: RemoteContact | Unchanged | None  # None = deleted on the CRM side
+    provider: RemoteContact | Unchanged | None  # None = deleted on the provider side
+
+
+@dataclass(frozen=True)
+class PassInput:
+    settings: SyncSettings
+    pairs: Sequence[PairInput]  # mapped pairs with a change on at least one side
+    unmapped_crm: Sequence[RemoteContact]  # changed/new CRM contacts with no mapping
+    unmapped_provider: Sequence[RemoteContact]  # changed/new provider contacts with no mapping
+    mapped_total: int  # how many mappings the connection has in all
+    full_listing: bool = False  # both unmapped lists are complete listings
+    confirmed: bool = False  # the user confirmed a guard-held pass
+
+
+@dataclass(frozen=True)
+class Write:
+    """One intended write on one side."""
+
+    side: Side
+    kind: Literal["create", "update", "delete"]
+    target_id: str  # "" for create
+    version: str  # version the write is based on ("" for create)
+    before: Contact  # what the side holds now (Contact() for create)
+    after: Contact  # what it should hold (Contact() for delete); only the side's carried fields
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do for one pair (existing mapping, new link, or new contact).
+
+    ``kind`` "noop" means nothing to write; the reconciler may still store the new base and the
+    sides' new versions.
+    """
+
+    mapping_id: str
+    crm_id: str  # "" until created
+    provider_id: str  # "" until created
+    new_base: Contact | None  # the agreed snapshot after the writes; None = drop the mapping
+    writes: tuple[Write, ...]  # at most one per side
+    conflicts: tuple[Conflict, ...] = ()
+    kind: Literal["merge", "link", "create", "delete", "unlink", "noop"] = "merge"
+    reason: str = ""  # plain words for the audit log ("removed from folder", ...)
+
+
+@dataclass(frozen=True)
+class GuardTrip:
+    creates: int
+    deletes: int
+    mapped_total: int
+    message: str  # "this pass would delete 340 of 1,200 contacts in Outlook ..."
+
+
+@dataclass(frozen=True)
+class Plan:
+    outcomes: tuple[Outcome, ...]
+    duplicates: tuple[DuplicateCandidate, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()  # (contact id, plain-words reason) left alone
+    held: GuardTrip | None = None  # set => apply NOTHING, ask the user
+
+
+# --- Writes ---------------------------------------------------------------------------------------
+
+
+def _same(a: Contact, b: Contact, fields: frozenset[str], region: str) -> bool:
+    return all(field_key(a, f, region) == field_key(b, f, region) for f in fields)
+
+
+def _as_written(merged: Contact, held: Contact, fields: frozenset[str], region: str) -> Contact:
+    """``merged`` for a side, keeping the side's own spelling of every value that did not change.
+
+    So a write never reformats a phone number or an email the user did not touch.
+    """
+    values: dict[str, object] = {}
+    for field in fields:
+        if field_key(merged, field, region) == field_key(held, field, region):
+            values[field] = getattr(held, field)
+        elif field in LIST_FIELDS:
+            own = {(element_identity(e, region), element_state(e)): e for e in getattr(held, field)}
+            values[field] = tuple(
+                own.get((element_identity(e, region), element_state(e)), e)
+                for e in getattr(merged, field)
+            )
+        else:
+            values[field] = getattr(merged, field)
+    return merged.only(fields).with_fields(**values)
+
+
+def _update(
+    side: Side, merged: Contact, held: RemoteContact, settings: SyncSettings
+) -> tuple[Write, ...]:
+    """An update of ``side`` to ``merged``, if the direction allows one and it changes anything."""
+    fields = settings.carried(side)
+    region = settings.phone_region
+    if not settings.may_write(side) or _same(merged, held.contact, fields, region):
+        return ()
+    before = held.contact.only(fields)
+    after = _as_written(merged, held.contact, fields, region)
+    return (Write(side, "update", held.id, held.version, before, after),)
+
+
+def _agreed(
+    merged: Contact, crm: RemoteContact, provider: RemoteContact, settings: SyncSettings
+) -> Contact:
+    """The new base: the merged contact, except what a side we may not write still holds."""
+    base = merged.only(settings.crm_fields | settings.provider_fields)
+    for side, held in zip(SIDES, (crm, provider), strict=True):
+        if not settings.may_write(side):
+            kept = settings.carried(side)
+            base = base.with_fields(**{f: getattr(held.contact, f) for f in kept})
+    return base
+
+
+def _changed_fields(before: Contact, after: Contact, region: str) -> str:
+    names = [f for f in ALL_FIELDS if field_key(before, f, region) != field_key(after, f, region)]
+    return "changed: " + ", ".join(names) if names else "no change"
+
+
+def _merged_outcome(
+    mapping_id: str,
+    base: Contact,
+    crm: RemoteContact,
+    provider: RemoteContact,
+    settings: SyncSettings,
+    *,
+    kind: Literal["merge", "link"],
+    reason: str = "",
+) -> Outcome:
+    merged, conflicts = merge(
+        base, crm.contact, provider.contact, settings, crm.modified_at, provider.modified_at
+    )
+    writes = _update("crm", merged, crm, settings) + _update("provider", merged, provider, settings)
+    if kind == "merge" and not writes and not conflicts:
+        kind_out: Literal["merge", "link", "noop"] = "noop"
+    else:
+        kind_out = kind
+    return Outcome(
+        mapping_id=mapping_id,
+        crm_id=crm.id,
+        provider_id=provider.id,
+        new_base=_agreed(merged, crm, provider, settings),
+        writes=writes,
+        conflicts=conflicts,
+        kind=kind_out,
+        reason=reason or _changed_fields(base, merged, settings.phone_region),
+    )
+
+
+# --- Pairs ----------------------------------------------------------------------------------------
+
+
+def _held_now(
+    reported: RemoteContact | Unchanged | None, mapping: MappingState, side: Side
+) -> RemoteContact | None:
+    """What a side holds now; an unchanged side holds the base."""
+    if not isinstance(reported, Unchanged):
+        return reported
+    if side == "crm":
+        return RemoteContact(mapping.crm_id, mapping.base, version=mapping.crm_version)
+    return RemoteContact(mapping.provider_id, mapping.base, version=mapping.provider_version)
+
+
+def _one_side_gone(
+    mapping: MappingState, gone: Side, survivor: RemoteContact, settings: SyncSettings
+) -> Outcome:
+    """One side deleted its contact: delete the other, or recreate it if the other was edited."""
+    kept: Side = "provider" if gone == "crm" else "crm"
+    region = settings.phone_region
+    drop = Outcome(mapping.mapping_id, mapping.crm_id, mapping.provider_id, None, ())
+    edited = not _same(survivor.contact, mapping.base, settings.carried(kept), region)
+    if not edited:
+        reason = f"deleted in {SIDE_NAMES[gone]}"
+        if not settings.may_write(kept):
+            why = f"{reason}; direction {settings.direction} does not write {SIDE_NAMES[kept]}"
+            return replace(drop, kind="unlink", reason=why)
+        before = survivor.contact.only(settings.carried(kept))
+        write = Write(kept, "delete", survivor.id, survivor.version, before, Contact())
+        return replace(drop, writes=(write,), kind="delete", reason=reason)
+    reason = f"deleted in {SIDE_NAMES[gone]} but edited in {SIDE_NAMES[kept]}: the edit wins"
+    if not settings.may_write(gone):
+        why = f"{reason}, but direction {settings.direction} does not write {SIDE_NAMES[gone]}"
+        return replace(drop, kind="unlink", reason=why)
+    # The deleted side counts as unchanged, so what only it carried comes back from the base.
+    if kept == "crm":
+        merged, _ = merge(mapping.base, survivor.contact, mapping.base, settings)
+    else:
+        merged, _ = merge(mapping.base, mapping.base, survivor.contact, settings)
+    after = merged.only(settings.carried(gone))
+    create = Write(gone, "create", "", "", Contact(), after)
+    return Outcome(
+        mapping_id=mapping.mapping_id,
+        crm_id=survivor.id if kept == "crm" else "",
+        provider_id=survivor.id if kept == "provider" else "",
+        new_base=merged.only(settings.crm_fields | settings.provider_fields),
+        writes=(create,),
+        kind="merge",
+        reason=f"{reason}, recreated in {SIDE_NAMES[gone]}",
+    )
+
+
+def plan_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
+    """The outcome for one mapped pair with a change on at least one side."""
+    mapping = pair.mapping
+    for reported in (pair.crm, pair.provider):
+        if isinstance(reported, RemoteContact) and not reported.in_scope:
+            return Outcome(
+                mapping.mapping_id,
+                mapping.crm_id,
+                mapping.provider_id,
+                new_base=None,
+                writes=(),
+                kind="unlink",
+                reason=reported.scope_reason or "out of scope",
+            )
+    crm = _held_now(pair.crm, mapping, "crm")
+    provider = _held_now(pair.provider, mapping, "provider")
+    if crm is None and provider is None:
+        return Outcome(
+            mapping.mapping_id,
+            mapping.crm_id,
+            mapping.provider_id,
+            new_base=None,
+            writes=(),
+            kind="delete",
+            reason="deleted on both sides",
+        )
+    if crm is None:
+        assert provider is not None
+        return _one_side_gone(mapping, "crm", provider, settings)
+    if provider is None:
+        return _one_side_gone(mapping, "provider", crm, settings)
+    return _merged_outcome(mapping.mapping_id, mapping.base, crm, provider, settings, kind="merge")
+
+
+# --- New contacts ---------------------------------------------------------------------------------
+
+
+def _link(match: Match, settings: SyncSettings, mapping_id: str) -> Outcome:
+    """Two unmapped contacts found to be one person: merge them over an empty base."""
+    reason = f"matched by {match.key}"
+    return _merged_outcome(
+        mapping_id, Contact(), match.crm, match.provider, settings, kind="link", reason=reason
+    )
+
+
+def _copy(
+    source: Side, remote: RemoteContact, settings: SyncSettings, new_mapping_id: Callable[[], str]
+) -> Outcome:
+    """A contact new on ``source`` with no match: create it on the other side."""
+    target: Side = "provider" if source == "crm" else "crm"
+    base = remote.contact.only(settings.carried(source))
+    write = Write(target, "create", "", "", Contact(), base.only(settings.carried(target)))
+    return Outcome(
+        mapping_id=new_mapping_id(),
+        crm_id=remote.id if source == "crm" else "",
+        provider_id=remote.id if source == "provider" else "",
+        new_base=base,
+        writes=(write,),
+        kind="create",
+        reason=f"new in {SIDE_NAMES[source]}",
+    )
+
+
+# --- Guard ----------------------------------------------------------------------------------------
+
+
+def _listed_empty(inp: PassInput, side: Side) -> bool:
+    """A full listing found nothing on ``side`` although contacts are linked there.
+
+    The side is empty when it listed no unmapped contact and every mapping's contact on it was
+    reported deleted.
+    """
+    if not inp.full_listing or inp.mapped_total == 0:
+        return False
+    unmapped = inp.unmapped_crm if side == "crm" else inp.unmapped_provider
+    deleted = sum(1 for p in inp.pairs if (p.crm if side == "crm" else p.provider) is None)
+    return not unmapped and deleted >= inp.mapped_total
+
+
+def _guard(inp: PassInput, outcomes: Sequence[Outcome]) -> GuardTrip | None:
+    """Hold a pass that would create or delete too much, or that saw one side suddenly empty."""
+    if inp.confirmed:
+        return None
+    writes = Counter((w.kind, w.side) for o in outcomes for w in o.writes)
+    creates = writes["create", "crm"] + writes["create", "provider"]
+    deletes = writes["delete", "crm"] + writes["delete", "provider"]
+    settings, total = inp.settings, inp.mapped_total
+    limit = max(settings.guard_share * total, settings.guard_min)
+    problems = [
+        f"{SIDE_NAMES[side]} listed no contacts at all while {total:,} are linked"
+        for side in SIDES
+        if _listed_empty(inp, side)
+    ]
+    if deletes > limit:
+        problems.append(
+            f"this pass would delete {deletes:,} of {total:,} linked contacts "
+            f"({writes['delete', 'crm']:,} in the CRM, "
+            f"{writes['delete', 'provider']:,} in the provider)"
+        )
+    if total > 0 and creates > limit:  # an initial sync has nothing to protect
+        problems.append(
+            f"this pass would create {creates:,} contacts next to {total:,} linked ones "
+            f"({writes['create', 'crm']:,} in the CRM, "
+            f"{writes['create', 'provider']:,} in the provider)"
+        )
+    if not problems:
+        return None
+    message = "; ".join(problems) + ". Nothing was changed: confirm to go ahead."
+    return GuardTrip(creates=creates, deletes=deletes, mapped_total=total, message=message)
+
+
+# --- The pass -------------------------------------------------------------------------------------
+
+
+def plan_pass(inp: PassInput, *, new_mapping_id: Callable[[], str]) -> Plan:
+    """Everything one pass should do, in the order: changed pairs, links, creations."""
+    settings = inp.settings
+    outcomes = [plan_pair(pair, settings) for pair in inp.pairs]
+    found = match_unmapped(inp.unmapped_crm, inp.unmapped_provider, settings.phone_region)
+    outcomes.extend(_link(match, settings, new_mapping_id()) for match in found.matches)
+    skipped = list(found.skipped)
+    for source, unmatched in zip(
+        SIDES, (found.unmatched_crm, found.unmatched_provider), strict=True
+    ):
+        target: Side = "provider" if source == "crm" else "crm"
+        if not settings.may_write(target):
+            reason = f"direction {settings.direction} does not write {SIDE_NAMES[target]}"
+            skipped.extend((remote.id, reason) for remote in unmatched)
+            continue
+        outcomes.extend(_copy(source, remote, settings, new_mapping_id) for remote in unmatched)
+    return Plan(
+        outcomes=tuple(outcomes),
+        duplicates=found.duplicates,
+        skipped=tuple(skipped),
+        held=_guard(inp, outcomes),
+    )
+
+
+_PREVIEW_NAMES = {"create": "created_in_", "update": "updated_", "delete": "deleted_"}
+
+
+def preview(plan: Plan) -> dict[str, object]:
+    """Counts of what a plan would do, for the admin API and the audit log."""
+    counts: Counter[str] = Counter()
+    for outcome in plan.outcomes:
+        counts["linked"] += outcome.kind == "link"
+        counts["unlinked"] += outcome.kind == "unlink"
+        counts["conflicts"] += len(outcome.conflicts)
+        for write in outcome.writes:
+            counts[_PREVIEW_NAMES[write.kind] + write.side] += 1
+    names = [
+        "linked",
+        "created_in_crm",
+        "created_in_provider",
+        "updated_crm",
+        "updated_provider",
+        "deleted_crm",
+        "deleted_provider",
+        "unlinked",
+        "conflicts",
+    ]
+    result: dict[str, object] = {name: counts[name] for name in names}
+    result["duplicates"] = len(plan.duplicates)
+    result["skipped"] = dict(Counter(reason for _, reason in plan.skipped))
+    result["held"] = plan.held.message if plan.held else None
+    return result

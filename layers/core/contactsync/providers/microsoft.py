@@ -1,0 +1,578 @@
+"""The Microsoft 365 side: one Outlook contact folder, read and written through Microsoft Graph.
+
+Reads use the folder's contacts delta (``Prefer: odata.maxpagesize``), writes go through JSON
+``$batch`` (20 requests per batch). Errors come out as the ``providers.base`` types: 401 refreshes
+the token once, 429 is RateLimited, 5xx/timeouts are retried twice (briefly) then Transient, 410
+on delta is CursorExpired, 412 is a per-item PreconditionFailed.
+
+Mapping notes (Graph has fewer shapes than the canonical contact):
+- emails: Graph keeps no label or primary flag; they read back as "work", the first is primary.
+- phones: label home -> homePhones, the first mobile -> mobilePhone, anything else ->
+  businessPhones (so an extra mobile reads back as "work"); read order is business, home,
+  mobile, and the first is primary.
+- addresses: one each of business (label work and unknown labels), home, other.
+- websites: only the first fits (businessHomePage). Birthday without a year uses year 1604, the
+  year Outlook uses for "no year".
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from contactsync.contacts.model import ALL_FIELDS, Address, Contact, Email, Phone
+from contactsync.providers.base import (
+    AuthExpired,
+    ChangePage,
+    ContactDelete,
+    ContactUpdate,
+    CursorExpired,
+    InvalidContact,
+    NewContact,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    ProviderError,
+    RateLimited,
+    RemoteContact,
+    Transient,
+    WriteResult,
+)
+
+# Our mapping id lives in a named single-value extended property (a MAPI named property in our
+# own property set), so it survives edits in Outlook and can be searched with $filter.
+TAG_PROPERTY_ID = "String {3f6c2a8e-5b1d-4c7a-9e2f-8d4b6a1c0e57} Name contactsync.mapping"
+TAG_EXPAND = f"singleValueExtendedProperties($filter=id eq '{TAG_PROPERTY_ID}')"
+TAG_EXPAND_QUERY = "$expand=" + quote(TAG_EXPAND)  # for URLs we build ourselves ($batch)
+BATCH_SIZE = 20  # Graph's JSON batching limit
+RETRIES = 2  # for 5xx / timeouts / resets, on top of the first attempt
+NO_YEAR = "1604"  # Outlook's year for a birthday without one
+MOVED_OUT = "moved out of the folder"
+FULL = "full|"  # prefix of a position that continues a full listing
+SYNC_STATE_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One sub-request's outcome: Graph's answer, or the error that kept it from having one."""
+
+    id: str
+    status: int = 0
+    body: Any = None
+    error: ProviderError | None = None
+    retry: float = 1.0  # Retry-After of a 429
+
+
+class MicrosoftContacts:
+    """A ``ContactSide`` over one Outlook contact folder of the signed-in user."""
+
+    name = "microsoft"
+    carries = frozenset(ALL_FIELDS)
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: Callable[[bool], str],
+        folder_id: str,
+        client: httpx.Client | None = None,
+        page_size: int = 500,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self._folder = folder_id
+        self._http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+        self._page_size = page_size
+        self._bearer: str | None = None
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def read(self, position: str | None) -> ChangePage:
+        """One delta page; ``None`` starts a full listing. Removed items are looked up (20 per
+        $batch): gone means deleted, still there means moved out of the folder (out of scope).
+        A position continuing a full listing is marked ``full|`` so later pages stay ``full``."""
+        full = position is None or position.startswith(FULL)
+        if position is None:
+            url = f"{self._base}/me/contactFolders/{self._folder}/contacts/delta"
+        else:
+            url = position.removeprefix(FULL)
+        prefer = {"Prefer": f"odata.maxpagesize={self._page_size}"}
+        body = self._json(self._send("GET", url, headers=prefer), cursor=True)
+        contacts: list[RemoteContact] = []
+        removed: list[str] = []
+        for item in body.get("value", []):
+            if "@removed" in item:
+                removed.append(str(item["id"]))
+            else:
+                contacts.append(self._remote(item))
+        deleted: list[str] = []
+        for cid, current in self.fetch(removed).items():
+            if current is None:
+                deleted.append(cid)
+            else:  # still exists: it left the folder (or came back to it)
+                contacts.append(current)
+        next_link = body.get("@odata.nextLink")
+        if next_link:
+            return ChangePage(contacts, deleted, (FULL if full else "") + next_link, False, full)
+        return ChangePage(contacts, deleted, str(body.get("@odata.deltaLink", "")), True, full)
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
+        """Current state (with our tag) of these ids, 20 GETs per $batch; None when gone."""
+        requests = [
+            {"id": str(i), "method": "GET", "url": f"/me/contacts/{cid}?{TAG_EXPAND_QUERY}"}
+            for i, cid in enumerate(ids)
+        ]
+        found: dict[str, RemoteContact | None] = {}
+        for answer in self._batch(requests):
+            cid = ids[int(answer.id)]
+            if answer.status == 404:
+                found[cid] = None
+            elif answer.status == 200:
+                found[cid] = self._remote(answer.body)
+            else:
+                raise self._error(answer.status, answer.body, default=ProviderError)
+        return found
+
+    def find_tagged(self, tag: str) -> RemoteContact | None:
+        quoted = tag.replace("'", "''")
+        params = {
+            "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{TAG_PROPERTY_ID}' "
+            f"and ep/value eq '{quoted}')",
+            "$expand": TAG_EXPAND,
+            "$top": "1",
+        }
+        url = f"{self._base}/me/contactFolders/{self._folder}/contacts"
+        items = self._json(self._send("GET", url, params=params)).get("value", [])
+        return self._remote(items[0]) if items else None
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
+        requests: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            body = to_graph(item.contact)
+            body["singleValueExtendedProperties"] = [{"id": TAG_PROPERTY_ID, "value": item.tag}]
+            requests.append(
+                {
+                    "id": str(i),
+                    "method": "POST",
+                    "url": f"/me/contactFolders/{self._folder}/contacts",
+                    "headers": {"Content-Type": "application/json"},
+                    "body": body,
+                }
+            )
+        results = []
+        for answer in self._batch(requests, writes=True, retry=False):
+            tag = items[int(answer.id)].tag
+            if answer.status in (200, 201):
+                remote = self._remote(answer.body)
+                results.append(WriteResult(tag, remote=_with_tag(remote, tag)))
+            else:
+                results.append(WriteResult(tag, error=self._failure(answer)))
+        return results
+
+    def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        requests: list[dict[str, Any]] = []
+        pending: list[str] = []
+        for item in items:
+            patch = changed_properties(item.before, item.after)
+            if not patch:  # nothing Graph holds differs: no request at all
+                results.append(WriteResult(item.id))
+                continue
+            headers = {"Content-Type": "application/json"}
+            if item.version:
+                headers["If-Match"] = item.version
+            requests.append(
+                {
+                    "id": str(len(requests)),
+                    "method": "PATCH",
+                    "url": f"/me/contacts/{item.id}",
+                    "headers": headers,
+                    "body": patch,
+                }
+            )
+            pending.append(item.id)
+        for answer in self._batch(requests, writes=True):
+            cid = pending[int(answer.id)]
+            if answer.status == 200:
+                results.append(WriteResult(cid, remote=self._remote(answer.body)))
+            else:
+                results.append(WriteResult(cid, error=self._failure(answer)))
+        return results
+
+    def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
+        """Delete with If-Match; a contact already gone counts as deleted."""
+        requests: list[dict[str, Any]] = []
+        for i, item in enumerate(items):
+            request: dict[str, Any] = {
+                "id": str(i),
+                "method": "DELETE",
+                "url": f"/me/contacts/{item.id}",
+            }
+            if item.version:
+                request["headers"] = {"If-Match": item.version}
+            requests.append(request)
+        results = []
+        for answer in self._batch(requests, writes=True):
+            cid = items[int(answer.id)].id
+            if answer.error is None and answer.status in (200, 204, 404):
+                results.append(WriteResult(cid))
+            else:
+                results.append(WriteResult(cid, error=self._failure(answer)))
+        return results
+
+    # --- account, folders, subscriptions ------------------------------------------------------
+
+    def whoami(self) -> tuple[str, str]:
+        me = self._json(self._send("GET", f"{self._base}/me"))
+        return str(me["id"]), str(me.get("mail") or me.get("userPrincipalName") or "")
+
+    def list_folders(self) -> list[tuple[str, str]]:
+        """The default Contacts folder first, then the folders Graph lists under it."""
+        default = self._json(self._send("GET", f"{self._base}/me/contactFolders/contacts"))
+        folders = [(str(default["id"]), str(default.get("displayName") or "Contacts"))]
+        url: str | None = f"{self._base}/me/contactFolders?$top=100"
+        while url:
+            page = self._json(self._send("GET", url))
+            folders += [(str(f["id"]), str(f.get("displayName", ""))) for f in page["value"]]
+            url = page.get("@odata.nextLink")
+        return folders
+
+    def create_subscription(
+        self, *, notification_url: str, lifecycle_url: str, client_state: str, expires_at: datetime
+    ) -> tuple[str, datetime]:
+        body = {
+            "changeType": "created,updated,deleted",
+            "notificationUrl": notification_url,
+            "lifecycleNotificationUrl": lifecycle_url,
+            "resource": f"me/contactFolders/{self._folder}/contacts",
+            "expirationDateTime": _iso(expires_at),
+            "clientState": client_state,
+        }
+        sub = self._json(self._send("POST", f"{self._base}/subscriptions", json=body))
+        return str(sub["id"]), _parse_time(str(sub["expirationDateTime"]))
+
+    def renew_subscription(self, sub_id: str, expires_at: datetime) -> datetime:
+        body = {"expirationDateTime": _iso(expires_at)}
+        sub = self._json(self._send("PATCH", f"{self._base}/subscriptions/{sub_id}", json=body))
+        return _parse_time(str(sub["expirationDateTime"]))
+
+    def delete_subscription(self, sub_id: str) -> None:
+        resp = self._send("DELETE", f"{self._base}/subscriptions/{sub_id}")
+        if resp.status_code not in (200, 204, 404):
+            self._json(resp)
+
+    # --- HTTP: auth, retries, batching, errors -----------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """One request: refresh the token once on 401, retry 5xx/timeouts briefly, raise
+        RateLimited on 429. Other statuses come back for the caller to read.
+
+        ``retry=False`` (creates: a retried POST could create twice) retries only when the
+        request never left (connection refused)."""
+        refreshed, attempt = False, 0
+        while True:
+            if self._bearer is None:
+                self._bearer = self._token(False)
+            sent = {"Authorization": f"Bearer {self._bearer}", **(headers or {})}
+            try:
+                resp = self._http.request(method, url, json=json, params=params, headers=sent)
+            except httpx.TransportError as exc:  # timeouts, resets, refused connections
+                unsent = isinstance(exc, httpx.ConnectError)
+                if attempt < RETRIES and (retry or unsent):
+                    attempt += 1
+                    _pause(attempt)
+                    continue
+                raise Transient(f"Graph unreachable: {exc!r}") from exc
+            if resp.status_code == 401:
+                if refreshed:
+                    raise AuthExpired(_message(resp.status_code, _body(resp)), status=401)
+                refreshed, self._bearer = True, self._token(True)
+                continue
+            if resp.status_code == 429:
+                raise RateLimited(
+                    _message(429, _body(resp)), retry_after=_retry_after(resp.headers)
+                )
+            if resp.status_code >= 500:
+                if attempt < RETRIES and retry:
+                    attempt += 1
+                    _pause(attempt)
+                    continue
+                raise Transient(_message(resp.status_code, _body(resp)), status=resp.status_code)
+            return resp
+
+    def _json(self, resp: httpx.Response, *, cursor: bool = False) -> dict[str, Any]:
+        body = _body(resp)
+        if resp.status_code >= 400:
+            raise self._error(resp.status_code, body, cursor=cursor, default=ProviderError)
+        return body if isinstance(body, dict) else {}
+
+    def _batch(
+        self, requests: list[dict[str, Any]], *, writes: bool = False, retry: bool = True
+    ) -> list[_Answer]:
+        """Run sub-requests 20 per ``$batch`` (a lone one goes directly); answers in order.
+
+        Reads raise at the first throttle or failure. Writes keep what was already done: a
+        throttled item, or a chunk that failed, becomes a per-item error, and the items not sent
+        yet get the same error (so the caller records the rest and re-queues)."""
+        answers: list[_Answer] = []
+        stop: ProviderError | None = None
+        for start in range(0, len(requests), BATCH_SIZE):
+            chunk = requests[start : start + BATCH_SIZE]
+            if stop is None:
+                try:
+                    got = self._run_chunk(chunk, retry=retry)
+                except (RateLimited, Transient) as exc:
+                    if not writes:
+                        raise
+                    stop = exc
+            if stop is not None:
+                answers += [_Answer(r["id"], error=stop) for r in chunk]
+                continue
+            for answer in got:
+                if answer.status != 429:
+                    answers.append(answer)
+                    continue
+                throttled = RateLimited(_message(429, answer.body), retry_after=answer.retry)
+                if not writes:
+                    raise throttled
+                stop = throttled
+                answers.append(_Answer(answer.id, error=throttled))
+        return answers
+
+    def _run_chunk(self, chunk: list[dict[str, Any]], *, retry: bool) -> list[_Answer]:
+        if len(chunk) == 1:
+            only = chunk[0]
+            url, body, headers = self._base + only["url"], only.get("body"), only.get("headers")
+            resp = self._send(only["method"], url, json=body, headers=headers, retry=retry)
+            return [_Answer(only["id"], resp.status_code, _body(resp))]
+        resp = self._send("POST", f"{self._base}/$batch", json={"requests": chunk}, retry=retry)
+        answers = {str(r["id"]): r for r in self._json(resp).get("responses", [])}
+        got = []
+        for request in chunk:
+            raw = answers.get(request["id"], {"status": 500, "body": {}})
+            status, body = int(raw["status"]), raw.get("body") or {}
+            if status == 401:  # the batch's token is the sub-requests' token
+                raise AuthExpired(_message(401, body), status=401)
+            got.append(
+                _Answer(request["id"], status, body, retry=_retry_after(raw.get("headers") or {}))
+            )
+        return got
+
+    def _failure(self, answer: _Answer) -> ProviderError:
+        return answer.error or self._error(answer.status, answer.body)
+
+    def _error(
+        self,
+        status: int,
+        body: Any,
+        *,
+        cursor: bool = False,
+        default: type[ProviderError] = InvalidContact,
+    ) -> ProviderError:
+        message = _message(status, body)
+        code = str(((body or {}).get("error") or {}).get("code", "")).lower()
+        if cursor and (status == 410 or code in SYNC_STATE_CODES):
+            return CursorExpired(message, status=status)
+        if status == 404:
+            return NotFound(message, status=404)
+        if status in (409, 412):
+            return PreconditionFailed(message, status=status)
+        if status == 403:
+            return PermissionDenied(message, missing=["Contacts.ReadWrite"])
+        if status == 401:
+            return AuthExpired(message, status=401)
+        if status >= 500:
+            return Transient(message, status=status)
+        if status in (400, 422):
+            return default(message, status=status)
+        return ProviderError(message, status=status)
+
+    def _remote(self, item: dict[str, Any]) -> RemoteContact:
+        folder = item.get("parentFolderId")
+        in_scope = folder is None or folder == self._folder
+        tag = ""
+        for prop in item.get("singleValueExtendedProperties") or []:
+            if str(prop.get("id", "")).lower() == TAG_PROPERTY_ID.lower():
+                tag = str(prop.get("value", ""))
+        return RemoteContact(
+            id=str(item["id"]),
+            contact=from_graph(item),
+            version=str(item.get("@odata.etag") or item.get("changeKey") or ""),
+            modified_at=str(item.get("lastModifiedDateTime") or ""),
+            in_scope=in_scope,
+            scope_reason="" if in_scope else MOVED_OUT,
+            tag=tag,
+        )
+
+
+# --- mapping ----------------------------------------------------------------------------------
+
+
+def to_graph(c: Contact) -> dict[str, Any]:
+    """Every Graph property we own, from a canonical contact (empty -> null / [])."""
+    business: list[str] = []
+    home: list[str] = []
+    mobile: list[str] = []
+    for phone in c.phones:
+        {"home": home, "mobile": mobile}.get(phone.label, business).append(phone.value)
+    business += mobile[1:]
+    addresses: dict[str, dict[str, str]] = {}
+    for a in c.addresses:
+        key = {"home": "homeAddress", "other": "otherAddress"}.get(a.label, "businessAddress")
+        graph_address = {
+            "street": a.street,
+            "city": a.city,
+            "state": a.region,
+            "postalCode": a.postal_code,
+            "countryOrRegion": a.country,
+        }
+        addresses.setdefault(key, graph_address)
+    return {
+        "givenName": c.given_name or None,
+        "middleName": c.middle_name or None,
+        "surname": c.family_name or None,
+        "displayName": c.display_name or c.full_name,
+        "emailAddresses": [{"address": e.value, "name": e.value} for e in c.emails],
+        "businessPhones": business,
+        "homePhones": home,
+        "mobilePhone": mobile[0] if mobile else None,
+        "companyName": c.organization or None,
+        "jobTitle": c.job_title or None,
+        "businessAddress": addresses.get("businessAddress", {}),
+        "homeAddress": addresses.get("homeAddress", {}),
+        "otherAddress": addresses.get("otherAddress", {}),
+        "businessHomePage": c.websites[0] if c.websites else None,
+        "birthday": _graph_birthday(c.birthday),
+        "personalNotes": c.notes,
+    }
+
+
+def changed_properties(before: Contact, after: Contact) -> dict[str, Any]:
+    """Only the Graph properties that differ (arrays go whole: Graph replaces them whole)."""
+    old, new = to_graph(before), to_graph(after)
+    return {key: value for key, value in new.items() if old.get(key) != value}
+
+
+def from_graph(item: dict[str, Any]) -> Contact:
+    def text(key: str) -> str:
+        return str(item.get(key) or "")
+
+    emails = [str(e.get("address") or "") for e in item.get("emailAddresses") or []]
+    phones = [(str(p), "work") for p in item.get("businessPhones") or []]
+    phones += [(str(p), "home") for p in item.get("homePhones") or []]
+    if item.get("mobilePhone"):
+        phones.append((text("mobilePhone"), "mobile"))
+    addresses = []
+    for key, label in (("businessAddress", "work"), ("homeAddress", "home"),
+                       ("otherAddress", "other")):  # fmt: skip
+        a = item.get(key) or {}
+        address = Address(
+            street=str(a.get("street") or ""),
+            city=str(a.get("city") or ""),
+            region=str(a.get("state") or ""),
+            postal_code=str(a.get("postalCode") or ""),
+            country=str(a.get("countryOrRegion") or ""),
+            label=label,
+        )
+        if address != Address(label=label):
+            addresses.append(address)
+    return Contact(
+        given_name=text("givenName"),
+        middle_name=text("middleName"),
+        family_name=text("surname"),
+        display_name=text("displayName"),
+        emails=tuple(Email(v, "work", i == 0) for i, v in enumerate(e for e in emails if e)),
+        phones=tuple(Phone(v, label, i == 0) for i, (v, label) in enumerate(phones)),
+        organization=text("companyName"),
+        job_title=text("jobTitle"),
+        addresses=tuple(addresses),
+        birthday=_canonical_birthday(text("birthday")),
+        notes=text("personalNotes"),
+        websites=(text("businessHomePage"),) if item.get("businessHomePage") else (),
+    )
+
+
+def _graph_birthday(birthday: str) -> str | None:
+    if not birthday:
+        return None
+    if birthday.startswith("--"):
+        return f"{NO_YEAR}-{birthday[2:]}T00:00:00Z"
+    return f"{birthday}T00:00:00Z"
+
+
+def _canonical_birthday(value: str) -> str:
+    day = value[:10]
+    if len(day) < 10:
+        return ""
+    return f"--{day[5:]}" if day.startswith(NO_YEAR) else day
+
+
+def _with_tag(remote: RemoteContact, tag: str) -> RemoteContact:
+    return RemoteContact(remote.id, remote.contact, remote.version, remote.modified_at,
+                         remote.in_scope, remote.scope_reason, tag)  # fmt: skip
+
+
+# --- small HTTP pieces ------------------------------------------------------------------------
+
+
+def _body(resp: httpx.Response) -> Any:
+    if not resp.content:
+        return {}
+    try:
+        return resp.json()
+    except ValueError:
+        return {"error": {"message": resp.text[:200]}}
+
+
+def _message(status: int, body: Any) -> str:
+    error = (body or {}).get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return f"Graph {status} {error.get('code', '')}: {error.get('message', '')}".strip()
+    return f"Graph {status}"
+
+
+def _retry_after(headers: Any) -> float:
+    """Seconds from a Retry-After header (Graph sends seconds); 1 when absent or odd."""
+    for key in ("Retry-After", "retry-after"):
+        value = headers.get(key) if hasattr(headers, "get") else None
+        if value:
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                return 1.0
+    return 1.0
+
+
+def _pause(attempt: int) -> None:
+    """Jittered backoff between retries of one request: short, never a long sleep."""
+    time.sleep(min(1.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime:
+    """Graph times carry up to 7 fractional digits; Python reads at most 6."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,0 +1,602 @@
+"""The CRM side: Pipedrive persons owned by one user, behind the ContactSide interface.
+
+Reads use the v2 persons list (cursor pages of up to 500, ``owner_id`` filter, sorted by
+``update_time``); incremental reads ask for ``updated_since`` a high-water mark. Deletes and
+persons that change owner never show up in that listing: they arrive as webhook hints and the
+reconciler calls ``fetch``. There is no batch create, so every write is one request.
+
+Our mapping id lives in a custom person field named "contactsync id" (found or created through
+``/api/v1/personFields``). Organization names are resolved through ``/api/v2/organizations`` and
+cached per adapter instance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from contactsync.contacts.model import Address, Contact, Email, Phone
+from contactsync.providers.base import (
+    AuthExpired,
+    ChangePage,
+    ContactDelete,
+    ContactUpdate,
+    CursorExpired,
+    InvalidContact,
+    NewContact,
+    NotFound,
+    PermissionDenied,
+    ProviderError,
+    RateLimited,
+    RemoteContact,
+    Transient,
+    WriteResult,
+)
+
+TAG_FIELD_NAME = "contactsync id"
+OVERLAP = timedelta(seconds=1)  # re-read the last second: update_time has second precision
+EPOCH_MARK = "1970-01-01T00:00:00Z"
+MAX_SKIP = 1000  # beyond this many same-second persons, re-read them rather than bloat the position
+IDS_PER_REQUEST = 100  # the v2 ``ids`` filter takes at most 100 ids
+EMAIL_LABELS = frozenset({"work", "home", "other"})
+PHONE_LABELS = frozenset({"work", "home", "mobile", "other"})
+PERMISSION_NAMES = {"can_add_people": "add people", "can_add_organizations": "add organizations"}
+NAME_KEYS = ("name", "first_name", "last_name")
+
+JSON = dict[str, Any]
+Item = TypeVar("Item")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def normalize_org_name(name: str) -> str:
+    """How two organization names are compared: case and spacing do not matter."""
+    return " ".join(name.split()).casefold()
+
+
+BURST_WINDOW_S = 2.0  # Pipedrive's burst limit counts requests per rolling 2 seconds
+
+
+class PipedrivePersons:
+    """Persons owned by ``owner_id``, as one side of a connection."""
+
+    name = "pipedrive"
+    # job_title, birthday, addresses and notes are returned by v2 only when contact sync is on
+    # for the company (see sandbox/pipedrive/README.md).
+    carries = frozenset(
+        {
+            "given_name",
+            "family_name",
+            "display_name",
+            "emails",
+            "phones",
+            "organization",
+            "job_title",
+            "birthday",
+            "addresses",
+            "notes",
+        }
+    )
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: Callable[[bool], str],
+        owner_id: int,
+        client: httpx.Client | None = None,
+        page_size: int = 500,
+        max_attempts: int = 3,
+        backoff_s: float = 0.2,
+        burst_wait_s: float = 0.0,
+        tag_field_key: str | None = None,
+        burst_limit: int = 36,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self.owner_id = owner_id
+        self._client = client or httpx.Client(timeout=20.0)
+        self._page_size = min(max(page_size, 1), 500)
+        self._max_attempts = max(1, max_attempts)
+        self._backoff_s = backoff_s
+        # A 429 asking for at most this many seconds is waited out once, here (the burst window
+        # is 2 s); anything longer, or a second 429, is RateLimited for the reconciler.
+        self._burst_wait_s = burst_wait_s
+        self._tag_key = tag_field_key  # known from an earlier pass: saves a personFields call
+        self._burst_limit = burst_limit
+        self._sent: deque[float] = deque()
+        self._org_names: dict[int, str] = {}
+        self._org_ids: dict[str, int] = {}
+
+    # --- ContactSide: reading ------------------------------------------------------------------
+
+    def read(self, position: str | None) -> ChangePage:
+        state = self._position(position)
+        full = state["phase"] == "full"
+        params: JSON = {
+            "owner_id": self.owner_id,
+            "limit": self._page_size,
+            "sort_by": "update_time",
+            "sort_direction": "asc",
+        }
+        if state["cursor"]:
+            params["cursor"] = state["cursor"]
+        if not full:
+            params["updated_since"] = state["since"]
+        try:
+            body = self._call("GET", "/api/v2/persons", params=params)
+        except InvalidContact as exc:  # a cursor or mark the API no longer accepts
+            raise CursorExpired(f"Pipedrive rejected the listing position: {exc.message}") from exc
+        persons: list[JSON] = body.get("data") or []
+        # Persons re-read only because of the overlap, unchanged since we returned them: skip.
+        skip: dict[str, str] = state["skip"]
+        fresh = [p for p in persons if skip.get(str(p["id"])) != p.get("update_time")]
+        high: str | None = state["high"]
+        edge: dict[str, str] = state["edge"]
+        for person in persons:
+            stamp = person.get("update_time")
+            if not stamp:
+                continue
+            if high is None or stamp > high:
+                high = stamp
+            edge[str(person["id"])] = stamp
+        if high is not None:  # keep only the persons inside the overlap below the high mark
+            floor_mark = _iso(_parse_time(high) - OVERLAP)
+            edge = {i: t for i, t in edge.items() if t >= floor_mark}
+        contacts = self._remotes(fresh)
+        next_cursor = (body.get("additional_data") or {}).get("next_cursor")
+        if next_cursor:
+            more = {**state, "cursor": next_cursor, "high": high, "edge": edge}
+            return ChangePage(contacts, [], json.dumps(more), complete=False, full=full)
+        since = state["since"] or EPOCH_MARK
+        if high is None:
+            done = {"mark": since, "skip": skip}
+        else:
+            mark = max(since, _iso(_parse_time(high) - OVERLAP))
+            done = {"mark": mark, "skip": edge if len(edge) <= MAX_SKIP else {}}
+        return ChangePage(contacts, [], json.dumps(done), complete=True, full=full)
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
+        found: dict[str, RemoteContact | None] = dict.fromkeys(ids)
+        numeric = [i for i in dict.fromkeys(ids) if i.isdigit()]
+        for chunk in _chunks(numeric, IDS_PER_REQUEST):
+            params = {"ids": ",".join(chunk), "limit": IDS_PER_REQUEST}
+            persons = self._call("GET", "/api/v2/persons", params=params).get("data") or []
+            for remote in self._remotes(persons):
+                found[remote.id] = remote
+        return found
+
+    def find_tagged(self, tag: str) -> RemoteContact | None:
+        if not tag.strip():
+            return None
+        params = {"term": tag, "fields": "custom_fields", "exact_match": "true", "limit": 10}
+        body = self._call("GET", "/api/v2/persons/search", params=params)
+        items = (body.get("data") or {}).get("items") or []
+        ids = [str(item["item"]["id"]) for item in items if item.get("item")]
+        candidates = [r for r in self.fetch(ids).values() if r is not None and r.tag == tag]
+        candidates.sort(key=lambda r: (not r.in_scope, int(r.id)))
+        return candidates[0] if candidates else None
+
+    # --- ContactSide: writing ------------------------------------------------------------------
+
+    def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
+        def create_one(item: NewContact) -> RemoteContact:
+            payload = self._payload(item.contact)
+            payload["owner_id"] = self.owner_id
+            payload["custom_fields"] = {self._tag_field(): item.tag}
+            if item.contact.organization.strip():
+                payload["org_id"] = self._org_id_for(item.contact.organization)
+            body = self._call("POST", "/api/v2/persons", json_body=payload)
+            return self._remote(body["data"])
+
+        return self._each(items, lambda i: i.tag, create_one)
+
+    def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
+        """PATCH only what differs between ``before`` and ``after`` (Pipedrive has no etag)."""
+
+        def update_one(item: ContactUpdate) -> RemoteContact | None:
+            old, new = self._payload(item.before), self._payload(item.after)
+            changes = {k: v for k, v in new.items() if old.get(k) != v}
+            if any(k in changes for k in NAME_KEYS):
+                changes.update({k: new[k] for k in NAME_KEYS})  # keep the three consistent
+            org_before = normalize_org_name(item.before.organization)
+            if normalize_org_name(item.after.organization) != org_before:
+                org = item.after.organization
+                changes["org_id"] = self._org_id_for(org) if org.strip() else None
+            if not changes:
+                return None  # nothing Pipedrive holds differs: no request
+            body = self._call("PATCH", _person_path(item.id), json_body=changes)
+            return self._remote(body["data"])
+
+        return self._each(items, lambda i: i.id, update_one)
+
+    def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
+        def delete_one(item: ContactDelete) -> None:
+            with contextlib.suppress(NotFound):  # already gone: the goal is reached
+                self._call("DELETE", _person_path(item.id))
+
+        return self._each(items, lambda i: i.id, delete_one)
+
+    # --- connection set-up ---------------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        """The token's user: ``id``, ``name``, ``email``, ``company_id``."""
+        data = self._call("GET", "/api/v1/users/me")["data"]
+        return {k: data.get(k) for k in ("id", "name", "email", "company_id")}
+
+    def missing_permissions(self) -> list[str]:
+        """What the owner lacks to seed contact sync, in plain words; ``[]`` if nothing."""
+        data = self._call("GET", f"/api/v1/users/{self.owner_id}/permissions")["data"]
+        return [words for key, words in PERMISSION_NAMES.items() if not data.get(key, False)]
+
+    def create_webhook(self, *, url: str, user: str, password: str) -> str:
+        """Subscribe to every person event (webhooks v2), delivered with HTTP basic auth."""
+        body = {
+            "subscription_url": url,
+            "event_action": "*",
+            "event_object": "person",
+            "http_auth_user": user,
+            "http_auth_password": password,
+            "version": "2.0",
+            "name": "contactsync",
+            "user_id": self.owner_id,
+        }
+        data = self._call("POST", "/api/v1/webhooks", json_body=body)["data"]
+        return str(data["id"])
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        with contextlib.suppress(NotFound):
+            self._call("DELETE", f"/api/v1/webhooks/{int(webhook_id)}")
+
+    def merge_persons(self, keep_id: str, merge_id: str) -> str:
+        """Merge ``merge_id`` into ``keep_id``; Pipedrive keeps ``merge_with_id`` (= keep_id)."""
+        body = {"merge_with_id": int(keep_id)}
+        data = self._call("PUT", f"/api/v1/persons/{int(merge_id)}/merge", json_body=body)
+        return str(data["data"]["id"])
+
+    @staticmethod
+    def _position(position: str | None) -> JSON:
+        """Decode our position. While a listing is under way it is ``{"phase", "cursor",
+        "since", "high", "edge", "skip"}``; once complete, ``{"mark", "skip"}``: list
+        ``updated_since=mark`` next, skipping ``skip`` (id -> update_time) already returned.
+        Anything unreadable means start over with a full listing."""
+        blank: JSON = {"phase": "full", "cursor": None, "since": None, "high": None}
+        if position is None:
+            return {**blank, "edge": {}, "skip": {}}
+        try:
+            state = json.loads(position)
+            if "mark" in state:
+                _parse_time(state["mark"])
+                skip = {str(k): str(v) for k, v in (state.get("skip") or {}).items()}
+                return {**blank, "phase": "since", "since": state["mark"], "edge": {}, "skip": skip}
+            if state["phase"] in ("full", "since"):
+                return {
+                    **blank,
+                    **state,
+                    "edge": dict(state.get("edge") or {}),
+                    "skip": dict(state.get("skip") or {}),
+                }
+        except (ValueError, TypeError, KeyError, AttributeError):
+            pass
+        raise CursorExpired("unreadable Pipedrive position; a full listing is needed")
+
+    # --- mapping -------------------------------------------------------------------------------
+
+    def _remotes(self, persons: list[JSON]) -> list[RemoteContact]:
+        self._learn_org_names(p["org_id"] for p in persons if p.get("org_id"))
+        return [self._remote(p) for p in persons]
+
+    def _remote(self, person: JSON) -> RemoteContact:
+        if person.get("org_id"):
+            self._learn_org_names([person["org_id"]])
+        owner = person.get("owner_id")
+        in_scope = owner == self.owner_id
+        tag = (person.get("custom_fields") or {}).get(self._tag_field())
+        return RemoteContact(
+            id=str(person["id"]),
+            contact=self._contact(person),
+            version=str(person.get("update_time") or ""),
+            modified_at=str(person.get("update_time") or ""),
+            in_scope=in_scope,
+            scope_reason="" if in_scope else "owned by another user",
+            tag=str(tag) if tag else "",
+        )
+
+    def _contact(self, person: JSON) -> Contact:
+        first = (person.get("first_name") or "").strip()
+        last = (person.get("last_name") or "").strip()
+        name = (person.get("name") or "").strip()
+        parts = " ".join(p for p in (first, last) if p)
+        address = person.get("postal_address")
+        return Contact(
+            given_name=first,
+            family_name=last,
+            display_name=name if name != parts else "",
+            emails=tuple(
+                Email(e["value"], e.get("label") or "work", bool(e.get("primary")))
+                for e in person.get("emails") or []
+                if (e.get("value") or "").strip()
+            ),
+            phones=tuple(
+                Phone(p["value"], p.get("label") or "work", bool(p.get("primary")))
+                for p in person.get("phones") or []
+                if (p.get("value") or "").strip()
+            ),
+            organization=self._org_names.get(person["org_id"], "") if person.get("org_id") else "",
+            job_title=person.get("job_title") or "",
+            birthday=person.get("birthday") or "",
+            notes=person.get("notes") or "",
+            addresses=(_address(address),) if isinstance(address, dict) and address else (),
+        )
+
+    @staticmethod
+    def _payload(contact: Contact) -> JSON:
+        """The person fields for ``contact`` (organization is resolved separately)."""
+        given, family = contact.given_name.strip(), contact.family_name.strip()
+        name = contact.display_name.strip() or " ".join(p for p in (given, family) if p)
+        if not name:
+            name = next((e.value for e in contact.emails), "") or "(no name)"
+        birthday = contact.birthday if len(contact.birthday) == 10 else None  # no yearless dates
+        return {
+            "name": name,
+            "first_name": given or None,
+            "last_name": family or None,
+            "emails": [
+                {"value": e.value, "label": _label(e.label, EMAIL_LABELS), "primary": e.primary}
+                for e in contact.emails
+            ],
+            "phones": [
+                {"value": p.value, "label": _label(p.label, PHONE_LABELS), "primary": p.primary}
+                for p in contact.phones
+            ],
+            "job_title": contact.job_title or None,
+            "birthday": birthday,
+            "notes": contact.notes or None,
+            "postal_address": _postal(contact.addresses[0]) if contact.addresses else None,
+        }
+
+    # --- organizations and the tag field -------------------------------------------------------
+
+    def _learn_org_names(self, ids: Iterable[int]) -> None:
+        unknown = [str(i) for i in dict.fromkeys(ids) if i not in self._org_names]
+        for chunk in _chunks(unknown, IDS_PER_REQUEST):
+            params = {"ids": ",".join(chunk), "limit": IDS_PER_REQUEST}
+            orgs = self._call("GET", "/api/v2/organizations", params=params).get("data") or []
+            for org in orgs:
+                self._org_names[int(org["id"])] = org.get("name") or ""
+            for missing in chunk:
+                self._org_names.setdefault(int(missing), "")  # deleted or not visible
+
+    def _org_id_for(self, name: str) -> int:
+        """Find the organization by normalised name, or create it (needs "add organizations")."""
+        key = normalize_org_name(name)
+        if key in self._org_ids:
+            return self._org_ids[key]
+        params = {"term": name.strip(), "fields": "name", "exact_match": "true", "limit": 10}
+        body = self._call("GET", "/api/v2/organizations/search", params=params)
+        for item in (body.get("data") or {}).get("items") or []:
+            org = item.get("item") or {}
+            if normalize_org_name(org.get("name") or "") == key:
+                return self._remember_org(int(org["id"]), org["name"])
+        payload = {"name": " ".join(name.split()), "owner_id": self.owner_id}
+        created = self._call("POST", "/api/v2/organizations", json_body=payload)["data"]
+        return self._remember_org(int(created["id"]), created["name"])
+
+    def _remember_org(self, org_id: int, name: str) -> int:
+        self._org_ids[normalize_org_name(name)] = org_id
+        self._org_names[org_id] = name
+        return org_id
+
+    @property
+    def tag_field_key(self) -> str:
+        """The "contactsync id" field's hash key (store it to pass it to the next adapter)."""
+        return self._tag_field()
+
+    def _tag_field(self) -> str:
+        """The hash key of our "contactsync id" custom field, created on first use."""
+        if self._tag_key is not None:
+            return self._tag_key
+        start = 0
+        while True:
+            params = {"start": start, "limit": 500}
+            body = self._call("GET", "/api/v1/personFields", params=params)
+            for field in body.get("data") or []:
+                if (field.get("name") or "").strip().casefold() == TAG_FIELD_NAME:
+                    self._tag_key = str(field["key"])
+                    return self._tag_key
+            pagination = (body.get("additional_data") or {}).get("pagination") or {}
+            if not pagination.get("more_items_in_collection"):
+                break
+            start = int(pagination.get("next_start", start + 500))
+        body = {"name": TAG_FIELD_NAME, "field_type": "varchar"}
+        self._tag_key = str(
+            self._call("POST", "/api/v1/personFields", json_body=body)["data"]["key"]
+        )
+        return self._tag_key
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    def _each(
+        self,
+        items: Sequence[Item],
+        key: Callable[[Item], str],
+        write: Callable[[Item], RemoteContact | None],
+    ) -> list[WriteResult]:
+        """Write items one by one. A per-item rejection is recorded and the rest go on; a
+        side-wide failure (rate limit, auth, outage) is recorded for every item left."""
+        results: list[WriteResult] = []
+        for index, item in enumerate(items):
+            try:
+                results.append(WriteResult(key(item), remote=write(item)))
+            except (RateLimited, AuthExpired, Transient) as exc:
+                results += [WriteResult(key(rest), error=exc) for rest in items[index:]]
+                break
+            except ProviderError as exc:
+                results.append(WriteResult(key(item), error=exc))
+        return results
+
+    def _pace(self) -> None:
+        """Stay under the burst limit (requests per user per rolling 2 s) instead of running into
+        it: a pass that spends its 429s learns nothing and waits longer."""
+        if self._burst_limit <= 0:
+            return
+        now = time.monotonic()
+        while self._sent and now - self._sent[0] >= BURST_WINDOW_S:
+            self._sent.popleft()
+        if len(self._sent) >= self._burst_limit:
+            time.sleep(max(0.0, BURST_WINDOW_S - (now - self._sent[0])))
+            self._sent.popleft()
+        self._sent.append(time.monotonic())
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: JSON | None = None,
+        json_body: JSON | None = None,
+    ) -> JSON:
+        """One API request: a single refresh on 401, short jittered retries on 5xx/timeouts."""
+        refreshed = waited = False
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = {"Authorization": f"Bearer {self._token(refreshed)}"}
+            self._pace()
+            try:
+                response = self._client.request(
+                    method, self._base + path, params=params, json=json_body, headers=headers
+                )
+            except httpx.TransportError as exc:
+                if attempt < self._max_attempts:
+                    self._pause(attempt)
+                    continue
+                raise Transient(f"{method} {path}: {type(exc).__name__}") from exc
+            status = response.status_code
+            if status == 401 and not refreshed:
+                refreshed = True
+                attempt -= 1  # a refresh is not a failed attempt
+                continue
+            if status == 429 and not waited:
+                wait = _retry_after(response)
+                if wait <= self._burst_wait_s:
+                    waited = True
+                    time.sleep(wait)
+                    continue
+            if status >= 500 and attempt < self._max_attempts:
+                self._pause(attempt)
+                continue
+            if status >= 400:
+                raise _error(method, path, response)
+            body = response.json() if response.content else {}
+            return body if isinstance(body, dict) else {"data": body}
+
+    def _pause(self, attempt: int) -> None:
+        jitter = 0.5 + secrets.randbelow(1000) / 1000
+        time.sleep(self._backoff_s * (2 ** (attempt - 1)) * jitter)
+
+
+def _error(method: str, path: str, response: httpx.Response) -> ProviderError:
+    status = response.status_code
+    try:
+        detail = str(response.json().get("error") or "")
+    except (ValueError, AttributeError):
+        detail = ""
+    message = f"{method} {path}: {status} {detail}".strip()
+    if status == 401:
+        return AuthExpired(message, status=status)
+    if status == 429:
+        return RateLimited(message, retry_after=_retry_after(response))
+    if status == 403:
+        return PermissionDenied(message, status=status)
+    if status == 404:
+        return NotFound(message, status=status)
+    if status in (400, 422):
+        return InvalidContact(message, status=status)
+    if status >= 500:
+        return Transient(message, status=status)
+    return ProviderError(message, status=status)
+
+
+def _retry_after(response: httpx.Response) -> float:
+    for header in ("retry-after", "x-ratelimit-reset"):
+        value = response.headers.get(header)
+        if not value:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                moment = parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return 2.0  # the burst window
+
+
+def _person_path(person_id: str) -> str:
+    if not person_id.isdigit():
+        raise NotFound(f"no Pipedrive person {person_id!r}", status=404)
+    return f"/api/v2/persons/{person_id}"
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def _label(label: str, allowed: frozenset[str]) -> str:
+    return label if label in allowed else "other"
+
+
+def _address(postal: JSON) -> Address:
+    street = " ".join(p for p in (postal.get("route"), postal.get("street_number")) if p) or (
+        "" if postal.get("locality") else postal.get("value") or ""
+    )
+    return Address(
+        street=street,
+        city=postal.get("locality") or "",
+        region=postal.get("admin_area_level_1") or "",
+        postal_code=postal.get("postal_code") or "",
+        country=postal.get("country") or "",
+    )
+
+
+def _postal(address: Address) -> JSON | None:
+    parts = {
+        "route": address.street,
+        "locality": address.city,
+        "admin_area_level_1": address.region,
+        "postal_code": address.postal_code,
+        "country": address.country,
+    }
+    parts = {k: v for k, v in parts.items() if v}
+    if not parts:
+        return None
+    line = ", ".join(
+        p
+        for p in (
+            address.street,
+            f"{address.postal_code} {address.city}".strip(),
+            address.region,
+            address.country,
+        )
+        if p
+    )
+    return {"value": line, **parts}

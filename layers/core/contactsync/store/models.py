@@ -1,0 +1,351 @@
+"""PynamoDB models of the single table (see template.yaml ``Table``).
+
+Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the item is:
+
+- connection:    PK=CONN#<id>  SK=CONNECTION
+                 GSI1 COMPANY#<company> / USER#<user>#CONN#<id>; DueIndex (sparse)
+                 DUE#<shard> / <next run at>
+- cursor:        PK=CONN#<id>  SK=CURSOR#<side>
+- mapping:       PK=CONN#<id>  SK=MAP#<mapping id>
+                 GSI1 CONN#<id>#CRM#<crm id> / MAP; GSI2 CONN#<id>#PRV#<provider id> / MAP
+- pending write: PK=CONN#<id>  SK=OP#<op id>
+- audit:         PK=CONN#<id>  SK=LOG#<iso time>#<seq>, TTL on expires_at
+- subscription:  PK=SUB#<provider subscription id>  SK=SUBSCRIPTION
+- CRM grant:     PK=USER#<company>#<user>  SK=CRM
+- CRM sign-in:   PK=USER#<company>#<user>  SK=CRM_AUTH (in-flight authorization, TTL 1 hour)
+
+Table name, endpoint and region are read from the environment once at import (TABLE_NAME,
+DYNAMODB_ENDPOINT_URL, AWS_REGION) and can be re-pointed with ``configure`` (tests use a fresh
+table each). Times are ISO-8601 UTC strings of fixed width (see ``iso``), so they sort as text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from contactsync.contacts.model import Contact
+
+DUE_SHARDS = 8  # DueIndex partitions: connection ids hash over these so no shard is hot
+
+
+def iso(moment: datetime) -> str:
+    """Fixed-width ISO-8601 UTC with microseconds, e.g. ``2024-05-01T12:00:00.000000Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class _TableMeta:
+    """Shared PynamoDB settings; ``configure`` rewrites them on every model."""
+
+    table_name = os.environ.get("TABLE_NAME", "contactsync-local")
+    host = os.environ.get("DYNAMODB_ENDPOINT_URL") or None
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    max_retry_attempts = 3
+
+
+# --- indexes ------------------------------------------------------------------------------------
+
+
+# PynamoDB's Index.__init_subclass__ is untyped, hence the ignores on the index classes.
+
+
+class ConnectionsByOwner(GlobalSecondaryIndex["Connection"]):  # type: ignore[no-untyped-call]
+    """GSI1 for connections: ``COMPANY#<company>`` / ``USER#<user>#CONN#<id>``."""
+
+    class Meta:
+        index_name = "GSI1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
+
+
+class ConnectionsDue(GlobalSecondaryIndex["Connection"]):  # type: ignore[no-untyped-call]
+    """DueIndex, sparse: only scheduled connections carry ``due_shard`` / ``next_run_at``."""
+
+    class Meta:
+        index_name = "DueIndex"
+        projection = AllProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    next_run_at = UnicodeAttribute(range_key=True)
+
+
+class MappingsByCrmId(GlobalSecondaryIndex["Mapping"]):  # type: ignore[no-untyped-call]
+    """GSI1 for mappings: ``CONN#<id>#CRM#<crm id>`` / ``MAP``."""
+
+    class Meta:
+        index_name = "GSI1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
+
+
+class MappingsByProviderId(GlobalSecondaryIndex["Mapping"]):  # type: ignore[no-untyped-call]
+    """GSI2 for mappings: ``CONN#<id>#PRV#<provider id>`` / ``MAP``."""
+
+    class Meta:
+        index_name = "GSI2"
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True, attr_name="GSI2PK")
+    gsi2sk = UnicodeAttribute(range_key=True, attr_name="GSI2SK")
+
+
+# --- nested maps --------------------------------------------------------------------------------
+
+
+class _Record(MapAttribute[str, Any]):
+    """A nested map with declared fields, typed (PynamoDB's constructor and as_dict are not)."""
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)  # type: ignore[no-untyped-call]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(super().as_dict())  # type: ignore[no-untyped-call]
+
+
+class Progress(_Record):
+    """How far the current (initial or full) listing is."""
+
+    phase = UnicodeAttribute(default="")
+    done = NumberAttribute(default=0)
+    total = NumberAttribute(null=True)
+    started_at = UnicodeAttribute(null=True)
+
+
+class LastError(_Record):
+    """The error that stopped the last pass, in words a user can act on."""
+
+    code = UnicodeAttribute()
+    message = UnicodeAttribute()
+    at = UnicodeAttribute()
+
+
+# --- items --------------------------------------------------------------------------------------
+
+
+class Connection(Model):
+    """One user's link between their CRM persons and one provider address book (folder/group)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK", default="CONNECTION")
+    gsi1pk = UnicodeAttribute(attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(attr_name="GSI1SK")
+    due_shard = UnicodeAttribute(null=True)
+    next_run_at = UnicodeAttribute(null=True)
+
+    connection_id = UnicodeAttribute()
+    company_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    provider = UnicodeAttribute()  # "microsoft" | "google"
+    provider_account_id = UnicodeAttribute(null=True)
+    provider_account_email = UnicodeAttribute(null=True)
+    state = UnicodeAttribute(default="configuring")
+    direction = UnicodeAttribute(default="two_way")  # two_way | to_crm | to_provider
+    folder_id = UnicodeAttribute(null=True)
+    folder_name = UnicodeAttribute(null=True)
+    conflict_policy = UnicodeAttribute(default="newest_wins")
+    phone_region = UnicodeAttribute(default="US")
+    credentials = BinaryAttribute(null=True, legacy_encoding=False)  # vault-sealed tokens
+    oauth_state = BinaryAttribute(null=True, legacy_encoding=False)  # vault-sealed flow / PKCE
+    # ListAttribute[str]: PynamoDB types ``of`` as the element type, so readers get list[str].
+    crm_webhook_ids = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    crm_webhook_secret_hash = UnicodeAttribute(null=True)
+    subscription_ids = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    progress = Progress(null=True)
+    counts = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]  # name -> number
+    last_error = LastError(null=True)
+    last_success_at = UnicodeAttribute(null=True)
+    lease_owner = UnicodeAttribute(null=True)
+    lease_until = UnicodeAttribute(null=True)
+    held_plan = JSONAttribute(null=True)  # summary of a pass the safety guard held back
+    # op ids being sent right now (recovered by the next pass if this one dies)
+    inflight_ops = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+    version = VersionAttribute()
+
+    by_owner = ConnectionsByOwner()
+    due = ConnectionsDue()
+
+
+class Cursor(Model):
+    """Where one side's change feed was last read up to (opaque to all but the adapter)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")
+    side = UnicodeAttribute()  # "crm" | "provider"
+    position = UnicodeAttribute(default="")
+    complete = BooleanAttribute(default=True)
+    full = BooleanAttribute(default=False)
+    taken_at = UnicodeAttribute(null=True)
+    updated_at = UnicodeAttribute()
+
+
+class Mapping(Model):
+    """A linked pair (CRM person <-> provider contact) and the base both sides last agreed on."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")
+    gsi1pk = UnicodeAttribute(attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(attr_name="GSI1SK", default="MAP")
+    gsi2pk = UnicodeAttribute(attr_name="GSI2PK")
+    gsi2sk = UnicodeAttribute(attr_name="GSI2SK", default="MAP")
+
+    mapping_id = UnicodeAttribute()
+    connection_id = UnicodeAttribute()
+    crm_id = UnicodeAttribute()
+    provider_id = UnicodeAttribute()
+    base = UnicodeAttribute()  # JSON of Contact.to_dict()
+    crm_version = UnicodeAttribute(default="")
+    provider_version = UnicodeAttribute(default="")
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+    by_crm_id = MappingsByCrmId()
+    by_provider_id = MappingsByProviderId()
+
+    @property
+    def base_contact(self) -> Contact:
+        """The base as a canonical contact."""
+        return Contact.from_dict(json.loads(self.base))
+
+
+class PendingWrite(Model):
+    """A write we are about to send, stored first so a crashed pass can be recovered."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")
+    op_id = UnicodeAttribute()
+    side = UnicodeAttribute()  # "crm" | "provider"
+    kind = UnicodeAttribute()  # "create" | "update" | "delete"
+    mapping_id = UnicodeAttribute()
+    target_id = UnicodeAttribute(default="")  # empty for a create
+    payload = UnicodeAttribute(default="{}")  # JSON
+    created_at = UnicodeAttribute()
+
+
+class Subscription(Model):
+    """A provider push subscription (Graph), found by its id when a notification arrives."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK", default="SUBSCRIPTION")
+    subscription_id = UnicodeAttribute()
+    connection_id = UnicodeAttribute()
+    client_state_hash = UnicodeAttribute()  # sha256 hex of the clientState secret
+    resource = UnicodeAttribute()
+    expires_at_iso = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class AuditEntry(Model):
+    """What a pass changed and why; expires after 90 days (table TTL)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")
+    connection_id = UnicodeAttribute()
+    at = UnicodeAttribute()
+    kind = UnicodeAttribute()  # write | conflict | unlink | guard | error | duplicate | pass
+    side = UnicodeAttribute(null=True)
+    crm_id = UnicodeAttribute(null=True)
+    provider_id = UnicodeAttribute(null=True)
+    mapping_id = UnicodeAttribute(null=True)
+    message = UnicodeAttribute(default="")
+    before = JSONAttribute(null=True)
+    after = JSONAttribute(null=True)
+    details = JSONAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
+class CrmGrant(Model):
+    """A user's CRM OAuth tokens, sealed by the vault."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK", default="CRM")
+    company_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    tokens = BinaryAttribute(legacy_encoding=False)
+    updated_at = UnicodeAttribute()
+
+
+class CrmAuthorization(Model):
+    """A CRM sign-in in flight: the sealed OAuth state to check the callback against."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK", default="CRM_AUTH")
+    company_id = UnicodeAttribute()
+    user_id = UnicodeAttribute()
+    oauth_state = BinaryAttribute(legacy_encoding=False)
+    created_at = UnicodeAttribute()
+    expires_at = TTLAttribute()
+
+
+MODELS: tuple[type[Model], ...] = (
+    Connection,
+    Cursor,
+    Mapping,
+    PendingWrite,
+    Subscription,
+    AuditEntry,
+    CrmGrant,
+    CrmAuthorization,
+)
+
+
+def configure(table_name: str, endpoint_url: str | None, region: str) -> None:
+    """Point every model at ``table_name`` (on ``endpoint_url``, e.g. DynamoDB Local)."""
+    for model in MODELS:
+        model.Meta.table_name = table_name
+        model.Meta.host = endpoint_url
+        model.Meta.region = region
+        model._connection = None  # PynamoDB caches its connection per class
+
+
+def current_table() -> str:
+    return str(Connection.Meta.table_name)

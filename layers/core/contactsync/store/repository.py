@@ -1,0 +1,636 @@
+"""The functions the rest of contactsync calls to read and write the table.
+
+They take plain values and return the PynamoDB model instances of ``contactsync.store.models``
+(or ``None`` when an item is absent). Every access is by key or index; nothing scans the table.
+
+Connections are written two ways, so that neither clobbers the other:
+
+- ``save_connection`` writes what the user and the passes change (state, progress, tokens ...)
+  under optimistic locking (``version``): a stale copy raises ``VersionConflict``.
+- The lease (``acquire_lease`` / ``release_lease``) and the schedule (``set_next_run``) are
+  single conditional updates that neither check nor bump ``version``, and ``save_connection``
+  never writes them. So the scheduler can reschedule a connection while a pass holds it.
+
+``now`` parameters take an aware ``datetime``; when omitted the current UTC time is used.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import itertools
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.attributes import VersionAttribute
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+
+from contactsync.contacts.model import Contact
+from contactsync.store.models import (
+    DUE_SHARDS,
+    AuditEntry,
+    Connection,
+    CrmAuthorization,
+    CrmGrant,
+    Cursor,
+    Mapping,
+    PendingWrite,
+    Subscription,
+    iso,
+    utcnow,
+)
+
+AUDIT_RETENTION = timedelta(days=90)
+CRM_AUTHORIZATION_LIFETIME = timedelta(hours=1)
+CONNECTION_SK = "CONNECTION"
+# Written only by their own conditional updates, never by save_connection.
+_LEASE_AND_SCHEDULE = frozenset({"lease_owner", "lease_until", "due_shard", "next_run_at"})
+_audit_seq = itertools.count()
+
+
+class VersionConflict(Exception):
+    """The connection changed since it was read: read it again and re-apply the change."""
+
+
+class InvalidPageCursor(ValueError):
+    """A paging cursor that this module did not hand out."""
+
+
+def _conditional_failure(error: PynamoDBException) -> bool:
+    return error.cause_response_code == "ConditionalCheckFailedException"
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or utcnow()
+
+
+def conn_pk(connection_id: str) -> str:
+    return f"CONN#{connection_id}"
+
+
+def due_shard(connection_id: str) -> str:
+    """The DueIndex partition of a connection: a stable hash of its id over ``DUE_SHARDS``."""
+    digest = hashlib.sha256(connection_id.encode()).digest()
+    return f"DUE#{int.from_bytes(digest[:4], 'big') % DUE_SHARDS}"
+
+
+def hash_secret(secret: str) -> str:
+    """sha256 hex of a shared secret (Graph clientState, CRM webhook password): what we store."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# --- connections --------------------------------------------------------------------------------
+
+
+def create_connection(
+    *,
+    company_id: str,
+    user_id: str,
+    provider: str,
+    connection_id: str | None = None,
+    state: str = "configuring",
+    direction: str = "two_way",
+    conflict_policy: str = "newest_wins",
+    folder_id: str | None = None,
+    folder_name: str | None = None,
+    phone_region: str = "US",
+    oauth_state: bytes | None = None,
+    now: datetime | None = None,
+) -> Connection:
+    """Store a new connection (unscheduled); fails if the id is already taken."""
+    connection_id = connection_id or uuid.uuid4().hex
+    stamp = iso(_now(now))
+    conn = Connection(
+        conn_pk(connection_id),
+        CONNECTION_SK,
+        gsi1pk=f"COMPANY#{company_id}",
+        gsi1sk=f"USER#{user_id}#CONN#{connection_id}",
+        connection_id=connection_id,
+        company_id=company_id,
+        user_id=user_id,
+        provider=provider,
+        state=state,
+        direction=direction,
+        conflict_policy=conflict_policy,
+        folder_id=folder_id,
+        folder_name=folder_name,
+        phone_region=phone_region,
+        oauth_state=oauth_state,
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    conn.save()  # the version condition (must not exist yet) refuses a duplicate id
+    return conn
+
+
+def get_connection(connection_id: str) -> Connection | None:
+    try:
+        return Connection.get(conn_pk(connection_id), CONNECTION_SK, consistent_read=True)
+    except Connection.DoesNotExist:
+        return None
+
+
+def list_connections(company_id: str, user_id: str | None = None) -> list[Connection]:
+    """A company's connections (GSI1), or only one user's."""
+    condition = Connection.gsi1sk.startswith(f"USER#{user_id}#") if user_id is not None else None
+    return list(Connection.by_owner.query(f"COMPANY#{company_id}", condition))
+
+
+def save_connection(conn: Connection, *, now: datetime | None = None) -> Connection:
+    """Write ``conn`` if nobody changed it since it was read (raises ``VersionConflict``).
+
+    Lease and schedule attributes are left as stored; ``conn`` is refreshed from the table.
+    """
+    conn.updated_at = iso(_now(now))
+    actions: list[Action] = []
+    for name, attribute in Connection.get_attributes().items():
+        skip = attribute.is_hash_key or attribute.is_range_key or name in _LEASE_AND_SCHEDULE
+        if skip or isinstance(attribute, VersionAttribute):
+            continue
+        value = getattr(conn, name)
+        actions.append(attribute.remove() if value is None else attribute.set(value))
+    try:
+        conn.update(actions=actions, condition=Connection.pk.exists())
+    except PynamoDBException as error:
+        if _conditional_failure(error):
+            raise VersionConflict(f"connection {conn.connection_id} changed") from error
+        raise
+    return conn
+
+
+def update_connection(
+    connection_id: str, *, now: datetime | None = None, **changes: Any
+) -> Connection:
+    """Read, set the named attributes, save; retries once on a version conflict.
+
+    ``next_run_at`` (a datetime, ISO string or None) is passed on to ``set_next_run``.
+    """
+    if "next_run_at" in changes:
+        at = changes.pop("next_run_at")
+        set_next_run(connection_id, datetime.fromisoformat(at) if isinstance(at, str) else at)
+    unknown = set(changes) - set(Connection.get_attributes())
+    if unknown or _LEASE_AND_SCHEDULE & set(changes):
+        raise ValueError(f"cannot update connection attributes {sorted(changes)}")
+    for attempt in range(2):
+        conn = get_connection(connection_id)
+        if conn is None:
+            raise LookupError(f"connection {connection_id} not found")
+        for name, value in changes.items():
+            setattr(conn, name, value)
+        try:
+            return save_connection(conn, now=now)
+        except VersionConflict:
+            if attempt == 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _update_connection_item(
+    connection_id: str, actions: Sequence[Action], condition: Condition
+) -> bool:
+    """One conditional UpdateItem that leaves ``version`` alone. False if the condition failed.
+
+    PynamoDB's ``Model.update`` always bumps the version, so this goes one level down to the
+    model's table connection.
+    """
+    try:
+        Connection._get_connection().update_item(
+            conn_pk(connection_id), CONNECTION_SK, actions=actions, condition=condition
+        )
+    except PynamoDBException as error:
+        if _conditional_failure(error):
+            return False
+        raise
+    return True
+
+
+def acquire_lease(connection_id: str, owner: str, seconds: float, now: datetime) -> bool:
+    """Take the connection for ``seconds`` if the lease is free, expired or already ours."""
+    until = iso(now + timedelta(seconds=seconds))
+    free = (
+        Connection.lease_until.does_not_exist()
+        | (Connection.lease_until <= iso(now))
+        | (Connection.lease_owner == owner)
+    )
+    return _update_connection_item(
+        connection_id,
+        [Connection.lease_owner.set(owner), Connection.lease_until.set(until)],
+        Connection.pk.exists() & free,
+    )
+
+
+def release_lease(connection_id: str, owner: str) -> bool:
+    """Give the lease back; False if ``owner`` no longer held it."""
+    return _update_connection_item(
+        connection_id,
+        [Connection.lease_owner.remove(), Connection.lease_until.remove()],
+        Connection.lease_owner == owner,
+    )
+
+
+def set_next_run(connection_id: str, at: datetime | None) -> bool:
+    """Schedule the next pass (puts the connection in DueIndex) or, with None, unschedule it."""
+    actions: list[Action]
+    if at is None:
+        actions = [Connection.due_shard.remove(), Connection.next_run_at.remove()]
+    else:
+        actions = [
+            Connection.due_shard.set(due_shard(connection_id)),
+            Connection.next_run_at.set(iso(at)),
+        ]
+    return _update_connection_item(connection_id, actions, Connection.pk.exists())
+
+
+def due_connections(now: datetime, limit: int = 100) -> list[str]:
+    """Ids of scheduled connections whose next run is at or before ``now``, earliest first.
+
+    Queries every DueIndex shard (the index is sparse, so only scheduled connections are read).
+    """
+    due: list[tuple[str, str]] = []
+    for shard in range(DUE_SHARDS):
+        for conn in Connection.due.query(
+            f"DUE#{shard}",
+            Connection.next_run_at <= iso(now),
+            limit=limit,
+            attributes_to_get=["connection_id", "next_run_at"],
+        ):
+            due.append((conn.next_run_at or "", conn.connection_id))
+    return [connection_id for _, connection_id in sorted(due)[:limit]]
+
+
+def forget_sync_state(connection_id: str) -> None:
+    """Delete a connection's cursors, mappings and pending writes (its audit log stays).
+
+    For a connection that now points at another account: nothing links to the old contacts.
+    """
+    pk = conn_pk(connection_id)
+    with Cursor.batch_write() as cursors:
+        for cursor in Cursor.query(pk, Cursor.sk.startswith("CURSOR#")):
+            cursors.delete(cursor)
+    with Mapping.batch_write() as mappings:
+        for mapping in Mapping.query(pk, Mapping.sk.startswith("MAP#")):
+            mappings.delete(mapping)
+    with PendingWrite.batch_write() as pending:
+        for op in PendingWrite.query(pk, PendingWrite.sk.startswith("OP#")):
+            pending.delete(op)
+
+
+def delete_connection(connection_id: str) -> None:
+    """Delete a connection with everything under it, its audit log and its subscriptions."""
+    forget_sync_state(connection_id)
+    with AuditEntry.batch_write() as audit:
+        for entry in AuditEntry.query(conn_pk(connection_id), AuditEntry.sk.startswith("LOG#")):
+            audit.delete(entry)
+    conn = get_connection(connection_id)
+    if conn is not None:
+        for subscription in subscriptions_of(conn):
+            subscription.delete()
+        conn.delete(add_version_condition=False)
+
+
+# --- cursors ------------------------------------------------------------------------------------
+
+
+def get_cursor(connection_id: str, side: str) -> Cursor | None:
+    try:
+        return Cursor.get(conn_pk(connection_id), f"CURSOR#{side}", consistent_read=True)
+    except Cursor.DoesNotExist:
+        return None
+
+
+def put_cursor(
+    connection_id: str,
+    side: str,
+    position: str,
+    complete: bool,
+    full: bool,
+    *,
+    now: datetime | None = None,
+    taken_at: datetime | None = None,
+) -> Cursor:
+    """Store where ``side``'s change feed continues from (``taken_at`` defaults to now)."""
+    moment = _now(now)
+    cursor = Cursor(
+        conn_pk(connection_id),
+        f"CURSOR#{side}",
+        side=side,
+        position=position,
+        complete=complete,
+        full=full,
+        taken_at=iso(taken_at or moment),
+        updated_at=iso(moment),
+    )
+    cursor.save()
+    return cursor
+
+
+def delete_cursor(connection_id: str, side: str) -> None:
+    """Forget a side's cursor: its next read is a full listing."""
+    Cursor(conn_pk(connection_id), f"CURSOR#{side}").delete()
+
+
+# --- mappings -----------------------------------------------------------------------------------
+
+
+def get_mapping(connection_id: str, mapping_id: str) -> Mapping | None:
+    try:
+        return Mapping.get(conn_pk(connection_id), f"MAP#{mapping_id}", consistent_read=True)
+    except Mapping.DoesNotExist:
+        return None
+
+
+def mapping_by_crm_id(connection_id: str, crm_id: str) -> Mapping | None:
+    """The mapping of a CRM person (GSI1; eventually consistent like every index)."""
+    hash_key = f"CONN#{connection_id}#CRM#{crm_id}"
+    return next(iter(Mapping.by_crm_id.query(hash_key, Mapping.gsi1sk == "MAP", limit=1)), None)
+
+
+def mapping_by_provider_id(connection_id: str, provider_id: str) -> Mapping | None:
+    """The mapping of a provider contact (GSI2)."""
+    hash_key = f"CONN#{connection_id}#PRV#{provider_id}"
+    query = Mapping.by_provider_id.query(hash_key, Mapping.gsi2sk == "MAP", limit=1)
+    return next(iter(query), None)
+
+
+def put_mapping(
+    connection_id: str,
+    *,
+    crm_id: str,
+    provider_id: str,
+    base: Contact,
+    crm_version: str = "",
+    provider_version: str = "",
+    mapping_id: str | None = None,
+    now: datetime | None = None,
+) -> Mapping:
+    """Create or replace a mapping (a new id when ``mapping_id`` is None); keeps ``created_at``."""
+    mapping_id = mapping_id or uuid.uuid4().hex
+    stamp = iso(_now(now))
+    mapping = Mapping(conn_pk(connection_id), f"MAP#{mapping_id}")
+    mapping.update(
+        actions=[
+            Mapping.gsi1pk.set(f"CONN#{connection_id}#CRM#{crm_id}"),
+            Mapping.gsi1sk.set("MAP"),
+            Mapping.gsi2pk.set(f"CONN#{connection_id}#PRV#{provider_id}"),
+            Mapping.gsi2sk.set("MAP"),
+            Mapping.mapping_id.set(mapping_id),
+            Mapping.connection_id.set(connection_id),
+            Mapping.crm_id.set(crm_id),
+            Mapping.provider_id.set(provider_id),
+            Mapping.base.set(json.dumps(base.to_dict(), sort_keys=True)),
+            Mapping.crm_version.set(crm_version),
+            Mapping.provider_version.set(provider_version),
+            Mapping.created_at.set(Mapping.created_at | stamp),
+            Mapping.updated_at.set(stamp),
+        ]
+    )
+    return mapping
+
+
+def delete_mapping(connection_id: str, mapping_id: str) -> None:
+    Mapping(conn_pk(connection_id), f"MAP#{mapping_id}").delete()
+
+
+def iter_mappings(connection_id: str, page_size: int = 500) -> Iterator[Mapping]:
+    """Every mapping of a connection, read a page at a time."""
+    pk = conn_pk(connection_id)
+    yield from Mapping.query(pk, Mapping.sk.startswith("MAP#"), page_size=page_size)
+
+
+def count_mappings(connection_id: str) -> int:
+    pk = conn_pk(connection_id)
+    return Mapping.count(pk, Mapping.sk.startswith("MAP#"))
+
+
+# --- pending writes -----------------------------------------------------------------------------
+
+
+def put_pending(
+    connection_id: str,
+    *,
+    side: str,
+    kind: str,
+    mapping_id: str,
+    payload: dict[str, Any],
+    target_id: str = "",
+    op_id: str | None = None,
+    now: datetime | None = None,
+) -> PendingWrite:
+    """Record a write before it is sent, so a crash can be recovered without a duplicate."""
+    op_id = op_id or uuid.uuid4().hex
+    pending = PendingWrite(
+        conn_pk(connection_id),
+        f"OP#{op_id}",
+        op_id=op_id,
+        side=side,
+        kind=kind,
+        mapping_id=mapping_id,
+        target_id=target_id,
+        payload=json.dumps(payload, sort_keys=True),
+        created_at=iso(_now(now)),
+    )
+    pending.save()
+    return pending
+
+
+def list_pending(connection_id: str) -> list[PendingWrite]:
+    """The connection's pending writes, oldest first."""
+    pk = conn_pk(connection_id)
+    items = list(PendingWrite.query(pk, PendingWrite.sk.startswith("OP#"), consistent_read=True))
+    return sorted(items, key=lambda p: (p.created_at, p.op_id))
+
+
+def delete_pending(connection_id: str, op_id: str) -> None:
+    PendingWrite(conn_pk(connection_id), f"OP#{op_id}").delete()
+
+
+def delete_pending_many(connection_id: str, op_ids: Sequence[str]) -> None:
+    """Delete several pending writes in batches of 25."""
+    with PendingWrite.batch_write() as batch:
+        for op_id in op_ids:
+            batch.delete(PendingWrite(conn_pk(connection_id), f"OP#{op_id}"))
+
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+
+def put_subscription(
+    *,
+    subscription_id: str,
+    connection_id: str,
+    client_state_hash: str,
+    resource: str,
+    expires_at: datetime,
+    now: datetime | None = None,
+) -> Subscription:
+    """Store a provider subscription. The caller adds its id to ``conn.subscription_ids``."""
+    subscription = Subscription(
+        f"SUB#{subscription_id}",
+        "SUBSCRIPTION",
+        subscription_id=subscription_id,
+        connection_id=connection_id,
+        client_state_hash=client_state_hash,
+        resource=resource,
+        expires_at_iso=iso(expires_at),
+        created_at=iso(_now(now)),
+    )
+    subscription.save()
+    return subscription
+
+
+def get_subscription(subscription_id: str) -> Subscription | None:
+    try:
+        return Subscription.get(f"SUB#{subscription_id}", "SUBSCRIPTION")
+    except Subscription.DoesNotExist:
+        return None
+
+
+def delete_subscription(subscription_id: str) -> None:
+    Subscription(f"SUB#{subscription_id}", "SUBSCRIPTION").delete()
+
+
+def subscriptions_of(conn: Connection) -> list[Subscription]:
+    """The stored subscriptions whose ids the connection lists (one batch read)."""
+    keys = [(f"SUB#{sid}", "SUBSCRIPTION") for sid in conn.subscription_ids or []]
+    return list(Subscription.batch_get(keys)) if keys else []
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+
+def add_audit(
+    connection_id: str,
+    kind: str,
+    message: str,
+    *,
+    side: str | None = None,
+    crm_id: str | None = None,
+    provider_id: str | None = None,
+    mapping_id: str | None = None,
+    before: Any = None,
+    after: Any = None,
+    details: Any = None,
+    now: datetime | None = None,
+) -> AuditEntry:
+    """Append an audit entry (kept 90 days). ``before``/``after``/``details`` are JSON-ready."""
+    moment = _now(now)
+    at = iso(moment)
+    entry = AuditEntry(
+        conn_pk(connection_id),
+        f"LOG#{at}#{next(_audit_seq) % 1_000_000:06d}",
+        connection_id=connection_id,
+        at=at,
+        kind=kind,
+        side=side,
+        crm_id=crm_id,
+        provider_id=provider_id,
+        mapping_id=mapping_id,
+        message=message,
+        before=before,
+        after=after,
+        details=details,
+        expires_at=moment + AUDIT_RETENTION,
+    )
+    entry.save()
+    return entry
+
+
+def _encode_page_cursor(key: dict[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+
+
+def _decode_page_cursor(cursor: str | None, pk: str) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, ValueError) as error:
+        raise InvalidPageCursor("not a page cursor") from error
+    if not isinstance(key, dict) or key.get("PK") != {"S": pk}:
+        raise InvalidPageCursor("page cursor of another listing")
+    return key
+
+
+def list_audit(
+    connection_id: str, limit: int = 50, cursor: str | None = None
+) -> tuple[list[AuditEntry], str | None]:
+    """A page of the audit log, newest first, and the cursor of the next page (None at the end)."""
+    pk = conn_pk(connection_id)
+    results = AuditEntry.query(
+        pk,
+        AuditEntry.sk.startswith("LOG#"),
+        scan_index_forward=False,
+        limit=limit,
+        last_evaluated_key=_decode_page_cursor(cursor, pk),
+    )
+    entries = list(results)
+    return entries, _encode_page_cursor(results.last_evaluated_key)
+
+
+# --- CRM grants ---------------------------------------------------------------------------------
+
+
+def put_crm_grant(
+    company_id: str, user_id: str, tokens: bytes, *, now: datetime | None = None
+) -> CrmGrant:
+    """Store a user's CRM tokens; ``tokens`` must already be sealed by the vault."""
+    grant = CrmGrant(
+        f"USER#{company_id}#{user_id}",
+        "CRM",
+        company_id=company_id,
+        user_id=user_id,
+        tokens=tokens,
+        updated_at=iso(_now(now)),
+    )
+    grant.save()
+    return grant
+
+
+def get_crm_grant(company_id: str, user_id: str) -> CrmGrant | None:
+    try:
+        return CrmGrant.get(f"USER#{company_id}#{user_id}", "CRM", consistent_read=True)
+    except CrmGrant.DoesNotExist:
+        return None
+
+
+def delete_crm_grant(company_id: str, user_id: str) -> None:
+    CrmGrant(f"USER#{company_id}#{user_id}", "CRM").delete()
+
+
+def put_crm_pending_state(company_id: str, user_id: str, sealed_state: bytes | None) -> None:
+    """Keep the sealed state of a CRM sign-in in flight (expires in an hour); None clears it."""
+    pk = f"USER#{company_id}#{user_id}"
+    if sealed_state is None:
+        CrmAuthorization(pk, "CRM_AUTH").delete()
+        return
+    moment = utcnow()
+    CrmAuthorization(
+        pk,
+        "CRM_AUTH",
+        company_id=company_id,
+        user_id=user_id,
+        oauth_state=sealed_state,
+        created_at=iso(moment),
+        expires_at=moment + CRM_AUTHORIZATION_LIFETIME,
+    ).save()
+
+
+def get_crm_pending_state(company_id: str, user_id: str) -> bytes | None:
+    """The sealed state of the user's CRM sign-in, unless none is in flight or it expired."""
+    try:
+        item = CrmAuthorization.get(
+            f"USER#{company_id}#{user_id}", "CRM_AUTH", consistent_read=True
+        )
+    except CrmAuthorization.DoesNotExist:
+        return None
+    if item.expires_at <= utcnow():  # TTL deletion is lazy: check the time ourselves
+        return None
+    return bytes(item.oauth_state)

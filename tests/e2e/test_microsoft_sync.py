@@ -1,0 +1,176 @@
+"""End to end over HTTP on the running local stack: connect Microsoft 365, sync both ways, stop.
+
+Every step goes through the real handlers, DynamoDB Local, the SQS emulator and the sandboxes'
+real wire protocols: Graph change notifications and CRM webhooks arrive over loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from local.demo import FOLDER_NAME, Api, DemoData, DemoUser, seed
+from local.stack import LocalStack, start_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what or check}: last {last!r}")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    running = start_stack(workdir=tmp_path_factory.mktemp("stack"), schedule_every=3600)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def synced(stack: LocalStack) -> tuple[DemoUser, DemoData, Api, str]:
+    demo, data = seed(stack, persons=40, contacts=40)
+    api = Api(stack, demo.token)
+    api.connect_crm()
+    connection_id = api.connect_microsoft()
+    api.choose_folder(connection_id, FOLDER_NAME)
+    api.start(connection_id)
+    view = api.wait_until_active(connection_id, timeout=120)
+    assert view["state"] == "active", view
+    return demo, data, api, connection_id
+
+
+def crm_owned(stack: LocalStack, demo: DemoUser) -> list[Any]:
+    return [
+        p
+        for p in stack.pipedrive.sandbox.persons.values()
+        if p.owner_id == demo.user_id and not p.deleted
+    ]
+
+
+def outlook(stack: LocalStack, demo: DemoUser) -> list[Any]:
+    return stack.graph.sandbox.folder_contacts(demo.graph_user_id, demo.folder_id)
+
+
+def crm_emails(stack: LocalStack, demo: DemoUser) -> list[str]:
+    return [e["value"].lower() for p in crm_owned(stack, demo) for e in p.emails]
+
+
+def outlook_emails(stack: LocalStack, demo: DemoUser) -> list[str]:
+    return [
+        e["address"].lower()
+        for c in outlook(stack, demo)
+        for e in c.props.get("emailAddresses", [])
+    ]
+
+
+def test_initial_sync_matches_by_email_and_creates_the_rest(stack, synced) -> None:
+    demo, data, api, connection_id = synced
+    crm, provider = crm_emails(stack, demo), outlook_emails(stack, demo)
+    # Then people on both sides are linked, not duplicated
+    for email in data.same_email:
+        assert crm.count(email) == 1, email
+        assert provider.count(email) == 1, email
+    # And the rest was created on the other side
+    assert len(crm_owned(stack, demo)) == data.crm_persons + 40
+    assert len(outlook(stack, demo)) >= data.outlook_contacts + 40
+    # And the ambiguous pair was left alone rather than guessed
+    assert provider.count(data.ambiguous_email) == 1
+    assert crm.count(data.ambiguous_email) == 2
+    # And another user's person never reached Outlook
+    assert data.not_owned_email not in provider
+    view = api.connection(connection_id)
+    assert view["counts"]["mapped"] >= 80
+
+
+def test_an_outlook_edit_reaches_the_crm_through_a_change_notification(stack, synced) -> None:
+    demo, data, _, _ = synced
+    contact = next(c for c in outlook(stack, demo) if data.same_email[0] in str(c.props))
+    stack.graph.sandbox.update_contact(demo.graph_user_id, contact.id, {"jobTitle": "Chief Tester"})
+
+    def crm_has_it() -> bool:
+        person = next(p for p in crm_owned(stack, demo) if data.same_email[0] in str(p.emails))
+        return person.job_title == "Chief Tester"
+
+    eventually(crm_has_it, what="the job title in the CRM")
+
+
+def test_a_crm_edit_reaches_outlook_through_a_webhook(stack, synced) -> None:
+    demo, data, _, _ = synced
+    pd = stack.pipedrive.sandbox
+    person = next(p for p in crm_owned(stack, demo) if data.same_email[1] in str(p.emails))
+    pd.update_person(pd.users[demo.user_id], person.id, {"job_title": "Head of QA"}, source="app")
+
+    def outlook_has_it() -> bool:
+        contact = next(c for c in outlook(stack, demo) if data.same_email[1] in str(c.props))
+        return contact.props.get("jobTitle") == "Head of QA"
+
+    eventually(outlook_has_it, what="the job title in Outlook")
+
+
+def test_deletes_propagate_both_ways(stack, synced) -> None:
+    demo, data, _, _ = synced
+    pd = stack.pipedrive.sandbox
+    gone_in_outlook = data.same_email[2]
+    gone_in_crm = data.same_email[3]
+    contact = next(c for c in outlook(stack, demo) if gone_in_outlook in str(c.props))
+    stack.graph.sandbox.delete_contact(demo.graph_user_id, contact.id)
+    person = next(p for p in crm_owned(stack, demo) if gone_in_crm in str(p.emails))
+    pd.delete_person(pd.users[demo.user_id], person.id, source="app")
+    eventually(lambda: gone_in_outlook not in crm_emails(stack, demo), what="CRM delete")
+    eventually(lambda: gone_in_crm not in outlook_emails(stack, demo), what="Outlook delete")
+
+
+def test_bad_webhooks_get_a_4xx_and_enqueue_nothing(stack, synced) -> None:
+    _, _, _, _ = synced
+    url = f"{stack.api_url}/webhooks/microsoft"
+    sub_id = next(iter(stack.graph.sandbox.subscriptions))
+    before = stack.poller.invocations
+    wrong_state = {
+        "value": [{"subscriptionId": sub_id, "clientState": "guess", "changeType": "updated"}]
+    }
+    unknown_sub = {
+        "value": [{"subscriptionId": "nope", "clientState": "x", "changeType": "updated"}]
+    }
+    for body in (wrong_state, unknown_sub):
+        assert 400 <= httpx.post(url, json=body).status_code < 500
+    assert httpx.post(url, content=b"{not json").status_code == 400
+    assert httpx.post(url, content=b"").status_code == 400
+    crm_hook = f"{stack.api_url}/webhooks/pipedrive"
+    assert httpx.post(crm_hook, json={"meta": {}}).status_code == 401
+    assert httpx.post(crm_hook, json={}, auth=("someone", "wrong")).status_code == 401
+    time.sleep(2)
+    assert stack.poller.invocations == before
+
+
+def test_validation_handshake_echoes_the_token(stack) -> None:
+    response = httpx.post(f"{stack.api_url}/webhooks/microsoft?validationToken=abc%20123")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text == "abc 123"
+
+
+def test_stop_removes_subscriptions_and_writes_nothing_more(stack, synced) -> None:
+    demo, data, api, connection_id = synced
+    view = api.stop(connection_id)
+    assert view["state"] == "stopped"
+    assert not stack.graph.sandbox.subscriptions
+    assert not [w for w in stack.pipedrive.sandbox.webhooks.values() if w.user_id == demo.user_id]
+    # An edit after stop stays where it was made
+    contact = next(c for c in outlook(stack, demo) if data.same_email[5] in str(c.props))
+    stack.graph.sandbox.update_contact(demo.graph_user_id, contact.id, {"jobTitle": "After Stop"})
+    time.sleep(2)
+    person = next(p for p in crm_owned(stack, demo) if data.same_email[5] in str(p.emails))
+    assert person.job_title != "After Stop"

@@ -1,0 +1,460 @@
+"""The repository against DynamoDB Local, on a fresh table per test (the ``table`` fixture)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from contactsync.contacts.model import Contact, Email
+from contactsync.store import repository as repo
+from contactsync.store.models import Connection
+
+pytestmark = pytest.mark.usefixtures("table")
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def a_connection(company: str = "c1", user: str = "u1", **fields: Any) -> Connection:
+    return repo.create_connection(
+        company_id=company, user_id=user, provider="microsoft", now=NOW, **fields
+    )
+
+
+@pytest.fixture
+def dynamodb_operations() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """Every DynamoDB operation the Connection model sends, with its parameters."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, dict(params)))
+
+    client = Connection._get_connection().connection.client
+    client.meta.events.register("before-parameter-build.dynamodb", record)
+    yield calls
+    client.meta.events.unregister("before-parameter-build.dynamodb", record)
+
+
+# --- connections --------------------------------------------------------------------------------
+
+
+def test_a_created_connection_is_read_back_and_an_unknown_id_is_none() -> None:
+    # Given a stored connection
+    created = a_connection(folder_id="f1", direction="to_crm")
+    # When it is read by id
+    found = repo.get_connection(created.connection_id)
+    # Then every field is there, at version 1, and an unknown id gives None
+    assert found is not None
+    assert (found.company_id, found.user_id, found.provider) == ("c1", "u1", "microsoft")
+    assert (found.state, found.direction, found.folder_id) == ("configuring", "to_crm", "f1")
+    assert found.version == 1
+    assert found.created_at == repo.iso(NOW)
+    assert repo.get_connection("nope") is None
+
+
+def test_a_connection_id_cannot_be_created_twice() -> None:
+    a_connection(connection_id="same")
+    with pytest.raises(Exception, match="ConditionalCheckFailed"):
+        a_connection(connection_id="same")
+
+
+def test_connections_are_listed_by_company_and_by_user() -> None:
+    # Given connections of two users of one company and one of another company
+    mine = a_connection(user="u1")
+    theirs = a_connection(user="u2")
+    a_connection(company="other", user="u1")
+    # When listing
+    company = {c.connection_id for c in repo.list_connections("c1")}
+    user = {c.connection_id for c in repo.list_connections("c1", "u1")}
+    # Then the company sees both of its own, the user only theirs
+    assert company == {mine.connection_id, theirs.connection_id}
+    assert user == {mine.connection_id}
+
+
+def test_saving_a_stale_copy_is_a_version_conflict() -> None:
+    # Given two copies of one connection read at the same version
+    conn = a_connection()
+    first = repo.get_connection(conn.connection_id)
+    second = repo.get_connection(conn.connection_id)
+    assert first is not None and second is not None
+    # When the first is saved, then the second
+    first.state = "active"
+    repo.save_connection(first)
+    second.state = "paused"
+    # Then the second is refused and the first change stands
+    with pytest.raises(repo.VersionConflict):
+        repo.save_connection(second)
+    stored = repo.get_connection(conn.connection_id)
+    assert stored is not None
+    assert (stored.state, stored.version) == ("active", 2)
+
+
+def test_a_save_leaves_the_lease_and_the_schedule_alone() -> None:
+    # Given a copy read before the connection was leased and scheduled
+    conn = a_connection()
+    copy = repo.get_connection(conn.connection_id)
+    assert copy is not None
+    assert repo.acquire_lease(conn.connection_id, "worker-1", 60, NOW)
+    assert repo.set_next_run(conn.connection_id, NOW)
+    # When that copy is saved
+    copy.folder_name = "Contacts"
+    repo.save_connection(copy)
+    # Then the save went through and the lease and schedule survived it
+    stored = repo.get_connection(conn.connection_id)
+    assert stored is not None
+    assert stored.folder_name == "Contacts"
+    assert (stored.lease_owner, stored.next_run_at) == ("worker-1", repo.iso(NOW))
+
+
+def test_update_connection_sets_maps_lists_tokens_and_the_schedule() -> None:
+    # Given a connection
+    conn = a_connection()
+    # When several kinds of attribute are updated at once
+    repo.update_connection(
+        conn.connection_id,
+        state="syncing_initial",
+        progress={"phase": "listing", "done": 3, "total": 10},
+        last_error={"code": "throttled", "message": "slow down", "at": repo.iso(NOW)},
+        counts={"created": 2},
+        held_plan={"deletes": 40},
+        subscription_ids=["s1"],
+        credentials=b"\x01sealed",
+        next_run_at=NOW + timedelta(minutes=5),
+    )
+    # Then they all read back
+    stored = repo.get_connection(conn.connection_id)
+    assert stored is not None and stored.progress is not None and stored.last_error is not None
+    assert (stored.progress.phase, stored.progress.done, stored.progress.total) == (
+        "listing",
+        3,
+        10,
+    )
+    assert stored.last_error.code == "throttled"
+    assert stored.counts is not None and stored.counts.as_dict() == {"created": 2}
+    assert stored.held_plan == {"deletes": 40}
+    assert stored.subscription_ids == ["s1"]
+    assert stored.credentials == b"\x01sealed"
+    assert stored.next_run_at == repo.iso(NOW + timedelta(minutes=5))
+    # And clearing works too
+    repo.update_connection(conn.connection_id, last_error=None, next_run_at=None)
+    cleared = repo.get_connection(conn.connection_id)
+    assert cleared is not None
+    assert cleared.last_error is None and cleared.next_run_at is None and cleared.due_shard is None
+
+
+def test_update_connection_refuses_the_lease_fields() -> None:
+    conn = a_connection()
+    with pytest.raises(ValueError, match="lease_owner"):
+        repo.update_connection(conn.connection_id, lease_owner="me")
+
+
+# --- the lease ----------------------------------------------------------------------------------
+
+
+def test_a_lease_is_exclusive_until_it_expires_or_is_released() -> None:
+    # Given a connection leased by worker 1 for 60 seconds
+    conn_id = a_connection().connection_id
+    assert repo.acquire_lease(conn_id, "worker-1", 60, NOW)
+    # Then worker 2 cannot take it while it runs; worker 1 may renew it
+    assert not repo.acquire_lease(conn_id, "worker-2", 60, NOW + timedelta(seconds=30))
+    assert repo.acquire_lease(conn_id, "worker-1", 60, NOW + timedelta(seconds=30))
+    # And once it has expired, worker 2 can take it
+    assert repo.acquire_lease(conn_id, "worker-2", 60, NOW + timedelta(seconds=91))
+    # And only the owner can release it, after which anyone can take it
+    assert not repo.release_lease(conn_id, "worker-1")
+    assert repo.release_lease(conn_id, "worker-2")
+    assert repo.acquire_lease(conn_id, "worker-3", 60, NOW + timedelta(seconds=92))
+
+
+def test_a_lease_on_a_missing_connection_is_refused() -> None:
+    assert not repo.acquire_lease("missing", "worker-1", 60, NOW)
+
+
+def test_the_lease_does_not_change_the_version() -> None:
+    conn = a_connection()
+    repo.acquire_lease(conn.connection_id, "worker-1", 60, NOW)
+    repo.release_lease(conn.connection_id, "worker-1")
+    stored = repo.get_connection(conn.connection_id)
+    assert stored is not None and stored.version == 1
+
+
+# --- the schedule -------------------------------------------------------------------------------
+
+
+def test_due_connections_are_only_the_due_ones_earliest_first(
+    dynamodb_operations: list[tuple[str, dict[str, Any]]],
+) -> None:
+    # Given connections due in the past, due now, due later and not scheduled at all
+    ids = [a_connection(user=f"u{i}").connection_id for i in range(12)]
+    for minutes, conn_id in zip(range(-10, 0), ids[:10], strict=True):
+        repo.set_next_run(conn_id, NOW + timedelta(minutes=minutes))
+    repo.set_next_run(ids[10], NOW + timedelta(minutes=5))  # later
+    # ids[11] never scheduled; and one that was scheduled, then unscheduled:
+    repo.set_next_run(ids[9], None)
+    dynamodb_operations.clear()
+    # When the scheduler asks what is due
+    due = repo.due_connections(NOW, limit=100)
+    # Then it gets exactly the due ones, earliest first
+    assert due == ids[:9]
+    # And it read them from every shard of the DueIndex, never scanning the table
+    operations = [name for name, _ in dynamodb_operations]
+    assert "Scan" not in operations
+    assert operations == ["Query"] * repo.DUE_SHARDS
+    assert {params["IndexName"] for _, params in dynamodb_operations} == {"DueIndex"}
+
+
+def test_due_connections_honours_the_limit() -> None:
+    ids = [a_connection(user=f"u{i}").connection_id for i in range(5)]
+    for minutes, conn_id in enumerate(ids):
+        repo.set_next_run(conn_id, NOW - timedelta(minutes=10 - minutes))
+    assert repo.due_connections(NOW, limit=2) == ids[:2]
+
+
+def test_due_shards_are_stable_and_spread() -> None:
+    shards = {repo.due_shard(f"conn-{i}") for i in range(200)}
+    assert repo.due_shard("abc") == repo.due_shard("abc")
+    assert shards == {f"DUE#{i}" for i in range(repo.DUE_SHARDS)}
+
+
+# --- cursors ------------------------------------------------------------------------------------
+
+
+def test_a_cursor_is_stored_per_side_and_replaced() -> None:
+    conn_id = a_connection().connection_id
+    assert repo.get_cursor(conn_id, "crm") is None
+    repo.put_cursor(conn_id, "crm", "page-2", False, True, now=NOW)
+    repo.put_cursor(conn_id, "provider", "delta-1", True, False, now=NOW)
+    repo.put_cursor(conn_id, "crm", "since-2025", True, False, now=NOW + timedelta(hours=1))
+    crm = repo.get_cursor(conn_id, "crm")
+    provider = repo.get_cursor(conn_id, "provider")
+    assert crm is not None and provider is not None
+    assert (crm.position, crm.complete, crm.full) == ("since-2025", True, False)
+    assert crm.taken_at == repo.iso(NOW + timedelta(hours=1))
+    assert provider.position == "delta-1"
+    repo.delete_cursor(conn_id, "crm")
+    assert repo.get_cursor(conn_id, "crm") is None
+
+
+# --- mappings -----------------------------------------------------------------------------------
+
+
+BASE = Contact(given_name="Ada", family_name="Lovelace", emails=(Email("ada@example.com"),))
+
+
+def test_a_mapping_is_found_by_id_by_crm_id_and_by_provider_id() -> None:
+    # Given a mapping in one connection and one with the same ids in another
+    conn_id = a_connection().connection_id
+    other_id = a_connection(user="u2").connection_id
+    mapping = repo.put_mapping(
+        conn_id, crm_id="p-1", provider_id="AAMk-1", base=BASE, crm_version="3", now=NOW
+    )
+    repo.put_mapping(other_id, crm_id="p-1", provider_id="AAMk-1", base=Contact())
+    # When looked up each way
+    by_id = repo.get_mapping(conn_id, mapping.mapping_id)
+    by_crm = repo.mapping_by_crm_id(conn_id, "p-1")
+    by_provider = repo.mapping_by_provider_id(conn_id, "AAMk-1")
+    # Then each finds this connection's mapping, with its base intact
+    for found in (by_id, by_crm, by_provider):
+        assert found is not None
+        assert found.mapping_id == mapping.mapping_id
+        assert found.base_contact == BASE
+        assert found.crm_version == "3"
+    assert repo.mapping_by_crm_id(conn_id, "p-2") is None
+    assert repo.mapping_by_provider_id(conn_id, "unknown") is None
+
+
+def test_replacing_a_mapping_keeps_created_at_and_moves_the_index_keys() -> None:
+    conn_id = a_connection().connection_id
+    first = repo.put_mapping(conn_id, crm_id="p-1", provider_id="g-1", base=BASE, now=NOW)
+    later = NOW + timedelta(days=1)
+    repo.put_mapping(
+        conn_id, crm_id="p-9", provider_id="g-1", base=BASE, mapping_id=first.mapping_id, now=later
+    )
+    stored = repo.get_mapping(conn_id, first.mapping_id)
+    assert stored is not None
+    assert (stored.created_at, stored.updated_at) == (repo.iso(NOW), repo.iso(later))
+    assert repo.mapping_by_crm_id(conn_id, "p-1") is None
+    assert repo.mapping_by_crm_id(conn_id, "p-9") is not None
+
+
+def test_mappings_are_iterated_across_pages_counted_and_deleted() -> None:
+    # Given 7 mappings and a cursor item under the same connection
+    conn_id = a_connection().connection_id
+    made = {
+        repo.put_mapping(conn_id, crm_id=f"p{i}", provider_id=f"g{i}", base=BASE).mapping_id
+        for i in range(7)
+    }
+    repo.put_cursor(conn_id, "crm", "x", True, False)
+    # When iterated three at a time
+    seen = {m.mapping_id for m in repo.iter_mappings(conn_id, page_size=3)}
+    # Then all 7 and only mappings come back, and they count as 7
+    assert seen == made
+    assert repo.count_mappings(conn_id) == 7
+    repo.delete_mapping(conn_id, made.pop())
+    assert repo.count_mappings(conn_id) == 6
+
+
+# --- pending writes -----------------------------------------------------------------------------
+
+
+def test_pending_writes_are_listed_oldest_first_and_deleted() -> None:
+    conn_id = a_connection().connection_id
+    first = repo.put_pending(
+        conn_id, side="provider", kind="create", mapping_id="m1", payload={"a": 1}, now=NOW
+    )
+    second = repo.put_pending(
+        conn_id,
+        side="crm",
+        kind="update",
+        mapping_id="m2",
+        target_id="p-2",
+        payload={"b": 2},
+        now=NOW + timedelta(seconds=1),
+    )
+    third = repo.put_pending(
+        conn_id, side="crm", kind="delete", mapping_id="m3", payload={}, now=NOW
+    )
+    listed = repo.list_pending(conn_id)
+    assert [p.op_id for p in listed][-1] == second.op_id
+    assert {p.op_id for p in listed} == {first.op_id, second.op_id, third.op_id}
+    assert listed[-1].target_id == "p-2" and listed[-1].payload == '{"b": 2}'
+    repo.delete_pending(conn_id, first.op_id)
+    repo.delete_pending_many(conn_id, [second.op_id])
+    assert [p.op_id for p in repo.list_pending(conn_id)] == [third.op_id]
+
+
+# --- subscriptions ------------------------------------------------------------------------------
+
+
+def test_subscriptions_are_found_by_id_and_through_their_connection() -> None:
+    conn = a_connection()
+    expires = NOW + timedelta(days=3)
+    for sub_id in ("s1", "s2"):
+        repo.put_subscription(
+            subscription_id=sub_id,
+            connection_id=conn.connection_id,
+            client_state_hash=repo.hash_secret("secret"),
+            resource="me/contactFolders/f1/contacts",
+            expires_at=expires,
+        )
+    conn = repo.update_connection(conn.connection_id, subscription_ids=["s1", "s2"])
+    found = repo.get_subscription("s1")
+    assert found is not None
+    assert found.connection_id == conn.connection_id
+    assert found.client_state_hash == repo.hash_secret("secret") != "secret"
+    assert found.expires_at_iso == repo.iso(expires)
+    assert {s.subscription_id for s in repo.subscriptions_of(conn)} == {"s1", "s2"}
+    repo.delete_subscription("s1")
+    assert repo.get_subscription("s1") is None
+
+
+# --- audit --------------------------------------------------------------------------------------
+
+
+def test_the_audit_log_pages_newest_first() -> None:
+    # Given five entries a minute apart
+    conn_id = a_connection().connection_id
+    for i in range(5):
+        repo.add_audit(
+            conn_id,
+            "write",
+            f"entry {i}",
+            side="crm",
+            before={"n": i},
+            now=NOW + timedelta(minutes=i),
+        )
+    # When read two at a time
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        entries, cursor = repo.list_audit(conn_id, limit=2, cursor=cursor)
+        pages.append([e.message for e in entries])
+        if cursor is None:
+            break
+    # Then the newest come first and every entry appears once
+    flat = [m for page in pages for m in page]
+    assert flat == [f"entry {i}" for i in (4, 3, 2, 1, 0)]
+    assert pages[0] == ["entry 4", "entry 3"]
+
+
+def test_audit_entries_expire_after_90_days_and_keep_their_details() -> None:
+    conn_id = a_connection().connection_id
+    entry = repo.add_audit(
+        conn_id, "conflict", "both changed", after={"x": [1]}, details={"k": "v"}, now=NOW
+    )
+    (stored,), _ = repo.list_audit(conn_id)
+    assert stored.sk == entry.sk
+    assert stored.expires_at == NOW + timedelta(days=90)
+    assert (stored.kind, stored.after, stored.details) == ("conflict", {"x": [1]}, {"k": "v"})
+
+
+def test_a_foreign_page_cursor_is_refused() -> None:
+    mine = a_connection().connection_id
+    theirs = a_connection(user="u2").connection_id
+    for conn_id in (mine, theirs):
+        repo.add_audit(conn_id, "pass", "one", now=NOW)
+        repo.add_audit(conn_id, "pass", "two", now=NOW + timedelta(seconds=1))
+    _, their_cursor = repo.list_audit(theirs, limit=1)
+    with pytest.raises(repo.InvalidPageCursor):
+        repo.list_audit(mine, cursor=their_cursor)
+    with pytest.raises(repo.InvalidPageCursor):
+        repo.list_audit(mine, cursor="%%not-base64%%")
+
+
+# --- CRM grants and sign-ins --------------------------------------------------------------------
+
+
+def test_a_crm_grant_is_stored_per_user() -> None:
+    assert repo.get_crm_grant("c1", "u1") is None
+    repo.put_crm_grant("c1", "u1", b"sealed-1")
+    repo.put_crm_grant("c1", "u2", b"sealed-2")
+    grant = repo.get_crm_grant("c1", "u1")
+    assert grant is not None and grant.tokens == b"sealed-1"
+    repo.delete_crm_grant("c1", "u1")
+    assert repo.get_crm_grant("c1", "u1") is None
+
+
+def test_a_crm_sign_in_state_is_kept_until_cleared() -> None:
+    assert repo.get_crm_pending_state("c1", "u1") is None
+    repo.put_crm_pending_state("c1", "u1", b"sealed-state")
+    assert repo.get_crm_pending_state("c1", "u1") == b"sealed-state"
+    repo.put_crm_pending_state("c1", "u1", None)
+    assert repo.get_crm_pending_state("c1", "u1") is None
+
+
+# --- forgetting and deleting --------------------------------------------------------------------
+
+
+def test_forget_sync_state_keeps_the_connection_and_its_audit() -> None:
+    conn_id = a_connection().connection_id
+    repo.put_cursor(conn_id, "crm", "x", True, False)
+    repo.put_mapping(conn_id, crm_id="p1", provider_id="g1", base=BASE)
+    repo.put_pending(conn_id, side="crm", kind="create", mapping_id="m", payload={})
+    repo.add_audit(conn_id, "pass", "done")
+    repo.forget_sync_state(conn_id)
+    assert repo.get_cursor(conn_id, "crm") is None
+    assert repo.count_mappings(conn_id) == 0
+    assert repo.list_pending(conn_id) == []
+    assert len(repo.list_audit(conn_id)[0]) == 1
+    assert repo.get_connection(conn_id) is not None
+
+
+def test_delete_connection_removes_everything_of_it() -> None:
+    conn = a_connection()
+    conn_id = conn.connection_id
+    repo.put_mapping(conn_id, crm_id="p1", provider_id="g1", base=BASE)
+    repo.add_audit(conn_id, "pass", "done")
+    repo.put_subscription(
+        subscription_id="s1",
+        connection_id=conn_id,
+        client_state_hash="h",
+        resource="r",
+        expires_at=NOW,
+    )
+    repo.update_connection(conn_id, subscription_ids=["s1"])
+    repo.delete_connection(conn_id)
+    assert repo.get_connection(conn_id) is None
+    assert repo.count_mappings(conn_id) == 0
+    assert repo.list_audit(conn_id)[0] == []
+    assert repo.get_subscription("s1") is None

@@ -1,0 +1,420 @@
+"""The plan of a pass: pair rules, direction, links and creations, the guard, the preview."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from contactsync.contacts.model import ALL_FIELDS, Contact, Email, Phone
+from contactsync.engine.plan import (
+    UNCHANGED,
+    MappingState,
+    PairInput,
+    PassInput,
+    Plan,
+    SyncSettings,
+    Unchanged,
+    plan_pass,
+    preview,
+)
+from contactsync.providers.base import RemoteContact
+
+EARLY, LATE = "2026-11-25T09:00:00Z", "2026-11-25T10:00:00Z"
+TWO_WAY = SyncSettings()
+BASE = Contact(
+    given_name="Ann",
+    family_name="Lee",
+    emails=(Email("ann@x.com", "work", True),),
+    phones=(Phone("+1 415 555 0100", "mobile"),),
+    job_title="Engineer",
+)
+
+
+def ids(prefix: str = "m") -> Callable[[], str]:
+    """A deterministic mapping id factory: m1, m2, ..."""
+    count = iter(range(1, 10_000))
+    return lambda: f"{prefix}{next(count)}"
+
+
+def mapping(base: Contact = BASE, number: int = 1) -> MappingState:
+    return MappingState(f"map{number}", f"c{number}", f"p{number}", base, "cv1", "pv1")
+
+
+def crm(
+    contact: Contact,
+    number: int = 1,
+    *,
+    modified_at: str = "",
+    in_scope: bool = True,
+    scope_reason: str = "",
+) -> RemoteContact:
+    return RemoteContact(f"c{number}", contact, "cv2", modified_at, in_scope, scope_reason)
+
+
+def provider(
+    contact: Contact,
+    number: int = 1,
+    *,
+    modified_at: str = "",
+    in_scope: bool = True,
+    scope_reason: str = "",
+) -> RemoteContact:
+    return RemoteContact(f"p{number}", contact, "pv2", modified_at, in_scope, scope_reason)
+
+
+Reported = RemoteContact | Unchanged | None
+
+
+def pass_of(
+    pairs: Sequence[tuple[MappingState, Reported, Reported]] = (),
+    unmapped_crm: Sequence[RemoteContact] = (),
+    unmapped_provider: Sequence[RemoteContact] = (),
+    settings: SyncSettings = TWO_WAY,
+    mapped_total: int | None = None,
+    **flags: bool,
+) -> Plan:
+    inputs = [PairInput(m, c, p) for m, c, p in pairs]
+    total = len(inputs) if mapped_total is None else mapped_total
+    inp = PassInput(settings, inputs, unmapped_crm, unmapped_provider, total, **flags)
+    return plan_pass(inp, new_mapping_id=ids())
+
+
+# --- Pairs ----------------------------------------------------------------------------------------
+
+
+def test_a_crm_edit_is_written_to_the_provider_only() -> None:
+    # Given the CRM changed the job title, the provider reported nothing
+    edited = BASE.with_fields(job_title="CTO")
+    # When planned
+    plan = pass_of([(mapping(), crm(edited), UNCHANGED)])
+    # Then one update of the provider, based on the stored version, and the base moves on
+    (outcome,) = plan.outcomes
+    (write,) = outcome.writes
+    assert (write.side, write.kind, write.target_id, write.version) == (
+        "provider",
+        "update",
+        "p1",
+        "pv1",
+    )
+    assert (write.before, write.after) == (BASE, edited)
+    assert outcome.kind == "merge"
+    assert outcome.new_base == edited
+    assert outcome.reason == "changed: job_title"
+
+
+def test_a_write_keeps_the_sides_own_spelling_of_untouched_values() -> None:
+    # Given the provider holds the phone formatted its own way, and the CRM changes the title
+    provider_now = BASE.with_fields(phones=(Phone("(415) 555-0100", "mobile"),))
+    plan = pass_of([(mapping(), crm(BASE.with_fields(job_title="CTO")), provider(provider_now))])
+    # Then the update sends the new title but leaves the phone as the provider wrote it
+    (write,) = plan.outcomes[0].writes
+    assert write.after == provider_now.with_fields(job_title="CTO")
+
+
+def test_formatting_only_changes_write_nothing() -> None:
+    reformatted = BASE.with_fields(
+        given_name="ANN",
+        emails=(Email("Ann@X.com ", "Work", True),),
+        phones=(Phone("4155550100", "mobile"),),
+    )
+    plan = pass_of([(mapping(), crm(reformatted), provider(BASE))])
+    (outcome,) = plan.outcomes
+    assert outcome.writes == ()
+    assert outcome.kind == "noop"
+
+
+def test_our_own_write_coming_back_merges_to_nothing() -> None:
+    # Given the provider reports exactly what we wrote last pass (it equals the base)
+    plan = pass_of([(mapping(), UNCHANGED, provider(BASE))])
+    assert plan.outcomes[0].writes == ()
+    assert plan.outcomes[0].new_base == BASE
+
+
+def test_conflicting_edits_are_settled_by_policy_and_both_sides_converge() -> None:
+    # Given both sides changed the title, the CRM later
+    plan = pass_of(
+        [
+            (
+                mapping(),
+                crm(BASE.with_fields(job_title="CTO"), modified_at=LATE),
+                provider(BASE.with_fields(job_title="CEO"), modified_at=EARLY),
+            )
+        ]
+    )
+    (outcome,) = plan.outcomes
+    # Then only the provider is written, and the provider's value is the recorded loser
+    assert [(w.side, w.after.job_title) for w in outcome.writes] == [("provider", "CTO")]
+    assert [(c.loser, c.loser_value) for c in outcome.conflicts] == [("provider", "CEO")]
+
+
+def test_deleted_on_one_side_and_unchanged_on_the_other_deletes_it_there() -> None:
+    plan = pass_of([(mapping(), None, UNCHANGED)])
+    (outcome,) = plan.outcomes
+    (write,) = outcome.writes
+    assert (write.side, write.kind, write.target_id, write.version) == (
+        "provider",
+        "delete",
+        "p1",
+        "pv1",
+    )
+    assert write.after == Contact()
+    assert (outcome.kind, outcome.new_base) == ("delete", None)
+
+
+def test_deleted_on_one_side_while_the_other_only_reformatted_still_deletes() -> None:
+    reformatted = BASE.with_fields(given_name="ann")
+    plan = pass_of([(mapping(), crm(reformatted), None)])
+    assert [(w.side, w.kind) for w in plan.outcomes[0].writes] == [("crm", "delete")]
+
+
+def test_deleted_on_one_side_and_edited_on_the_other_recreates_it() -> None:
+    # Given the CRM deleted the person while the provider changed the title
+    edited = BASE.with_fields(job_title="CTO")
+    plan = pass_of([(mapping(), None, provider(edited))])
+    (outcome,) = plan.outcomes
+    # Then the edit wins: the CRM side is created again from the edited contact
+    (write,) = outcome.writes
+    assert (write.side, write.kind, write.target_id, write.before) == (
+        "crm",
+        "create",
+        "",
+        Contact(),
+    )
+    assert write.after == edited
+    assert (outcome.kind, outcome.crm_id, outcome.provider_id) == ("merge", "", "p1")
+    assert outcome.new_base == edited
+    assert "edit wins" in outcome.reason
+
+
+def test_a_recreated_side_gets_back_what_only_it_carried() -> None:
+    # Given a provider without notes; the CRM deleted a person with notes, the provider edited it
+    settings = SyncSettings(provider_fields=frozenset(ALL_FIELDS) - {"notes"})
+    base = BASE.with_fields(notes="met at the fair")
+    edited = BASE.with_fields(job_title="CTO")
+    plan = pass_of([(mapping(base), None, provider(edited))], settings=settings)
+    # Then the CRM is recreated with the notes from the base
+    assert plan.outcomes[0].writes[0].after == edited.with_fields(notes="met at the fair")
+
+
+def test_deleted_on_both_sides_drops_the_mapping() -> None:
+    plan = pass_of([(mapping(), None, None)])
+    (outcome,) = plan.outcomes
+    assert (outcome.writes, outcome.new_base, outcome.kind) == ((), None, "delete")
+
+
+def test_a_contact_leaving_scope_is_unlinked_never_deleted() -> None:
+    # Given the provider contact moved out of the folder (and the CRM even deleted its side)
+    moved = provider(BASE, in_scope=False, scope_reason="moved out of the folder")
+    for crm_side in (UNCHANGED, None, crm(BASE.with_fields(job_title="CTO"))):
+        plan = pass_of([(mapping(), crm_side, moved)])
+        (outcome,) = plan.outcomes
+        # Then the mapping is dropped with the reason and nothing is written anywhere
+        assert (outcome.kind, outcome.new_base, outcome.writes) == ("unlink", None, ())
+        assert outcome.reason == "moved out of the folder"
+
+
+# --- Direction ------------------------------------------------------------------------------------
+
+
+def test_to_crm_never_writes_the_provider_and_keeps_the_crm_edit_pending() -> None:
+    # Given a one-way connection into the CRM and a CRM-only edit
+    to_crm = SyncSettings(direction="to_crm")
+    edited = BASE.with_fields(job_title="CTO")
+    plan = pass_of([(mapping(), crm(edited), provider(BASE))], settings=to_crm)
+    (outcome,) = plan.outcomes
+    # Then nothing is written, and the base keeps what the provider holds
+    assert outcome.writes == ()
+    assert outcome.new_base == BASE
+    # And when the direction goes back to two-way, the next pass that sees the pair sends it
+    assert outcome.new_base is not None
+    again = pass_of([(mapping(outcome.new_base), crm(edited), UNCHANGED)])
+    assert [(w.side, w.after.job_title) for w in again.outcomes[0].writes] == [("provider", "CTO")]
+
+
+def test_to_crm_writes_provider_edits_into_the_crm() -> None:
+    edited = BASE.with_fields(job_title="CTO")
+    plan = pass_of(
+        [(mapping(), UNCHANGED, provider(edited))], settings=SyncSettings(direction="to_crm")
+    )
+    (outcome,) = plan.outcomes
+    assert [(w.side, w.after) for w in outcome.writes] == [("crm", edited)]
+    assert outcome.new_base == edited
+
+
+def test_to_provider_never_writes_the_crm() -> None:
+    to_provider = SyncSettings(direction="to_provider")
+    # Given a provider edit, a provider deletion, and a provider-only new contact
+    edit = pass_of(
+        [(mapping(), UNCHANGED, provider(BASE.with_fields(job_title="X")))], settings=to_provider
+    )
+    deletion = pass_of([(mapping(), UNCHANGED, None)], settings=to_provider)
+    new = pass_of(unmapped_provider=[provider(BASE, number=9)], settings=to_provider)
+    # Then none of them writes the CRM
+    assert edit.outcomes[0].writes == ()
+    assert deletion.outcomes[0].writes == ()
+    assert deletion.outcomes[0].kind == "unlink"
+    assert new.outcomes == ()
+    assert new.skipped == (("p9", "direction to_provider does not write the CRM"),)
+
+
+# --- New contacts ---------------------------------------------------------------------------------
+
+
+def test_an_unmatched_new_contact_is_created_on_the_other_side() -> None:
+    # Given a new CRM person with notes, and a provider that cannot carry notes
+    settings = SyncSettings(provider_fields=frozenset(ALL_FIELDS) - {"notes"})
+    person = BASE.with_fields(notes="vip")
+    plan = pass_of(unmapped_crm=[crm(person, number=7)], settings=settings)
+    (outcome,) = plan.outcomes
+    # Then it is created in the provider under a new mapping id, without the notes
+    assert (outcome.kind, outcome.mapping_id, outcome.crm_id, outcome.provider_id) == (
+        "create",
+        "m1",
+        "c7",
+        "",
+    )
+    (write,) = outcome.writes
+    assert (write.side, write.kind, write.target_id, write.version) == (
+        "provider",
+        "create",
+        "",
+        "",
+    )
+    assert write.after == BASE
+    # And the base is the contact as the CRM carries it
+    assert outcome.new_base == person
+
+
+def test_matched_new_contacts_are_linked_over_an_empty_base() -> None:
+    # Given the same person on both sides, each with something the other lacks, titles differing
+    crm_person = Contact(given_name="Ann", emails=(Email("ann@x.com"),), job_title="CTO")
+    provider_person = Contact(
+        given_name="Ann",
+        emails=(Email("ANN@x.com"), Email("ann@home.org", "home")),
+        job_title="CEO",
+    )
+    plan = pass_of(
+        unmapped_crm=[crm(crm_person, modified_at=LATE)],
+        unmapped_provider=[provider(provider_person, modified_at=EARLY)],
+    )
+    (outcome,) = plan.outcomes
+    # Then they are linked: emails unioned, the title by policy, both sides written to agree
+    assert (outcome.kind, outcome.crm_id, outcome.provider_id) == ("link", "c1", "p1")
+    assert outcome.reason == "matched by email:ann@x.com"
+    merged = Contact(
+        given_name="Ann",
+        emails=(Email("ann@x.com"), Email("ann@home.org", "home")),
+        job_title="CTO",
+    )
+    assert outcome.new_base == merged
+    assert [w.side for w in outcome.writes] == ["crm", "provider"]
+    assert outcome.writes[0].after == merged
+    assert outcome.writes[1].after.job_title == "CTO"
+    assert [c.loser_value for c in outcome.conflicts] == ["CEO"]
+
+
+def test_ambiguous_matches_are_neither_linked_nor_created() -> None:
+    plan = pass_of(
+        unmapped_crm=[crm(BASE, number=1)],
+        unmapped_provider=[provider(BASE, number=1), provider(BASE, number=2)],
+    )
+    assert plan.outcomes == ()
+    assert len(plan.duplicates) == 1
+    assert {contact_id for contact_id, _ in plan.skipped} == {"c1", "p1", "p2"}
+
+
+def test_out_of_scope_new_contacts_are_skipped() -> None:
+    other = crm(BASE, number=3, in_scope=False, scope_reason="owned by another user")
+    plan = pass_of(unmapped_crm=[other])
+    assert (plan.outcomes, plan.skipped) == ((), (("c3", "owned by another user"),))
+
+
+# --- Guard ----------------------------------------------------------------------------------------
+
+
+def people(count: int, side: str) -> list[RemoteContact]:
+    make = crm if side == "crm" else provider
+    return [
+        make(Contact(given_name=f"P{i}", emails=(Email(f"p{i}@x.com"),)), number=i)
+        for i in range(count)
+    ]
+
+
+def test_many_deletes_hold_the_pass_but_keep_the_preview() -> None:
+    # Given 200 mappings and 21 of them deleted in the CRM (over 10% and over 20)
+    pairs = [(mapping(BASE, n), None, UNCHANGED) for n in range(21)]
+    plan = pass_of(pairs, mapped_total=200)
+    # Then the plan is held, with counts and plain words, and its outcomes are still there
+    assert plan.held is not None
+    assert (plan.held.creates, plan.held.deletes, plan.held.mapped_total) == (0, 21, 200)
+    assert (
+        "would delete 21 of 200 linked contacts (0 in the CRM, 21 in the provider)"
+        in plan.held.message
+    )
+    assert len(plan.outcomes) == 21
+
+
+def test_deletes_within_either_threshold_are_not_held() -> None:
+    # Given 21 deletes of 1,000 (over 20 but under 10%), and 19 of 50 (over 10% but under 20)
+    many = pass_of([(mapping(BASE, n), None, UNCHANGED) for n in range(21)], mapped_total=1000)
+    few = pass_of([(mapping(BASE, n), None, UNCHANGED) for n in range(19)], mapped_total=50)
+    assert many.held is None
+    assert few.held is None
+
+
+def test_a_confirmed_pass_is_not_held() -> None:
+    pairs = [(mapping(BASE, n), None, UNCHANGED) for n in range(30)]
+    assert pass_of(pairs, mapped_total=30, confirmed=True).held is None
+
+
+def test_creations_are_not_guarded_on_the_initial_sync_but_are_later() -> None:
+    # Given 50 new CRM people
+    new = people(50, "crm")
+    # When nothing is mapped yet, then the pass goes ahead
+    assert pass_of(unmapped_crm=new, mapped_total=0).held is None
+    # When 100 are already mapped, then 50 creations are held
+    held = pass_of(unmapped_crm=new, mapped_total=100).held
+    assert held is not None
+    assert held.creates == 50
+    assert "create 50 contacts" in held.message
+
+
+def test_a_full_listing_that_comes_back_empty_on_one_side_is_held() -> None:
+    # Given three mappings whose provider side all vanished in a full listing (under the thresholds)
+    pairs = [(mapping(BASE, n), UNCHANGED, None) for n in range(3)]
+    plan = pass_of(pairs, full_listing=True)
+    # Then it is held anyway, unless confirmed
+    assert plan.held is not None
+    assert "the provider listed no contacts at all while 3 are linked" in plan.held.message
+    assert pass_of(pairs, full_listing=True, confirmed=True).held is None
+    # And the same deletions in an incremental pass are not held
+    assert pass_of(pairs).held is None
+
+
+def test_preview_counts_what_the_plan_would_do() -> None:
+    # Given a pass with one edit, one deletion, one move out of scope, one link, one creation
+    pairs = [
+        (mapping(BASE, 1), crm(BASE.with_fields(job_title="CTO"), 1), UNCHANGED),
+        (mapping(BASE, 2), UNCHANGED, None),
+        (mapping(BASE, 3), UNCHANGED, provider(BASE, 3, in_scope=False, scope_reason="moved")),
+    ]
+    ann = Contact(given_name="Ann", emails=(Email("ann@x.com"),))
+    plan = pass_of(
+        pairs,
+        unmapped_crm=[crm(ann, 4), crm(Contact(given_name="Bob"), 5)],
+        unmapped_provider=[provider(ann.with_fields(job_title="CTO"), 4)],
+    )
+    # Then the preview counts each
+    assert preview(plan) == {
+        "linked": 1,
+        "created_in_crm": 0,
+        "created_in_provider": 1,
+        "updated_crm": 1,
+        "updated_provider": 1,
+        "deleted_crm": 1,
+        "deleted_provider": 0,
+        "unlinked": 1,
+        "conflicts": 0,
+        "duplicates": 0,
+        "skipped": {},
+        "held": None,
+    }
