@@ -62,13 +62,18 @@ def run_demo(stack: LocalStack, demo: Any, data: Any) -> None:
     print(f"Connected Microsoft 365 as {demo.email}; connection {connection_id}; starting sync.")
     api.start(connection_id)
 
+    shown = {"line": ""}
+
     def show(view: dict[str, Any]) -> None:
         progress = view.get("progress") or {}
         total = int(progress.get("total") or 0)
         done = int(progress.get("done") or 0)
         bar = "#" * int(30 * done / total) if total else ""
-        sys.stdout.write(f"\r  {view['state']:<16} [{bar:<30}] {done}/{total}   ")
-        sys.stdout.flush()
+        line = f"  {view['state']:<16} [{bar:<30}] {done}/{total}"
+        if line != shown["line"]:  # only changes: the output stays readable in a log too
+            shown["line"] = line
+            sys.stdout.write(("\r" if sys.stdout.isatty() else "\n") + line)
+            sys.stdout.flush()
 
     view = api.wait_until_active(connection_id, timeout=600, on_progress=show)
     print()

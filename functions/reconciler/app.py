@@ -23,8 +23,10 @@ from contactsync.runtime.wiring import build_passes, build_queue
 MAX_BACKOFF_SECONDS = 900
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+processor.raise_on_entire_batch_failure = False  # report failures per message, always
 _batch: dict[str, SyncMessage] = {}  # connection id -> coalesced message, for the current batch
 _done: set[str] = set()
+_delays: dict[str, float] = {}  # connection id -> when its failed messages should come back
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -38,17 +40,17 @@ def record_handler(record: SQSRecord) -> None:
         result = build_passes().run(coalesced)
     except Exception:
         # Transient trouble: back off exponentially, then SQS redrive parks it in the DLQ.
-        build_queue().retry_later(record.receipt_handle, min(5 * 2**attempt, MAX_BACKOFF_SECONDS))
+        _delays[message.connection_id] = min(5 * 2**attempt, MAX_BACKOFF_SECONDS)
         raise
     logger.info(
         "pass finished",
         extra={"connection_id": message.connection_id, "status": result.status, **result.counts},
     )
     if result.status == "throttled":
-        build_queue().retry_later(record.receipt_handle, result.retry_after)
+        _delays[message.connection_id] = result.retry_after
         raise RuntimeError(f"throttled: retry in {result.retry_after:.0f} s")
     if result.status == "busy":
-        build_queue().retry_later(record.receipt_handle, 10)
+        _delays[message.connection_id] = 10
         raise RuntimeError("another pass holds this connection; retry later")
 
 
@@ -56,6 +58,7 @@ def record_handler(record: SQSRecord) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _batch.clear()
     _done.clear()
+    _delays.clear()
     for raw in event.get("Records", []):
         try:
             message = SyncMessage.model_validate_json(raw.get("body", ""))
@@ -63,6 +66,15 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             continue  # the record handler reports it as failed
         seen = _batch.get(message.connection_id)
         _batch[message.connection_id] = seen.merged_with(message) if seen else message
-    return process_partial_response(
+    response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    # Failed messages (and those skipped behind them in their group) come back when their
+    # connection can go on, not after the queue's long visibility timeout: FIFO queues have no
+    # per-message delay, so this is how a throttled pass waits without sleeping.
+    failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    for raw in event.get("Records", []):
+        if raw.get("messageId") in failed:
+            group = raw.get("attributes", {}).get("MessageGroupId", "")
+            build_queue().retry_later(raw["receiptHandle"], _delays.get(group, 30))
+    return response

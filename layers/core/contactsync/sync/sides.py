@@ -77,6 +77,7 @@ class Wiring:
             token=self._crm_token(company_id, user_id),
             owner_id=int(user_id),
             client=self.http,
+            burst_wait_s=2.5,  # one short burst-window wait; longer limits re-queue the pass
         )
 
     def provider_side(self, connection_id: str, provider: str, folder_id: str) -> ContactSide:
