@@ -119,17 +119,17 @@ def _conflict_to_dict(conflict: Conflict) -> dict[str, Any]:
     return {
         "field": conflict.field,
         "winner": conflict.winner,
-        "winner_value": _plain(conflict.winner_value),
+        "winner_value": plain_value(conflict.winner_value),
         "loser": conflict.loser,
-        "loser_value": _plain(conflict.loser_value),
+        "loser_value": plain_value(conflict.loser_value),
         "reason": conflict.reason,
     }
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """Conflict values may be tuples of dataclasses (emails ...): make them JSON."""
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     if hasattr(value, "__dataclass_fields__"):
-        return {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
+        return {k: plain_value(getattr(value, k)) for k in value.__dataclass_fields__}
     return value

@@ -42,7 +42,7 @@ from contactsync.providers.base import (
     WriteResult,
 )
 from contactsync.runtime.messages import SyncMessage
-from contactsync.sync.ops import CURSOR_OP_ID, PendingOp
+from contactsync.sync.ops import CURSOR_OP_ID, PendingOp, plain_value
 from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor, PassStore
 
 RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
@@ -540,8 +540,8 @@ class _Pass:
                         "field": conflict.field,
                         "winner": conflict.winner,
                         "loser": conflict.loser,
-                        "loser_value": _jsonable(conflict.loser_value),
-                        "winner_value": _jsonable(conflict.winner_value),
+                        "loser_value": plain_value(conflict.loser_value),
+                        "winner_value": plain_value(conflict.winner_value),
                     },
                 )
             )
@@ -615,11 +615,3 @@ def _first_error(results: Sequence[WriteResult]) -> ProviderError | None:
         if _stops_the_side(result.error):
             return result.error
     return None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: _jsonable(getattr(value, k)) for k in value.__dataclass_fields__}
-    return value
