@@ -71,18 +71,3 @@ class SqsPassQueue:
             VisibilityTimeout=max(0, min(int(seconds + 0.999), 43_200)),
         )
 
-
-class InMemoryPassQueue:
-    """A fake of our own interface for unit tests."""
-
-    def __init__(self) -> None:
-        self.sent: list[SyncMessage] = []
-        self.delayed: list[tuple[str, float]] = []
-
-    def send(self, messages: Iterable[SyncMessage], *, dedup_key: str | None = None) -> int:
-        batch = coalesce(messages)
-        self.sent.extend(batch)
-        return len(batch)
-
-    def retry_later(self, receipt_handle: str, seconds: float) -> None:
-        self.delayed.append((receipt_handle, seconds))
