@@ -70,4 +70,3 @@ class SqsPassQueue:
             ReceiptHandle=receipt_handle,
             VisibilityTimeout=max(0, min(int(seconds + 0.999), 43_200)),
         )
-

@@ -25,6 +25,12 @@ def _mapping_state(item: Mapping) -> MappingState:
     )
 
 
+def _mapped_count(counts: Any) -> int:
+    """The pass-kept number of mappings from the connection's free-form ``counts`` map."""
+    values: dict[str, Any] = counts.as_dict() if counts else {}
+    return int(values.get("mapped", 0))
+
+
 class DynamoPassStore:
     def load_connection(self, connection_id: str) -> ConnectionView | None:
         conn = repo.get_connection(connection_id)
@@ -43,6 +49,7 @@ class DynamoPassStore:
             inflight_ops=tuple(str(op) for op in conn.inflight_ops or ()),
             held=conn.held_plan,
             progress=dict(conn.progress.as_dict()) if conn.progress else {},
+            mapped_count=_mapped_count(conn.counts),
         )
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:

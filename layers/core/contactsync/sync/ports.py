@@ -41,6 +41,7 @@ class ConnectionView:
     inflight_ops: tuple[str, ...] = ()
     held: dict[str, Any] | None = None
     progress: dict[str, Any] = field(default_factory=dict)
+    mapped_count: int = 0  # kept by the passes; recounted exactly on every full listing
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,10 @@ class _Pass:
         self.sides = ctx.sides_for(conn)
         self.counts: dict[str, int] = {}
         self.moved_versions: set[str] = set()
+        self.progress = dict(conn.progress)
+        # Counting mappings reads every one of them: only a full listing (O(contacts) anyway)
+        # pays for that; other passes adjust the stored count by what they link and unlink.
+        self.mapped = conn.mapped_count
         self.settings = SyncSettings(
             direction=conn.direction,  # type: ignore[arg-type]
             conflict_policy=conn.conflict_policy,  # type: ignore[arg-type]
@@ -183,16 +187,17 @@ class _Pass:
         ops.append(
             PendingOp(
                 op_id=CURSOR_OP_ID,
-                cursors={"crm": crm.cursor_dict(), "provider": provider.cursor_dict()},
+                cursors={
+                    "crm": crm.cursor_dict(self.ctx.clock()),
+                    "provider": provider.cursor_dict(self.ctx.clock()),
+                },
             )
         )
         self.store.save_pending(self.cid, ops)
         self.ctx.crash_point("after_pending")
         if self.conn.state == "syncing_initial":
-            self.store.update_connection(
-                self.cid,
-                progress={"phase": "writing", "done": 0, "total": len(ops) - 1},
-            )
+            self.progress = {"phase": "writing", "done": 0, "total": len(ops) - 1}
+            self.store.update_connection(self.cid, progress=self.progress)
         if not self.apply(ops, recovering=set()):
             return self.result("continue", "work left over for the next pass")
         return self.result("done", "pass complete")
@@ -210,7 +215,7 @@ class _Pass:
             changes["state"] = "active"
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
-        changes["mapped_count"] = self.store.count_mappings(self.cid)
+        changes["mapped_count"] = max(self.mapped, 0)
         self.store.update_connection(self.cid, **changes)
         return PassResult(status, message, counts=self.counts)
 
@@ -303,7 +308,9 @@ class _Pass:
             for m, _, _ in pairs.values()
             if versions[m.mapping_id] != (m.crm_version, m.provider_version)
         }
-        mapped_total = self.store.count_mappings(self.cid)
+        if crm.full and provider.full:
+            self.mapped = self.store.count_mappings(self.cid)
+        mapped_total = self.mapped
         plan = plan_pass(
             PassInput(
                 settings=self.settings,
@@ -380,25 +387,17 @@ class _Pass:
         ordered = sorted(ops, key=lambda o: o.op_id)
         work = [o for o in ordered if not o.is_cursor_op]
         cursor_ops = [o for o in ordered if o.is_cursor_op]
-        done = 0
         for start in range(0, len(work), CHUNK):
             if self.out_of_time():
                 return False
             chunk = work[start : start + CHUNK]
             self.store.update_connection(self.cid, inflight_ops=[o.op_id for o in chunk])
             self.apply_chunk(chunk, recovering)
-            done += len(chunk)
             if self.conn.state == "syncing_initial":
-                progress = self.conn.progress or {}
-                self.store.update_connection(
-                    self.cid,
-                    inflight_ops=[],
-                    progress={
-                        "phase": "writing",
-                        "done": int(progress.get("done", 0)) + done,
-                        "total": int(progress.get("total", 0)) or len(work),
-                    },
-                )
+                done = int(self.progress.get("done", 0)) + len(chunk)
+                total = max(int(self.progress.get("total", 0)), done)
+                self.progress = {"phase": "writing", "done": done, "total": total}
+                self.store.update_connection(self.cid, inflight_ops=[], progress=self.progress)
             else:
                 self.store.update_connection(self.cid, inflight_ops=[])
         for op in cursor_ops:
@@ -564,7 +563,10 @@ class _Pass:
         if new_base is None or not ids["crm"] or not ids["provider"]:
             if op.crm_id and op.provider_id:
                 self.store.drop_mapping(self.cid, op.mapping_id)
+                self.mapped -= 1
         else:
+            if op.kind in ("link", "create"):
+                self.mapped += 1
             self.store.save_mapping(
                 self.cid,
                 MappingState(
@@ -596,9 +598,13 @@ class _SideChanges:
         self.position = page.position
         self.full = self.full or page.full
 
-    def cursor_dict(self) -> dict[str, Any]:
-        taken = datetime.now(UTC).isoformat()
-        return {"position": self.position, "complete": True, "full": self.full, "taken_at": taken}
+    def cursor_dict(self, taken_at: datetime) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "complete": True,
+            "full": self.full,
+            "taken_at": taken_at.isoformat(),
+        }
 
 
 def _version(remote: RemoteContact | Unchanged | None, stored: str) -> str:
