@@ -11,7 +11,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 
@@ -104,57 +103,41 @@ class Wiring:
     # --- tokens --------------------------------------------------------------------------------
 
     def _microsoft_token(self, connection_id: str) -> TokenSource:
-        lock = threading.Lock()
-        memo: dict[str, Any] = {}
-
-        def token(force_refresh: bool) -> str:
-            with lock:
-                if "token" in memo and not force_refresh:
-                    return str(memo["token"])
-                conn = repo.get_connection(connection_id)
-                if conn is None or conn.credentials is None:
-                    raise AuthExpired("the connection has no Microsoft sign-in")
-                context = connection_context(connection_id)
-                secrets = self.vault.open_json(bytes(conn.credentials), context)
-                access, cache = microsoft_auth.access_token(
-                    self.microsoft, secrets["token_cache"], force_refresh=force_refresh
+        def load(force_refresh: bool) -> str:
+            conn = repo.get_connection(connection_id)
+            if conn is None or conn.credentials is None:
+                raise AuthExpired("the connection has no Microsoft sign-in")
+            context = connection_context(connection_id)
+            secrets = self.vault.open_json(bytes(conn.credentials), context)
+            access, cache = microsoft_auth.access_token(
+                self.microsoft, secrets["token_cache"], force_refresh=force_refresh
+            )
+            if cache != secrets["token_cache"]:
+                secrets["token_cache"] = cache
+                repo.update_connection(
+                    connection_id, credentials=self.vault.seal_json(secrets, context)
                 )
-                if cache != secrets["token_cache"]:
-                    secrets["token_cache"] = cache
-                    repo.update_connection(
-                        connection_id, credentials=self.vault.seal_json(secrets, context)
-                    )
-                memo["token"] = access
-                return access
+            return access
 
-        return token
+        return _remembered(load)
 
     def _crm_token(self, company_id: str, user_id: str) -> TokenSource:
-        lock = threading.Lock()
-        memo: dict[str, Any] = {}
+        def load(force_refresh: bool) -> str:
+            grant_item = repo.get_crm_grant(company_id, user_id)
+            if grant_item is None:
+                raise AuthExpired("the CRM account is not connected")
+            data = self.vault.open_json(bytes(grant_item.tokens), crm_context(company_id, user_id))
+            grant = pipedrive_auth.PipedriveGrant(
+                access_token=data["access_token"],
+                refresh_token=data["refresh_token"],
+                expires_at=datetime.fromisoformat(data["expires_at"]),
+            )
+            if force_refresh or grant.expires_at <= self.clock() + timedelta(seconds=60):
+                grant = pipedrive_auth.refresh(self.pipedrive, grant, client=self.http)
+                self.save_crm_grant(company_id, user_id, grant)
+            return grant.access_token
 
-        def token(force_refresh: bool) -> str:
-            with lock:
-                if "token" in memo and not force_refresh:
-                    return str(memo["token"])
-                grant_item = repo.get_crm_grant(company_id, user_id)
-                if grant_item is None:
-                    raise AuthExpired("the CRM account is not connected")
-                context = crm_context(company_id, user_id)
-                data = self.vault.open_json(bytes(grant_item.tokens), context)
-                grant = pipedrive_auth.PipedriveGrant(
-                    access_token=data["access_token"],
-                    refresh_token=data["refresh_token"],
-                    expires_at=datetime.fromisoformat(data["expires_at"]),
-                )
-                soon = self.clock() + timedelta(seconds=60)
-                if force_refresh or grant.expires_at <= soon:
-                    grant = pipedrive_auth.refresh(self.pipedrive, grant, client=self.http)
-                    self.save_crm_grant(company_id, user_id, grant)
-                memo["token"] = grant.access_token
-                return grant.access_token
-
-        return token
+        return _remembered(load)
 
     def save_crm_grant(
         self, company_id: str, user_id: str, grant: pipedrive_auth.PipedriveGrant
@@ -166,3 +149,17 @@ class Wiring:
         }
         sealed = self.vault.seal_json(data, crm_context(company_id, user_id))
         repo.put_crm_grant(company_id, user_id, sealed)
+
+
+def _remembered(load: TokenSource) -> TokenSource:
+    """A token source that opens the vault once per side and again only when asked to refresh."""
+    lock = threading.Lock()
+    memo: dict[str, str] = {}
+
+    def token(force_refresh: bool) -> str:
+        with lock:
+            if force_refresh or "token" not in memo:
+                memo["token"] = load(force_refresh)
+            return memo["token"]
+
+    return token
