@@ -48,7 +48,6 @@ class PassRunner:
         if conn is None or conn.provider != "microsoft" or not conn.subscription_ids:
             return
         now = self.wiring.clock()
-        account = self.wiring.microsoft_account(conn.connection_id)
         for sub in repo.subscriptions_of(conn):
             expires = sub.expires_at_iso
             lapsing = expires <= (now + RENEW_BEFORE).isoformat()
@@ -56,6 +55,7 @@ class PassRunner:
             if not (lapsing or asked):
                 continue
             until = now + timedelta(minutes=self.wiring.settings.subscription_minutes)
+            account = self.wiring.microsoft_account(conn.connection_id, conn.folder_id or "")
             try:
                 new_expiry = account.renew_subscription(sub.subscription_id, until)
             except ProviderError:
