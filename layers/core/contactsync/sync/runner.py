@@ -9,6 +9,7 @@ from contactsync.providers.base import ProviderError
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.queue import PassQueue
 from contactsync.store import repository as repo
+from contactsync.store.models import iso
 from contactsync.store.pass_store import DynamoPassStore
 from contactsync.sync.reconcile import PassContext, PassResult, run_pass
 from contactsync.sync.sides import Wiring
@@ -50,7 +51,7 @@ class PassRunner:
         now = self.wiring.clock()
         for sub in repo.subscriptions_of(conn):
             expires = sub.expires_at_iso
-            lapsing = expires <= (now + RENEW_BEFORE).isoformat()
+            lapsing = expires <= iso(now + RENEW_BEFORE)
             asked = message.lifecycle_event in ("reauthorizationRequired", "subscriptionRemoved")
             if not (lapsing or asked):
                 continue
@@ -60,5 +61,5 @@ class PassRunner:
                 new_expiry = account.renew_subscription(sub.subscription_id, until)
             except ProviderError:
                 continue  # surfaced by the next pass's status; retried on the next message
-            sub.expires_at_iso = new_expiry.isoformat()
+            sub.expires_at_iso = iso(new_expiry)
             sub.save()
