@@ -169,3 +169,25 @@ def test_a_stopped_connection_is_not_synced(world) -> None:
     crm.put(person("Ann Lee", "ann@x.com"))
     assert start(store, crm, provider) == "skipped"
     assert not provider.contacts
+
+
+def test_the_mapping_count_survives_a_pass_that_stops_halfway(world) -> None:
+    # Given 120 CRM persons (three chunks of writes) and a provider that throttles the 2nd chunk
+    store, crm, provider = world
+    for i in range(120):
+        crm.put(person(f"P {i}", f"p{i}@x.com"))
+    original, calls = provider.create, {"n": 0}
+
+    def throttles_second_chunk(items):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RateLimited("slow down", retry_after=5)
+        return original(items)
+
+    provider.create = throttles_second_chunk  # type: ignore[method-assign]
+    # When the first pass stops after one chunk and a later pass finishes the rest
+    assert start(store, crm, provider) == "throttled"
+    assert poll(store, crm, provider) == "done"
+    # Then the connection's count of linked pairs is the real one, without recounting
+    assert store.count_mappings(CID) == 120
+    assert store.connections[CID]["mapped_count"] == 120

@@ -215,7 +215,7 @@ class _Pass:
             changes["state"] = "active"
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
-        changes["mapped_count"] = max(self.mapped, 0)
+        changes["mapped_count"] = self.mapped
         self.store.update_connection(self.cid, **changes)
         return PassResult(status, message, counts=self.counts)
 
@@ -397,9 +397,11 @@ class _Pass:
                 done = int(self.progress.get("done", 0)) + len(chunk)
                 total = max(int(self.progress.get("total", 0)), done)
                 self.progress = {"phase": "writing", "done": done, "total": total}
-                self.store.update_connection(self.cid, inflight_ops=[], progress=self.progress)
+                self.store.update_connection(
+                    self.cid, inflight_ops=[], progress=self.progress, mapped_count=self.mapped
+                )
             else:
-                self.store.update_connection(self.cid, inflight_ops=[])
+                self.store.update_connection(self.cid, inflight_ops=[], mapped_count=self.mapped)
         for op in cursor_ops:
             self.ctx.crash_point("before_cursor_advance")
             for side_name, fields in op.cursors.items():
