@@ -9,7 +9,7 @@ from contactsync.contacts.model import Contact, Email, Phone
 from contactsync.providers.base import RateLimited
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.memory import InMemorySide, InMemoryStore
-from contactsync.sync.reconcile import PassContext, Sides, run_pass
+from contactsync.sync.reconcile import PassContext, Sides, preview_pass, run_pass
 
 CID = "conn1"
 
@@ -191,3 +191,24 @@ def test_the_mapping_count_survives_a_pass_that_stops_halfway(world) -> None:
     # Then the connection's count of linked pairs is the real one, without recounting
     assert store.count_mappings(CID) == 120
     assert store.connections[CID]["mapped_count"] == 120
+
+
+def test_preview_counts_what_the_first_pass_would_do_and_writes_nothing(world) -> None:
+    # Given one shared person, one only in the CRM and one only in the provider
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    provider.put(person("Ann Lee", "ann@x.com"))
+    crm.put(person("Bob Moss", "bob@x.com"))
+    provider.put(person("Cleo Park", "cleo@x.com"))
+    contacts_before = (dict(crm.contacts), dict(provider.contacts))
+    # When a preview is asked for
+    plan = preview_pass(CID, context(store, crm, provider))
+    # Then it plans one link and one creation on each side
+    kinds = sorted(o.kind for o in plan.outcomes)
+    assert kinds == ["create", "create", "link"]
+    # And nothing was written anywhere: no contact, mapping, cursor or audit entry
+    assert (crm.contacts, provider.contacts) == contacts_before
+    assert not any(crm.calls.get(c) or provider.calls.get(c) for c in ("create", "update"))
+    assert store.count_mappings(CID) == 0
+    assert store.cursor(CID, "crm") is None
+    assert store.log == [] and store.ops == {}

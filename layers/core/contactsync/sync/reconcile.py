@@ -114,6 +114,24 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
         store.release_lease(connection_id, ctx.owner)
 
 
+def preview_pass(connection_id: str, ctx: PassContext) -> Plan:
+    """What a full pass would do right now, computed without writing anything.
+
+    Both sides are listed in full and planned exactly as a resync would; no lease is taken, no
+    cursor, mapping or audit entry is written, so it is safe before the first sync and at any
+    time after.
+    """
+    conn = ctx.store.load_connection(connection_id)
+    if conn is None:
+        raise LookupError(f"no connection {connection_id!r}")
+    message = SyncMessage(connection_id=connection_id, reason="resync", full=True)
+    runner = _Pass(conn, message, ctx, deadline=float("inf"))
+    crm = runner.read_side("crm", True)
+    provider = runner.read_side("provider", True)
+    plan, _ = runner.plan(crm, provider)
+    return plan
+
+
 class _Pass:
     def __init__(
         self, conn: ConnectionView, message: SyncMessage, ctx: PassContext, deadline: float
