@@ -50,6 +50,7 @@ class DynamoPassStore:
             held=conn.held_plan,
             progress=dict(conn.progress.as_dict()) if conn.progress else {},
             mapped_count=_mapped_count(conn.counts),
+            poll_seconds=int(conn.poll_seconds or 0),
         )
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:

@@ -42,6 +42,7 @@ class ConnectionView:
     held: dict[str, Any] | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     mapped_count: int = 0  # kept by the passes; recounted exactly on every full listing
+    poll_seconds: int = 0  # the polling interval the last pass chose
 
 
 @dataclass(frozen=True)

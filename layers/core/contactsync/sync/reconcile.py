@@ -43,6 +43,7 @@ from contactsync.providers.base import (
 )
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.ops import CURSOR_OP_ID, PendingOp, plain_value
+from contactsync.sync.polling import PollPolicy
 from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor, PassStore
 
 RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
@@ -77,7 +78,7 @@ class PassContext:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     budget_seconds: float = 60.0
     lease_seconds: int = 150
-    safety_poll_seconds: int = 3600
+    polling: PollPolicy = field(default_factory=PollPolicy)
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     # Test hook: called with a point name before each step that can crash ("after_pending",
@@ -224,10 +225,16 @@ class _Pass:
         if status == "continue":
             return PassResult(status, message, counts=self.counts)
         now = self.ctx.clock()
+        active = any(self.counts.get(k) for k in ("crm_read", "provider_read", "crm_writes",
+                                                   "provider_writes"))  # fmt: skip
+        interval = self.ctx.polling.next_interval(
+            self.conn.provider, self.conn.poll_seconds, active
+        )
         changes: dict[str, Any] = {
             "last_success_at": now.isoformat(),
             "last_error": None,
-            "next_run_at": now + timedelta(seconds=self.ctx.safety_poll_seconds),
+            "next_run_at": now + timedelta(seconds=interval),
+            "poll_seconds": interval,
         }
         if self.conn.state in ("syncing_initial", "needs_attention"):
             changes["state"] = "active"

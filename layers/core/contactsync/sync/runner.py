@@ -11,6 +11,7 @@ from contactsync.runtime.queue import PassQueue
 from contactsync.store import repository as repo
 from contactsync.store.models import iso
 from contactsync.store.pass_store import DynamoPassStore
+from contactsync.sync.polling import PollPolicy
 from contactsync.sync.reconcile import PassContext, PassResult, run_pass
 from contactsync.sync.sides import Wiring
 
@@ -30,7 +31,7 @@ class PassRunner:
             clock=self.wiring.clock,
             budget_seconds=s.pass_budget_seconds,
             lease_seconds=s.lease_seconds,
-            safety_poll_seconds=s.safety_poll_seconds,
+            polling=PollPolicy(s.poll_min_seconds, s.poll_max_seconds, s.safety_poll_seconds),
         )
 
     def run(self, message: SyncMessage) -> PassResult:
