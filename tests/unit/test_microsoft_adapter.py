@@ -27,7 +27,7 @@ PERSON = Contact(
     given_name="Ada",
     middle_name="King",
     family_name="Lovelace",
-    display_name="Ada Lovelace",
+    display_name="Ada, Countess of Lovelace",
     emails=(Email("ada@analytical.example", "work", True), Email("ada@home.example", "work")),
     phones=(
         Phone("+44 20 7946 0000", "work", True),

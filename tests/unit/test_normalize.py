@@ -7,6 +7,7 @@ from contactsync.contacts.normalize import (
     comparable,
     email_key,
     name_key,
+    own_display_name,
     phone_key,
     website_key,
 )
@@ -109,3 +110,19 @@ def test_comparable_can_be_limited_to_what_a_side_carries() -> None:
     assert comparable(a, "US", frozenset({"given_name"})) == comparable(
         b, "US", frozenset({"given_name"})
     )
+
+
+def test_a_display_name_that_only_joins_the_name_parts_is_derived() -> None:
+    # Given display names as Outlook and the CRM fill them in from the name parts
+    # Then they count as derived (""), whatever the case or spacing
+    assert own_display_name("Ann Lee", "Ann", "", "Lee") == ""
+    assert own_display_name("ann  LEE", "Ann", "", "Lee") == ""
+    assert own_display_name("Ann B. Lee", "Ann", "B.", "Lee") == ""
+    assert own_display_name("Ann Lee", "Ann", "B.", "Lee") == ""
+
+
+def test_a_display_name_the_user_chose_is_kept() -> None:
+    # Given a display name that differs from the name parts
+    # Then it is a value of its own
+    assert own_display_name("Dr. Ann Lee", "Ann", "", "Lee") == "Dr. Ann Lee"
+    assert own_display_name("Acme Front Desk", "", "", "") == "Acme Front Desk"

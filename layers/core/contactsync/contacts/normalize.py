@@ -82,6 +82,22 @@ def text_key(value: str) -> str:
     return _nfkc(value).replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
+def own_display_name(display: str, given: str, middle: str = "", family: str = "") -> str:
+    """``display`` when the user chose it, "" when it merely joins the name parts.
+
+    Every side derives a display name its own way (Outlook fills it in, the CRM joins first and
+    last name), so a derived one is not a value of its own: kept as "", it compares equal across
+    sides and is derived afresh by each side when the name parts change.
+    """
+    joins = (
+        " ".join(p for p in (given, middle, family) if p.strip()),
+        " ".join(p for p in (given, family) if p.strip()),
+    )
+    if not display.strip() or any(name_key(display) == name_key(j) for j in joins):
+        return ""
+    return display
+
+
 def scalar_key(field: str, value: str) -> str:
     """The comparison key of one scalar field's value."""
     if field == "notes":

@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx
 
 from contactsync.contacts.model import ALL_FIELDS, Address, Contact, Email, Phone
+from contactsync.contacts.normalize import own_display_name
 from contactsync.providers.base import (
     AuthExpired,
     ChangePage,
@@ -499,7 +500,9 @@ def from_graph(item: dict[str, Any]) -> Contact:
         given_name=text("givenName"),
         middle_name=text("middleName"),
         family_name=text("surname"),
-        display_name=text("displayName"),
+        display_name=own_display_name(
+            text("displayName"), text("givenName"), text("middleName"), text("surname")
+        ),
         emails=tuple(Email(v, "work", i == 0) for i, v in enumerate(e for e in emails if e)),
         phones=tuple(Phone(v, label, i == 0) for i, (v, label) in enumerate(phones)),
         organization=text("companyName"),

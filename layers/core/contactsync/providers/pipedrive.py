@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import httpx
 
 from contactsync.contacts.model import Address, Contact, Email, Phone
+from contactsync.contacts.normalize import own_display_name
 from contactsync.providers.base import (
     AuthExpired,
     ChangePage,
@@ -322,12 +323,11 @@ class PipedrivePersons:
         first = (person.get("first_name") or "").strip()
         last = (person.get("last_name") or "").strip()
         name = (person.get("name") or "").strip()
-        parts = " ".join(p for p in (first, last) if p)
         address = person.get("postal_address")
         return Contact(
             given_name=first,
             family_name=last,
-            display_name=name if name != parts else "",
+            display_name=own_display_name(name, first, "", last),
             emails=tuple(
                 Email(e["value"], e.get("label") or "work", bool(e.get("primary")))
                 for e in person.get("emails") or []
