@@ -36,6 +36,7 @@ class QueuePoller:
         self._batch = batch_size
         self._function = function_name
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
         self.invocations = 0
         self.errors: list[str] = []
@@ -48,9 +49,21 @@ class QueuePoller:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    def pause(self) -> None:
+        """Leave messages in the queue (as a disabled event source mapping would) until resumed:
+        lets a test make edits on both sides that one pass then sees together."""
+        self._paused.set()
+        time.sleep(1.5)  # a receive already in flight finishes and is handled
+
+    def resume(self) -> None:
+        self._paused.clear()
+
     def _run(self) -> None:
         arn = f"arn:aws:sqs:us-east-1:000000000000:{self._url.rsplit('/', 1)[-1]}"
         while not self._stop.is_set():
+            if self._paused.is_set():
+                time.sleep(0.1)
+                continue
             try:
                 received = self._sqs.receive_message(
                     QueueUrl=self._url,
