@@ -29,6 +29,12 @@ class Settings(BaseModel):
     graph_base_url: str = "https://graph.microsoft.com/v1.0"
     microsoft_ca_bundle: str | None = None  # only for a local identity sandbox with its own CA
 
+    google_client_id: str = ""
+    google_client_secret: str = Field(default="", repr=False)
+    google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"
+    google_people_base_url: str = "https://people.googleapis.com"
+
     pipedrive_base_url: str = "https://api.pipedrive.com"
     pipedrive_client_id: str = ""
     pipedrive_client_secret: str = Field(default="", repr=False)
@@ -41,6 +47,7 @@ class Settings(BaseModel):
     # Polling and subscription renewal.
     poll_min_seconds: int = 60
     poll_max_seconds: int = 900
+    poll_floor_seconds: int = 30  # what the People API's per-user quota allows at most
     safety_poll_seconds: int = 3600
     subscription_minutes: int = 4200
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import phonenumbers
 
-from contactsync.auth import microsoft as microsoft_auth
 from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.providers.base import AuthExpired, ProviderError
 from contactsync.runtime.messages import SyncMessage
@@ -29,9 +28,14 @@ from contactsync.sync.errors import (
     UpstreamError,
 )
 from contactsync.sync.push import secret_hash
-from contactsync.sync.sides import Wiring, connection_context, crm_context
+from contactsync.sync.sides import (
+    GOOGLE_DEFAULT_GROUP,
+    PROVIDERS,
+    Wiring,
+    connection_context,
+    crm_context,
+)
 
-PROVIDERS = ("microsoft",)
 DIRECTIONS = ("two_way", "to_crm", "to_provider")
 CONFLICT_POLICIES = ("newest_wins", "crm_wins", "provider_wins")
 RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
@@ -98,16 +102,13 @@ class ConnectionService:
     # --- connections -------------------------------------------------------------------------
 
     def create(self, caller: Caller, provider: str) -> dict[str, Any]:
+        """A new connection ("add new account") and the provider's sign-in URL."""
         if provider not in PROVIDERS:
             raise InvalidRequest(
                 f"unknown provider {provider!r}", details={"allowed": list(PROVIDERS)}
             )
         connection_id = uuid.uuid4().hex[:20]
-        state = f"{connection_id}.{secrets.token_urlsafe(24)}"
-        url, flow = microsoft_auth.start_sign_in(
-            self.wiring.microsoft, self.wiring.redirect_uri(provider), state=state
-        )
-        sealed = self.wiring.vault.seal_json(flow, connection_context(connection_id))
+        url, sealed = self._sign_in(provider, connection_id)
         repo.create_connection(
             connection_id=connection_id,
             company_id=caller.company_id,
@@ -117,6 +118,22 @@ class ConnectionService:
         )
         return {"connection": self.view(self._get(caller, connection_id)), "authorization_url": url}
 
+    def reconnect(self, caller: Caller, connection_id: str) -> dict[str, Any]:
+        """Sign in again (an expired or revoked token). The same account keeps its links; another
+        account starts clean (decided when the callback arrives)."""
+        conn = self._get(caller, connection_id)
+        url, sealed = self._sign_in(conn.provider, connection_id)
+        repo.update_connection(connection_id, oauth_state=sealed)
+        return {"connection": self.view(self._get(caller, connection_id)), "authorization_url": url}
+
+    def _sign_in(self, provider: str, connection_id: str) -> tuple[str, bytes]:
+        state = f"{connection_id}.{secrets.token_urlsafe(24)}"
+        try:
+            url, flow = self.wiring.start_sign_in(provider, state)
+        except ValueError as exc:
+            raise UpstreamError(f"could not start the sign-in: {exc}") from exc
+        return url, self.wiring.vault.seal_json(flow, connection_context(connection_id))
+
     def finish_authorization(self, provider: str, query: dict[str, str]) -> dict[str, Any]:
         if provider == "pipedrive":
             return self.finish_crm_authorization(query)
@@ -125,31 +142,43 @@ class ConnectionService:
         state = query.get("state", "")
         connection_id = state.split(".", 1)[0]
         conn = repo.get_connection(connection_id) if connection_id else None
-        if conn is None or conn.oauth_state is None:
+        if conn is None or conn.oauth_state is None or conn.provider != provider:
             raise InvalidRequest("no sign-in is in progress for this state")
         context = connection_context(connection_id)
         flow = self.wiring.vault.open_json(bytes(conn.oauth_state), context)
+        if not secrets.compare_digest(str(flow.get("state", "")), state):
+            raise InvalidRequest("the state parameter does not match the sign-in in progress")
         try:
-            grant = microsoft_auth.finish_sign_in(self.wiring.microsoft, flow, query)
+            signed = self.wiring.finish_sign_in(provider, flow, query)
         except (ValueError, AuthExpired) as exc:
             raise InvalidRequest(f"the sign-in did not complete: {exc}") from exc
-        same_account = conn.provider_account_id in (None, grant.account_id)
+        except ProviderError as exc:
+            raise UpstreamError(f"the provider did not answer: {exc.message}") from exc
+        same_account = conn.provider_account_id in (None, signed.account_id)
         changes: dict[str, Any] = {
-            "credentials": self.wiring.vault.seal_json({"token_cache": grant.token_cache}, context),
+            "credentials": self.wiring.vault.seal_json(signed.secrets, context),
             "oauth_state": None,
-            "provider_account_id": grant.account_id,
-            "provider_account_email": grant.username,
+            "provider_account_id": signed.account_id,
+            "provider_account_email": signed.username,
         }
         if not same_account:
-            # Another mailbox: its contacts have nothing to do with the old links.
+            # Another account: its contacts have nothing to do with the old links.
+            if conn.state in RUNNING_STATES:
+                self._unsubscribe(conn)
             repo.forget_sync_state(connection_id)
-            changes.update(folder_id=None, folder_name=None, state="configuring")
+            changes.update(folder_id=None, folder_name=None, state="configuring", next_run_at=None)
         elif conn.state == "needs_reauth":
             changes.update(state="active", last_error=None, next_run_at=self.clock())
+        if provider == "google" and not (same_account and conn.folder_id):
+            changes.update(folder_id=GOOGLE_DEFAULT_GROUP[0], folder_name=GOOGLE_DEFAULT_GROUP[1])
         repo.update_connection(connection_id, **changes)
         if conn.state == "needs_reauth" and same_account:
             self.queue.send([SyncMessage(connection_id=connection_id, reason="schedule")])
-        return {"connected": provider, "connection_id": connection_id}
+        return {
+            "connected": provider,
+            "connection_id": connection_id,
+            "same_account": same_account,
+        }
 
     def list_for(self, caller: Caller) -> list[dict[str, Any]]:
         user = None if caller.is_admin else caller.user_id
@@ -161,7 +190,7 @@ class ConnectionService:
     def groups(self, caller: Caller, connection_id: str) -> list[dict[str, str]]:
         conn = self._signed_in(caller, connection_id)
         try:
-            folders = self.wiring.microsoft_account(conn.connection_id).list_folders()
+            folders = self.wiring.list_groups(conn.connection_id, conn.provider)
         except AuthExpired as exc:
             raise ConflictError(f"sign in again: {exc.message}") from exc
         except ProviderError as exc:
@@ -205,7 +234,7 @@ class ConnectionService:
     def start(self, caller: Caller, connection_id: str) -> dict[str, Any]:
         conn = self._signed_in(caller, connection_id)
         if not conn.folder_id:
-            raise ConflictError("choose a contact folder before starting the sync")
+            raise ConflictError("choose a contact folder or group before starting the sync")
         if conn.state in RUNNING_STATES:
             return self.view(conn)
         crm = self.wiring.crm_side(conn.company_id, conn.user_id)
@@ -227,9 +256,21 @@ class ConnectionService:
             last_error=None,
             progress={"phase": "listing", "done": 0, "total": 0},
             next_run_at=self.clock() + timedelta(minutes=5),
+            poll_seconds=0,
         )
         self.queue.send([SyncMessage(connection_id=connection_id, reason="start", full=True)])
         return self.get(caller, connection_id)
+
+    def resync(self, caller: Caller, connection_id: str) -> dict[str, Any]:
+        """Re-list both sides in full and re-match: heals anything a missed change left behind,
+        and never duplicates (existing links are kept, new matches are linked)."""
+        conn = self._signed_in(caller, connection_id)
+        if conn.state == "needs_attention":
+            raise ConflictError("a pass is waiting for confirmation: confirm or discard it first")
+        if conn.state not in RUNNING_STATES:
+            raise ConflictError(f"the sync is {conn.state}: start it first")
+        self.queue.send([SyncMessage(connection_id=connection_id, reason="resync", full=True)])
+        return self.view(conn)
 
     def stop(self, caller: Caller, connection_id: str) -> dict[str, Any]:
         conn = self._get(caller, connection_id)
@@ -240,44 +281,50 @@ class ConnectionService:
     # --- push subscriptions ------------------------------------------------------------------
 
     def _subscribe(self, conn: Any, crm: Any) -> None:
+        """CRM webhooks for every connection; Graph change notifications for Microsoft (Google
+        has no contact push: its connections are polled)."""
         base = self.wiring.settings.public_base_url
-        client_state = secrets.token_urlsafe(32)
-        account = self.wiring.microsoft_account(conn.connection_id, conn.folder_id)
-        expires = self.clock() + timedelta(minutes=self.wiring.settings.subscription_minutes)
+        sub_ids: list[str] = []
         try:
-            sub_id, expires_at = account.create_subscription(
-                notification_url=f"{base}/webhooks/microsoft",
-                lifecycle_url=f"{base}/webhooks/microsoft/lifecycle",
-                client_state=client_state,
-                expires_at=expires,
-            )
+            if conn.provider == "microsoft":
+                client_state = secrets.token_urlsafe(32)
+                account = self.wiring.microsoft_account(conn.connection_id, conn.folder_id)
+                minutes = self.wiring.settings.subscription_minutes
+                sub_id, expires_at = account.create_subscription(
+                    notification_url=f"{base}/webhooks/microsoft",
+                    lifecycle_url=f"{base}/webhooks/microsoft/lifecycle",
+                    client_state=client_state,
+                    expires_at=self.clock() + timedelta(minutes=minutes),
+                )
+                repo.put_subscription(
+                    subscription_id=sub_id,
+                    connection_id=conn.connection_id,
+                    client_state_hash=secret_hash(client_state),
+                    resource=f"me/contactFolders/{conn.folder_id}/contacts",
+                    expires_at=expires_at,
+                )
+                sub_ids.append(sub_id)
             password = secrets.token_urlsafe(32)
             hook_id = crm.create_webhook(
                 url=f"{base}/webhooks/pipedrive", user=conn.connection_id, password=password
             )
         except ProviderError as exc:
             raise UpstreamError(f"could not subscribe to changes: {exc.message}") from exc
-        repo.put_subscription(
-            subscription_id=sub_id,
-            connection_id=conn.connection_id,
-            client_state_hash=secret_hash(client_state),
-            resource=f"me/contactFolders/{conn.folder_id}/contacts",
-            expires_at=expires_at,
-        )
         repo.update_connection(
             conn.connection_id,
-            subscription_ids=[sub_id],
+            subscription_ids=sub_ids,
             crm_webhook_ids=[hook_id],
             crm_webhook_secret_hash=secret_hash(password),
         )
 
     def _unsubscribe(self, conn: Any) -> None:
-        account = self.wiring.microsoft_account(conn.connection_id)
-        for sub_id in list(conn.subscription_ids or []):
-            # If Graph will not answer, the subscription lapses on its own within three days.
-            with contextlib.suppress(ProviderError):
-                account.delete_subscription(sub_id)
-            repo.delete_subscription(sub_id)
+        if conn.provider == "microsoft" and conn.subscription_ids:
+            account = self.wiring.microsoft_account(conn.connection_id)
+            for sub_id in list(conn.subscription_ids or []):
+                # If Graph will not answer, the subscription lapses on its own within three days.
+                with contextlib.suppress(ProviderError):
+                    account.delete_subscription(sub_id)
+                repo.delete_subscription(sub_id)
         crm = self.wiring.crm_side(conn.company_id, conn.user_id)
         for hook_id in list(conn.crm_webhook_ids or []):
             with contextlib.suppress(ProviderError):

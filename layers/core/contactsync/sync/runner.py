@@ -31,7 +31,9 @@ class PassRunner:
             clock=self.wiring.clock,
             budget_seconds=s.pass_budget_seconds,
             lease_seconds=s.lease_seconds,
-            polling=PollPolicy(s.poll_min_seconds, s.poll_max_seconds, s.safety_poll_seconds),
+            polling=PollPolicy(
+                s.poll_min_seconds, s.poll_max_seconds, s.safety_poll_seconds, s.poll_floor_seconds
+            ),
         )
 
     def run(self, message: SyncMessage) -> PassResult:

@@ -11,13 +11,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
+from contactsync.auth import google as google_auth
 from contactsync.auth import microsoft as microsoft_auth
 from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.vault import TokenVault
 from contactsync.providers.base import AuthExpired, ContactSide
+from contactsync.providers.google import GoogleContacts
 from contactsync.providers.microsoft import MicrosoftContacts
 from contactsync.providers.pipedrive import PipedrivePersons
 from contactsync.runtime.settings import Settings
@@ -26,6 +29,19 @@ from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import Sides
 
 TokenSource = Callable[[bool], str]
+
+PROVIDERS = ("microsoft", "google")
+# Google's system group every contact belongs to: the default scope until the user picks another.
+GOOGLE_DEFAULT_GROUP = ("contactGroups/myContacts", "My Contacts")
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A finished provider sign-in: whose account it is, and the secrets to seal."""
+
+    account_id: str
+    username: str
+    secrets: dict[str, Any] = field(repr=False)
 
 
 def connection_context(connection_id: str) -> dict[str, str]:
@@ -65,8 +81,59 @@ class Wiring:
             token_url=f"{s.pipedrive_oauth_url}/oauth/token",
         )
 
+    @property
+    def google(self) -> google_auth.GoogleOAuthConfig:
+        s = self.settings
+        return google_auth.GoogleOAuthConfig(
+            client_id=s.google_client_id,
+            client_secret=s.google_client_secret,
+            authorize_url=s.google_auth_url,
+            token_url=s.google_token_url,
+        )
+
     def redirect_uri(self, provider: str) -> str:
         return f"{self.settings.public_base_url}/oauth/{provider}/callback"
+
+    # --- signing in to a provider ------------------------------------------------------------
+
+    def start_sign_in(self, provider: str, state: str) -> tuple[str, dict[str, Any]]:
+        """The URL to send the user to, and the flow to keep sealed until the callback."""
+        redirect = self.redirect_uri(provider)
+        if provider == "microsoft":
+            return microsoft_auth.start_sign_in(self.microsoft, redirect, state=state)
+        if provider == "google":
+            url, flow = google_auth.start_sign_in(self.google, redirect, state)
+            return url, dict(flow)
+        raise ValueError(f"unknown provider {provider!r}")
+
+    def finish_sign_in(
+        self, provider: str, flow: dict[str, Any], query: dict[str, str]
+    ) -> SignedIn:
+        """Redeem the callback. ValueError for a bad state or refusal; AuthExpired for a code the
+        provider no longer accepts."""
+        if provider == "microsoft":
+            ms = microsoft_auth.finish_sign_in(self.microsoft, flow, query)
+            return SignedIn(ms.account_id, ms.username, {"token_cache": ms.token_cache})
+        if provider == "google":
+            grant = google_auth.finish_sign_in(self.google, flow, query, client=self.http)
+            people = GoogleContacts(
+                base_url=self.settings.google_people_base_url,
+                token=lambda _refresh: grant.access_token,
+                group_id=GOOGLE_DEFAULT_GROUP[0],
+                client=self.http,
+            )
+            account_id, email = people.whoami()
+            return SignedIn(account_id, email, {"grant": google_auth.grant_to_dict(grant)})
+        raise ValueError(f"unknown provider {provider!r}")
+
+    def list_groups(self, connection_id: str, provider: str) -> list[tuple[str, str]]:
+        """The contact folders (Outlook) or contact groups (Google) the user can choose from."""
+        side = self.provider_side(connection_id, provider, "")
+        if isinstance(side, MicrosoftContacts):
+            return side.list_folders()
+        if isinstance(side, GoogleContacts):
+            return side.list_groups()
+        raise ValueError(f"unknown provider {provider!r}")
 
     # --- sides ---------------------------------------------------------------------------------
 
@@ -85,6 +152,13 @@ class Wiring:
                 base_url=self.settings.graph_base_url,
                 token=self._microsoft_token(connection_id),
                 folder_id=folder_id,
+                client=self.http,
+            )
+        if provider == "google":
+            return GoogleContacts(
+                base_url=self.settings.google_people_base_url,
+                token=self._google_token(connection_id),
+                group_id=folder_id,
                 client=self.http,
             )
         raise ValueError(f"unknown provider {provider!r}")
@@ -118,6 +192,24 @@ class Wiring:
                     connection_id, credentials=self.vault.seal_json(secrets, context)
                 )
             return access
+
+        return _remembered(load)
+
+    def _google_token(self, connection_id: str) -> TokenSource:
+        def load(force_refresh: bool) -> str:
+            conn = repo.get_connection(connection_id)
+            if conn is None or conn.credentials is None:
+                raise AuthExpired("the connection has no Google sign-in")
+            context = connection_context(connection_id)
+            secrets = self.vault.open_json(bytes(conn.credentials), context)
+            grant = google_auth.grant_from_dict(secrets["grant"])
+            if force_refresh or grant.expires_at <= self.clock() + timedelta(seconds=60):
+                grant = google_auth.refresh(self.google, grant, client=self.http)
+                secrets["grant"] = google_auth.grant_to_dict(grant)
+                repo.update_connection(
+                    connection_id, credentials=self.vault.seal_json(secrets, context)
+                )
+            return grant.access_token
 
         return _remembered(load)
 
