@@ -14,7 +14,9 @@ import httpx
 
 from local.stack import LocalStack
 
-FOLDER_NAME = "CRM contacts"
+FOLDER_NAME = "CRM contacts"  # the Outlook folder and the Google contact group the demo syncs
+DEMO_EMAIL = "dana@acme.example"
+MY_CONTACTS = "contactGroups/myContacts"
 
 
 @dataclass
@@ -24,6 +26,7 @@ class DemoUser:
     other_user_id: int
     graph_user_id: str
     folder_id: str
+    google_group_id: str
     email: str
     token: str
     admin_token: str
@@ -35,6 +38,7 @@ class DemoData:
 
     crm_persons: int
     outlook_contacts: int
+    google_contacts: int
     same_email: list[str]
     reformatted_phone: str
     ambiguous_email: str
@@ -46,37 +50,41 @@ def seed(
 ) -> tuple[DemoUser, DemoData]:
     pd = stack.pipedrive.sandbox
     company = pd.add_company("Acme Demo")
-    user = pd.add_user(company, "Dana Demo", "dana@acme.example")
+    user = pd.add_user(company, "Dana Demo", DEMO_EMAIL)
     other = pd.add_user(company, "Olli Other", "olli@acme.example")
     admin = pd.add_user(company, "Ada Admin", "ada@acme.example", is_admin=True)
     pd.login_as(user)
     gs = stack.graph.sandbox
-    graph_user = gs.add_user("dana@acme.example", "Dana Demo")
+    graph_user = gs.add_user(DEMO_EMAIL, "Dana Demo")
     folder = gs.add_folder(graph_user, FOLDER_NAME)
+
+    google = stack.google.sandbox
+    google.add_user(DEMO_EMAIL, "Dana Demo")
+    google.signed_in = DEMO_EMAIL
+    group = google.add_group(DEMO_EMAIL, FOLDER_NAME)
 
     pd.seed_persons(user, persons, seed=1)
     gs.seed_contacts(graph_user, folder, contacts, seed=2)
+    for name in google.seed_contacts(DEMO_EMAIL, contacts, seed=3):
+        google.set_groups(DEMO_EMAIL, name, [MY_CONTACTS, group])
+    where = Where(graph_user, folder, group)
 
     # People who exist on both sides: they must be linked, not duplicated.
     same_email = [f"shared.{i}@partner.example" for i in range(20)]
     for i, email in enumerate(same_email):
         _crm_person(stack, user, f"Shared Person{i}", email, f"+1 415 555 01{i:02d}")
-        _outlook_contact(stack, (graph_user, folder), ("Shared", f"Person{i}"), email, "")
+        _provider_contacts(stack, where, ("Shared", f"Person{i}"), email, "")
     # The same phone written two ways: normalised equal, so nothing echoes back and forth.
     reformatted = "(415) 555-0199"
     _crm_person(stack, user, "Phone Format", "phone.format@partner.example", "+14155550199")
-    _outlook_contact(
-        stack,
-        (graph_user, folder),
-        ("Phone", "Format"),
-        "phone.format@partner.example",
-        reformatted,
+    _provider_contacts(
+        stack, where, ("Phone", "Format"), "phone.format@partner.example", reformatted
     )
     # Two CRM persons with one email and one Outlook contact with it: ambiguous, left for review.
     ambiguous = "twice@partner.example"
     _crm_person(stack, user, "Twin One", ambiguous, "")
     _crm_person(stack, user, "Twin Two", ambiguous, "")
-    _outlook_contact(stack, (graph_user, folder), ("Twin", "Outlook"), ambiguous, "")
+    _provider_contacts(stack, where, ("Twin", "Contact"), ambiguous, "")
     # Someone else's person: not synced, whatever happens.
     not_owned = "not.mine@partner.example"
     _crm_person(stack, other, "Not Mine", not_owned, "")
@@ -87,13 +95,15 @@ def seed(
         other_user_id=other,
         graph_user_id=graph_user,
         folder_id=folder,
-        email="dana@acme.example",
+        google_group_id=group,
+        email=DEMO_EMAIL,
         token=stack.token(user, company),
         admin_token=stack.token(admin, company, role="admin"),
     )
     data = DemoData(
         crm_persons=persons + len(same_email) + 3,
         outlook_contacts=contacts + len(same_email) + 2,
+        google_contacts=contacts + len(same_email) + 2,
         same_email=same_email,
         reformatted_phone=reformatted,
         ambiguous_email=ambiguous,
@@ -114,10 +124,19 @@ def _crm_person(stack: LocalStack, owner: int, name: str, email: str, phone: str
     return pd.create_person(pd.users[owner], body, source="app").id
 
 
-def _outlook_contact(
-    stack: LocalStack, where: tuple[str, str], name: tuple[str, str], email: str, phone: str
-) -> str:
-    user, folder = where
+@dataclass(frozen=True)
+class Where:
+    """Where the demo user keeps contacts: an Outlook folder and a Google contact group."""
+
+    graph_user: str
+    folder: str
+    google_group: str
+
+
+def _provider_contacts(
+    stack: LocalStack, where: Where, name: tuple[str, str], email: str, phone: str
+) -> None:
+    """The same person in the Outlook folder and in the Google group."""
     given, family = name
     body: dict[str, Any] = {
         "givenName": given,
@@ -126,7 +145,14 @@ def _outlook_contact(
     }
     if phone:
         body["businessPhones"] = [phone]
-    return stack.graph.sandbox.create_contact(user, folder, body).id
+    stack.graph.sandbox.create_contact(where.graph_user, where.folder, body)
+    person: dict[str, Any] = {
+        "names": [{"givenName": given, "familyName": family}],
+        "emailAddresses": [{"value": email, "type": "work"}],
+    }
+    if phone:
+        person["phoneNumbers"] = [{"value": phone, "type": "work"}]
+    stack.google.sandbox.add_contact(DEMO_EMAIL, person, groups=(MY_CONTACTS, where.google_group))
 
 
 class Api:
@@ -161,6 +187,11 @@ class Api:
     def connect_microsoft(self) -> str:
         created = self.call("POST", "/connections", json={"provider": "microsoft"})
         self._consent(created["authorization_url"], verify=self.stack.graph.ca_file)
+        return str(created["connection"]["id"])
+
+    def connect_google(self) -> str:
+        created = self.call("POST", "/connections", json={"provider": "google"})
+        self._consent(created["authorization_url"])
         return str(created["connection"]["id"])
 
     def choose_folder(self, connection_id: str, name: str, direction: str = "two_way") -> None:

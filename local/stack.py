@@ -18,6 +18,7 @@ from local.event_sources import QueuePoller, ScheduleTicker
 from local.gateway import build_gateway
 from local.issuer import LocalIssuer
 from local.lambda_runtime import handler_for
+from sandbox.google import RunningGoogle, start_google_sandbox
 from sandbox.graph.running import RunningGraph, start_graph_sandbox
 from sandbox.pipedrive import RunningPipedrive, start_pipedrive_sandbox
 from sandbox.server import RunningServer, free_port, start
@@ -27,6 +28,7 @@ from sandbox.server import RunningServer, free_port, start
 class LocalStack:
     aws: LocalAws
     graph: RunningGraph
+    google: RunningGoogle
     pipedrive: RunningPipedrive
     issuer: LocalIssuer
     api: RunningServer
@@ -43,7 +45,7 @@ class LocalStack:
         return self.issuer.token(user_id=str(user_id), company_id=str(company_id), role=role)
 
     def stop(self) -> None:
-        for part in (self.ticker, self.poller, self.api, self.graph, self.pipedrive):
+        for part in (self.ticker, self.poller, self.api, self.graph, self.google, self.pipedrive):
             try:
                 part.stop()
             except Exception:  # noqa: S112 - stopping everything matters more than one failure
@@ -79,9 +81,10 @@ def start_stack(
     workdir = workdir or Path(tempfile.mkdtemp(prefix="contactsync-stack-"))
     workdir.mkdir(parents=True, exist_ok=True)
     aws = start_local_aws()
-    graph = pipedrive = None
+    graph = google = pipedrive = None
     try:
         graph = start_graph_sandbox(workdir / "graph")
+        google = start_google_sandbox()
         pipedrive = start_pipedrive_sandbox()
         port = api_port or free_port()
         env = {
@@ -93,6 +96,11 @@ def start_stack(
             "MICROSOFT_AUTHORITY": graph.authority,
             "MICROSOFT_CA_BUNDLE": graph.ca_bundle,
             "GRAPH_BASE_URL": graph.graph_url,
+            "GOOGLE_CLIENT_ID": google.client_id,
+            "GOOGLE_CLIENT_SECRET": google.client_secret,
+            "GOOGLE_AUTH_URL": google.authorize_url,
+            "GOOGLE_TOKEN_URL": google.token_url,
+            "GOOGLE_PEOPLE_BASE_URL": google.people_url,
             "PIPEDRIVE_BASE_URL": pipedrive.url,
             "PIPEDRIVE_OAUTH_URL": pipedrive.url,
             "PIPEDRIVE_CLIENT_ID": pipedrive.client_id,
@@ -114,7 +122,7 @@ def start_stack(
             handler_for("SchedulerFunction"), every_seconds=schedule_every
         ).start()
     except BaseException:
-        for part in (graph, pipedrive):
+        for part in (graph, google, pipedrive):
             if part is not None:
                 part.stop()
         aws.stop()
@@ -122,6 +130,7 @@ def start_stack(
     return LocalStack(
         aws=aws,
         graph=graph,
+        google=google,
         pipedrive=pipedrive,
         issuer=issuer,
         api=api,
@@ -144,6 +153,8 @@ def describe(stack: LocalStack, tokens: dict[str, str]) -> dict[str, Any]:
             "graph": stack.graph.graph_url,
             "graph_control": stack.graph.control_url,
             "microsoft_identity": stack.graph.authority,
+            "google": stack.google.people_url,
+            "google_control": stack.google.control_url,
         },
         "aws": {
             "dynamodb": stack.aws.dynamodb_url,

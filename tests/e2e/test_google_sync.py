@@ -1,0 +1,238 @@
+"""End to end over HTTP on the local stack: connect Google Contacts, sync both ways, survive an
+expired sync token and a quota storm, stop.
+
+Google has no contact push: Google-side edits arrive by polling (the scheduler finds the
+connection due), CRM-side edits by the CRM webhook, which makes the connection due at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from local.demo import DEMO_EMAIL, FOLDER_NAME, MY_CONTACTS, Api, DemoData, DemoUser, seed
+from local.stack import LocalStack, start_stack
+from tests.e2e.test_microsoft_sync import crm_emails, crm_owned, eventually, quiet
+
+pytestmark = pytest.mark.e2e
+
+FAST_POLLING = {
+    "POLL_MIN_SECONDS": "1",
+    "POLL_MAX_SECONDS": "2",
+    "POLL_FLOOR_SECONDS": "1",
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    running = start_stack(
+        workdir=tmp_path_factory.mktemp("stack"), schedule_every=1.0, extra_env=FAST_POLLING
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def synced(stack: LocalStack) -> tuple[DemoUser, DemoData, Api, str]:
+    demo, data = seed(stack, persons=30, contacts=30)
+    api = Api(stack, demo.token)
+    api.connect_crm()
+    connection_id = api.connect_google()
+    api.choose_folder(connection_id, FOLDER_NAME)
+    api.start(connection_id)
+    view = api.wait_until_active(connection_id, timeout=120)
+    assert view["state"] == "active", view
+    return demo, data, api, connection_id
+
+
+def in_group(stack: LocalStack, demo: DemoUser) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in stack.google.sandbox.contacts(DEMO_EMAIL)
+        if any(
+            m.get("contactGroupMembership", {}).get("contactGroupResourceName")
+            == demo.google_group_id
+            for m in p.get("memberships", [])
+        )
+    ]
+
+
+def google_emails(stack: LocalStack, demo: DemoUser) -> list[str]:
+    return [e["value"].lower() for p in in_group(stack, demo) for e in p.get("emailAddresses", [])]
+
+
+def google_contact(stack: LocalStack, demo: DemoUser, email: str) -> dict[str, Any]:
+    return next(p for p in in_group(stack, demo) if email in str(p.get("emailAddresses")))
+
+
+def crm_person(stack: LocalStack, demo: DemoUser, email: str) -> Any:
+    return next(p for p in crm_owned(stack, demo) if email in str(p.emails))
+
+
+def assert_no_duplicates(stack: LocalStack, demo: DemoUser, data: DemoData) -> None:
+    crm, google = crm_emails(stack, demo), google_emails(stack, demo)
+    for email in set(crm) | set(google):
+        if email == data.ambiguous_email:
+            continue
+        assert crm.count(email) <= 1, email
+        assert google.count(email) <= 1, email
+
+
+def test_initial_sync_matches_by_email_and_creates_the_rest(stack, synced) -> None:
+    demo, data, api, connection_id = synced
+    crm, google = crm_emails(stack, demo), google_emails(stack, demo)
+    # Then people on both sides are linked, not duplicated
+    for email in data.same_email:
+        assert crm.count(email) == 1, email
+        assert google.count(email) == 1, email
+    # And the rest was created on the other side, inside the chosen group
+    assert len(crm_owned(stack, demo)) == data.crm_persons + 30
+    assert len(in_group(stack, demo)) >= data.google_contacts + 30
+    # And the ambiguous pair was left alone, and another user's person never reached Google
+    assert google.count(data.ambiguous_email) == 1
+    assert crm.count(data.ambiguous_email) == 2
+    assert data.not_owned_email not in google
+    # And contacts we created carry our mapping id (a lost create response is found again)
+    created = google_contact(stack, demo, crm_emails(stack, demo)[0])
+    assert created.get("clientData"), created
+    assert api.connection(connection_id)["counts"]["mapped"] >= 60
+
+
+def test_a_google_edit_reaches_the_crm_by_polling(stack, synced) -> None:
+    demo, data, _, _ = synced
+    email = data.same_email[0]
+    contact = google_contact(stack, demo, email)
+    organizations = [{"name": "Polling Inc", "title": "Poller"}]
+    stack.google.sandbox.update_contact(
+        DEMO_EMAIL, contact["resourceName"], {"organizations": organizations}
+    )
+    eventually(
+        lambda: crm_person(stack, demo, email).job_title == "Poller",
+        what="the job title in the CRM",
+    )
+
+
+def test_a_crm_edit_reaches_google_through_the_webhook(stack, synced) -> None:
+    demo, data, _, _ = synced
+    email = data.same_email[1]
+    person = crm_person(stack, demo, email)
+    stack.pipedrive.sandbox.edit_in_app(person.id, {"job_title": "Head of QA"})
+
+    def google_has_it() -> bool:
+        orgs = google_contact(stack, demo, email).get("organizations") or [{}]
+        return orgs[0].get("title") == "Head of QA"
+
+    eventually(google_has_it, what="the job title in Google")
+
+
+def test_deletes_propagate_both_ways(stack, synced) -> None:
+    demo, data, _, _ = synced
+    gone_in_google, gone_in_crm = data.same_email[2], data.same_email[3]
+    contact = google_contact(stack, demo, gone_in_google)
+    stack.google.sandbox.delete_contact(DEMO_EMAIL, contact["resourceName"])
+    stack.pipedrive.sandbox.delete_in_app(crm_person(stack, demo, gone_in_crm).id)
+    eventually(lambda: gone_in_google not in crm_emails(stack, demo), what="CRM delete")
+    eventually(lambda: gone_in_crm not in google_emails(stack, demo), what="Google delete")
+
+
+def test_a_contact_removed_from_the_group_is_unlinked_not_deleted(stack, synced) -> None:
+    demo, data, _, _ = synced
+    email = data.same_email[4]
+    contact = google_contact(stack, demo, email)
+    # Given the user takes the contact out of the synced group (it stays in My Contacts)
+    stack.google.sandbox.set_groups(DEMO_EMAIL, contact["resourceName"], [MY_CONTACTS])
+    time.sleep(4)
+    quiet(stack)
+    # Then the CRM person stays, and a later Google edit no longer reaches it
+    person = crm_person(stack, demo, email)
+    stack.google.sandbox.update_contact(
+        DEMO_EMAIL, contact["resourceName"], {"organizations": [{"title": "Out Of Scope"}]}
+    )
+    time.sleep(4)
+    quiet(stack)
+    assert crm_person(stack, demo, email).job_title != "Out Of Scope"
+    assert not person.deleted
+
+
+def test_an_expired_sync_token_relists_without_duplicates_or_lost_edits(stack, synced) -> None:
+    demo, data, _, _ = synced
+    email = data.same_email[5]
+    quiet(stack)
+    # Given the sync token expired (Google keeps them for 7 days) and an edit waits in Google
+    stack.google.sandbox.faults.expire_sync_tokens = True
+    contact = google_contact(stack, demo, email)
+    stack.google.sandbox.update_contact(
+        DEMO_EMAIL, contact["resourceName"], {"organizations": [{"title": "After Expiry"}]}
+    )
+    # Then the next poll re-lists in full, re-matches, and the edit arrives
+    eventually(
+        lambda: crm_person(stack, demo, email).job_title == "After Expiry",
+        what="the edit after the sync token expired",
+    )
+    quiet(stack)
+    # And nothing was duplicated on either side
+    assert_no_duplicates(stack, demo, data)
+
+
+def test_a_quota_storm_is_waited_out_without_duplicates_or_lost_edits(stack, synced) -> None:
+    demo, data, _, _ = synced
+    google = stack.google.sandbox
+    quiet(stack)
+    # Given Google answers most requests with 429 RESOURCE_EXHAUSTED
+    google.faults.rate_429 = 0.8
+    try:
+        # When edits are made on both sides during the storm, and a new person in the CRM
+        email_g, email_c = data.same_email[6], data.same_email[7]
+        google.update_contact(
+            DEMO_EMAIL,
+            google_contact(stack, demo, email_g)["resourceName"],
+            {"organizations": [{"title": "Storm Google"}]},
+        )
+        stack.pipedrive.sandbox.edit_in_app(
+            crm_person(stack, demo, email_c).id, {"job_title": "Storm CRM"}
+        )
+        pd = stack.pipedrive.sandbox
+        pd.create_person(
+            pd.users[demo.user_id],
+            {
+                "name": "Storm New",
+                "owner_id": demo.user_id,
+                "emails": [{"value": "storm.new@x.example", "primary": True}],
+            },
+            source="app",
+        )
+        time.sleep(6)
+        throttled = google.stats_snapshot().get("fault_429", 0)
+    finally:
+        google.faults.rate_429 = 0.0
+    # Then once it passes every edit has arrived, and nothing is duplicated
+    eventually(lambda: crm_person(stack, demo, email_g).job_title == "Storm Google", what="g")
+
+    def google_has_crm_edit() -> bool:
+        orgs = google_contact(stack, demo, email_c).get("organizations") or [{}]
+        return orgs[0].get("title") == "Storm CRM"
+
+    eventually(google_has_crm_edit, timeout=60, what="the CRM edit in Google")
+    eventually(lambda: "storm.new@x.example" in google_emails(stack, demo), what="the new one")
+    quiet(stack)
+    assert_no_duplicates(stack, demo, data)
+    assert throttled > 0  # the storm really hit our requests
+
+
+def test_stop_ends_polling_and_webhooks(stack, synced) -> None:
+    demo, data, api, connection_id = synced
+    view = api.stop(connection_id)
+    assert view["state"] == "stopped"
+    assert not [w for w in stack.pipedrive.sandbox.webhooks.values() if w.user_id == demo.user_id]
+    email = data.same_email[9]
+    contact = google_contact(stack, demo, email)
+    stack.google.sandbox.update_contact(
+        DEMO_EMAIL, contact["resourceName"], {"organizations": [{"title": "After Stop"}]}
+    )
+    time.sleep(4)
+    assert crm_person(stack, demo, email).job_title != "After Stop"
