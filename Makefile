@@ -13,10 +13,11 @@ DEMO ?= 1
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt layers/core/requirements.txt layers/core/pyproject.toml
+$(STAMP): requirements-dev.txt layers/core/requirements.txt layers/core/pyproject.toml cli/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e layers/core
+	$(BIN)/pip install --quiet --no-deps -e cli
 	touch $@
 
 $(NODE_STAMP): package.json
