@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from contactsync.contacts.model import ALL_FIELDS, Contact, Email, Phone
 from contactsync.engine.plan import (
@@ -202,14 +203,70 @@ def test_deleted_on_both_sides_drops_the_mapping() -> None:
 
 
 def test_a_contact_leaving_scope_is_unlinked_never_deleted() -> None:
-    # Given the provider contact moved out of the folder (and the CRM even deleted its side)
+    # Given the provider contact moved out of the folder
     moved = provider(BASE, in_scope=False, scope_reason="moved out of the folder")
-    for crm_side in (UNCHANGED, None, crm(BASE.with_fields(job_title="CTO"))):
+    for crm_side in (UNCHANGED, crm(BASE.with_fields(job_title="CTO"))):
         plan = pass_of([(mapping(), crm_side, moved)])
         (outcome,) = plan.outcomes
-        # Then the mapping is dropped with the reason and nothing is written anywhere
-        assert (outcome.kind, outcome.new_base, outcome.writes) == ("unlink", None, ())
-        assert outcome.reason == "moved out of the folder"
+        # Then nothing is written anywhere, and the pair is kept but detached on that side
+        assert (outcome.kind, outcome.writes, outcome.detached) == ("unlink", (), "provider")
+        assert outcome.new_base == BASE
+        assert outcome.reason.startswith("moved out of the folder")
+        assert "left alone" in outcome.reason
+
+
+def test_a_contact_leaving_scope_while_its_partner_is_deleted_is_forgotten() -> None:
+    # Given the provider contact left the folder and the CRM person was deleted
+    moved = provider(BASE, in_scope=False, scope_reason="moved out of the folder")
+    (outcome,) = pass_of([(mapping(), None, moved)]).outcomes
+    # Then the mapping is dropped and nothing is written
+    assert (outcome.kind, outcome.new_base, outcome.writes) == ("unlink", None, ())
+
+
+def detached(base: Contact = BASE) -> MappingState:
+    return replace(mapping(base), detached="provider")
+
+
+def test_a_detached_pair_syncs_nothing_while_its_partner_is_out_of_scope() -> None:
+    # Given a pair detached because the provider contact left the folder
+    # When the CRM person is edited, or the provider contact changes while still outside
+    still_out = provider(BASE.with_fields(notes="x"), in_scope=False)
+    for crm_side, provider_side in (
+        (crm(BASE.with_fields(job_title="CTO")), UNCHANGED),
+        (UNCHANGED, still_out),
+    ):
+        (outcome,) = pass_of([(detached(), crm_side, provider_side)]).outcomes
+        # Then nothing is written and the pair stays detached (so neither side is copied again)
+        assert (outcome.kind, outcome.writes, outcome.detached) == ("noop", (), "provider")
+        assert outcome.new_base == BASE
+
+
+def test_a_detached_pair_links_again_when_its_partner_comes_back_into_scope() -> None:
+    # Given a detached pair whose CRM person was edited while its partner was away
+    edited = BASE.with_fields(job_title="CTO")
+    # When the provider contact comes back into the folder
+    (outcome,) = pass_of([(detached(), crm(edited), provider(BASE))]).outcomes
+    # Then the pair is linked again and the CRM's edit reaches the provider
+    assert outcome.detached == ""
+    assert outcome.new_base is not None and outcome.new_base.job_title == "CTO"
+    (write,) = outcome.writes
+    assert (write.side, write.kind, write.after.job_title) == ("provider", "update", "CTO")
+
+
+def test_a_detached_pair_whose_partner_is_deleted_gets_a_new_partner() -> None:
+    # Given a detached pair whose away contact is then deleted for good
+    (outcome,) = pass_of([(detached(), crm(BASE), None)]).outcomes
+    # Then the CRM person, still in scope, is copied to the provider again, under the same pair
+    (write,) = outcome.writes
+    assert (write.side, write.kind) == ("provider", "create")
+    assert outcome.detached == "" and outcome.mapping_id == "map1"
+
+
+def test_a_detached_pair_whose_remaining_contact_is_deleted_is_forgotten() -> None:
+    # Given a detached pair whose in-scope CRM person is deleted
+    (outcome,) = pass_of([(detached(), None, UNCHANGED)]).outcomes
+    # Then the mapping is dropped and nothing is written
+    assert (outcome.kind, outcome.new_base, outcome.writes) == ("unlink", None, ())
 
 
 # --- Direction ------------------------------------------------------------------------------------

@@ -72,6 +72,10 @@ class MappingState:
     base: Contact  # the canonical snapshot both sides agreed on after the last pass
     crm_version: str = ""
     provider_version: str = ""
+    # The side whose contact left the sync scope ("" while linked). A detached pair syncs
+    # nothing; it remembers that the two contacts are one person, so the one still in scope is
+    # not copied again, and the pair links again when the other comes back into scope.
+    detached: str = ""
 
 
 class Unchanged:
@@ -137,6 +141,7 @@ class Outcome:
     conflicts: tuple[Conflict, ...] = ()
     kind: Literal["merge", "link", "create", "delete", "unlink", "noop"] = "merge"
     reason: str = ""  # plain words for the audit log ("removed from folder", ...)
+    detached: str = ""  # with new_base: keep the mapping, detached on this side
 
 
 @dataclass(frozen=True)
@@ -245,6 +250,10 @@ def _merged_outcome(
 # --- Pairs ----------------------------------------------------------------------------------------
 
 
+def _other(side: Side) -> Side:
+    return "provider" if side == "crm" else "crm"
+
+
 def _held_now(
     reported: RemoteContact | Unchanged | None, mapping: MappingState, side: Side
 ) -> RemoteContact | None:
@@ -294,19 +303,90 @@ def _one_side_gone(
     )
 
 
+def _detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
+    """A pair whose contact on one side left scope: nothing syncs until it comes back."""
+    mapping = pair.mapping
+    away: Side = "crm" if mapping.detached == "crm" else "provider"
+    stayed: Side = "provider" if away == "crm" else "crm"
+    reported = {"crm": pair.crm, "provider": pair.provider}
+    keep = Outcome(
+        mapping.mapping_id,
+        mapping.crm_id,
+        mapping.provider_id,
+        new_base=mapping.base,
+        writes=(),
+        kind="noop",
+        detached=away,
+    )
+    if reported[stayed] is None:
+        reason = f"deleted in {SIDE_NAMES[stayed]}; its partner is out of scope: forgotten"
+        return replace(keep, new_base=None, kind="unlink", reason=reason, detached="")
+    if reported[away] is None:
+        # Its partner is gone for good: the contact still in scope is now simply a contact
+        # with no counterpart, and gets one, as a full re-listing would give it.
+        survivor = _held_now(reported[stayed], mapping, stayed)
+        assert survivor is not None
+        if not settings.may_write(away):
+            why = f"direction {settings.direction} does not write {SIDE_NAMES[away]}"
+            return replace(keep, new_base=None, kind="unlink", reason=why, detached="")
+        base = survivor.contact.only(settings.carried(stayed))
+        write = Write(away, "create", "", "", Contact(), base.only(settings.carried(away)))
+        return Outcome(
+            mapping_id=mapping.mapping_id,
+            crm_id=survivor.id if stayed == "crm" else "",
+            provider_id=survivor.id if stayed == "provider" else "",
+            new_base=base,
+            writes=(write,),
+            kind="merge",
+            reason=f"its partner in {SIDE_NAMES[away]} was deleted: created again there",
+        )
+    back = reported[away]
+    if isinstance(back, RemoteContact) and back.in_scope:
+        crm = _held_now(pair.crm, mapping, "crm")
+        provider = _held_now(pair.provider, mapping, "provider")
+        assert crm is not None and provider is not None
+        merged = _merged_outcome(
+            mapping.mapping_id,
+            mapping.base,
+            crm,
+            provider,
+            settings,
+            kind="merge",
+            reason=f"back in scope in {SIDE_NAMES[away]}: linked again",
+        )
+        return replace(merged, kind="merge")  # saved even with nothing to write: it relinks
+    return keep
+
+
 def plan_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
     """The outcome for one mapped pair with a change on at least one side."""
     mapping = pair.mapping
-    for reported in (pair.crm, pair.provider):
+    if mapping.detached:
+        return _detached_pair(pair, settings)
+    for side, reported in zip(SIDES, (pair.crm, pair.provider), strict=True):
         if isinstance(reported, RemoteContact) and not reported.in_scope:
+            partner = pair.provider if side == "crm" else pair.crm
+            if partner is None:  # the other one was deleted: nothing left to link
+                return Outcome(
+                    mapping.mapping_id,
+                    mapping.crm_id,
+                    mapping.provider_id,
+                    new_base=None,
+                    writes=(),
+                    kind="unlink",
+                    reason=f"deleted in {SIDE_NAMES[_other(side)]}; "
+                    f"left the sync scope in {SIDE_NAMES[side]}",
+                )
             return Outcome(
                 mapping.mapping_id,
                 mapping.crm_id,
                 mapping.provider_id,
-                new_base=None,
+                new_base=mapping.base,
                 writes=(),
                 kind="unlink",
-                reason=reported.scope_reason or "out of scope",
+                reason=(reported.scope_reason or "out of scope")
+                + f"; the contact in {SIDE_NAMES[_other(side)]} is left alone",
+                detached=side,
             )
     crm = _held_now(pair.crm, mapping, "crm")
     provider = _held_now(pair.provider, mapping, "provider")

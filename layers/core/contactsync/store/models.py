@@ -231,6 +231,9 @@ class Mapping(Model):
     base = UnicodeAttribute()  # JSON of Contact.to_dict()
     crm_version = UnicodeAttribute(default="")
     provider_version = UnicodeAttribute(default="")
+    # "crm" / "provider": that side's contact left the sync scope; the pair is unlinked and the
+    # other side left alone, but remembered so neither side is copied again (no duplicate).
+    detached = UnicodeAttribute(default="")
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 

@@ -22,6 +22,7 @@ def _mapping_state(item: Mapping) -> MappingState:
         base=item.base_contact,
         crm_version=item.crm_version,
         provider_version=item.provider_version,
+        detached=item.detached or "",
     )
 
 
@@ -113,6 +114,7 @@ class DynamoPassStore:
             base=mapping.base,
             crm_version=mapping.crm_version,
             provider_version=mapping.provider_version,
+            detached=mapping.detached,
         )
 
     def drop_mapping(self, connection_id: str, mapping_id: str) -> None:

@@ -367,6 +367,7 @@ def put_mapping(
     crm_version: str = "",
     provider_version: str = "",
     mapping_id: str | None = None,
+    detached: str = "",
     now: datetime | None = None,
 ) -> Mapping:
     """Create or replace a mapping (a new id when ``mapping_id`` is None); keeps ``created_at``."""
@@ -386,6 +387,7 @@ def put_mapping(
             Mapping.base.set(json.dumps(base.to_dict(), sort_keys=True)),
             Mapping.crm_version.set(crm_version),
             Mapping.provider_version.set(provider_version),
+            Mapping.detached.set(detached),
             Mapping.created_at.set(Mapping.created_at | stamp),
             Mapping.updated_at.set(stamp),
         ]

@@ -31,6 +31,7 @@ class PendingOp:
     conflicts: tuple[Conflict, ...] = ()
     crm_version: str = ""
     provider_version: str = ""
+    detached: str = ""  # the side whose contact left scope: keep the mapping, unlinked
     cursors: dict[str, dict[str, Any]] = field(default_factory=dict)  # side -> Cursor fields
 
     @property
@@ -51,6 +52,7 @@ class PendingOp:
             conflicts=outcome.conflicts,
             crm_version=versions[0],
             provider_version=versions[1],
+            detached=outcome.detached,
         )
 
     def to_json(self) -> str:
@@ -67,6 +69,7 @@ class PendingOp:
                 "conflicts": [_conflict_to_dict(c) for c in self.conflicts],
                 "crm_version": self.crm_version,
                 "provider_version": self.provider_version,
+                "detached": self.detached,
                 "cursors": self.cursors,
             },
             separators=(",", ":"),
@@ -89,6 +92,7 @@ class PendingOp:
             conflicts=tuple(Conflict(**c) for c in data.get("conflicts", [])),
             crm_version=data.get("crm_version", ""),
             provider_version=data.get("provider_version", ""),
+            detached=data.get("detached", ""),
             cursors=data.get("cursors", {}),
         )
 

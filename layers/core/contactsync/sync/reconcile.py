@@ -183,7 +183,9 @@ class _Pass:
             if self.out_of_time():
                 return self.result("continue", "pending writes finished; changes not read yet")
 
-        full = self.message.full or self.message.reason in ("start", "resync")
+        # A confirmed pass lists in full again: what it confirms must be seen whole, and the
+        # held pass advanced no cursor.
+        full = self.message.full or self.message.reason in ("start", "resync", "confirm")
         crm = self.read_side("crm", full)
         provider = self.read_side("provider", full)
         crm_hinted = self.sides.crm.fetch(self.message.crm_ids) if self.message.crm_ids else {}
@@ -603,6 +605,7 @@ class _Pass:
                     base=new_base.only(set(ALL_FIELDS)),
                     crm_version=versions["crm"],
                     provider_version=versions["provider"],
+                    detached=op.detached,
                 ),
             )
         return audit
