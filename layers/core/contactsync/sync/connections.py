@@ -10,7 +10,7 @@ import contextlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
@@ -353,8 +353,16 @@ class ConnectionService:
         return conn
 
     def view(self, conn: Any) -> dict[str, Any]:
+        """A connection as the settings page shows it, with its live status."""
+        now = self.clock()
         progress = dict(conn.progress.as_dict()) if conn.progress else {}
+        eta = _eta_seconds(progress, now)
+        if eta is not None:
+            progress["eta_seconds"] = eta
         last_error = dict(conn.last_error.as_dict()) if conn.last_error else None
+        taken = [c.taken_at for s in ("crm", "provider") if (c := repo.get_cursor(
+            conn.connection_id, s)) is not None and c.taken_at]  # fmt: skip
+        expiries = [sub.expires_at_iso for sub in repo.subscriptions_of(conn)]
         return {
             "id": conn.connection_id,
             "provider": conn.provider,
@@ -369,9 +377,27 @@ class ConnectionService:
             "last_error": last_error,
             "held": conn.held_plan,
             "counts": dict(conn.counts.as_dict()) if conn.counts else {},
+            "cursor_age_seconds": _age_seconds(min(taken), now) if taken else None,
+            "subscription_expires_at": min(expiries) if expiries else None,
+            "next_run_at": conn.next_run_at,
+            "poll_seconds": int(conn.poll_seconds or 0),
             "created_at": conn.created_at,
             "updated_at": conn.updated_at,
         }
+
+
+def _age_seconds(moment: str, now: datetime) -> int:
+    return max(0, int((now - datetime.fromisoformat(moment)).total_seconds()))
+
+
+def _eta_seconds(progress: dict[str, Any], now: datetime) -> int | None:
+    """Time left in an initial sync, at the pace it has kept so far."""
+    done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
+    started = progress.get("started_at")
+    if progress.get("phase") != "writing" or not started or done <= 0 or total <= done:
+        return None
+    per_item = _age_seconds(str(started), now) / done
+    return round(per_item * (total - done))
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:

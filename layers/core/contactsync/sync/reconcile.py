@@ -217,7 +217,12 @@ class _Pass:
         self.store.save_pending(self.cid, ops)
         self.ctx.crash_point("after_pending")
         if self.conn.state == "syncing_initial":
-            self.progress = {"phase": "writing", "done": 0, "total": len(ops) - 1}
+            self.progress = {
+                "phase": "writing",
+                "done": 0,
+                "total": len(ops) - 1,
+                "started_at": self.ctx.clock().isoformat(),
+            }
             self.store.update_connection(self.cid, progress=self.progress)
         if not self.apply(ops, recovering=set()):
             return self.result("continue", "work left over for the next pass")
@@ -423,7 +428,7 @@ class _Pass:
             if self.conn.state == "syncing_initial":
                 done = int(self.progress.get("done", 0)) + len(chunk)
                 total = max(int(self.progress.get("total", 0)), done)
-                self.progress = {"phase": "writing", "done": done, "total": total}
+                self.progress = {**self.progress, "phase": "writing", "done": done, "total": total}
                 self.store.update_connection(
                     self.cid, inflight_ops=[], progress=self.progress, mapped_count=self.mapped
                 )
