@@ -1,8 +1,8 @@
 """Admin API: the CRM settings page and support staff manage connections here.
 
 Thin: parse and validate (Powertools resolver with validation, which also publishes the OpenAPI
-document), call the connection service, shape the response. Domain errors become HTTP errors in
-one place below.
+document), call the connection or support service, shape the response. Domain errors become HTTP
+errors in one place below, always as ``{"error": {"code", "message", "details"}}``.
 """
 
 from __future__ import annotations
@@ -11,24 +11,41 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError
 from contactsync.runtime.observability import logger
 from contactsync.runtime.wiring import build_queue, build_wiring
+from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN
 from contactsync.sync.connections import Caller, ConnectionService
 from contactsync.sync.errors import ServiceError
+from contactsync.sync.support import SupportService, service_status
 from pydantic import BaseModel, ConfigDict, Field
 
+OPENAPI: dict[str, Any] = {
+    "title": "contactsync admin API",
+    "version": "1.0.0",
+    "description": "Connections between CRM persons and Microsoft 365 / Google contacts: "
+    "set-up, status, troubleshooting and history.",
+    "security_schemes": {"bearer": HTTPBearer(bearerFormat="JWT")},
+    "security": [{"bearer": []}],
+}
+
 app = APIGatewayHttpResolver(enable_validation=True)
-app.enable_swagger(path="/docs", title="contactsync admin API", version="1.0.0")
+app.enable_swagger(path="/docs", **OPENAPI)
 
 ConnectionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+CrmPersonId = Annotated[str, Field(min_length=1, max_length=18, pattern=r"^[0-9]+$")]
+ProviderContactId = r"^[A-Za-z0-9_=+/.:-]+$"
+EntryId = Annotated[str, Path(max_length=40, pattern=AUDIT_ENTRY_ID_PATTERN)]
 
 
 class NewConnection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    provider: Literal["microsoft"]
+    provider: Literal["microsoft", "google"]
 
 
 class ConnectionSettings(BaseModel):
@@ -37,6 +54,12 @@ class ConnectionSettings(BaseModel):
     direction: Literal["two_way", "to_crm", "to_provider"] | None = None
     conflict_policy: Literal["newest_wins", "crm_wins", "provider_wins"] | None = None
     phone_region: str | None = Field(default=None, min_length=2, max_length=2)
+
+
+class DuplicateMerge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keep: CrmPersonId
+    merge: list[CrmPersonId] = Field(min_length=1, max_length=20)
 
 
 class Unauthorized(ServiceError):
@@ -48,6 +71,12 @@ class Unauthorized(ServiceError):
 def service() -> ConnectionService:
     """Built on first use, once per cold start."""
     return ConnectionService(build_wiring(), build_queue())
+
+
+def support() -> SupportService:
+    """Cheap to build: it shares the connection service's wiring and queue."""
+    built = service()
+    return SupportService(built.wiring, built.queue)
 
 
 def caller_from(event: Any) -> Caller:
@@ -71,6 +100,21 @@ def _error(status: int, code: str, message: str, details: Any = None) -> Respons
 @app.exception_handler(ServiceError)
 def service_error(exc: ServiceError) -> Response[Any]:
     return _error(exc.status, exc.code, exc.message, exc.details)
+
+
+@app.exception_handler(ProviderError)
+def provider_error(exc: ProviderError) -> Response[Any]:
+    """A side failed where no service turned it into a domain error: never a bare 500."""
+    if isinstance(exc, AuthExpired):
+        return _error(409, "conflict", f"sign in again: {exc.message}")
+    if isinstance(exc, PermissionDenied):
+        return _error(403, "forbidden", exc.message, {"missing_permissions": exc.missing})
+    return _error(503, "provider_unavailable", f"a provider did not answer: {exc.message}")
+
+
+@app.not_found
+def route_not_found(exc: RouteNotFound) -> Response[Any]:
+    return _error(404, "not_found", "no such route")
 
 
 @app.exception_handler(RequestValidationError)
@@ -133,6 +177,96 @@ def start(connection_id: ConnectionId) -> dict[str, Any]:
 @app.post("/connections/<connection_id>/stop")
 def stop(connection_id: ConnectionId) -> dict[str, Any]:
     return service().stop(caller_from(app.current_event), connection_id)
+
+
+@app.post("/connections/<connection_id>/reconnect")
+def reconnect(connection_id: ConnectionId) -> dict[str, Any]:
+    return service().reconnect(caller_from(app.current_event), connection_id)
+
+
+@app.post("/connections/<connection_id>/resync")
+def resync(connection_id: ConnectionId) -> dict[str, Any]:
+    return service().resync(caller_from(app.current_event), connection_id)
+
+
+# --- support: preview, explain, duplicates, activity, held passes, status ----------------------
+
+
+@app.get("/connections/<connection_id>/preview")
+def preview(connection_id: ConnectionId) -> dict[str, Any]:
+    return support().preview(caller_from(app.current_event), connection_id)
+
+
+@app.get("/connections/<connection_id>/explain")
+def explain(
+    connection_id: ConnectionId,
+    crm_person_id: Annotated[
+        str | None, Query(min_length=1, max_length=18, pattern=r"^[0-9]+$")
+    ] = None,
+    provider_contact_id: Annotated[
+        str | None, Query(min_length=1, max_length=512, pattern=ProviderContactId)
+    ] = None,
+) -> dict[str, Any]:
+    return support().explain(
+        caller_from(app.current_event),
+        connection_id,
+        crm_person_id=crm_person_id,
+        provider_contact_id=provider_contact_id,
+    )
+
+
+@app.get("/connections/<connection_id>/duplicates")
+def duplicates(connection_id: ConnectionId) -> dict[str, Any]:
+    return support().duplicates(caller_from(app.current_event), connection_id)
+
+
+@app.post("/connections/<connection_id>/duplicates/merge")
+def merge_duplicates(connection_id: ConnectionId, body: DuplicateMerge) -> dict[str, Any]:
+    caller = caller_from(app.current_event)
+    return support().merge_duplicates(caller, connection_id, body.keep, body.merge)
+
+
+@app.get("/connections/<connection_id>/activity")
+def activity(
+    connection_id: ConnectionId,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
+    kind: Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^[a-z_]+$")] = None,
+) -> dict[str, Any]:
+    return support().activity(
+        caller_from(app.current_event), connection_id, limit=limit, cursor=cursor, kind=kind
+    )
+
+
+@app.post("/connections/<connection_id>/activity/<entry_id>/undo")
+def undo(connection_id: ConnectionId, entry_id: EntryId) -> dict[str, Any]:
+    return support().undo(caller_from(app.current_event), connection_id, entry_id)
+
+
+@app.post("/connections/<connection_id>/confirm")
+def confirm(connection_id: ConnectionId) -> dict[str, Any]:
+    return support().confirm(caller_from(app.current_event), connection_id)
+
+
+@app.post("/connections/<connection_id>/discard")
+def discard(connection_id: ConnectionId) -> dict[str, Any]:
+    return support().discard(caller_from(app.current_event), connection_id)
+
+
+@app.get("/status")
+def status() -> dict[str, Any]:
+    caller_from(app.current_event)  # any signed-in caller may look
+    return service_status(service().wiring.clock())
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_document() -> Response[Any]:
+    return Response(status_code=200, content_type="application/json", body=openapi_json())
+
+
+def openapi_json() -> str:
+    """The API's OpenAPI document, generated from the routes and models above."""
+    return app.get_openapi_json_schema(**OPENAPI)
 
 
 @logger.inject_lambda_context(clear_state=True)

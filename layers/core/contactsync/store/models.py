@@ -13,6 +13,7 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
 - subscription:  PK=SUB#<provider subscription id>  SK=SUBSCRIPTION
 - CRM grant:     PK=USER#<company>#<user>  SK=CRM
 - CRM sign-in:   PK=USER#<company>#<user>  SK=CRM_AUTH (in-flight authorization, TTL 1 hour)
+- pass outcomes: PK=STATUS#<provider>#<minute>#<shard>  SK=COUNTS (status page counters, TTL 1 day)
 
 Table name, endpoint and region are read from the environment once at import (TABLE_NAME,
 DYNAMODB_ENDPOINT_URL, AWS_REGION) and can be re-pointed with ``configure`` (tests use a fresh
@@ -35,6 +36,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     VersionAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -330,6 +332,26 @@ class CrmAuthorization(Model):
     expires_at = TTLAttribute()
 
 
+class PassOutcomes(Model):
+    """How many passes touching one provider ended, and how many in error, in one minute.
+
+    The status page's raw counts: every pass adds to one of a few shards of its minute (so no
+    single item is hot), and the page reads the last 15 minutes' items by key.
+    """
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK", default="COUNTS")
+    provider = UnicodeAttribute()
+    minute = UnicodeAttribute()  # "2025-03-01T12:34" (UTC)
+    passes = NumberAttribute(null=True)
+    errors = NumberAttribute(null=True)
+    error_codes = UnicodeSetAttribute(null=True)
+    expires_at = TTLAttribute()
+
+
 MODELS: tuple[type[Model], ...] = (
     Connection,
     Cursor,
@@ -339,6 +361,7 @@ MODELS: tuple[type[Model], ...] = (
     AuditEntry,
     CrmGrant,
     CrmAuthorization,
+    PassOutcomes,
 )
 
 

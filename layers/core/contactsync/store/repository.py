@@ -21,6 +21,8 @@ import binascii
 import hashlib
 import itertools
 import json
+import random
+import re
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
@@ -40,6 +42,7 @@ from contactsync.store.models import (
     CrmGrant,
     Cursor,
     Mapping,
+    PassOutcomes,
     PendingWrite,
     Subscription,
     iso,
@@ -575,6 +578,101 @@ def list_audit(
     )
     entries = list(results)
     return entries, _encode_page_cursor(results.last_evaluated_key)
+
+
+def list_audit_page(
+    connection_id: str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    kind: str | None = None,
+    max_read: int = 1000,
+) -> tuple[list[AuditEntry], str | None]:
+    """A page of the audit log, newest first, optionally of one ``kind``, and the next cursor.
+
+    One key-condition query on the connection's partition. With a ``kind`` at most ``max_read``
+    entries are looked at per call, so a rare kind may give a short (even empty) page with a
+    cursor to go on from; the cursor is None only at the end of the log.
+    """
+    pk = conn_pk(connection_id)
+    results = AuditEntry.query(
+        pk,
+        AuditEntry.sk.startswith("LOG#"),
+        scan_index_forward=False,
+        limit=max(limit, max_read) if kind else limit,
+        page_size=min(max(limit, 50), 200) if kind else limit,
+        last_evaluated_key=_decode_page_cursor(cursor, pk),
+    )
+    entries: list[AuditEntry] = []
+    for entry in results:
+        if kind is None or entry.kind == kind:
+            entries.append(entry)
+            if len(entries) == limit:
+                break
+    # PynamoDB resumes from the last entry handed out when it stopped inside a page.
+    return entries, _encode_page_cursor(results.last_evaluated_key)
+
+
+_AUDIT_ENTRY_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z-\d{6}$")
+AUDIT_ENTRY_ID_PATTERN = _AUDIT_ENTRY_ID.pattern
+
+
+def audit_entry_id(entry: AuditEntry) -> str:
+    """An audit entry's id in URLs: its sort key without ``LOG#``, ``#`` written as ``-``."""
+    return entry.sk.removeprefix("LOG#").replace("#", "-")
+
+
+def get_audit_entry(connection_id: str, entry_id: str) -> AuditEntry | None:
+    """The audit entry with this id (see ``audit_entry_id``), or None."""
+    if not _AUDIT_ENTRY_ID.match(entry_id):
+        return None
+    sk = f"LOG#{entry_id[:-7]}#{entry_id[-6:]}"
+    try:
+        return AuditEntry.get(conn_pk(connection_id), sk, consistent_read=True)
+    except AuditEntry.DoesNotExist:
+        return None
+
+
+# --- pass outcomes (the status page) ------------------------------------------------------------
+
+PASS_OUTCOME_SHARDS = 4  # items per provider per minute; a pass adds to one picked at random
+PASS_OUTCOME_RETENTION = timedelta(days=1)
+
+
+def _minute(moment: datetime) -> str:
+    return iso(moment)[:16]  # "2025-03-01T12:34"
+
+
+def record_pass_outcome(provider: str, ok: bool, error_code: str | None, at: datetime) -> None:
+    """Count one pass that touched ``provider`` in the minute of ``at`` (one atomic update)."""
+    minute = _minute(at)
+    shard = random.randrange(PASS_OUTCOME_SHARDS)  # noqa: S311 - spreading writes, not a secret
+    item = PassOutcomes(f"STATUS#{provider}#{minute}#{shard}", "COUNTS")
+    actions: list[Action] = [
+        PassOutcomes.provider.set(provider),
+        PassOutcomes.minute.set(minute),
+        PassOutcomes.passes.add(1),
+        PassOutcomes.expires_at.set(at + PASS_OUTCOME_RETENTION),
+    ]
+    if not ok:
+        actions.append(PassOutcomes.errors.add(1))
+        if error_code:
+            actions.append(PassOutcomes.error_codes.add({error_code}))
+    item.update(actions=actions)
+
+
+def pass_outcomes(providers: Sequence[str], now: datetime, minutes: int) -> list[PassOutcomes]:
+    """The outcome counters of ``providers`` for the last ``minutes`` minutes up to ``now``.
+
+    Read by key (batch get): providers x minutes x shards items, absent ones skipped.
+    """
+    keys = [
+        (f"STATUS#{provider}#{_minute(now - timedelta(minutes=back))}#{shard}", "COUNTS")
+        for provider in providers
+        for back in range(minutes)
+        for shard in range(PASS_OUTCOME_SHARDS)
+    ]
+    return list(PassOutcomes.batch_get(keys)) if keys else []
 
 
 # --- CRM grants ---------------------------------------------------------------------------------
