@@ -6,6 +6,8 @@ validate, enqueue one pass per connection, done. The pass reads the actual chang
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -23,6 +25,21 @@ def _validation_echo() -> Response[str] | None:
     if token is None:
         return None
     return Response(status_code=200, content_type="text/plain", body=token[:1024])
+
+
+def _body() -> bytes | None:
+    """The body as the provider sent it. API Gateway base64-encodes a body that is not UTF-8;
+    Powertools' ``decoded_body`` would then fail to decode it as text and the handler answer
+    500, so the bytes go to the parser, which rejects them with a 400."""
+    event = app.current_event
+    if event.body is None:
+        return None
+    if not event.is_base64_encoded:
+        return event.body.encode()
+    try:
+        return base64.b64decode(event.body)
+    except binascii.Error:
+        return None
 
 
 def _rejected(exc: push.PushRejected) -> Response[Any]:
@@ -61,7 +78,7 @@ def _graph(lifecycle: bool) -> Response[Any]:
         return echo
     try:
         outcome = push.handle_graph_notifications(
-            app.current_event.decoded_body,
+            _body(),
             find_subscription=_subscription,
             queue=build_queue(),
             lifecycle=lifecycle,
@@ -87,7 +104,7 @@ def microsoft_lifecycle() -> Response[Any]:
 def pipedrive() -> Response[Any]:
     try:
         outcome = push.handle_crm_webhook(
-            app.current_event.decoded_body,
+            _body(),
             app.current_event.headers.get("authorization"),
             webhook_secret_hash=_webhook_secret_hash,
             queue=build_queue(),

@@ -1,16 +1,21 @@
 """The one place logger, tracer and metrics are made; every module imports them from here.
 
 Service name and log level come from the POWERTOOLS_* variables that template.yaml sets.
-Contact data and secrets never reach a log line: the logger masks the keys below wherever they
-appear in structured log fields.
+Contact data and secrets never reach a log line: every line the logger writes goes through
+``redact`` first, which masks the values of sensitive keys (tokens, secrets, emails, phones)
+wherever they sit, and e-mail addresses, phone numbers, bearer tokens and JWTs inside any text
+(the message, extras, exception traces).
 """
 
 from __future__ import annotations
 
-import logging
+import re
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+MASK = "***"
 
 SENSITIVE_KEYS = frozenset(
     {
@@ -18,6 +23,7 @@ SENSITIVE_KEYS = frozenset(
         "refresh_token",
         "id_token",
         "token",
+        "token_cache",
         "client_secret",
         "password",
         "authorization",
@@ -27,36 +33,90 @@ SENSITIVE_KEYS = frozenset(
         "phones",
         "address",
         "credentials",
-        "clientState",
+        "clientstate",
         "client_state",
+        "validationtoken",
+        "code_verifier",
     }
 )
 
+# Keys Powertools itself writes on every line: left alone so timestamps and ids stay readable.
+POWERTOOLS_KEYS = frozenset(
+    {
+        "level",
+        "location",
+        "timestamp",
+        "service",
+        "sampling_rate",
+        "cold_start",
+        "function_name",
+        "function_memory_size",
+        "function_arn",
+        "function_request_id",
+        "xray_trace_id",
+    }
+)
+
+_SECRET_PAIR = re.compile(
+    r"""(?ix)
+    (["']?\b(?:access_token|refresh_token|id_token|client_secret|password|code_verifier
+    |clientstate|client_state)\b["']?\s*[:=]\s*)   # the key and its separator
+    (["']?)[^\s"'&,;}]+                             # the value, up to a delimiter
+    """
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# A phone-like run: optional +, then 7 to 15 digits with spaces, dots, dashes or parentheses.
+_PHONE = re.compile(r"(?<![\w.:/-])\+?\(?\d(?:[\s().-]{0,2}\d){6,14}(?![\w:/])")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _phone_or_keep(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if _DATE.match(text):
+        return text  # an ISO date (and maybe an hour), not a phone number
+    return MASK
+
+
+def mask_text(text: str) -> str:
+    """``text`` with secrets, bearer tokens, JWTs, e-mail addresses and phone numbers masked."""
+    text = _SECRET_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = _JWT.sub(MASK, text)
+    text = _EMAIL.sub(MASK, text)
+    return _PHONE.sub(_phone_or_keep, text)
+
+
+def _sensitive(key: Any) -> bool:
+    return str(key).lower() in SENSITIVE_KEYS
+
 
 def redact(value: Any) -> Any:
-    """A copy of ``value`` with every sensitive key masked (recursively)."""
+    """A copy of ``value`` with sensitive keys masked and every text run through ``mask_text``."""
     if isinstance(value, dict):
-        return {
-            k: ("***" if str(k).lower() in SENSITIVE_KEYS or k in SENSITIVE_KEYS else redact(v))
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
+        return {k: MASK if _sensitive(k) else redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
         return [redact(v) for v in value]
-    return value
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, bytes | bytearray):
+        return MASK
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    return mask_text(str(value))  # exceptions and other objects are written as their text
 
 
-class RedactingFormatter(logging.Filter):
-    """Masks sensitive keys in the structured extras of every record."""
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON lines, redacted just before they are written."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        for key in list(record.__dict__):
-            if key.lower() in SENSITIVE_KEYS:
-                record.__dict__[key] = "***"
-            elif isinstance(record.__dict__[key], dict | list):
-                record.__dict__[key] = redact(record.__dict__[key])
-        return True
+    def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
+        safe = {
+            k: v if k in POWERTOOLS_KEYS else MASK if _sensitive(k) else redact(v)
+            for k, v in log.items()
+        }
+        return super().serialize(safe)  # type: ignore[arg-type]
 
 
-logger = Logger(service="contactsync")
-logger.addFilter(RedactingFormatter())
+logger = Logger(service="contactsync", logger_formatter=RedactingFormatter())
 metrics = Metrics(namespace="contactsync", service="contactsync")

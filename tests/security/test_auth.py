@@ -1,0 +1,285 @@
+"""Who may call what, over HTTP through the local API Gateway emulation.
+
+- Every admin route (from the admin API's own OpenAPI document) answers 401 to a missing,
+  expired, wrongly signed, wrong-audience (and a few more kinds of bad) JWT.
+- A user cannot read or change another user's connection; a company admin sees the company's
+  connections and nobody sees another company's (404, as if it did not exist).
+- OAuth callbacks with a missing, wrong or replayed ``state`` get a 4xx and change nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from local.gateway import ApiRoute, build_gateway, routes_from_template
+from local.issuer import LocalIssuer
+from local.stack import LocalStack, start_stack
+from sandbox.server import serve
+
+pytestmark = pytest.mark.e2e
+
+PLACEHOLDER = "abc123"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    running = start_stack(workdir=tmp_path_factory.mktemp("auth"), schedule_every=3600)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def admin_routes() -> list[tuple[str, str]]:
+    """(method, path) of every admin operation behind the JWT authorizer.
+
+    The admin API's OpenAPI document lists its operations; the template says which paths are
+    open (the OAuth callback, the API description): those are left out.
+    """
+    from functions.admin_api.app import app
+
+    document = app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)
+    open_paths = {r.path for r in routes_from_template() if not r.authorized}
+    routes = []
+    for path, operations in document["paths"].items():
+        if path in open_paths:
+            continue
+        concrete = re.sub(r"\{[^}]+\}", PLACEHOLDER, path)
+        routes += [(method.upper(), concrete) for method in operations]
+    return sorted(routes)
+
+
+def bad_credentials(issuer: LocalIssuer) -> dict[str, dict[str, str]]:
+    """Authorization headers the JWT authorizer must turn away, by what is wrong with them."""
+    who = {"user_id": "u1", "company_id": "c1"}
+    now = int(time.time())
+    unsigned = jwt.encode(
+        {"iss": issuer.issuer, "aud": issuer.audience, "sub": "u1", "iat": now, "exp": now + 600},
+        key=None,
+        algorithm="none",
+    )
+    stranger = LocalIssuer(issuer=issuer.issuer, audience=issuer.audience)
+    return {
+        "missing": {},
+        "expired": {"authorization": f"Bearer {issuer.token(**who, expires_in=-120)}"},
+        "other key": {"authorization": f"Bearer {stranger.token(**who)}"},
+        "wrong audience": {"authorization": f"Bearer {issuer.token(**who, aud='another-api')}"},
+        "wrong issuer": {"authorization": f"Bearer {issuer.token(**who, iss='https://evil/')}"},
+        "unsigned": {"authorization": f"Bearer {unsigned}"},
+        "not a JWT": {"authorization": "Bearer not-a-token"},
+        "basic scheme": {"authorization": "Basic dTE6cGFzc3dvcmQ="},
+    }
+
+
+@dataclass(frozen=True)
+class Accepted:
+    method: str
+    path: str
+    credential: str
+    status: int
+
+
+def accepted_bad_credentials(
+    base_url: str, routes: list[tuple[str, str]], credentials: dict[str, dict[str, str]]
+) -> list[Accepted]:
+    """Every (route, bad credential) the API did not answer with 401."""
+    wrong = []
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        for method, path in routes:
+            for name, headers in credentials.items():
+                response = http.request(method, path, headers=headers, json={})
+                if response.status_code != 401:
+                    wrong.append(Accepted(method, path, name, response.status_code))
+    return wrong
+
+
+def test_the_admin_routes_are_read_from_the_admin_app() -> None:
+    routes = admin_routes()
+    assert ("GET", "/connections") in routes and ("POST", "/connections") in routes
+    assert ("PATCH", f"/connections/{PLACEHOLDER}") in routes
+    assert not any(path.startswith("/oauth/") for _, path in routes)
+
+
+def test_every_admin_route_rejects_every_bad_jwt(stack: LocalStack) -> None:
+    # Given every admin route and every kind of bad credential
+    routes, credentials = admin_routes(), bad_credentials(stack.issuer)
+    # When each is called through the gateway, Then each answers 401
+    assert accepted_bad_credentials(stack.api_url, routes, credentials) == []
+    # And a good token on the same gateway gets through (the 401s are not a blanket refusal)
+    good = {"authorization": f"Bearer {stack.token('u1', 'c1')}"}
+    assert httpx.get(f"{stack.api_url}/connections", headers=good).status_code == 200
+
+
+def test_the_checker_catches_a_route_left_without_the_authorizer(stack: LocalStack) -> None:
+    # Given a gateway where the connection routes were (wrongly) declared without authorizer
+    def answers_ok(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"statusCode": 200, "body": "{}"}
+
+    route = ApiRoute("ANY", "/{proxy+}", "AdminApiFunction", False, re.compile(r"^/(?P<proxy>.+)$"))
+    gateway = build_gateway(
+        stack.issuer.check, routes=[route], handlers={"AdminApiFunction": answers_ok}
+    )
+    # When the checker runs against it, Then every bad credential is reported as accepted
+    with serve(gateway) as server:
+        wrong = accepted_bad_credentials(
+            server.url, [("GET", "/connections")], bad_credentials(stack.issuer)
+        )
+    assert {w.credential for w in wrong} == set(bad_credentials(stack.issuer))
+
+
+# --- tenant isolation ----------------------------------------------------------------------------
+
+
+@dataclass
+class Tenants:
+    """Company A: a user who owns a connection, a colleague and an admin. Company B: an admin."""
+
+    owner: httpx.Client
+    colleague: httpx.Client
+    admin_a: httpx.Client
+    admin_b: httpx.Client
+    connection_id: str
+
+
+@pytest.fixture(scope="module")
+def tenants(stack: LocalStack) -> Iterator[Tenants]:
+    def client(user: str, company: str, role: str = "user") -> httpx.Client:
+        token = stack.token(user, company, role=role)
+        return httpx.Client(
+            base_url=stack.api_url, headers={"authorization": f"Bearer {token}"}, timeout=30
+        )
+
+    owner = client("a-owner", "company-a")
+    created = owner.post("/connections", json={"provider": "microsoft"})
+    assert created.status_code == 201, created.text
+    clients = Tenants(
+        owner=owner,
+        colleague=client("a-colleague", "company-a"),
+        admin_a=client("a-admin", "company-a", role="admin"),
+        admin_b=client("b-admin", "company-b", role="admin"),
+        connection_id=created.json()["connection"]["id"],
+    )
+    yield clients
+    for http in (clients.owner, clients.colleague, clients.admin_a, clients.admin_b):
+        http.close()
+
+
+ATTEMPTS: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("GET", "", None),
+    ("PATCH", "", {"direction": "to_crm", "conflict_policy": "crm_wins"}),
+    ("GET", "/groups", None),
+    ("POST", "/start", None),
+    ("POST", "/stop", None),
+]
+
+
+@pytest.mark.parametrize("who", ["colleague", "admin_b"])
+def test_nobody_else_reads_or_changes_a_users_connection(tenants: Tenants, who: str) -> None:
+    http: httpx.Client = getattr(tenants, who)
+    base = f"/connections/{tenants.connection_id}"
+    # When another user of the company, or another company's admin, reads or changes it
+    for method, suffix, body in ATTEMPTS:
+        response = http.request(method, base + suffix, json=body)
+        # Then it does not exist for them
+        assert response.status_code == 404, (method, suffix, response.text)
+        assert tenants.connection_id not in response.text.replace(f"'{tenants.connection_id}'", "")
+    # And it is not in their list
+    listed = http.get("/connections").json()["connections"]
+    assert tenants.connection_id not in [c["id"] for c in listed]
+    # And nothing changed
+    view = tenants.owner.get(base).json()
+    assert (view["state"], view["direction"], view["conflict_policy"]) == (
+        "configuring",
+        "two_way",
+        "newest_wins",
+    )
+
+
+@pytest.mark.parametrize("who", ["colleague", "admin_b"])
+def test_no_connection_route_answers_for_someone_else(tenants: Tenants, who: str) -> None:
+    # Given every admin route about one connection
+    http: httpx.Client = getattr(tenants, who)
+    routes = [(m, p) for m, p in admin_routes() if p.startswith(f"/connections/{PLACEHOLDER}")]
+    assert len(routes) >= 5
+    for method, template_path in routes:
+        path = template_path.replace(PLACEHOLDER, tenants.connection_id, 1)
+        response = http.request(method, path, json={})
+        # Then none succeeds: not found, or refused as invalid before anything is looked up
+        assert response.status_code in (404, 422), (method, path, response.status_code)
+
+
+def test_a_company_admin_sees_the_companys_connections(tenants: Tenants) -> None:
+    base = f"/connections/{tenants.connection_id}"
+    assert tenants.admin_a.get(base).status_code == 200
+    listed = tenants.admin_a.get("/connections").json()["connections"]
+    assert tenants.connection_id in [c["id"] for c in listed]
+
+
+# --- OAuth callbacks check state -----------------------------------------------------------------
+
+
+def _callback(stack: LocalStack, provider: str, **query: str) -> httpx.Response:
+    return httpx.get(f"{stack.api_url}/oauth/{provider}/callback", params=query, timeout=30)
+
+
+@pytest.mark.parametrize("provider", ["microsoft", "pipedrive"])
+def test_a_callback_without_state_is_refused(stack: LocalStack, provider: str) -> None:
+    assert 400 <= _callback(stack, provider, code="some-code").status_code < 500
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["nope", "unknown-connection.nonce", "crm.company-a.a-owner.guessed", "crm.x", "..."],
+)
+@pytest.mark.parametrize("provider", ["microsoft", "pipedrive"])
+def test_a_callback_with_a_state_that_is_not_ours_is_refused(
+    stack: LocalStack, provider: str, state: str
+) -> None:
+    assert 400 <= _callback(stack, provider, state=state, code="some-code").status_code < 500
+
+
+def test_a_callback_with_a_forged_state_for_a_real_sign_in_is_refused(
+    stack: LocalStack, tenants: Tenants
+) -> None:
+    # Given a sign-in in progress for a real connection and a CRM authorization in progress
+    connection_id = tenants.connection_id
+    crm_url = tenants.owner.post("/crm/connect").json()["authorization_url"]
+    crm_state = httpx.URL(crm_url).params["state"]
+    # When the callback comes back with the right prefix but a forged nonce
+    forged = [
+        ("microsoft", f"{connection_id}.forged-nonce"),
+        ("pipedrive", crm_state.rsplit(".", 1)[0] + ".forged-nonce"),
+    ]
+    for provider, state in forged:
+        # Then it is refused
+        assert 400 <= _callback(stack, provider, state=state, code="x").status_code < 500
+    # And the connection is still waiting for its sign-in
+    view = tenants.owner.get(f"/connections/{connection_id}").json()
+    assert view["account"] is None and view["state"] == "configuring"
+
+
+def test_a_callback_replayed_after_sign_in_is_refused(stack: LocalStack) -> None:
+    # Given a user who signed in to Microsoft 365 through the real consent redirect
+    graph = stack.graph.sandbox
+    graph.add_user("replay@tenant.example", "Replay User")
+    token = stack.token("replayer", "company-r")
+    http = httpx.Client(
+        base_url=stack.api_url, headers={"authorization": f"Bearer {token}"}, timeout=30
+    )
+    created = http.post("/connections", json={"provider": "microsoft"}).json()
+    consent = httpx.get(created["authorization_url"], verify=stack.graph.ca_file, timeout=30)
+    callback_url = consent.headers["location"]
+    assert httpx.get(callback_url, timeout=30).status_code == 200
+    # When the same callback (code and state) is replayed
+    replay = httpx.get(callback_url, timeout=30)
+    # Then it is refused
+    assert 400 <= replay.status_code < 500
+    http.close()
