@@ -10,10 +10,13 @@ import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from local.demo import FOLDER_NAME, Api, seed
+from contactsync_cli import render_status_table
+
+from local.demo import DEMO_EMAIL, FOLDER_NAME, Api, seed
 from local.stack import LocalStack, describe, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         state_file = ROOT / ".local" / "stack.json"
         state_file.write_text(json.dumps(describe(stack, tokens), indent=2))
         print(f"API:        {stack.api_url}   (OpenAPI: {stack.api_url}/openapi.json)")
-        print(f"Sandboxes:  Pipedrive {stack.pipedrive.url}   Graph {stack.graph.graph_url}")
+        print(
+            f"Sandboxes:  Pipedrive {stack.pipedrive.url}   Graph {stack.graph.graph_url}   "
+            f"Google {stack.google.people_url}"
+        )
         print(f"Stack info and bearer tokens: {state_file.relative_to(ROOT)}")
         if args.demo:
             run_demo(stack, demo, data)
@@ -53,15 +59,40 @@ def main(argv: list[str] | None = None) -> int:
 def run_demo(stack: LocalStack, demo: Any, data: Any) -> None:
     api = Api(stack, demo.token)
     print(
-        f"\nDemo user Dana (CRM user {demo.user_id}) owns {data.crm_persons} persons; "
-        f"her Outlook folder '{FOLDER_NAME}' has {data.outlook_contacts} contacts."
+        f"\nDemo user Dana (CRM user {demo.user_id}) owns {data.crm_persons} persons; her Outlook "
+        f"folder and her Google group '{FOLDER_NAME}' hold {data.outlook_contacts} and "
+        f"{data.google_contacts} contacts."
     )
     api.connect_crm()
-    connection_id = api.connect_microsoft()
-    api.choose_folder(connection_id, FOLDER_NAME)
-    print(f"Connected Microsoft 365 as {demo.email}; connection {connection_id}; starting sync.")
-    api.start(connection_id)
+    microsoft = api.connect_microsoft()
+    api.choose_folder(microsoft, FOLDER_NAME)
+    google = api.connect_google()
+    api.choose_folder(google, FOLDER_NAME)
+    print(f"Connected Microsoft 365 ({microsoft}) and Google ({google}) as {demo.email}.")
+    for name, connection_id in (("Microsoft 365", microsoft), ("Google", google)):
+        print(f"\nStarting the {name} sync:")
+        api.start(connection_id)
+        view = api.wait_until_active(connection_id, timeout=900, on_progress=_progress_line())
+        print()
+        print(f"  {name}: {view['state']}, {view.get('counts', {}).get('mapped', 0)} linked pairs")
+    print("\nLetting what each sync created in the CRM reach the other address book ...")
+    settle(stack)
+    summarize(stack, demo, data)
+    print("\n$ contactsync status")
+    print(render_status_table(api.call("GET", "/connections")["connections"]))
 
+
+def settle(stack: LocalStack, *, still_for: float = 5.0, limit: float = 600.0) -> None:
+    """Wait until no pass has run for ``still_for`` seconds (or ``limit`` has passed)."""
+    deadline = time.monotonic() + limit
+    count, since = stack.poller.invocations, time.monotonic()
+    while time.monotonic() - since < still_for and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if stack.poller.invocations != count:
+            count, since = stack.poller.invocations, time.monotonic()
+
+
+def _progress_line() -> Any:
     shown = {"line": ""}
 
     def show(view: dict[str, Any]) -> None:
@@ -75,32 +106,59 @@ def run_demo(stack: LocalStack, demo: Any, data: Any) -> None:
             sys.stdout.write(("\r" if sys.stdout.isatty() else "\n") + line)
             sys.stdout.flush()
 
-    view = api.wait_until_active(connection_id, timeout=600, on_progress=show)
-    print()
-    summarize(stack, demo, data, connection_id, view)
+    return show
 
 
-def summarize(stack: LocalStack, demo: Any, data: Any, connection_id: str, view: Any) -> None:
+def summarize(stack: LocalStack, demo: Any, data: Any) -> None:
+    """How each special case of the demo data was handled, read back from the three sides."""
     pd = stack.pipedrive.sandbox
-    gs = stack.graph.sandbox
     owned = [p for p in pd.persons.values() if p.owner_id == demo.user_id and not p.deleted]
-    outlook = gs.folder_contacts(demo.graph_user_id, demo.folder_id)
-    mapped = int((view.get("counts") or {}).get("mapped", 0))
-    print("\nInitial sync finished:", view["state"])
-    print(f"  linked pairs:            {mapped}")
-    print(f"  CRM persons (owned):     {data.crm_persons} -> {len(owned)}")
-    print(f"  Outlook contacts:        {data.outlook_contacts} -> {len(outlook)}")
-    print(f"  same email on both sides ({len(data.same_email)}): linked, not duplicated")
-    print(f"  phone '{data.reformatted_phone}' vs '+14155550199': equal once normalised")
-    print(f"  ambiguous '{data.ambiguous_email}': left unlinked as a duplicate candidate")
-    print(f"  '{data.not_owned_email}' is owned by another user: not synced")
+    crm = [e["value"].lower() for p in owned for e in p.emails]
+    outlook_contacts = stack.graph.sandbox.folder_contacts(demo.graph_user_id, demo.folder_id)
+    outlook = [
+        e["address"].lower() for c in outlook_contacts for e in c.props.get("emailAddresses", [])
+    ]
+    google_contacts = [
+        p
+        for p in stack.google.sandbox.contacts(DEMO_EMAIL)
+        if demo.google_group_id in str(p.get("memberships"))
+    ]
+    google = [e["value"].lower() for p in google_contacts for e in p.get("emailAddresses", [])]
+
+    def mark(ok: bool) -> str:
+        return "ok " if ok else "NOT"
+
+    print("\nThe three address books after the first syncs:")
+    print(f"  CRM persons (owned):  {data.crm_persons} -> {len(owned)}")
+    print(f"  Outlook contacts:     {data.outlook_contacts} -> {len(outlook_contacts)}")
+    print(f"  Google contacts:      {data.google_contacts} -> {len(google_contacts)}")
+    print("\nHow each special case was handled:")
+    shared = data.same_email
+    once = all(crm.count(e) == outlook.count(e) == google.count(e) == 1 for e in shared)
+    print(f"  [{mark(once)}] {len(shared)} people with the same email everywhere: linked, "
+          "each still once per side")  # fmt: skip
+    person = next(p for p in owned if "phone.format@" in str(p.emails))
+    contact = next(c for c in outlook_contacts if "phone.format@" in str(c.props))
+    crm_phone = person.phones[0]["value"] if person.phones else ""
+    outlook_phone = (contact.props.get("businessPhones") or [""])[0]
+    kept = crm_phone == "+14155550199" and outlook_phone == data.reformatted_phone
+    print(f"  [{mark(kept)}] phone '{outlook_phone}' (Outlook) and '{crm_phone}' (CRM): equal "
+          "once normalised, so linked and neither rewritten")  # fmt: skip
+    twin = data.ambiguous_email
+    left = crm.count(twin) == 2 and outlook.count(twin) == 1 and google.count(twin) == 1
+    print(f"  [{mark(left)}] '{twin}' is on two CRM persons: not guessed, left unlinked as a "
+          "duplicate candidate (GET /connections/<id>/duplicates)")  # fmt: skip
+    alone = data.not_owned_email not in outlook and data.not_owned_email not in google
+    print(f"  [{mark(alone)}] '{data.not_owned_email}' belongs to another CRM user: not synced "
+          "(GET /connections/<id>/explain says why)")  # fmt: skip
     print("\nTry it:")
     print(
         f"  curl -s -X POST {stack.graph.control_url}/users/{demo.graph_user_id}/contacts/<id> "
         '-d \'{"jobTitle": "CTO"}\'   # edit in Outlook, watch the CRM'
     )
     print(
-        f"  curl -s -H 'authorization: Bearer $TOKEN' {stack.api_url}/connections/{connection_id}"
+        f"  curl -s -H 'authorization: Bearer $TOKEN' {stack.api_url}/connections"
+        "   # token: .local/stack.json"
     )
 
 

@@ -32,7 +32,7 @@ class Settings(BaseModel):
     google_client_id: str = ""
     google_client_secret: str = Field(default="", repr=False)
     google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
-    google_token_url: str = "https://oauth2.googleapis.com/token"
+    google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
     google_people_base_url: str = "https://people.googleapis.com"
 
     pipedrive_base_url: str = "https://api.pipedrive.com"
