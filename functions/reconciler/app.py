@@ -50,7 +50,7 @@ def record_handler(record: SQSRecord) -> None:
         _delays[message.connection_id] = result.retry_after
         raise RuntimeError(f"throttled: retry in {result.retry_after:.0f} s")
     if result.status == "busy":
-        _delays[message.connection_id] = 10
+        _delays[message.connection_id] = 3
         raise RuntimeError("another pass holds this connection; retry later")
 
 

@@ -2,32 +2,70 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, cast
 
-from contactsync.providers.base import ProviderError
+from contactsync.providers.base import ContactSide, ProviderError
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.queue import PassQueue
 from contactsync.store import repository as repo
 from contactsync.store.models import iso
 from contactsync.store.pass_store import DynamoPassStore
 from contactsync.sync.polling import PollPolicy
-from contactsync.sync.reconcile import PassContext, PassResult, run_pass
+from contactsync.sync.ports import ConnectionView
+from contactsync.sync.reconcile import PassContext, PassResult, Sides, run_pass
 from contactsync.sync.sides import Wiring
 
 RENEW_BEFORE = timedelta(hours=24)
+
+
+class WatchedSide:
+    """A side that notes which provider failed the pass, for the service's status page."""
+
+    def __init__(self, inner: ContactSide, provider: str, failures: dict[str, str]) -> None:
+        self._inner = inner
+        self._provider = provider
+        self._failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return target(*args, **kwargs)
+            except ProviderError as exc:
+                self._failures[self._provider] = type(exc).__name__
+                raise
+
+        return call
 
 
 @dataclass
 class PassRunner:
     wiring: Wiring
     queue: PassQueue
+    # Test hook, handed to every pass: called before each step that can crash (chaos tests).
+    crash_point: Callable[[str], None] = field(default=lambda _point: None)
 
-    def context(self) -> PassContext:
+    def context(self, failures: dict[str, str] | None = None) -> PassContext:
         s = self.wiring.settings
+        seen = failures if failures is not None else {}
+
+        def sides_for(view: ConnectionView) -> Sides:
+            sides = self.wiring.sides_for(view)
+            return Sides(
+                crm=cast(ContactSide, WatchedSide(sides.crm, "pipedrive", seen)),
+                provider=cast(ContactSide, WatchedSide(sides.provider, view.provider, seen)),
+            )
+
         return PassContext(
             store=DynamoPassStore(),
-            sides_for=self.wiring.sides_for,
+            sides_for=sides_for,
+            crash_point=self.crash_point,
             clock=self.wiring.clock,
             budget_seconds=s.pass_budget_seconds,
             lease_seconds=s.lease_seconds,
@@ -37,7 +75,14 @@ class PassRunner:
         )
 
     def run(self, message: SyncMessage) -> PassResult:
-        result = run_pass(message.connection_id, message, self.context())
+        failures: dict[str, str] = {}
+        try:
+            result = run_pass(message.connection_id, message, self.context(failures))
+        except ProviderError:
+            self.record_health(message.connection_id, failures)
+            raise
+        if result.status not in ("skipped", "busy"):
+            self.record_health(message.connection_id, failures)
         if result.status == "continue":
             self.queue.send(
                 [SyncMessage(connection_id=message.connection_id, reason="continuation")]
@@ -45,6 +90,16 @@ class PassRunner:
         if result.status in ("done", "continue"):
             self.keep_subscription(message)
         return result
+
+    def record_health(self, connection_id: str, failures: dict[str, str]) -> None:
+        """Count this pass for each provider it talked to, failed or not (``GET /status``)."""
+        conn = repo.get_connection(connection_id)
+        if conn is None:
+            return
+        now = self.wiring.clock()
+        for provider in ("pipedrive", conn.provider):
+            error = failures.get(provider)
+            repo.record_pass_outcome(provider, error is None, error, now)
 
     def keep_subscription(self, message: SyncMessage) -> None:
         """Renew a Graph subscription before it lapses, or recreate it when Graph dropped it."""
