@@ -174,6 +174,7 @@ def _mapping_view(mapping: Mapping | None) -> dict[str, Any] | None:
         "crm_id": mapping.crm_id,
         "provider_id": mapping.provider_id,
         "linked_since": mapping.created_at,
+        "detached": mapping.detached or None,
         "updated_at": mapping.updated_at,
     }
 
@@ -311,7 +312,14 @@ class SupportService:
         if mapping is not None:
             other = mapping.provider_id if side == "crm" else mapping.crm_id
             other_side = "provider" if side == "crm" else "crm"
-            reasons.append(f"it is linked to {SIDE_NAMES[other_side]} contact {other}")
+            if mapping.detached:
+                away = "it" if mapping.detached == side else f"its partner, contact {other},"
+                reasons.append(
+                    f"it is unlinked: {away} left the sync scope in "
+                    f"{SIDE_NAMES[mapping.detached]}; both are left alone until it comes back"
+                )
+            else:
+                reasons.append(f"it is linked to {SIDE_NAMES[other_side]} contact {other}")
         blocked_by_direction = (side == "crm" and conn.direction == "to_crm") or (
             side == "provider" and conn.direction == "to_provider"
         )
@@ -333,6 +341,7 @@ class SupportService:
             reasons.append(f"the last error for it ({errors[0].at}): {errors[0].message}")
         syncing = (
             mapping is not None
+            and not mapping.detached
             and conn.state in ("active", "syncing_initial")
             and remote is not None
             and remote.in_scope
