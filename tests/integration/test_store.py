@@ -458,3 +458,19 @@ def test_delete_connection_removes_everything_of_it() -> None:
     assert repo.count_mappings(conn_id) == 0
     assert repo.list_audit(conn_id)[0] == []
     assert repo.get_subscription("s1") is None
+
+
+def test_review_holds_are_replaced_by_each_full_listing(table: str) -> None:
+    # Given a full listing held three possible duplicates for review
+    repo.replace_review_holds(
+        "c1", [("crm", "1", "twins"), ("crm", "2", "twins"), ("provider", "p9", "twins")]
+    )
+    # Then a later pass finds exactly those it asks about
+    assert repo.review_holds("c1", "crm", ["1", "2", "3"]) == {"1", "2"}
+    assert repo.review_holds("c1", "provider", ["p9"]) == {"p9"}
+    # When the next full listing finds only one of them ambiguous
+    repo.replace_review_holds("c1", [("crm", "2", "still twins")])
+    # Then the others are no longer held, and other connections never were
+    assert repo.review_holds("c1", "crm", ["1", "2"]) == {"2"}
+    assert repo.review_holds("c1", "provider", ["p9"]) == set()
+    assert repo.review_holds("c2", "crm", ["2"]) == set()

@@ -212,3 +212,19 @@ def test_preview_counts_what_the_first_pass_would_do_and_writes_nothing(world) -
     assert store.count_mappings(CID) == 0
     assert store.cursor(CID, "crm") is None
     assert store.log == [] and store.ops == {}
+
+
+def test_a_possible_duplicate_is_never_copied_when_edited_later(world) -> None:
+    # Given two CRM persons and one provider contact share an email: ambiguous, left for review
+    store, crm, provider = world
+    twin = crm.put(person("Twin One", "twice@x.com"))
+    crm.put(person("Twin Two", "twice@x.com"))
+    provider.put(person("Twin Contact", "twice@x.com"))
+    assert start(store, crm, provider) == "done"
+    assert len(provider.contacts) == 1
+    # When one twin is edited and an incremental pass sees it alone
+    crm.put(twin.contact.with_fields(job_title="CTO"), contact_id=twin.id)
+    assert poll(store, crm, provider) == "done"
+    # Then it is still not copied: no duplicate appears in the provider
+    assert len(provider.contacts) == 1
+    assert store.count_mappings(CID) == 0

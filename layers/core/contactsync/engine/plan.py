@@ -111,6 +111,9 @@ class PassInput:
     mapped_total: int  # how many mappings the connection has in all
     full_listing: bool = False  # both unmapped lists are complete listings
     confirmed: bool = False  # the user confirmed a guard-held pass
+    # Unlinked contacts ("crm"/"provider", id) a full listing found to be possible duplicates:
+    # matched if a match appears, but never copied to the other side while they wait for review.
+    on_hold: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -503,7 +506,13 @@ def plan_pass(inp: PassInput, *, new_mapping_id: Callable[[], str]) -> Plan:
             reason = f"direction {settings.direction} does not write {SIDE_NAMES[target]}"
             skipped.extend((remote.id, reason) for remote in unmatched)
             continue
-        outcomes.extend(_copy(source, remote, settings, new_mapping_id) for remote in unmatched)
+        held = [r for r in unmatched if (source, r.id) in inp.on_hold]
+        skipped.extend((r.id, "a possible duplicate, waiting for review") for r in held)
+        outcomes.extend(
+            _copy(source, remote, settings, new_mapping_id)
+            for remote in unmatched
+            if (source, remote.id) not in inp.on_hold
+        )
     return Plan(
         outcomes=tuple(outcomes),
         duplicates=found.duplicates,

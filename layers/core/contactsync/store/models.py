@@ -332,6 +332,21 @@ class CrmAuthorization(Model):
     expires_at = TTLAttribute()
 
 
+class ReviewHold(Model):
+    """A contact left unlinked as a possible duplicate: never copied to the other side until a
+    person resolves it (merge) or a full listing no longer finds it ambiguous."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")  # HOLD#<side>#<contact id>
+    side = UnicodeAttribute()
+    contact_id = UnicodeAttribute()
+    reason = UnicodeAttribute(default="")
+    created_at = UnicodeAttribute()
+
+
 class PassOutcomes(Model):
     """How many passes touching one provider ended, and how many in error, in one minute.
 
@@ -361,6 +376,7 @@ MODELS: tuple[type[Model], ...] = (
     AuditEntry,
     CrmGrant,
     CrmAuthorization,
+    ReviewHold,
     PassOutcomes,
 )
 

@@ -117,6 +117,14 @@ class DynamoPassStore:
             detached=mapping.detached,
         )
 
+    def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
+        return repo.review_holds(connection_id, side, contact_ids) if contact_ids else set()
+
+    def replace_review_holds(
+        self, connection_id: str, holds: Sequence[tuple[str, str, str]]
+    ) -> None:
+        repo.replace_review_holds(connection_id, holds)
+
     def drop_mapping(self, connection_id: str, mapping_id: str) -> None:
         repo.delete_mapping(connection_id, mapping_id)
 

@@ -44,6 +44,7 @@ from contactsync.store.models import (
     Mapping,
     PassOutcomes,
     PendingWrite,
+    ReviewHold,
     Subscription,
     iso,
     utcnow,
@@ -282,6 +283,7 @@ def forget_sync_state(connection_id: str) -> None:
     with PendingWrite.batch_write() as pending:
         for op in PendingWrite.query(pk, PendingWrite.sk.startswith("OP#")):
             pending.delete(op)
+    replace_review_holds(connection_id, [])
 
 
 def delete_connection(connection_id: str) -> None:
@@ -641,6 +643,35 @@ PASS_OUTCOME_RETENTION = timedelta(days=1)
 
 def _minute(moment: datetime) -> str:
     return iso(moment)[:16]  # "2025-03-01T12:34"
+
+
+def review_holds(connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
+    """Which of ``contact_ids`` are held for review (a batch get by key, 100 at a time)."""
+    keys = [(conn_pk(connection_id), f"HOLD#{side}#{c}") for c in dict.fromkeys(contact_ids)]
+    return {hold.contact_id for hold in ReviewHold.batch_get(keys)}
+
+
+def replace_review_holds(
+    connection_id: str, holds: Sequence[tuple[str, str, str]], now: datetime | None = None
+) -> None:
+    """The holds a full listing found, (side, contact id, reason), replacing the earlier ones."""
+    pk = conn_pk(connection_id)
+    with ReviewHold.batch_write() as batch:
+        for old in ReviewHold.query(pk, ReviewHold.sk.startswith("HOLD#")):
+            batch.delete(old)
+    stamp = iso(_now(now))
+    with ReviewHold.batch_write() as batch:
+        for side, contact_id, reason in holds:
+            batch.save(
+                ReviewHold(
+                    pk,
+                    f"HOLD#{side}#{contact_id}",
+                    side=side,
+                    contact_id=contact_id,
+                    reason=reason,
+                    created_at=stamp,
+                )
+            )
 
 
 def record_pass_outcome(provider: str, ok: bool, error_code: str | None, at: datetime) -> None:

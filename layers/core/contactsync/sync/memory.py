@@ -36,6 +36,7 @@ class InMemoryStore:
     ops: dict[str, dict[str, PendingOp]] = field(default_factory=dict)
     log: list[tuple[str, AuditEntry]] = field(default_factory=list)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    holds: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
 
     def add_connection(self, connection_id: str, **values: Any) -> None:
         base = {"company_id": "c1", "user_id": "u1", "provider": "microsoft", "state": "active"}
@@ -98,6 +99,15 @@ class InMemoryStore:
     def drop_pending(self, connection_id: str, op_ids: Sequence[str]) -> None:
         for op_id in op_ids:
             self.ops.get(connection_id, {}).pop(op_id, None)
+
+    def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
+        held = self.holds.get(connection_id, {})
+        return {c for c in contact_ids if (side, c) in held}
+
+    def replace_review_holds(
+        self, connection_id: str, holds: Sequence[tuple[str, str, str]]
+    ) -> None:
+        self.holds[connection_id] = {(side, c): reason for side, c, reason in holds}
 
     def audit(self, connection_id: str, entries: Sequence[AuditEntry]) -> None:
         self.log.extend((connection_id, e) for e in entries)

@@ -94,3 +94,13 @@ class PassStore(Protocol):
     def drop_pending(self, connection_id: str, op_ids: Sequence[str]) -> None: ...
 
     def audit(self, connection_id: str, entries: Sequence[AuditEntry]) -> None: ...
+
+    def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
+        """Which of these unlinked contacts wait for a person's review (possible duplicates)."""
+        ...
+
+    def replace_review_holds(
+        self, connection_id: str, holds: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """(side, contact id, reason) for every possible duplicate a full listing found."""
+        ...

@@ -340,9 +340,21 @@ class _Pass:
             for m, _, _ in pairs.values()
             if versions[m.mapping_id] != (m.crm_version, m.provider_version)
         }
-        if crm.full and provider.full:
+        full = crm.full and provider.full
+        if full:
             self.mapped = self.store.count_mappings(self.cid)
         mapped_total = self.mapped
+        # A full listing decides afresh which contacts are possible duplicates; other passes
+        # respect what the last one decided.
+        on_hold: frozenset[tuple[str, str]] = frozenset()
+        if not full:
+            on_hold = frozenset(
+                (name, contact_id)
+                for name in ("crm", "provider")
+                for contact_id in self.store.review_holds(
+                    self.cid, name, [r.id for r in unmapped[name]]
+                )
+            )
         plan = plan_pass(
             PassInput(
                 settings=self.settings,
@@ -350,8 +362,9 @@ class _Pass:
                 unmapped_crm=unmapped["crm"],
                 unmapped_provider=unmapped["provider"],
                 mapped_total=mapped_total,
-                full_listing=crm.full and provider.full,
+                full_listing=full,
                 confirmed=self.message.reason == "confirm",
+                on_hold=on_hold,
             ),
             new_mapping_id=self.ctx.new_id,
         )
@@ -398,6 +411,13 @@ class _Pass:
         self.counts["skipped"] = len(plan.skipped)
         if entries:
             self.store.audit(self.cid, entries)
+        holds = [
+            (side, contact_id, d.reason)
+            for d in plan.duplicates
+            for side, ids in (("crm", d.crm_ids), ("provider", d.provider_ids))
+            for contact_id in ids
+        ]
+        self.store.replace_review_holds(self.cid, holds)
 
     def hold(self, plan: Plan) -> PassResult:
         assert plan.held is not None
