@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from contactsync.contacts.model import Address, Contact, Email, Phone
+from contactsync.contacts.normalize import own_display_name
 from contactsync.providers.base import (
     AuthExpired,
     ContactDelete,
@@ -41,7 +42,7 @@ PERSON = Contact(
     given_name="Ada",
     middle_name="King",
     family_name="Lovelace",
-    display_name="Ada Lovelace",
+    display_name="Ada, Countess of Lovelace",
     emails=(Email("ada@analytical.example", "work", True), Email("ada@home.example", "home")),
     phones=(
         Phone("+44 20 7946 0000", "work", True),
@@ -486,11 +487,12 @@ def contacts(draw: st.DrawFn) -> Contact:
             st.dates().map(lambda d: d.strftime("--%m-%d")),
         )
     )
+    given, middle, family = draw(text), draw(text), draw(text)
     return Contact(
-        given_name=draw(text),
-        middle_name=draw(text),
-        family_name=draw(text),
-        display_name=draw(words),
+        given_name=given,
+        middle_name=middle,
+        family_name=family,
+        display_name=own_display_name(draw(words), given, middle, family),
         emails=tuple(emails),
         phones=tuple(phones),
         organization=draw(text),
@@ -525,7 +527,7 @@ def test_mapping_edge_cases() -> None:
         "emailAddresses": [{"value": "a@x", "metadata": {"primary": True}}],
     }
     c = from_person(person)
-    assert c.display_name == "Ada Lovelace"
+    assert c.display_name == ""  # it only joins the name parts: derived, as on every side
     assert [(p.value, p.label) for p in c.phones] == [("1", "mobile"), ("2", "other")]
     assert c.emails == (Email("a@x", "other", True),)
     # Without a display name the full name is written, as Graph does

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 import httpx
 
 from contactsync.contacts.model import ALL_FIELDS, Address, Contact, Email, Phone
+from contactsync.contacts.normalize import own_display_name
 from contactsync.providers.base import (
     AuthExpired,
     ChangePage,
@@ -608,7 +609,12 @@ def from_person(person: dict[str, Any]) -> Contact:
         given_name=str(name.get("givenName") or ""),
         middle_name=str(name.get("middleName") or ""),
         family_name=str(name.get("familyName") or ""),
-        display_name=str(name.get("unstructuredName") or name.get("displayName") or ""),
+        display_name=own_display_name(
+            str(name.get("unstructuredName") or name.get("displayName") or ""),
+            str(name.get("givenName") or ""),
+            str(name.get("middleName") or ""),
+            str(name.get("familyName") or ""),
+        ),
         emails=tuple(
             Email(str(e["value"]), _label(e.get("type")), _is_primary(e))
             for e in person.get("emailAddresses") or []
