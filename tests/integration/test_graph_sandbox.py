@@ -24,7 +24,7 @@ from msgraph.generated.models.email_address import EmailAddress
 from msgraph.graph_request_adapter import GraphRequestAdapter
 
 from sandbox.graph import RunningGraph
-from tests.unit.graph_fixtures import Mailbox, Receiver, control, graph, mailbox, receiver
+from tests.integration.graph_fixtures import Mailbox, Receiver, control, graph, mailbox, receiver
 
 __all__ = ["graph", "mailbox", "receiver"]  # fixtures used by name below
 

@@ -27,9 +27,9 @@ from contactsync.providers.base import (
 from contactsync.providers.pipedrive import PipedrivePersons
 
 if TYPE_CHECKING:
-    from tests.unit.pipedrive_fixtures import PipedriveWorld, WebhookReceiver
+    from tests.integration.pipedrive_fixtures import PipedriveWorld, WebhookReceiver
 
-pytest_plugins = ["tests.unit.pipedrive_fixtures"]
+pytest_plugins = ["tests.integration.pipedrive_fixtures"]
 
 ANN = Contact(
     given_name="Ann",

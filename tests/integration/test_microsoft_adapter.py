@@ -19,7 +19,7 @@ from contactsync.providers.base import (
 )
 from contactsync.providers.microsoft import MOVED_OUT, changed_properties, from_graph, to_graph
 
-from tests.unit.graph_fixtures import Mailbox, Receiver, control, graph, mailbox, receiver
+from tests.integration.graph_fixtures import Mailbox, Receiver, control, graph, mailbox, receiver
 
 __all__ = ["graph", "mailbox", "receiver"]  # fixtures used by name below
 

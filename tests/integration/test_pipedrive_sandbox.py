@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 
 if TYPE_CHECKING:
-    from tests.unit.pipedrive_fixtures import PipedriveWorld, WebhookReceiver
+    from tests.integration.pipedrive_fixtures import PipedriveWorld, WebhookReceiver
 
-pytest_plugins = ["tests.unit.pipedrive_fixtures"]
+pytest_plugins = ["tests.integration.pipedrive_fixtures"]
 
 
 def _basic(user: str, password: str) -> dict[str, str]:

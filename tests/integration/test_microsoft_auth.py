@@ -15,7 +15,7 @@ from contactsync.auth.microsoft import (
 from contactsync.providers.base import AuthExpired
 
 from sandbox.graph import RunningGraph
-from tests.unit.graph_fixtures import graph
+from tests.integration.graph_fixtures import graph
 
 __all__ = ["graph"]  # fixture used by name below
 

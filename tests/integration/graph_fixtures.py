@@ -2,7 +2,7 @@
 webhook receiver that answers Graph's validation handshake.
 
 Import the fixtures into a test module (pytest only collects fixtures from conftest.py or the
-module itself): ``from tests.unit.graph_fixtures import graph, mailbox  # noqa: F401``.
+module itself): ``from tests.integration.graph_fixtures import graph, mailbox  # noqa: F401``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fixtures for the Pipedrive sandbox and adapter tests: a served sandbox with one company and
 two users, and a tiny webhook receiver on loopback that checks HTTP basic auth.
 
-Test modules pull these in with ``pytest_plugins = ["tests.unit.pipedrive_fixtures"]``.
+Test modules pull these in with ``pytest_plugins = ["tests.integration.pipedrive_fixtures"]``.
 """
 
 from __future__ import annotations
