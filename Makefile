@@ -11,7 +11,7 @@ DEMO ?= 1
 .PHONY: help install run test lint typecheck cfn-lint unit integration e2e bench chaos fuzz package clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements-dev.txt layers/core/requirements.txt layers/core/pyproject.toml cli/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,18 @@ test: install lint typecheck cfn-lint ## Lint, type-check and run every test
 
 unit: $(STAMP) ## Only the unit tests (no sockets)
 	$(BIN)/python -m pytest tests/unit
+
+integration: install ## Only the integration tests (sandboxes and emulators on loopback)
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests/integration tests/security
+
+e2e: install ## Only the end-to-end tests (the whole local stack)
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests/e2e
+
+chaos: install ## The long chaos run (CHAOS_OPS operations, CHAOS_SEED to replay a seed)
+	CHAOS_OPS=$${CHAOS_OPS:-3000} $(BIN)/python -m pytest -s -q tests/chaos
+
+fuzz: install ## The long fuzz run of the webhooks and the admin API (FUZZ_EXAMPLES each)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -s -q tests/fuzz
 
 bench: install ## Run the benchmarks and print their figures
 	$(BIN)/python -m bench
