@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -40,6 +41,10 @@ class Settings(BaseModel):
     pipedrive_client_secret: str = Field(default="", repr=False)
     pipedrive_oauth_url: str = "https://oauth.pipedrive.com"
 
+    # SSM Parameter Store path of the client secrets (SecureStrings), read once per cold start
+    # for any secret not given directly (the local stack gives them directly).
+    secrets_path: str = ""
+
     # The reconciler's pass budget (well under the Lambda timeout) and the lease on a connection.
     pass_budget_seconds: float = 60.0
     lease_seconds: int = 150
@@ -62,6 +67,33 @@ class Settings(BaseModel):
         if "region" not in values and env.get("AWS_REGION"):
             values["region"] = env["AWS_REGION"]
         return cls.model_validate(values)
+
+
+SECRET_PARAMETERS = {
+    "microsoft_client_secret": "microsoft-client-secret",
+    "google_client_secret": "google-client-secret",
+    "pipedrive_client_secret": "pipedrive-client-secret",
+}
+
+
+def with_secrets(settings: Settings, ssm: Any) -> Settings:
+    """``settings`` with every client secret it lacks read from SSM (one call, decrypted).
+
+    Secrets live only as SecureStrings under ``secrets_path`` and in this process's memory: never
+    in the template, an environment variable or a log.
+    """
+    wanted = {
+        field: f"{settings.secrets_path.rstrip('/')}/{name}"
+        for field, name in SECRET_PARAMETERS.items()
+        if not getattr(settings, field)
+    }
+    if not settings.secrets_path or not wanted:
+        return settings
+    found = ssm.get_parameters(Names=list(wanted.values()), WithDecryption=True)
+    values = {p["Name"]: p["Value"] for p in found.get("Parameters", [])}
+    return settings.model_copy(
+        update={field: values[name] for field, name in wanted.items() if name in values}
+    )
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from contactsync.runtime.queue import SqsPassQueue
-from contactsync.runtime.settings import get_settings
+from contactsync.runtime.settings import get_settings, with_secrets
 
 if TYPE_CHECKING:
     from contactsync.sync.runner import PassRunner
@@ -36,6 +36,8 @@ def build_wiring() -> Wiring:
 
     bind_store()
     s = get_settings()
+    if s.secrets_path:
+        s = with_secrets(s, boto3.client("ssm", region_name=s.region))
     vault = TokenVault(boto3.client("kms", region_name=s.region), s.token_key_id)
     return Wiring(settings=s, vault=vault)
 
