@@ -1,0 +1,71 @@
+"""The sample events in events/ go through their handlers as AWS would deliver them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.aws import LocalAws
+from local.lambda_runtime import invoke
+from local.stack import _reset_cached_wiring
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+
+
+def sample(name: str) -> dict[str, Any]:
+    return dict(json.loads((EVENTS / name).read_text()))
+
+
+@pytest.fixture
+def handlers(local_aws: LocalAws, table: str) -> None:
+    """A cold start against this test's table."""
+    _reset_cached_wiring()
+
+
+def queued(local_aws: LocalAws) -> int:
+    attrs = local_aws.client("sqs").get_queue_attributes(
+        QueueUrl=local_aws.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def test_every_sample_event_is_valid_json_and_documented() -> None:
+    names = sorted(p.name for p in EVENTS.glob("*.json"))
+    readme = (EVENTS / "README.md").read_text()
+    assert names, "no sample events"
+    for name in names:
+        assert name in readme, f"{name} is not described in events/README.md"
+
+
+def test_the_admin_api_lists_the_callers_connections(handlers: None) -> None:
+    response = invoke("AdminApiFunction", sample("admin_list_connections.json"))
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"]) == {"connections": []}
+
+
+def test_the_graph_validation_handshake_is_echoed(handlers: None) -> None:
+    response = invoke("WebhooksFunction", sample("webhooks_graph_validation.json"))
+    assert response["statusCode"] == 200
+    assert response["body"] == "Validation: Testing"
+
+
+def test_webhooks_from_strangers_are_refused_and_queue_nothing(
+    handlers: None, local_aws: LocalAws
+) -> None:
+    before = queued(local_aws)
+    graph = invoke("WebhooksFunction", sample("webhooks_graph_notification.json"))
+    crm = invoke("WebhooksFunction", sample("webhooks_pipedrive.json"))
+    assert 400 <= graph["statusCode"] < 500
+    assert crm["statusCode"] == 401
+    assert queued(local_aws) == before
+
+
+def test_the_reconciler_reports_no_failure_for_a_gone_connection(handlers: None) -> None:
+    assert invoke("ReconcilerFunction", sample("reconciler_sqs.json")) == {"batchItemFailures": []}
+
+
+def test_the_scheduler_tick_finds_nothing_due_in_an_empty_table(handlers: None) -> None:
+    assert invoke("SchedulerFunction", sample("scheduler_tick.json")) == {"enqueued": 0}
