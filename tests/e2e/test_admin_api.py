@@ -462,3 +462,40 @@ def test_status_page_shows_error_rates_per_provider(stack, synced) -> None:
     assert status["degraded"] is True
     # And without a token there is no status page
     assert httpx.get(f"{stack.api_url}/status").status_code == 401
+
+
+def test_an_expired_sign_in_shows_needs_reauth_and_reconnect_heals_it(stack, synced) -> None:
+    demo, data, client, cid = synced
+    graph = stack.graph.sandbox
+    quiet(stack)
+    # Given the user's Microsoft sign-in stops working (refresh token revoked, access expired)
+    graph.revoke_refresh_tokens(demo.graph_user_id)
+    graph.expire_access_tokens(demo.graph_user_id)
+    # When an Outlook edit arrives and its pass runs
+    email = data.same_email[12]
+    contact = outlook_contact(stack, demo, email)
+    graph.update_contact(demo.graph_user_id, contact.id, {"jobTitle": "Edited While Broken"})
+
+    def needs_reauth() -> dict[str, Any] | None:
+        view = client.ok("GET", f"/connections/{cid}")
+        return view if view["state"] == "needs_reauth" else None
+
+    # Then the connection says it needs the user to sign in again, in plain words
+    view = eventually(needs_reauth, what="needs_reauth")
+    assert view["last_error"] and view["last_error"]["message"]
+    person = crm_person(stack, email)
+    reasons = explain(client, cid, crm_person_id=str(person.id))["reasons"]
+    assert any("sign" in r.lower() for r in reasons), reasons
+    # When the user reconnects the same account
+    answer = client.ok("POST", f"/connections/{cid}/reconnect")
+    Api(stack, demo.token)._consent(answer["authorization_url"], verify=stack.graph.ca_file)
+    # Then the sync is active again, the edit made meanwhile arrives, and nothing is duplicated
+    eventually(
+        lambda: crm_person(stack, email).job_title == "Edited While Broken",
+        what="the edit made while the sign-in was broken",
+    )
+    assert client.ok("GET", f"/connections/{cid}")["state"] == "active"
+    quiet(stack)
+    for shared in data.same_email:
+        assert crm_count(stack, demo, shared) <= 1, shared
+        assert outlook_count(stack, demo, shared) <= 1, shared
