@@ -224,6 +224,44 @@ def test_a_quota_storm_is_waited_out_without_duplicates_or_lost_edits(stack, syn
     assert throttled > 0  # the storm really hit our requests
 
 
+def test_malformed_answers_fail_visibly_and_the_sync_recovers(stack, synced) -> None:
+    demo, data, api, connection_id = synced
+    google, pd = stack.google.sandbox, stack.pipedrive.sandbox
+    quiet(stack)
+    # Given Google starts cutting its answers short (the requests themselves still run)
+    google.faults.rate_malformed = 1.0
+    try:
+        # When a Google edit waits and a new CRM person must be created in Google
+        email = data.same_email[8]
+        google.update_contact(
+            DEMO_EMAIL,
+            google_contact(stack, demo, email)["resourceName"],
+            {"organizations": [{"title": "Garbled"}]},
+        )
+        pd.create_person(
+            pd.users[demo.user_id],
+            {
+                "name": "Garbled New",
+                "owner_id": demo.user_id,
+                "emails": [{"value": "garbled.new@x.example", "primary": True}],
+            },
+            source="app",
+        )
+        # Then the connection's status says what went wrong, in words
+        error = eventually(
+            lambda: api.connection(connection_id).get("last_error"), what="the error in status"
+        )
+        assert error["message"]
+    finally:
+        google.faults.rate_malformed = 0.0
+    # And once Google answers properly again, everything arrives exactly once
+    eventually(lambda: crm_person(stack, demo, email).job_title == "Garbled", what="the edit")
+    eventually(lambda: "garbled.new@x.example" in google_emails(stack, demo), what="the create")
+    quiet(stack)
+    assert google_emails(stack, demo).count("garbled.new@x.example") == 1
+    assert_no_duplicates(stack, demo, data)
+
+
 def test_stop_ends_polling_and_webhooks(stack, synced) -> None:
     demo, data, api, connection_id = synced
     view = api.stop(connection_id)

@@ -506,7 +506,10 @@ class GoogleContacts:
         body = _body(resp)
         if resp.status_code >= 400:
             raise self._error(resp.status_code, body, cursor=cursor)
-        return body if isinstance(body, dict) else {}
+        if not isinstance(body, dict) or body.get(MALFORMED) is True:
+            # Never read a cut-short answer as "no contacts": fail the pass and try again.
+            raise Transient(f"Google sent a malformed answer ({len(resp.content)} bytes)")
+        return body
 
     def _error(
         self, status: int, body: Any, *, cursor: bool = False, write: bool = False
@@ -757,13 +760,16 @@ def _status_error(status: dict[str, Any]) -> ProviderError:
     return InvalidContact(message, status=http or 400)
 
 
+MALFORMED = "~malformed"  # marks a body that was not JSON
+
+
 def _body(resp: httpx.Response) -> Any:
     if not resp.content:
         return {}
     try:
         return resp.json()
     except ValueError:
-        return {"error": {"message": resp.text[:200]}}
+        return {"error": {"message": resp.text[:200]}, MALFORMED: True}
 
 
 def _error_of(body: Any) -> dict[str, Any]:

@@ -324,7 +324,10 @@ class MicrosoftContacts:
         body = _body(resp)
         if resp.status_code >= 400:
             raise self._error(resp.status_code, body, cursor=cursor, default=ProviderError)
-        return body if isinstance(body, dict) else {}
+        if not isinstance(body, dict) or _malformed(resp, body):
+            # Never read a cut-short answer as "no contacts": fail the pass and try again.
+            raise Transient(f"Graph sent a malformed answer ({len(resp.content)} bytes)")
+        return body
 
     def _batch(
         self, requests: list[dict[str, Any]], *, writes: bool = False, retry: bool = True
@@ -543,7 +546,14 @@ def _body(resp: httpx.Response) -> Any:
     try:
         return resp.json()
     except ValueError:
-        return {"error": {"message": resp.text[:200]}}
+        return {"error": {"message": resp.text[:200]}, MALFORMED: True}
+
+
+MALFORMED = "~malformed"  # marks a body that was not JSON
+
+
+def _malformed(resp: httpx.Response, body: dict[str, Any]) -> bool:
+    return bool(resp.content) and body.get(MALFORMED) is True
 
 
 def _message(status: int, body: Any) -> str:

@@ -504,7 +504,14 @@ class PipedrivePersons:
                 continue
             if status >= 400:
                 raise _error(method, path, response)
-            body = response.json() if response.content else {}
+            try:
+                body = response.json() if response.content else {}
+            except ValueError:
+                # Never read a cut-short answer as "no persons": fail the pass and try again.
+                raise Transient(
+                    f"{method} {path}: the CRM sent a malformed answer "
+                    f"({len(response.content)} bytes)"
+                ) from None
             return body if isinstance(body, dict) else {"data": body}
 
     def _pause(self, attempt: int) -> None:

@@ -111,6 +111,10 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
     except ProviderError as exc:
         runner.fail(exc)
         raise
+    except Exception as exc:
+        # Said in status without its text (it may quote contact data); the queue retries it.
+        runner.fail(ProviderError(f"an unexpected {type(exc).__name__}; retrying automatically"))
+        raise
     finally:
         store.release_lease(connection_id, ctx.owner)
 
