@@ -184,7 +184,8 @@ def test_a_person_given_to_another_owner_is_unlinked_and_left_alone(stack, synce
     together(stack, lambda: pd.change_owner(person.id, demo.other_user_id))
     # Then the Outlook contact stays, unlinked, and the audit log says why
     assert gs.contact(demo.graph_user_id, contact.id) is not None
-    assert repo.mapping_by_crm_id(connection_id, str(person.id)) is None
+    mapping = repo.mapping_by_crm_id(connection_id, str(person.id))
+    assert mapping is not None and mapping.detached == "crm"  # kept, so never copied again
     assert any("owned by another user" in e.message for e in audit(connection_id, "unlink"))
     # And later edits to the contact no longer reach the colleague's person
     together(stack, lambda: gs.update_contact(demo.graph_user_id, contact.id, {"jobTitle": "Mine"}))
@@ -199,9 +200,15 @@ def test_a_contact_moved_out_of_the_folder_is_unlinked_not_deleted(stack, synced
     elsewhere = gs.add_folder(demo.graph_user_id, "Private")
     # Given the Outlook contact is moved to another folder
     together(stack, lambda: gs.move_contact(demo.graph_user_id, contact.id, elsewhere))
-    # Then the CRM person stays and the pair is no longer linked
+    # Then the CRM person stays and the pair is no longer linked (kept detached)
     assert not stack.pipedrive.sandbox.persons[person.id].deleted
-    assert repo.mapping_by_crm_id(connection_id, str(person.id)) is None
+    mapping = repo.mapping_by_crm_id(connection_id, str(person.id))
+    assert mapping is not None and mapping.detached == "provider"
+    # And when the contact comes back into the folder the pair links again, with no copy made
+    together(stack, lambda: gs.move_contact(demo.graph_user_id, contact.id, demo.folder_id))
+    mapping = repo.mapping_by_crm_id(connection_id, str(person.id))
+    assert mapping is not None and mapping.detached == ""
+    assert len([c for c in outlook(stack, demo) if email in str(c.props)]) == 1
 
 
 def test_one_way_to_the_crm_never_writes_outlook(stack, synced) -> None:

@@ -20,8 +20,12 @@ def sample(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def handlers(local_aws: LocalAws, table: str) -> None:
-    """A cold start against this test's table."""
+def handlers(local_aws: LocalAws, table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold start against this test's table (whatever stack ran before in this process)."""
+    for name, value in {**local_aws.env(), "TABLE_NAME": table}.items():
+        monkeypatch.setenv(name, value)
+    for name in ("SECRETS_PATH", "PUBLIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
     _reset_cached_wiring()
 
 
