@@ -66,6 +66,31 @@ def audit(connection_id: str, kind: str) -> list[Any]:
     return [e for e in entries if e.kind == kind]
 
 
+WRITES = ("POST", "PATCH", "DELETE")
+
+
+def crm_writes(stack: LocalStack) -> int:
+    stats = stack.pipedrive.sandbox.stats_snapshot()  # "PATCH /api/v2/persons/{id}": count
+    return sum(n for route, n in stats.items() if route.split(" ")[0] in WRITES)
+
+
+def outlook_writes(stack: LocalStack) -> int:
+    return sum(1 for r in stack.graph.sandbox.requests if r["method"] in WRITES)
+
+
+def test_a_resync_right_after_the_first_sync_writes_nothing(stack, synced) -> None:
+    # Given a connection that just finished its first sync (matching linked people whose names,
+    # display names and phones each side spells its own way)
+    _, _, api, connection_id = synced
+    before = (crm_writes(stack), outlook_writes(stack))
+    # When a full resync re-reads and re-plans every pair
+    api.call("POST", f"/connections/{connection_id}/resync")
+    time.sleep(1)
+    quiet(stack)
+    # Then it writes nothing to either side: there was nothing left to agree on
+    assert (crm_writes(stack), outlook_writes(stack)) == before
+
+
 def test_different_fields_edited_on_each_side_are_both_kept(stack, synced) -> None:
     demo, data, _, _ = synced
     email = data.same_email[0]
