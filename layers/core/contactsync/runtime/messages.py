@@ -26,12 +26,28 @@ class SyncMessage(BaseModel):
     full: bool = False  # ask for a full listing on both sides
 
     def merged_with(self, other: SyncMessage) -> SyncMessage:
-        """Coalesce two requests for the same connection into one."""
+        """Coalesce two requests for the same connection into one that does what both asked:
+        the weightier reason wins (a user's confirm or resync is never lost to a webhook)."""
         ids = list(dict.fromkeys([*self.crm_ids, *other.crm_ids]))[:1000]
+        reason = min(self.reason, other.reason, key=WEIGHT.index)
         return self.model_copy(
             update={
+                "reason": reason,
                 "crm_ids": ids,
                 "full": self.full or other.full,
                 "lifecycle_event": self.lifecycle_event or other.lifecycle_event,
             }
         )
+
+
+# Which reason a coalesced message keeps: the first of these that either message had.
+WEIGHT: list[str] = [
+    "confirm",
+    "start",
+    "resync",
+    "lifecycle",
+    "provider_push",
+    "crm_push",
+    "continuation",
+    "schedule",
+]
