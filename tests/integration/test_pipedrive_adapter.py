@@ -21,6 +21,7 @@ from contactsync.providers.base import (
     ContactUpdate,
     InvalidContact,
     NewContact,
+    PreconditionFailed,
     RateLimited,
     Transient,
 )
@@ -173,9 +174,11 @@ def test_update_patches_only_changed_keys_and_keeps_unmodelled_fields(
     assert created.remote is not None
     pid = created.remote.id
     pipedrive.sandbox.edit_in_app(int(pid), {"custom_fields": {"f" * 40: "VIP"}})
+    read = side.fetch([pid])[pid]
+    assert read is not None
     # When only the job title changes
     after = ANN.with_fields(job_title="CEO")
-    (result,) = side.update([ContactUpdate(pid, created.remote.version, ANN, after)])
+    (result,) = side.update([ContactUpdate(pid, read.version, ANN, after)])
     # Then the PATCH carries only job_title and the other custom field survives
     assert result.ok
     assert sent == [{"job_title": "CEO"}]
@@ -192,6 +195,22 @@ def test_update_patches_only_changed_keys_and_keeps_unmodelled_fields(
         "org_id": None,
     }
     assert pipedrive.sandbox.persons[int(pid)].org_id is None
+
+
+def test_an_update_over_a_newer_crm_edit_is_refused_as_stale(pipedrive: PipedriveWorld):
+    # Given a person read by a pass, then edited in the CRM app a moment later
+    side = pipedrive.adapter()
+    (created,) = side.create([NewContact("t-ann", ANN)])
+    assert created.remote is not None
+    pid, version = created.remote.id, created.remote.version
+    pipedrive.sandbox.advance_clock(2)
+    pipedrive.sandbox.edit_in_app(int(pid), {"notes": "typed in the CRM just now"})
+    # When the pass writes what it planned from the older read
+    after = ANN.with_fields(notes="planned from the older read")
+    (result,) = side.update([ContactUpdate(pid, version, ANN, after)])
+    # Then the write is refused as stale and the CRM edit is kept for the next pass to merge
+    assert isinstance(result.error, PreconditionFailed)
+    assert pipedrive.sandbox.persons[int(pid)].notes == "typed in the CRM just now"
 
 
 def test_writes_report_per_item_errors_and_deletes_are_idempotent(pipedrive: PipedriveWorld):

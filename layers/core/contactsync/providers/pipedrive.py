@@ -36,6 +36,7 @@ from contactsync.providers.base import (
     NewContact,
     NotFound,
     PermissionDenied,
+    PreconditionFailed,
     ProviderError,
     RateLimited,
     RemoteContact,
@@ -209,9 +210,18 @@ class PipedrivePersons:
         return self._each(items, lambda i: i.tag, create_one)
 
     def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
-        """PATCH only what differs between ``before`` and ``after`` (Pipedrive has no etag)."""
+        """PATCH only what differs between ``before`` and ``after``.
+
+        Pipedrive has no etag, so the version (``update_time``) is checked just before writing:
+        a person edited in the CRM since the pass read it is refused as a stale write, and the
+        next pass merges that edit instead of overwriting it.
+        """
+        current = self.fetch([i.id for i in items if i.version])
 
         def update_one(item: ContactUpdate) -> RemoteContact | None:
+            now = current.get(item.id)
+            if item.version and now is not None and now.version != item.version:
+                raise PreconditionFailed("the person changed in the CRM since it was read")
             old, new = self._payload(item.before), self._payload(item.after)
             changes = {k: v for k, v in new.items() if old.get(k) != v}
             if any(k in changes for k in NAME_KEYS):
