@@ -172,6 +172,29 @@ def test_validation_handshake_echoes_the_token(stack) -> None:
     assert response.text == "abc 123"
 
 
+def test_a_removed_subscription_is_made_anew_and_pushes_resume(stack, synced) -> None:
+    demo, data, _, _ = synced
+    graph = stack.graph.sandbox
+    (old,) = list(graph.subscriptions)
+    # Given Graph removes the subscription and says so with a lifecycle event
+    graph.fire_lifecycle(old, "subscriptionRemoved")
+    # Then a new subscription is made for the folder
+    new = eventually(
+        lambda: [s for s in graph.subscriptions if s != old], what="a new subscription"
+    )
+    assert len(new) == 1
+    # And an Outlook edit reaches the CRM through it again
+    email = data.same_email[6]
+    contact = next(c for c in outlook(stack, demo) if email in str(c.props))
+    graph.update_contact(demo.graph_user_id, contact.id, {"jobTitle": "Pushed Again"})
+
+    def crm_has_it() -> bool:
+        person = next(p for p in crm_owned(stack, demo) if email in str(p.emails))
+        return person.job_title == "Pushed Again"
+
+    eventually(crm_has_it, what="the edit pushed through the new subscription")
+
+
 def test_stop_removes_subscriptions_and_writes_nothing_more(stack, synced) -> None:
     demo, data, api, connection_id = synced
     view = api.stop(connection_id)

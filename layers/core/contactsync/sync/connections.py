@@ -35,6 +35,7 @@ from contactsync.sync.sides import (
     connection_context,
     crm_context,
 )
+from contactsync.sync.subscriptions import subscribe
 
 DIRECTIONS = ("two_way", "to_crm", "to_provider")
 CONFLICT_POLICIES = ("newest_wins", "crm_wins", "provider_wins")
@@ -287,23 +288,7 @@ class ConnectionService:
         sub_ids: list[str] = []
         try:
             if conn.provider == "microsoft":
-                client_state = secrets.token_urlsafe(32)
-                account = self.wiring.microsoft_account(conn.connection_id, conn.folder_id)
-                minutes = self.wiring.settings.subscription_minutes
-                sub_id, expires_at = account.create_subscription(
-                    notification_url=f"{base}/webhooks/microsoft",
-                    lifecycle_url=f"{base}/webhooks/microsoft/lifecycle",
-                    client_state=client_state,
-                    expires_at=self.clock() + timedelta(minutes=minutes),
-                )
-                repo.put_subscription(
-                    subscription_id=sub_id,
-                    connection_id=conn.connection_id,
-                    client_state_hash=secret_hash(client_state),
-                    resource=f"me/contactFolders/{conn.folder_id}/contacts",
-                    expires_at=expires_at,
-                )
-                sub_ids.append(sub_id)
+                sub_ids.append(subscribe(self.wiring, conn))
             password = secrets.token_urlsafe(32)
             hook_id = crm.create_webhook(
                 url=f"{base}/webhooks/pipedrive", user=conn.connection_id, password=password

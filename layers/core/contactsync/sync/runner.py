@@ -4,21 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, cast
 
 from contactsync.providers.base import ContactSide, ProviderError
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.queue import PassQueue
 from contactsync.store import repository as repo
-from contactsync.store.models import iso
 from contactsync.store.pass_store import DynamoPassStore
 from contactsync.sync.polling import PollPolicy
 from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import PassContext, PassResult, Sides, run_pass
 from contactsync.sync.sides import Wiring
-
-RENEW_BEFORE = timedelta(hours=24)
+from contactsync.sync.subscriptions import keep_subscribed
 
 
 class WatchedSide:
@@ -102,22 +99,7 @@ class PassRunner:
             repo.record_pass_outcome(provider, error is None, error, now)
 
     def keep_subscription(self, message: SyncMessage) -> None:
-        """Renew a Graph subscription before it lapses, or recreate it when Graph dropped it."""
+        """Graph subscriptions renewed before they lapse, made anew when Graph removed them."""
         conn = repo.get_connection(message.connection_id)
-        if conn is None or conn.provider != "microsoft" or not conn.subscription_ids:
-            return
-        now = self.wiring.clock()
-        for sub in repo.subscriptions_of(conn):
-            expires = sub.expires_at_iso
-            lapsing = expires <= iso(now + RENEW_BEFORE)
-            asked = message.lifecycle_event in ("reauthorizationRequired", "subscriptionRemoved")
-            if not (lapsing or asked):
-                continue
-            until = now + timedelta(minutes=self.wiring.settings.subscription_minutes)
-            account = self.wiring.microsoft_account(conn.connection_id, conn.folder_id or "")
-            try:
-                new_expiry = account.renew_subscription(sub.subscription_id, until)
-            except ProviderError:
-                continue  # surfaced by the next pass's status; retried on the next message
-            sub.expires_at_iso = iso(new_expiry)
-            sub.save()
+        if conn is not None:
+            keep_subscribed(self.wiring, conn, message.lifecycle_event)
