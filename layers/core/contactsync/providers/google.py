@@ -518,6 +518,9 @@ class GoogleContacts:
         grpc = _grpc_status(body)
         if cursor and "EXPIRED_SYNC_TOKEN" in _reasons(body):
             return CursorExpired(message, status=status)
+        if cursor and status == 400 and "sync token" in message.lower():
+            # A token Google no longer knows at all ("Sync token is invalid"): the same cure.
+            return CursorExpired(message, status=status)
         if status == 401:
             return AuthExpired(message, status=401)
         if status == 403:
