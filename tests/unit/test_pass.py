@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from contactsync.contacts.model import Contact, Email, Phone
@@ -228,3 +229,22 @@ def test_a_possible_duplicate_is_never_copied_when_edited_later(world) -> None:
     # Then it is still not copied: no duplicate appears in the provider
     assert len(provider.contacts) == 1
     assert store.count_mappings(CID) == 0
+
+
+def test_a_day_after_the_last_full_listing_a_pass_lists_in_full_again(world) -> None:
+    # Given a synced pair, and a CRM deletion whose webhook never came (the incremental CRM
+    # feed does not report deletions: only a full listing notices the person is gone)
+    store, crm, provider = world
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    crm.put(person("Bob Moss", "bob@x.com"))
+    assert start(store, crm, provider, clock=lambda: now[0]) == "done"
+    crm.contacts.pop(ann.id)  # gone without a trace in the change log
+    # When a poll runs an hour later, nothing is noticed
+    now[0] += timedelta(hours=1)
+    assert poll(store, crm, provider, clock=lambda: now[0]) == "done"
+    assert emails(provider) == ["ann@x.com", "bob@x.com"]
+    # Then a poll a day after the last full listing lists in full and propagates the delete
+    now[0] += timedelta(hours=24)
+    assert poll(store, crm, provider, clock=lambda: now[0]) == "done"
+    assert emails(provider) == ["bob@x.com"]

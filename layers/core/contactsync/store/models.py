@@ -184,6 +184,7 @@ class Connection(Model):
     counts = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]  # name -> number
     last_error = LastError(null=True)
     last_success_at = UnicodeAttribute(null=True)
+    last_full_at = UnicodeAttribute(null=True)  # the last pass that listed both sides in full
     lease_owner = UnicodeAttribute(null=True)
     lease_until = UnicodeAttribute(null=True)
     held_plan = JSONAttribute(null=True)  # summary of a pass the safety guard held back

@@ -52,6 +52,7 @@ class DynamoPassStore:
             progress=dict(conn.progress.as_dict()) if conn.progress else {},
             mapped_count=_mapped_count(conn.counts),
             poll_seconds=int(conn.poll_seconds or 0),
+            last_full_at=conn.last_full_at or "",
         )
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:

@@ -43,6 +43,7 @@ class ConnectionView:
     progress: dict[str, Any] = field(default_factory=dict)
     mapped_count: int = 0  # kept by the passes; recounted exactly on every full listing
     poll_seconds: int = 0  # the polling interval the last pass chose
+    last_full_at: str = ""  # ISO time of the last full listing ("" if unknown)
 
 
 @dataclass(frozen=True)

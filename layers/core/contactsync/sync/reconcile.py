@@ -48,6 +48,9 @@ from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor, PassStore
 
 RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
 CHUNK = 50  # pending writes applied per round trip to the store (adapters batch within it)
+# Deletions in the CRM are only pushed (webhooks); a full listing once a day finds any whose
+# webhook never came, and anything else a change feed missed.
+FULL_LISTING_EVERY = timedelta(hours=24)
 
 Status = Literal["done", "continue", "busy", "skipped", "held", "throttled", "needs_reauth"]
 
@@ -149,6 +152,7 @@ class _Pass:
         self.sides = ctx.sides_for(conn)
         self.counts: dict[str, int] = {}
         self.moved_versions: set[str] = set()
+        self.listed_in_full = False
         self.progress = dict(conn.progress)
         # Counting mappings reads every one of them: only a full listing (O(contacts) anyway)
         # pays for that; other passes adjust the stored count by what they link and unlink.
@@ -164,6 +168,12 @@ class _Pass:
     @property
     def cid(self) -> str:
         return self.conn.connection_id
+
+    def full_listing_due(self) -> bool:
+        last = self.conn.last_full_at
+        if not last:
+            return False  # unknown: every connection starts with a full listing anyway
+        return datetime.fromisoformat(last) <= self.ctx.clock() - FULL_LISTING_EVERY
 
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
@@ -189,9 +199,14 @@ class _Pass:
 
         # A confirmed pass lists in full again: what it confirms must be seen whole, and the
         # held pass advanced no cursor.
-        full = self.message.full or self.message.reason in ("start", "resync", "confirm")
+        full = (
+            self.message.full
+            or self.message.reason in ("start", "resync", "confirm")
+            or self.full_listing_due()
+        )
         crm = self.read_side("crm", full)
         provider = self.read_side("provider", full)
+        self.listed_in_full = crm.full and provider.full
         crm_hinted = self.sides.crm.fetch(self.message.crm_ids) if self.message.crm_ids else {}
         for crm_id, remote in crm_hinted.items():
             if remote is None:
@@ -252,6 +267,8 @@ class _Pass:
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
         changes["mapped_count"] = self.mapped
+        if self.listed_in_full:
+            changes["last_full_at"] = now.isoformat()
         self.store.update_connection(self.cid, **changes)
         return PassResult(status, message, counts=self.counts)
 
