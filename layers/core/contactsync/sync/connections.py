@@ -174,7 +174,9 @@ class ConnectionService:
             changes.update(folder_id=GOOGLE_DEFAULT_GROUP[0], folder_name=GOOGLE_DEFAULT_GROUP[1])
         repo.update_connection(connection_id, **changes)
         if conn.state == "needs_reauth" and same_account:
-            self.queue.send([SyncMessage(connection_id=connection_id, reason="schedule")])
+            # A full re-listing: CRM deletions announced while the sign-in was broken were
+            # skipped, and only a full listing can find them again.
+            self.queue.send([SyncMessage(connection_id=connection_id, reason="resync", full=True)])
         return {
             "connected": provider,
             "connection_id": connection_id,
