@@ -120,6 +120,7 @@ class CrmWebhookMeta(BaseModel):
     entity: str = Field(min_length=1, max_length=40)
     entity_id: str | int
     webhook_id: str | int | None = None
+    id: str | None = Field(default=None, max_length=100)  # unique per event (redeliveries keep it)
     timestamp: str | None = Field(default=None, max_length=64)
 
 
@@ -161,8 +162,10 @@ def handle_crm_webhook(
     message = SyncMessage(
         connection_id=connection_id, reason="crm_push", crm_ids=[str(hook.meta.entity_id)]
     )
-    dedup = f"{hook.meta.webhook_id}:{hook.meta.entity_id}:{hook.meta.timestamp}"
-    enqueued = queue.send([message], dedup_key=dedup if hook.meta.timestamp else None)
+    # Only a redelivery of the same event is dropped as a duplicate: two events in the same
+    # second (an edit, then the delete) are two requests, or the second one would be lost.
+    dedup = f"{hook.meta.webhook_id}:{hook.meta.id}" if hook.meta.id else None
+    enqueued = queue.send([message], dedup_key=dedup)
     return PushOutcome(accepted=1, rejected=0, enqueued=enqueued)
 
 
