@@ -248,3 +248,21 @@ def test_a_day_after_the_last_full_listing_a_pass_lists_in_full_again(world) -> 
     now[0] += timedelta(hours=24)
     assert poll(store, crm, provider, clock=lambda: now[0]) == "done"
     assert emails(provider) == ["bob@x.com"]
+
+
+def test_a_pushed_change_that_arrives_while_waiting_is_read_by_the_next_pass(world) -> None:
+    # Given a synced pair, and a connection waiting for the user (a held pass)
+    store, crm, provider = world
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    crm.put(person("Bob Moss", "bob@x.com"))
+    assert start(store, crm, provider) == "done"
+    store.update_connection(CID, state="needs_attention")
+    # When the CRM deletes Ann (only its webhook says so) while the connection waits
+    crm.contacts.pop(ann.id)
+    pushed = SyncMessage(connection_id=CID, reason="crm_push", crm_ids=[ann.id])
+    assert run_pass(CID, pushed, context(store, crm, provider)).status == "skipped"
+    # Then the next pass after the wait re-reads Ann and deletes her contact too
+    store.update_connection(CID, state="active")
+    assert poll(store, crm, provider) == "done"
+    assert emails(provider) == ["bob@x.com"]
+    assert store.connections[CID]["pending_crm_ids"] == []

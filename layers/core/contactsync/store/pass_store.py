@@ -53,6 +53,7 @@ class DynamoPassStore:
             mapped_count=_mapped_count(conn.counts),
             poll_seconds=int(conn.poll_seconds or 0),
             last_full_at=conn.last_full_at or "",
+            pending_crm_ids=tuple(str(i) for i in conn.pending_crm_ids or ()),
         )
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:

@@ -49,6 +49,7 @@ class InMemoryStore:
         known = set(ConnectionView.__dataclass_fields__)
         values = {k: v for k, v in raw.items() if k in known}
         values["inflight_ops"] = tuple(raw.get("inflight_ops") or ())
+        values["pending_crm_ids"] = tuple(raw.get("pending_crm_ids") or ())
         return ConnectionView(connection_id=connection_id, **values)
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:

@@ -44,6 +44,7 @@ class ConnectionView:
     mapped_count: int = 0  # kept by the passes; recounted exactly on every full listing
     poll_seconds: int = 0  # the polling interval the last pass chose
     last_full_at: str = ""  # ISO time of the last full listing ("" if unknown)
+    pending_crm_ids: tuple[str, ...] = ()  # pushed CRM changes no pass has read yet
 
 
 @dataclass(frozen=True)

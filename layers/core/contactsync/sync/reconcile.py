@@ -48,6 +48,7 @@ from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor, PassStore
 
 RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
 CHUNK = 50  # pending writes applied per round trip to the store (adapters batch within it)
+MAX_HINTS = 1000  # CRM persons remembered for the next pass (more: the daily full listing)
 # Deletions in the CRM are only pushed (webhooks); a full listing once a day finds any whose
 # webhook never came, and anything else a change feed missed.
 FULL_LISTING_EVERY = timedelta(hours=24)
@@ -93,8 +94,11 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
     store = ctx.store
     conn = store.load_connection(connection_id)
     if conn is None or conn.state not in RUNNABLE_STATES:
+        if conn is not None and conn.state == "needs_reauth":
+            _keep_hints(store, conn, message)
         return PassResult("skipped", f"connection is {conn.state if conn else 'gone'}")
     if conn.state == "needs_attention" and message.reason != "confirm":
+        _keep_hints(store, conn, message)
         return PassResult("skipped", "waiting for the user to confirm a held pass")
     now = ctx.clock()
     if not store.acquire_lease(connection_id, ctx.owner, now, ctx.lease_seconds):
@@ -120,6 +124,13 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
         raise
     finally:
         store.release_lease(connection_id, ctx.owner)
+
+
+def _keep_hints(store: PassStore, conn: ConnectionView, message: SyncMessage) -> None:
+    """Remember the CRM persons this message asked to re-read, for the pass that runs next."""
+    hints = list(dict.fromkeys([*conn.pending_crm_ids, *message.crm_ids]))[:MAX_HINTS]
+    if hints != list(conn.pending_crm_ids):
+        store.update_connection(conn.connection_id, pending_crm_ids=hints)
 
 
 def preview_pass(connection_id: str, ctx: PassContext) -> Plan:
@@ -179,6 +190,7 @@ class _Pass:
         return time.monotonic() > self.deadline
 
     def fail(self, exc: ProviderError) -> None:
+        _keep_hints(self.store, self.conn, self.message)
         error = {
             "code": type(exc).__name__,
             "message": exc.message,
@@ -207,7 +219,8 @@ class _Pass:
         crm = self.read_side("crm", full)
         provider = self.read_side("provider", full)
         self.listed_in_full = crm.full and provider.full
-        crm_hinted = self.sides.crm.fetch(self.message.crm_ids) if self.message.crm_ids else {}
+        hints = list(dict.fromkeys([*self.conn.pending_crm_ids, *self.message.crm_ids]))
+        crm_hinted = self.sides.crm.fetch(hints) if hints else {}
         for crm_id, remote in crm_hinted.items():
             if remote is None:
                 crm.deleted.add(crm_id)
@@ -267,6 +280,8 @@ class _Pass:
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
         changes["mapped_count"] = self.mapped
+        if self.conn.pending_crm_ids:
+            changes["pending_crm_ids"] = []  # read by this pass
         if self.listed_in_full:
             changes["last_full_at"] = now.isoformat()
         self.store.update_connection(self.cid, **changes)
