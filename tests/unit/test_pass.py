@@ -10,7 +10,7 @@ from contactsync.contacts.model import Contact, Email, Phone
 from contactsync.providers.base import RateLimited
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.memory import InMemorySide, InMemoryStore
-from contactsync.sync.reconcile import PassContext, Sides, preview_pass, run_pass
+from contactsync.sync.reconcile import CHUNK, PassContext, Sides, preview_pass, run_pass
 
 CID = "conn1"
 
@@ -173,9 +173,10 @@ def test_a_stopped_connection_is_not_synced(world) -> None:
 
 
 def test_the_mapping_count_survives_a_pass_that_stops_halfway(world) -> None:
-    # Given 120 CRM persons (three chunks of writes) and a provider that throttles the 2nd chunk
+    # Given three chunks of CRM persons and a provider that throttles the 2nd chunk
     store, crm, provider = world
-    for i in range(120):
+    total = 2 * CHUNK + CHUNK // 2
+    for i in range(total):
         crm.put(person(f"P {i}", f"p{i}@x.com"))
     original, calls = provider.create, {"n": 0}
 
@@ -190,8 +191,8 @@ def test_the_mapping_count_survives_a_pass_that_stops_halfway(world) -> None:
     assert start(store, crm, provider) == "throttled"
     assert poll(store, crm, provider) == "done"
     # Then the connection's count of linked pairs is the real one, without recounting
-    assert store.count_mappings(CID) == 120
-    assert store.connections[CID]["mapped_count"] == 120
+    assert store.count_mappings(CID) == total
+    assert store.connections[CID]["mapped_count"] == total
 
 
 def test_preview_counts_what_the_first_pass_would_do_and_writes_nothing(world) -> None:

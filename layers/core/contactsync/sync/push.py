@@ -86,8 +86,11 @@ def handle_graph_notifications(
     batch = _parse(GraphNotificationBatch, body)
     messages: list[SyncMessage] = []
     rejected = 0
+    records: dict[str, SubscriptionRecord | None] = {}  # one read per subscription, not per note
     for note in batch.value:
-        record = find_subscription(note.subscription_id)
+        if note.subscription_id not in records:
+            records[note.subscription_id] = find_subscription(note.subscription_id)
+        record = records[note.subscription_id]
         if record is None or not same_secret(note.client_state, record.client_state_hash):
             rejected += 1
             continue

@@ -47,7 +47,9 @@ from contactsync.sync.polling import PollPolicy
 from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor, PassStore
 
 RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
-CHUNK = 50  # pending writes applied per round trip to the store (adapters batch within it)
+# Pending writes applied per round trip to the store; adapters batch within it, so it is a
+# multiple of the providers' batch maxima (Google 200, Graph 20).
+CHUNK = 200
 MAX_HINTS = 1000  # CRM persons remembered for the next pass (more: the daily full listing)
 # Deletions in the CRM are only pushed (webhooks); a full listing once a day finds any whose
 # webhook never came, and anything else a change feed missed.
