@@ -1,0 +1,149 @@
+"""Table 5: cold start of each function: a fresh interpreter imports the handler module and builds
+its clients the way its first request would; median of 10, next to the floor (the same
+measurement for only the third-party imports and clients that function truly needs).
+
+Nothing here opens a connection: building a boto3/PynamoDB/httpx client is local work. Run
+``python -X importtime -c "import functions.<name>.app"`` to see where a function's time goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.report import Table, median, scaled, verdict
+from bench.world import World
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = 10
+FLOOR_FACTOR = 1.2
+LIMITS_MS = {"webhooks": 400, "admin_api": 700, "reconciler": 700, "scheduler": 700}
+
+TABLE_CLIENT = (
+    "from contactsync.store import models; models.Connection._get_connection().connection.client"
+)
+
+# What the first request builds, after the module import.
+BUILD = {
+    "admin_api": f"m.service(); {TABLE_CLIENT}",
+    "webhooks": "from contactsync.runtime.wiring import bind_store, build_queue; bind_store(); "
+    f"build_queue(); {TABLE_CLIENT}",
+    "reconciler": f"from contactsync.runtime.wiring import build_passes; build_passes(); {TABLE_CLIENT}",  # noqa: E501
+    "scheduler": "from contactsync.runtime.wiring import bind_store, build_queue; bind_store(); "
+    f"build_queue(); {TABLE_CLIENT}",
+}
+
+_PYNAMODB = (
+    "import pynamodb.models, pynamodb.attributes, pynamodb.indexes; "
+    "pynamodb.connection.Connection(region='us-east-1').client"
+)
+_SQS = "import boto3; boto3.client('sqs')"
+_KMS = "boto3.client('kms')"
+_LOGGER = "from aws_lambda_powertools import Logger, Metrics; Logger(service='x'); "
+_PYDANTIC = "import pydantic; pydantic.create_model('Message', id=(str, ''))"  # a model, built
+
+# The floor: only the third-party libraries each function needs on its usual request, and the
+# clients it builds. msal is left out everywhere: it is needed only to refresh a Microsoft token
+# or to sign a user in, not to start.
+FLOOR = {
+    "admin_api": _LOGGER
+    + "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver; "
+    f"APIGatewayHttpResolver(enable_validation=True); {_PYDANTIC}; import httpx; "
+    "import aws_lambda_powertools.event_handler.openapi.models; "  # validation needs them
+    "import cryptography.hazmat.primitives.ciphers.aead; "
+    f"{_PYNAMODB}; {_SQS}; {_KMS}; httpx.Client()",
+    "webhooks": _LOGGER + "from aws_lambda_powertools.event_handler import APIGatewayHttpResolver; "
+    f"APIGatewayHttpResolver(); {_PYDANTIC}; {_PYNAMODB}; {_SQS}",
+    "reconciler": _LOGGER
+    + "from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor; "
+    f"SqsFifoPartialProcessor(); {_PYDANTIC}; import httpx, phonenumbers; "
+    "import cryptography.hazmat.primitives.ciphers.aead; "
+    f"{_PYNAMODB}; {_SQS}; {_KMS}; httpx.Client()",
+    "scheduler": _LOGGER + f"{_PYDANTIC}; {_PYNAMODB}; {_SQS}",
+}
+
+PROBE = """
+import json, time
+started = time.perf_counter()
+{body}
+took = time.perf_counter() - started
+rss = next(l for l in open("/proc/self/status") if l.startswith("VmRSS:")).split()[1]
+print(json.dumps({{"ms": took * 1000, "rss_mb": int(rss) / 1024}}))
+"""
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "layers" / "core")]),
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "cold",
+            "AWS_SECRET_ACCESS_KEY": "cold",
+            "TABLE_NAME": "contactsync-cold",
+            "SYNC_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/sync.fifo",
+            "TOKEN_KEY_ID": "alias/contactsync-cold",
+            "POWERTOOLS_SERVICE_NAME": "contactsync",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+    )
+    return env
+
+
+def probe(body: str, runs: int) -> tuple[float, float]:
+    """Median milliseconds and median RSS (MB) of ``body`` in ``runs`` fresh interpreters."""
+    times, rss = [], []
+    for _ in range(runs):
+        out = subprocess.run(  # noqa: S603 - our own interpreter running our own probe
+            [sys.executable, "-c", PROBE.format(body=body)],
+            cwd=ROOT,
+            env=_environment(),
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        times.append(figures["ms"])
+        rss.append(figures["rss_mb"])
+    return median(times), median(rss)
+
+
+def run(world: World) -> Table:
+    runs = scaled(RUNS, minimum=3)
+    table = Table(
+        "coldstart",
+        f"5. Cold start: import the handler and build its clients (median of {runs})",
+        ["function", "ms", "RSS", "floor ms", "floor RSS", "x floor", "target", "met"],
+    )
+    for name, build in BUILD.items():
+        function_ms, function_rss = probe(f"import functions.{name}.app as m; {build}", runs)
+        floor_ms, floor_rss = probe(FLOOR[name], runs)
+        factor = function_ms / max(floor_ms, 1e-9)
+        limit = LIMITS_MS[name]
+        table.add(
+            name,
+            f"{function_ms:,.0f}",
+            f"{function_rss:,.0f} MB",
+            f"{floor_ms:,.0f}",
+            f"{floor_rss:,.0f} MB",
+            f"{factor:.2f}",
+            f"≤ {FLOOR_FACTOR} x floor, ≤ {limit} ms",
+            verdict(factor <= FLOOR_FACTOR and function_ms <= limit),
+        )
+        table.figures[name] = {"ms": function_ms, "rss": function_rss, "floor_ms": floor_ms}
+    table.note(
+        "floors: Powertools (resolver / batch processor) + Logger, pydantic (one model built), "
+        "PynamoDB with its "
+        "client, boto3 SQS client; + httpx, cryptography, KMS client for admin_api and "
+        "reconciler, + phonenumbers for the reconciler, + the OpenAPI models request validation "
+        "uses for admin_api. msal is in no floor: it is needed only "
+        "to sign in or refresh a Microsoft token."
+    )
+    return table

@@ -1,0 +1,61 @@
+"""The benchmark scripts at a tiny scale, so they cannot rot: the webhook and cost tables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from contactsync.store.models import configure
+
+from bench import cost, webhook
+from bench.handlers import reset_cold_start
+from bench.world import World
+from local.aws import LocalAws
+
+
+@pytest.fixture
+def world(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """A benchmark world on the session's local AWS; the store and settings are put back after."""
+    monkeypatch.setenv("BENCH_SCALE", "0.05")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
+    saved = dict(os.environ)
+    try:
+        yield World(aws=local_aws)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        configure(local_aws.table_name, local_aws.dynamodb_url, local_aws.region)
+        reset_cold_start()
+
+
+def test_the_webhook_table_times_each_request_and_counts_coalesced_messages(world) -> None:
+    # Given the webhooks function in process on DynamoDB Local
+    # When the webhook table runs at a tiny scale
+    table = webhook.run(world)
+    # Then every case has timings, and each batch sent one message per connection
+    assert len(table.rows) == 5
+    ten = next(v for k, v in table.figures.items() if "10 connections" in k)
+    one = next(v for k, v in table.figures.items() if k.startswith("Graph batch: 100"))
+    assert (ten["messages"], one["messages"]) == (10, 1)
+    assert all(v["p50"] > 0 and v["p99"] >= v["p50"] for v in table.figures.values())
+    assert "p99" in table.render()
+
+
+def test_the_cost_table_prices_measured_counts(world) -> None:
+    # Given the webhook figures of this run (the cost table measures the rest itself)
+    world.results["webhook"] = webhook.run(world)
+    # When the cost table runs
+    table = cost.run(world)
+    # Then both scenarios have a positive monthly total made of the five priced items
+    totals = table.figures["totals"]
+    assert set(totals) == {"microsoft (push)", "google (polling)"}
+    assert all(total > 0 for total in totals.values())
+    assert [row[0] for row in table.rows] == [
+        "Lambda requests",
+        "Lambda compute",
+        "SQS FIFO requests",
+        "DynamoDB reads",
+        "DynamoDB writes",
+        "total",
+    ]
