@@ -253,13 +253,12 @@ def test_a_detached_pair_links_again_when_its_partner_comes_back_into_scope() ->
     assert (write.side, write.kind, write.after.job_title) == ("provider", "update", "CTO")
 
 
-def test_a_detached_pair_whose_partner_is_deleted_gets_a_new_partner() -> None:
-    # Given a detached pair whose away contact is then deleted for good
+def test_a_detached_pair_whose_partner_is_deleted_stays_left_alone() -> None:
+    # Given a detached pair whose away contact is then deleted (e.g. by the colleague it was
+    # handed to)
     (outcome,) = pass_of([(detached(), crm(BASE), None)]).outcomes
-    # Then the CRM person, still in scope, is copied to the provider again, under the same pair
-    (write,) = outcome.writes
-    assert (write.side, write.kind) == ("provider", "create")
-    assert outcome.detached == "" and outcome.mapping_id == "map1"
+    # Then nothing is written and the pair stays detached: the CRM person is not copied again
+    assert (outcome.kind, outcome.writes, outcome.detached) == ("noop", (), "provider")
 
 
 def test_a_detached_pair_whose_remaining_contact_is_deleted_is_forgotten() -> None:

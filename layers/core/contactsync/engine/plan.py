@@ -325,24 +325,10 @@ def _detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
         reason = f"deleted in {SIDE_NAMES[stayed]}; its partner is out of scope: forgotten"
         return replace(keep, new_base=None, kind="unlink", reason=reason, detached="")
     if reported[away] is None:
-        # Its partner is gone for good: the contact still in scope is now simply a contact
-        # with no counterpart, and gets one, as a full re-listing would give it.
-        survivor = _held_now(reported[stayed], mapping, stayed)
-        assert survivor is not None
-        if not settings.may_write(away):
-            why = f"direction {settings.direction} does not write {SIDE_NAMES[away]}"
-            return replace(keep, new_base=None, kind="unlink", reason=why, detached="")
-        base = survivor.contact.only(settings.carried(stayed))
-        write = Write(away, "create", "", "", Contact(), base.only(settings.carried(away)))
-        return Outcome(
-            mapping_id=mapping.mapping_id,
-            crm_id=survivor.id if stayed == "crm" else "",
-            provider_id=survivor.id if stayed == "provider" else "",
-            new_base=base,
-            writes=(write,),
-            kind="merge",
-            reason=f"its partner in {SIDE_NAMES[away]} was deleted: created again there",
-        )
+        # Its partner left scope and was then deleted there: this one stays left alone, and the
+        # pair is kept so it is never copied over again (a person handed to a colleague who then
+        # deleted it must not come back as the user's own).
+        return keep
     back = reported[away]
     if isinstance(back, RemoteContact) and back.in_scope:
         crm = _held_now(pair.crm, mapping, "crm")
