@@ -52,7 +52,8 @@ e2e: install ## Only the end-to-end tests (the whole local stack)
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests/e2e
 
 chaos: install ## The long chaos run (CHAOS_OPS operations, CHAOS_SEED to replay a seed)
-	CHAOS_OPS=$${CHAOS_OPS:-3000} $(BIN)/python -m pytest -s -q tests/chaos
+	CHAOS_OPS=$${CHAOS_OPS:-3000} CHAOS_SEED=$${CHAOS_SEED:-$$RANDOM} \
+	  $(BIN)/python -m pytest -s -q tests/chaos/test_chaos.py
 
 fuzz: install ## The long fuzz run of the webhooks and the admin API (FUZZ_EXAMPLES each)
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -s -q tests/fuzz

@@ -181,6 +181,7 @@ class GoogleSandbox:
         self.quota = {"read": 600, "write": 300}
         self._users: dict[str, User] = {}
         self._sync_points: dict[str, SyncPoint] = {}
+        self._expired_sync_tokens: set[str] = set()  # expired by the fault switch
         self._pages: dict[str, tuple[Listing, int]] = {}  # page token -> (run, position)
         self._codes: dict[str, AuthCode] = {}
         self._access: dict[str, AccessGrant] = {}
@@ -480,7 +481,8 @@ class GoogleSandbox:
     ) -> Listing:
         if self.faults.expire_sync_tokens:
             self.faults.expire_sync_tokens = False
-            self._sync_points.pop(token, None)
+            self._expired_sync_tokens.add(token)
+        if token in self._expired_sync_tokens:  # like a lapsed one: expired for good, not unknown
             raise expired_sync_token()
         point = self._sync_points.get(token)
         if point is None or point.email != user.email.lower():

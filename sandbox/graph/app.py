@@ -23,7 +23,9 @@ from starlette.routing import Route
 from sandbox.graph.control import control_routes
 from sandbox.graph.render import (
     TAG_FILTER_RE,
+    DroppedConnection,
     Reply,
+    cut_short,
     error_reply,
     render_contact,
     render_folder,
@@ -351,6 +353,10 @@ def graph_app(sb: GraphSandbox) -> Starlette:
         if fault is not None:
             sb.record(request.method, path, None, batched=False, body=body)
             return to_response(error_reply(fault))
+        broken = sb.take_break()
+        if broken == "reset":
+            sb.record(request.method, path, None, batched=False, body=body)
+            return DroppedConnection()
         try:
             user_id = sb.authenticate(request.headers.get("authorization"))
         except GraphError as err:
@@ -385,7 +391,7 @@ def graph_app(sb: GraphSandbox) -> Starlette:
             reply = error_reply(err)
         finally:
             sb.leave(user_id)
-        return to_response(reply)
+        return cut_short(reply) if broken == "truncated" else to_response(reply)
 
     methods = ["GET", "POST", "PATCH", "DELETE", "PUT"]
     routes = [Route("/v1.0/{path:path}", graph_endpoint, methods=methods), *control_routes(sb)]

@@ -106,6 +106,9 @@ def control_routes(sb: GraphSandbox) -> list[Route]:
             int(body["status"]), int(body.get("count", 1)), int(body.get("retry_after", 1))
         )
 
+    def breaks(request: Request, body: dict[str, Any]) -> Any:
+        sb.inject_breaks(str(body["kind"]), int(body.get("count", 1)))
+
     def limits(request: Request, body: dict[str, Any]) -> Any:
         with sb.lock:
             for key in ("budget", "window_seconds", "concurrency"):
@@ -155,6 +158,7 @@ def control_routes(sb: GraphSandbox) -> list[Route]:
         ("POST", "/delta/expire", expire_delta),
         ("POST", "/latency", latency),
         ("POST", "/faults", faults),
+        ("POST", "/breaks", breaks),
         ("POST", "/limits", limits),
         ("POST", "/clock", clock),
         ("GET", "/subscriptions", subscriptions),

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from sandbox.graph.state import EXTENDED, Folder, GraphError, GraphSandbox, StoredContact, iso
 
@@ -95,3 +96,32 @@ def to_response(reply: Reply) -> Response:
     if reply.body is None:
         return Response(status_code=reply.status, headers=reply.headers)
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+def cut_short(reply: Reply) -> Response:
+    """The reply with its JSON body cut in half (the chaos tests' ``truncated`` break)."""
+    if reply.body is None:
+        return to_response(reply)
+    text = json.dumps(reply.body)
+    return Response(
+        text[: max(1, len(text) // 2)],
+        status_code=reply.status,
+        headers=reply.headers,
+        media_type="application/json",
+    )
+
+
+class DroppedConnection(Response):
+    """Starts a response and never finishes it: the connection closes mid-answer (``reset``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"512")],
+            }
+        )

@@ -28,6 +28,7 @@ MAX_DELTA_PAGE = 1000  # cap on Prefer: odata.maxpagesize
 DEFAULT_PAGE = 10  # Graph's default page size for contacts (list and delta)
 NOTIFY_WINDOW = 0.2  # seconds during which changes are gathered into one POST
 DELIVERY_ATTEMPTS = 4
+BREAKS = frozenset({"reset", "truncated"})  # broken answers the chaos tests can ask for
 
 # Contact properties a client may write (a subset of microsoft.graph.contact; enough for us and
 # for the SDK test). Anything else in a POST/PATCH body is rejected like Graph does.
@@ -221,6 +222,7 @@ class GraphSandbox:
         self._access: dict[str, AccessGrant] = {}
         self._refresh: dict[str, RefreshGrant] = {}
         self._faults: deque[tuple[int, int]] = deque()  # (status, retry_after) per request
+        self._breaks: deque[str] = deque()  # "reset" / "truncated", one per request (chaos)
         self._recent: dict[str, deque[float]] = {}  # user -> request times (clock seconds)
         self._in_flight: dict[str, int] = {}
 
@@ -571,10 +573,23 @@ class GraphSandbox:
             self._faults.extend([(status, retry_after)] * count)
 
     def clear_faults(self) -> None:
-        """Forget injected faults and restore Graph's default limits."""
+        """Forget injected faults and breaks and restore Graph's default limits."""
         with self.lock:
             self._faults.clear()
+            self._breaks.clear()
             self.limits = Limits()
+
+    def inject_breaks(self, kind: str, count: int = 1) -> None:
+        """The next ``count`` requests break: ``reset`` drops the connection before the request
+        runs; ``truncated`` runs it (a write happens) and cuts its JSON answer in half."""
+        if kind not in BREAKS:
+            raise ValueError(f"unknown break {kind!r}; one of {sorted(BREAKS)}")
+        with self.lock:
+            self._breaks.extend([kind] * count)
+
+    def take_break(self) -> str | None:
+        with self.lock:
+            return self._breaks.popleft() if self._breaks else None
 
     def take_fault(self) -> GraphError | None:
         with self.lock:

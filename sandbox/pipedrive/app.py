@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
@@ -18,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from sandbox.pipedrive.records import ApiError, User
 
@@ -76,6 +78,33 @@ def int_param(request: Request, name: str) -> int:
         raise ApiError(404, "Not found") from exc
 
 
+def cut_short(body: Any, status: int, headers: dict[str, str]) -> Response:
+    """An answer whose JSON is cut in half (the chaos tests' ``truncated`` break)."""
+    text = json.dumps(body)
+    return Response(
+        text[: max(1, len(text) // 2)],
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+class DroppedConnection(Response):
+    """Starts a response and never finishes it: the connection closes mid-answer (``reset``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"512")],
+            }
+        )
+
+
 def build_app(sandbox: PipedriveSandbox) -> Starlette:
     routes: list[Route] = []
 
@@ -87,6 +116,9 @@ def build_app(sandbox: PipedriveSandbox) -> Starlette:
             if sandbox.latency_ms:
                 await asyncio.sleep(sandbox.latency_ms / 1000)
             headers: dict[str, str] = {}
+            broken = sandbox.take_break(request.url.path)
+            if broken == "reset":
+                return DroppedConnection()
             try:
                 fault = sandbox.take_fault(request.url.path)
                 if fault == 429:
@@ -110,6 +142,8 @@ def build_app(sandbox: PipedriveSandbox) -> Starlette:
                 user = sandbox.authenticate(bearer, api_token)
                 headers = sandbox.admit(user, COST[kind])
                 status, body = await handler(request, user)
+                if broken == "truncated":
+                    return cut_short(body, status, headers)
                 return JSONResponse(body, status_code=status, headers=headers)
             except ApiError as err:
                 return JSONResponse(
@@ -440,6 +474,13 @@ def _control_routes(sandbox: PipedriveSandbox) -> list[Route]:
             "/faults",
             lambda p, b: sandbox.inject_fault(
                 int(b["status"]), int(b.get("count", 1)), str(b.get("path_prefix", ""))
+            ),
+        ),
+        (
+            "POST",
+            "/breaks",
+            lambda p, b: sandbox.inject_break(
+                str(b["kind"]), int(b.get("count", 1)), str(b.get("path_prefix", ""))
             ),
         ),
         ("PUT", "/latency", latency),

@@ -128,6 +128,7 @@ class PipedriveSandbox:
         self._codes: dict[str, tuple[int, str, str]] = {}  # code -> (user, client, redirect)
         self._login_user: int | None = None
         self._faults: list[Fault] = []
+        self._breaks: list[tuple[str, str]] = []  # (kind, path prefix), one per request (chaos)
         self._bursts: dict[int, deque[float]] = {}
         self._spent: dict[tuple[int, str], int] = {}  # (company, UTC day) -> tokens
         self.stats: Counter[str] = Counter()
@@ -402,6 +403,28 @@ class PipedriveSandbox:
                     return fault.status
             self._faults = [f for f in self._faults if f.remaining > 0]
             return None
+
+    def inject_break(self, kind: str, count: int = 1, path_prefix: str = "") -> None:
+        """The next ``count`` API requests under ``path_prefix`` break: ``reset`` drops the
+        connection before the request runs; ``truncated`` runs it (a write happens) and cuts its
+        JSON answer in half."""
+        if kind not in ("reset", "truncated"):
+            raise ValueError(f"unknown break {kind!r}")
+        with self._lock:
+            self._breaks.extend([(kind, path_prefix)] * count)
+
+    def take_break(self, path: str) -> str | None:
+        with self._lock:
+            for i, (kind, prefix) in enumerate(self._breaks):
+                if path.startswith(prefix):
+                    del self._breaks[i]
+                    return kind
+            return None
+
+    def clear_breaks(self) -> None:
+        with self._lock:
+            self._breaks.clear()
+            self._faults.clear()
 
     def count(self, route: str) -> None:
         with self._lock:

@@ -1,0 +1,122 @@
+"""The chaos checker can fail: hand it worlds with planted bugs and it reports each one."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tests.chaos.ledger import Card, Excuses, Ledger, World, check, phone_keys, value_key
+
+USERS = ["u1", "u2"]
+PHONE = "+1 415 555 0101"
+
+
+def converged_world() -> tuple[Ledger, World]:
+    """Given two people of u1 - one edited on two sides, one moved out of the Outlook folder -
+    and one deleted person, and a world where everything arrived."""
+    ledger = Ledger()
+    ledger.create("ada@x.example", "u1", "crm", PHONE, job_title="Engineer")
+    ledger.edit("ada@x.example", "outlook", "job_title", "Director")
+    ledger.edit("ada@x.example", "google", "notes", "met at the fair")
+    ledger.create("bob@x.example", "u1", "google", PHONE, job_title="Buyer")
+    ledger.move_out("bob@x.example", "outlook")
+    ledger.create("cy@x.example", "u1", "outlook", PHONE)
+    ledger.delete("cy@x.example", "crm")
+    ada = Card("ada@x.example", "director", "met at the fair", phone_keys([PHONE]))
+    bob = Card("bob@x.example", "buyer", "", phone_keys(["(415) 555-0101"]))
+    world = World(
+        inside={
+            ("u1", "crm"): [ada, bob],
+            ("u1", "outlook"): [ada],
+            ("u1", "google"): [ada, bob],
+            ("u2", "crm"): [],
+            ("u2", "outlook"): [],
+            ("u2", "google"): [],
+        },
+        outside={("u1", "outlook"): [bob]},
+    )
+    return ledger, world
+
+
+def test_a_converged_world_passes() -> None:
+    ledger, world = converged_world()
+    # When the checker compares it with the ledger
+    verdict = check(ledger, world, Excuses(), USERS)
+    # Then it finds nothing
+    assert verdict.clean, verdict.problems
+
+
+def test_a_duplicated_contact_is_reported() -> None:
+    ledger, world = converged_world()
+    # Given the CRM holds Ada twice
+    world.inside["u1", "crm"].append(world.inside["u1", "crm"][0])
+    verdict = check(ledger, world, Excuses(), USERS)
+    # Then one duplicate is reported, nothing else
+    assert (verdict.lost, verdict.duplicated, verdict.edits_lost) == (0, 1, 0), verdict.problems
+
+
+def test_a_lost_contact_and_a_deleted_moved_out_copy_are_reported() -> None:
+    ledger, world = converged_world()
+    # Given Google lost Bob, and the copy moved out of the Outlook folder was deleted
+    world.inside["u1", "google"] = [
+        c for c in world.inside["u1", "google"] if c.email != "bob@x.example"
+    ]
+    world.outside["u1", "outlook"] = []
+    verdict = check(ledger, world, Excuses(), USERS)
+    assert (verdict.lost, verdict.duplicated, verdict.edits_lost) == (2, 0, 0), verdict.problems
+
+
+def test_a_missing_edit_is_reported_unless_it_lost_a_conflict() -> None:
+    ledger, world = converged_world()
+    # Given Outlook's last job title never arrived anywhere
+    stale = dataclasses.replace(world.inside["u1", "crm"][0], job_title="engineer")
+    for side in ("crm", "outlook", "google"):
+        world.inside["u1", side][0] = stale
+    verdict = check(ledger, world, Excuses(), USERS)
+    assert (verdict.lost, verdict.duplicated, verdict.edits_lost) == (0, 0, 1), verdict.problems
+    # But when the audit log records it as a conflict loser, it is no loss
+    excused = Excuses(losers={("ada@x.example", "job_title", value_key("job_title", "Director"))})
+    assert check(ledger, world, excused, USERS).clean
+
+
+def test_sides_that_disagree_are_reported() -> None:
+    ledger, world = converged_world()
+    # Given Google still shows the old notes
+    google = world.inside["u1", "google"]
+    google[0] = dataclasses.replace(google[0], notes="")
+    verdict = check(ledger, world, Excuses(), USERS)
+    assert verdict.edits_lost == 1, verdict.problems
+
+
+def test_a_deleted_contact_that_came_back_is_reported_unless_recreated_on_purpose() -> None:
+    ledger, world = converged_world()
+    # Given the deleted person is back on every side
+    cy = Card("cy@x.example", phones=phone_keys([PHONE]))
+    for side in ("crm", "outlook", "google"):
+        world.inside["u1", side].append(cy)
+    assert check(ledger, world, Excuses(), USERS).edits_lost == 1
+    # But when an edit won over the delete and the audit log says it recreated the person
+    assert check(ledger, world, Excuses(recreated={"cy@x.example"}), USERS).clean
+
+
+def test_a_contact_in_a_colleagues_address_book_is_reported() -> None:
+    ledger, world = converged_world()
+    # Given Ada turned up in u2's Google group too
+    world.inside["u2", "google"].append(world.inside["u1", "google"][0])
+    assert check(ledger, world, Excuses(), USERS).duplicated == 1
+
+
+def test_an_edit_made_just_before_a_move_out_may_stay_behind() -> None:
+    ledger, world = converged_world()
+    # Given Bob was edited twice in Outlook and then moved out of the folder (the ledger's order)
+    ledger.move_in("bob@x.example", "outlook")
+    ledger.edit("bob@x.example", "outlook", "job_title", "Founder")
+    ledger.edit("bob@x.example", "outlook", "job_title", "Counsel")
+    ledger.move_out("bob@x.example", "outlook")
+    # When only the first edit left Outlook before the move, it is what the others show
+    for side in ("crm", "google"):
+        cards = world.inside["u1", side]
+        cards[1] = dataclasses.replace(cards[1], job_title="founder")
+    assert check(ledger, world, Excuses(), USERS).clean
+    # But a value older than the last edit made in scope is a lost edit
+    ledger.edit("bob@x.example", "google", "job_title", "Analyst")
+    assert check(ledger, world, Excuses(), USERS).edits_lost == 1

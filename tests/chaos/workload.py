@@ -1,0 +1,593 @@
+"""The chaos run's actors: the company and its users, the seeded random workload they perform in
+their three address books, the fault switchboard, the reconciler's crash hook, and the user who
+answers the service when it asks (sign in again, confirm a held pass).
+
+Every random choice comes from one ``random.Random(seed)``; the order in which the service's
+threads interleave does not, so a replay repeats the workload and the faults, not the timing.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from local.stack import LocalStack
+from sandbox.pipedrive.delivery import DeliveryMode
+from tests.chaos.ledger import PROVIDER_SIDES, SIDES, Ledger
+from tests.chaos.world import MY_CONTACTS, Member
+
+FOLDER = "CRM contacts"
+TITLES = ["Engineer", "Buyer", "Director", "Analyst", "Founder", "Counsel", "Designer"]
+AREAS = ["212", "415", "617", "312", "206", "512"]
+
+
+# --- the company ----------------------------------------------------------------------------
+
+
+class Api:
+    """The admin API as one user's browser calls it (consent pages approve at once)."""
+
+    def __init__(self, stack: LocalStack, member: Member) -> None:
+        self.stack = stack
+        self.member = member
+        self.http = httpx.Client(
+            base_url=stack.api_url,
+            headers={"authorization": f"Bearer {member.token}"},
+            timeout=30,
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text}")
+        return response.json()
+
+    def consent(self, url: str, provider: str) -> None:
+        """Follow the provider's consent page back to our callback, signed in as this user."""
+        hint = self.member.google_email if provider != "pipedrive" else ""
+        if hint:
+            url += f"&login_hint={quote(hint)}"
+        verify: Any = self.stack.graph.ca_file if provider == "microsoft" else True
+        page = httpx.get(url, follow_redirects=False, verify=verify, timeout=30)
+        if page.status_code not in (302, 303):
+            raise RuntimeError(f"consent failed: {page.status_code} {page.text}")
+        callback = httpx.get(page.headers["location"], timeout=30)
+        if callback.status_code != 200:
+            raise RuntimeError(f"callback failed: {callback.status_code} {callback.text}")
+
+    def connect_crm(self) -> None:
+        self.stack.pipedrive.sandbox.login_as(self.member.crm_user)
+        self.consent(self.call("POST", "/crm/connect")["authorization_url"], "pipedrive")
+
+    def connect(self, provider: str, folder_name: str) -> str:
+        created = self.call("POST", "/connections", json={"provider": provider})
+        self.consent(created["authorization_url"], provider)
+        connection_id = str(created["connection"]["id"])
+        groups = self.call("GET", f"/connections/{connection_id}/groups")["groups"]
+        folder = next(g for g in groups if g["name"] == folder_name)
+        body = {"folder_id": folder["id"], "direction": "two_way"}
+        self.call("PATCH", f"/connections/{connection_id}", json=body)
+        self.call("POST", f"/connections/{connection_id}/start")
+        return connection_id
+
+    def reconnect(self, connection_id: str, provider: str) -> None:
+        url = self.call("POST", f"/connections/{connection_id}/reconnect")["authorization_url"]
+        self.consent(url, provider)
+
+
+def found_company(stack: LocalStack, users: int) -> list[Member]:
+    """A company with ``users`` users, each with a mailbox and a Google account."""
+    pd, gs, google = stack.pipedrive.sandbox, stack.graph.sandbox, stack.google.sandbox
+    company = pd.add_company("Chaos Inc")
+    members = []
+    for i in range(1, users + 1):
+        email = f"user{i}@chaos.example"
+        crm_user = pd.add_user(company, f"User {i}", email)
+        graph_user = gs.add_user(email, f"User {i}")
+        google.add_user(email, f"User {i}")
+        members.append(
+            Member(
+                key=f"u{i}",
+                crm_user=crm_user,
+                graph_user=graph_user,
+                folder=gs.add_folder(graph_user, FOLDER),
+                elsewhere=gs.add_folder(graph_user, "Private"),
+                google_email=email,
+                google_group=google.add_group(email, FOLDER),
+                token=stack.token(crm_user, company),
+            )
+        )
+    return members
+
+
+def connect_everyone(stack: LocalStack, members: list[Member]) -> dict[str, Api]:
+    apis = {}
+    for m in members:
+        api = apis[m.key] = Api(stack, m)
+        api.connect_crm()
+        m.connections["outlook"] = api.connect("microsoft", FOLDER)
+        m.connections["google"] = api.connect("google", FOLDER)
+    return apis
+
+
+# --- the address books, as their users touch them -------------------------------------------
+
+
+@dataclass
+class Books:
+    """Find and change one person's contact on one side of one member, by its email."""
+
+    stack: LocalStack
+
+    def find(self, m: Member, side: str, email: str, *, moved_out: bool = False) -> Any:
+        if side == "crm":
+            persons = self.stack.pipedrive.sandbox.persons_of(m.crm_user)
+            return next((p for p in persons if _first(p.emails, "value") == email), None)
+        if side == "outlook":
+            gs = self.stack.graph.sandbox
+            with gs.lock:
+                for c in gs.contacts.values():
+                    mine = c.user_id == m.graph_user and (c.folder_id == m.folder) != moved_out
+                    if mine and _first(c.props.get("emailAddresses"), "address") == email:
+                        return c
+            return None
+        for p in self.stack.google.sandbox.contacts(m.google_email):
+            if (p.get("metadata") or {}).get("deleted"):
+                continue
+            inside = m.google_group in {
+                g.get("contactGroupMembership", {}).get("contactGroupResourceName")
+                for g in p.get("memberships") or []
+            }
+            if inside != moved_out and _first(p.get("emailAddresses"), "value") == email:
+                return p
+        return None
+
+    def create(self, m: Member, side: str, email: str, phone: str, title: str) -> None:
+        given, family = email.split("@", maxsplit=1)[0].split(".")
+        if side == "crm":
+            pd = self.stack.pipedrive.sandbox
+            body = {
+                "name": f"{given.title()} {family.title()}",
+                "owner_id": m.crm_user,
+                "emails": [{"value": email, "label": "work", "primary": True}],
+                "phones": [{"value": phone, "label": "work", "primary": True}],
+                "job_title": title,
+            }
+            pd.create_person(pd.users[m.crm_user], body, source="app")
+        elif side == "outlook":
+            body = {
+                "givenName": given.title(),
+                "surname": family.title(),
+                "emailAddresses": [{"name": f"{given} {family}", "address": email}],
+                "businessPhones": [phone],
+                "jobTitle": title,
+            }
+            self.stack.graph.sandbox.create_contact(m.graph_user, m.folder, body)
+        else:
+            person = {
+                "names": [{"givenName": given.title(), "familyName": family.title()}],
+                "emailAddresses": [{"value": email, "type": "work"}],
+                "phoneNumbers": [{"value": phone, "type": "work"}],
+                "organizations": [{"title": title}],
+            }
+            groups = (MY_CONTACTS, m.google_group)
+            self.stack.google.sandbox.add_contact(m.google_email, person, groups=groups)
+
+    def edit(self, m: Member, side: str, found: Any, name: str, value: str) -> None:
+        if side == "crm":
+            self.stack.pipedrive.sandbox.edit_in_app(found.id, {name: value})
+        elif side == "outlook":
+            key = {"job_title": "jobTitle", "notes": "personalNotes"}[name]
+            self.stack.graph.sandbox.update_contact(m.graph_user, found.id, {key: value})
+        elif name == "job_title":
+            orgs = found.get("organizations") or [{}]
+            org = {k: v for k, v in orgs[0].items() if k in ("name", "title")}
+            changes = {"organizations": [{**org, "title": value}]}
+            self._google_update(m, found, changes)
+        else:
+            changes = {"biographies": [{"value": value, "contentType": "TEXT_PLAIN"}]}
+            self._google_update(m, found, changes)
+
+    def current(self, side: str, found: Any, name: str) -> str:
+        if side == "crm":
+            return str(getattr(found, name) or "")
+        if side == "outlook":
+            key = {"job_title": "jobTitle", "notes": "personalNotes"}[name]
+            return str(found.props.get(key) or "")
+        if name == "job_title":
+            return str(((found.get("organizations") or [{}])[0]).get("title") or "")
+        return str(((found.get("biographies") or [{}])[0]).get("value") or "")
+
+    def reformat_phone(self, m: Member, side: str, found: Any, rng: random.Random) -> None:
+        """The same numbers, written another way: a formatting-only edit."""
+        if side == "crm":
+            phones = [{**p, "value": reformat(p["value"], rng)} for p in found.phones]
+            self.stack.pipedrive.sandbox.edit_in_app(found.id, {"phones": phones})
+        elif side == "outlook":
+            phones = [reformat(v, rng) for v in found.props.get("businessPhones") or []]
+            self.stack.graph.sandbox.update_contact(
+                m.graph_user, found.id, {"businessPhones": phones}
+            )
+        else:
+            numbers = [
+                {"value": reformat(p.get("value", ""), rng), "type": p.get("type", "work")}
+                for p in found.get("phoneNumbers") or []
+            ]
+            self._google_update(m, found, {"phoneNumbers": numbers})
+
+    def delete(self, m: Member, side: str, found: Any) -> None:
+        if side == "crm":
+            self.stack.pipedrive.sandbox.delete_in_app(found.id)
+        elif side == "outlook":
+            self.stack.graph.sandbox.delete_contact(m.graph_user, found.id)
+        else:
+            self.stack.google.sandbox.delete_contact(m.google_email, found["resourceName"])
+
+    def move(self, m: Member, side: str, found: Any, *, out: bool) -> None:
+        if side == "outlook":
+            target = m.elsewhere if out else m.folder
+            self.stack.graph.sandbox.move_contact(m.graph_user, found.id, target)
+        else:
+            groups = [MY_CONTACTS] if out else [MY_CONTACTS, m.google_group]
+            self.stack.google.sandbox.set_groups(m.google_email, found["resourceName"], groups)
+
+    def _google_update(self, m: Member, found: Any, changes: dict[str, Any]) -> None:
+        self.stack.google.sandbox.update_contact(m.google_email, found["resourceName"], changes)
+
+
+def _first(items: Any, key: str) -> str:
+    return str((items or [{}])[0].get(key, "")).strip().lower()
+
+
+def reformat(phone: str, rng: random.Random) -> str:
+    digits = "".join(ch for ch in phone if ch.isdigit())[-10:]
+    a, b, c = digits[:3], digits[3:6], digits[6:]
+    shapes = [
+        f"+1 ({a}) {b}-{c}",
+        f"{a}.{b}.{c}",
+        f"+1{a}{b}{c}",
+        f"({a}) {b} {c}",
+        f"1-{a}-{b}-{c}",
+    ]
+    others = [s for s in shapes if s != phone]
+    return rng.choice(others)
+
+
+# --- the workload ---------------------------------------------------------------------------
+
+# Operation kinds and their weights.
+OPS = {
+    "create": 14,
+    "edit_title": 28,
+    "edit_notes": 14,
+    "reformat": 14,
+    "delete": 8,
+    "move": 14,
+    "hand_over": 4,
+}
+
+
+@dataclass
+class Workload:
+    """Seeded random operations by the members in their own address books, recorded in the
+    ledger as they are made."""
+
+    stack: LocalStack
+    members: list[Member]
+    rng: random.Random
+    ledger: Ledger = field(default_factory=Ledger)
+    made: Counter[str] = field(default_factory=Counter)
+    serial: int = 0
+
+    def __post_init__(self) -> None:
+        self.books = Books(self.stack)
+
+    def seed(self, per_side: int) -> None:
+        """Each member starts with ``per_side`` people made on each side."""
+        for m in self.members:
+            for side in SIDES:
+                for _ in range(per_side):
+                    self.create(m, side)
+
+    def create(self, m: Member, side: str) -> None:
+        self.serial += 1
+        email = f"{self.rng.choice(['ada', 'bo', 'cy', 'di', 'ed'])}.p{self.serial}@people.example"
+        phone = f"+1 {self.rng.choice(AREAS)} 555 {1000 + self.serial % 9000:04d}"
+        title = f"{self.rng.choice(TITLES)} {self.serial}"
+        self.books.create(m, side, email, phone, title)
+        self.ledger.create(email, m.key, side, phone, job_title=title)
+
+    def step(self) -> str:
+        """One random operation (drawn again when it cannot apply right now)."""
+        for _ in range(20):
+            kind = self.rng.choices(list(OPS), weights=list(OPS.values()))[0]
+            if self.try_op(kind):
+                self.made[kind] += 1
+                return kind
+        return "none"
+
+    def member(self, key: str) -> Member:
+        return next(m for m in self.members if m.key == key)
+
+    def try_op(self, kind: str) -> bool:
+        if kind == "create":
+            self.create(self.rng.choice(self.members), self.rng.choice(SIDES))
+            return True
+        live = self.ledger.live()
+        if not live:
+            return False
+        person = self.rng.choice(live)
+        m = self.member(person.owner)
+        sides = [s for s in SIDES if s not in person.outside]
+        side = self.rng.choice(sides)
+        found = self.books.find(m, side, person.email)
+        if kind == "move":
+            return self.try_move(m, person.email, person.outside)
+        if found is None:
+            return False  # not there (yet): the user cannot touch it on this side
+        if kind in ("edit_title", "edit_notes"):
+            name = "job_title" if kind == "edit_title" else "notes"
+            self.serial += 1
+            value = f"{self.rng.choice(TITLES)} {self.serial}"
+            if name == "notes":
+                value = f"Met at event {self.serial}.\nCall back on Tuesday."
+            self.books.edit(m, side, found, name, value)
+            self.ledger.edit(person.email, side, name, value)
+            return True
+        if kind == "reformat":
+            if self.rng.random() < 0.5:
+                self.books.reformat_phone(m, side, found, self.rng)
+                return True
+            title = self.books.current(side, found, "job_title")
+            if not title:
+                return False
+            self.books.edit(
+                m,
+                side,
+                found,
+                "job_title",
+                title.upper() if title != title.upper() else title.lower(),
+            )
+            return True
+        if kind == "delete":
+            if person.former_owners:
+                return False  # see the ledger: a handed-over person is not deleted
+            self.books.delete(m, side, found)
+            self.ledger.delete(person.email, side)
+            return True
+        if kind == "hand_over":
+            return self.try_hand_over(m, person.email)
+        raise AssertionError(kind)
+
+    def everywhere(self, m: Member, email: str) -> bool:
+        return all(self.books.find(m, s, email) is not None for s in SIDES)
+
+    def try_move(self, m: Member, email: str, outside: set[str]) -> bool:
+        if outside and self.rng.random() < 0.6:
+            side = self.rng.choice(sorted(outside))
+            found = self.books.find(m, side, email, moved_out=True)
+            if found is None:
+                return False
+            self.books.move(m, side, found, out=False)
+            self.ledger.move_in(email, side)
+            return True
+        candidates = [s for s in PROVIDER_SIDES if s not in outside]
+        # Only a person the sync has already spread can be moved out: a contact moved out
+        # before its connection ever saw it is simply never synced (nothing to check).
+        if not candidates or outside or not self.everywhere(m, email):
+            return False
+        side = self.rng.choice(candidates)
+        found = self.books.find(m, side, email)
+        if found is None:
+            return False
+        self.books.move(m, side, found, out=True)
+        self.ledger.move_out(email, side)
+        return True
+
+    def try_hand_over(self, m: Member, email: str) -> bool:
+        person = self.ledger.people[email]
+        heirs = [x for x in self.members if x.key != m.key and x.key not in person.former_owners]
+        if person.outside or not heirs or not self.everywhere(m, email):
+            return False
+        heir = self.rng.choice(heirs)
+        found = self.books.find(m, "crm", email)
+        self.stack.pipedrive.sandbox.change_owner(found.id, heir.crm_user)
+        self.ledger.hand_over(email, heir.key)
+        return True
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+class InjectedCrash(Exception):
+    """The reconciler "dies" here: the pass stops, SQS redelivers its message."""
+
+
+@dataclass
+class CrashHook:
+    """``build_passes().crash_point``: kills a pass now and then at the crash points."""
+
+    rng: random.Random
+    rates: dict[str, float]
+    armed: bool = True
+    crashes: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, point: str) -> None:
+        with self.lock:
+            hit = self.armed and self.rng.random() < self.rates.get(point, 0.0)
+            if hit:
+                self.crashes[point] += 1
+        if hit:
+            raise InjectedCrash(f"chaos: the reconciler died at {point}")
+
+
+@dataclass
+class Switchboard:
+    """Switches the sandboxes' faults on at random, and all of them off at the end."""
+
+    stack: LocalStack
+    members: list[Member]
+    rng: random.Random
+    injected: Counter[str] = field(default_factory=Counter)
+    windows: list[tuple[float, Callable[[], None]]] = field(default_factory=list)
+
+    def random_fault(self) -> None:
+        name = self.rng.choice(sorted(self.faults()))
+        self.faults()[name]()
+        self.injected[name] += 1
+
+    def window(self, seconds: float, on: Callable[[], None], off: Callable[[], None]) -> None:
+        on()
+        self.windows.append((time.monotonic() + seconds, off))
+
+    def tick(self) -> None:
+        """Switch off the faults whose window has passed."""
+        now = time.monotonic()
+        for _, off in [w for w in self.windows if w[0] <= now]:
+            off()
+        self.windows = [w for w in self.windows if w[0] > now]
+
+    def faults(self) -> dict[str, Callable[[], None]]:
+        gs, pd, google = (
+            self.stack.graph.sandbox,
+            self.stack.pipedrive.sandbox,
+            self.stack.google.sandbox,
+        )
+        rng = self.rng
+        span = rng.uniform(1.5, 4.0)
+
+        def graph_delivery(key: str, on: Any, off: Any) -> Callable[[], None]:
+            return lambda: self.window(
+                span,
+                lambda: gs.delivery.__setitem__(key, on),
+                lambda: gs.delivery.__setitem__(key, off),
+            )
+
+        def crm_delivery(key: str, on: Any, off: Any) -> Callable[[], None]:
+            return lambda: self.window(
+                span,
+                lambda: setattr(pd.delivery.mode, key, on),
+                lambda: setattr(pd.delivery.mode, key, off),
+            )
+
+        def google_rate(key: str, on: Any) -> Callable[[], None]:
+            off = 0 if key == "slow_ms" else 0.0
+            return lambda: self.window(
+                span,
+                lambda: google.set_faults(**{key: on}),
+                lambda: google.set_faults(**{key: off}),
+            )
+
+        def lifecycle() -> None:
+            subs = list(gs.subscriptions)
+            if subs:
+                event = rng.choice(["reauthorizationRequired", "subscriptionRemoved", "missed"])
+                gs.fire_lifecycle(rng.choice(subs), event)
+
+        return {
+            "graph_429": lambda: gs.inject_faults(429, rng.randint(1, 3), retry_after=1),
+            "graph_503": lambda: gs.inject_faults(503, rng.randint(1, 3)),
+            "graph_reset": lambda: gs.inject_breaks("reset", rng.randint(1, 2)),
+            "graph_truncated": lambda: gs.inject_breaks("truncated", 1),
+            "graph_slow": lambda: self.window(
+                span, lambda: setattr(gs, "latency_ms", 400), lambda: setattr(gs, "latency_ms", 0)
+            ),
+            "graph_webhooks_twice": graph_delivery("duplicate", True, False),
+            "graph_webhooks_late": graph_delivery("delay_ms", 2500, 0),
+            "graph_webhooks_out_of_order": graph_delivery("reorder", True, False),
+            "graph_lifecycle": lifecycle,
+            "graph_delta_expired": lambda: gs.expire_delta_tokens(
+                rng.choice(self.members).graph_user
+            ),
+            "crm_429": lambda: pd.inject_fault(429, rng.randint(1, 3)),
+            "crm_503": lambda: pd.inject_fault(503, rng.randint(1, 3)),
+            "crm_reset": lambda: pd.inject_break("reset", rng.randint(1, 2)),
+            "crm_truncated": lambda: pd.inject_break("truncated", 1),
+            "crm_slow": lambda: self.window(
+                span, lambda: setattr(pd, "latency_ms", 400), lambda: setattr(pd, "latency_ms", 0)
+            ),
+            "crm_webhooks_twice": crm_delivery("duplicate", True, False),
+            "crm_webhooks_late": crm_delivery("delay_ms", 2500, 0),
+            "crm_webhooks_out_of_order": crm_delivery("reorder", True, False),
+            "google_429": google_rate("rate_429", 0.3),
+            "google_503": google_rate("rate_503", 0.3),
+            "google_reset": google_rate("rate_reset", 0.2),
+            "google_malformed": google_rate("rate_malformed", 0.2),
+            "google_slow": google_rate("slow_ms", 400),
+            "google_sync_token_expired": lambda: google.set_faults(expire_sync_tokens=True),
+        }
+
+    def revoke(self, provider: str, m: Member) -> None:
+        """The user withdraws our access: the refresh token stops working."""
+        if provider == "microsoft":
+            self.stack.graph.sandbox.revoke_refresh_tokens(m.graph_user)
+            self.stack.graph.sandbox.expire_access_tokens(m.graph_user)
+        elif provider == "google":
+            self.stack.google.sandbox.revoke(m.google_email)
+        else:
+            self.stack.pipedrive.sandbox.revoke_tokens(m.crm_user)
+        self.injected[f"{provider}_token_revoked"] += 1
+
+    def all_off(self) -> None:
+        for _, off in self.windows:
+            off()
+        self.windows = []
+        gs, pd, google = (
+            self.stack.graph.sandbox,
+            self.stack.pipedrive.sandbox,
+            self.stack.google.sandbox,
+        )
+        gs.clear_faults()
+        gs.latency_ms = 0
+        gs.delivery.update({"duplicate": False, "delay_ms": 0, "reorder": False})
+        pd.clear_breaks()
+        pd.latency_ms = 0
+        pd.delivery.mode = DeliveryMode()
+        google.set_faults(
+            rate_429=0.0, rate_503=0.0, rate_reset=0.0, rate_malformed=0.0, slow_ms=0,
+            expire_sync_tokens=False,
+        )  # fmt: skip
+        google.latency_ms = 0
+
+
+# --- the user who answers the service -------------------------------------------------------
+
+
+@dataclass
+class Attendant:
+    """Looks at the members' connections as their settings page would, and does what a user
+    does: sign in again when asked (CRM first), confirm a pass the guard held."""
+
+    apis: dict[str, Api]
+    reconnects: int = 0
+    confirmed: int = 0
+    holds: list[str] = field(default_factory=list)
+    last_seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def attend(self) -> list[str]:
+        """Fix what asks for the user; returns the states of every connection."""
+        states = []
+        self.last_seen = []
+        for api in self.apis.values():
+            for view in api.call("GET", "/connections")["connections"]:
+                state = view["state"]
+                states.append(state)
+                self.last_seen.append(view)
+                if state == "needs_reauth":
+                    api.connect_crm()
+                    api.reconnect(view["id"], view["provider"])
+                    self.reconnects += 1
+                elif state == "needs_attention":
+                    self.holds.append(str((view.get("held") or {}).get("message")))
+                    api.call("POST", f"/connections/{view['id']}/confirm")
+                    self.confirmed += 1
+        return states

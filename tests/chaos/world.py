@@ -1,0 +1,151 @@
+"""Reading the three address books of every member, and the audit log, into the checker's terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from contactsync.store import repository as repo
+
+from local.stack import LocalStack
+from tests.chaos.ledger import FIELDS, Card, Excuses, World, phone_keys, value_key
+
+MY_CONTACTS = "contactGroups/myContacts"
+
+
+@dataclass
+class Member:
+    """One user of the company: their CRM user, mailbox, Google account and two connections."""
+
+    key: str  # "u1"
+    crm_user: int
+    graph_user: str
+    folder: str  # the synced Outlook folder
+    elsewhere: str  # another Outlook folder, where moved-out contacts go
+    google_email: str
+    google_group: str
+    token: str = field(repr=False)
+    connections: dict[str, str] = field(default_factory=dict)  # "outlook"/"google" -> id
+
+
+def read_world(stack: LocalStack, members: list[Member]) -> World:
+    world = World()
+    for m in members:
+        crm = [p for p in stack.pipedrive.sandbox.persons_of(m.crm_user)]
+        world.inside[m.key, "crm"] = [_crm_card(p) for p in crm]
+        mailbox = [
+            c for c in list(stack.graph.sandbox.contacts.values()) if c.user_id == m.graph_user
+        ]
+        world.inside[m.key, "outlook"] = [
+            _outlook_card(c.props) for c in mailbox if c.folder_id == m.folder
+        ]
+        world.outside[m.key, "outlook"] = [
+            _outlook_card(c.props) for c in mailbox if c.folder_id != m.folder
+        ]
+        people = stack.google.sandbox.contacts(m.google_email)
+        people = [p for p in people if not (p.get("metadata") or {}).get("deleted")]
+        inside = [p for p in people if m.google_group in _groups(p)]
+        world.inside[m.key, "google"] = [_google_card(p) for p in inside]
+        world.outside[m.key, "google"] = [_google_card(p) for p in people if p not in inside]
+    return world
+
+
+def _card(email: str, job_title: Any, notes: Any, phones: list[str]) -> Card:
+    return Card(
+        email=email.strip().lower(),
+        job_title=value_key("job_title", str(job_title or "")),
+        notes=value_key("notes", str(notes or "")),
+        phones=phone_keys(phones),
+    )
+
+
+def _crm_card(person: Any) -> Card:
+    email = person.emails[0]["value"] if person.emails else ""
+    return _card(email, person.job_title, person.notes, [p["value"] for p in person.phones])
+
+
+def _outlook_card(props: dict[str, Any]) -> Card:
+    emails = props.get("emailAddresses") or []
+    phones = [*(props.get("businessPhones") or []), *(props.get("homePhones") or [])]
+    if props.get("mobilePhone"):
+        phones.append(props["mobilePhone"])
+    email = emails[0].get("address", "") if emails else ""
+    return _card(email, props.get("jobTitle"), props.get("personalNotes"), phones)
+
+
+def _google_card(person: dict[str, Any]) -> Card:
+    emails = person.get("emailAddresses") or []
+    orgs = person.get("organizations") or [{}]
+    bios = person.get("biographies") or [{}]
+    phones = [p.get("value", "") for p in person.get("phoneNumbers") or []]
+    email = emails[0].get("value", "") if emails else ""
+    return _card(email, orgs[0].get("title"), bios[0].get("value"), phones)
+
+
+def _groups(person: dict[str, Any]) -> set[str]:
+    return {
+        m.get("contactGroupMembership", {}).get("contactGroupResourceName", "")
+        for m in person.get("memberships") or []
+    }
+
+
+def read_excuses(stack: LocalStack, members: list[Member]) -> Excuses:
+    """Conflict losers and recreations the audit log records, by the person's email."""
+    excuses = Excuses()
+    emails = _emails_by_id(stack, members)
+    for m in members:
+        for connection_id in m.connections.values():
+            for entry in _audit(connection_id):
+                email = emails.get(entry.crm_id or "") or emails.get(entry.provider_id or "")
+                if email is None:
+                    continue
+                details = entry.details or {}
+                if entry.kind == "conflict" and details.get("field") in FIELDS:
+                    name = str(details["field"])
+                    loser = str(details.get("loser_value") or "")
+                    excuses.losers.add((email, name, value_key(name, loser)))
+                if entry.kind == "write" and "recreated" in entry.message:
+                    excuses.recreated.add(email)
+    return excuses
+
+
+def _audit(connection_id: str) -> list[Any]:
+    entries: list[Any] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = repo.list_audit_page(connection_id, limit=200, cursor=cursor)
+        entries.extend(page)
+        if cursor is None or not page:
+            return entries
+
+
+def _emails_by_id(stack: LocalStack, members: list[Member]) -> dict[str, str]:
+    """Every id a contact ever had on any side (deleted ones too), to its email."""
+    ids: dict[str, str] = {}
+    for person in list(stack.pipedrive.sandbox.persons.values()):
+        if person.emails:
+            ids[str(person.id)] = person.emails[0]["value"].lower()
+    for contact in list(stack.graph.sandbox.contacts.values()):
+        emails = contact.props.get("emailAddresses") or []
+        if emails:
+            ids[contact.id] = str(emails[0].get("address", "")).lower()
+    for m in members:
+        for person in stack.google.sandbox.contacts(m.google_email):
+            emails = person.get("emailAddresses") or []
+            if emails:
+                ids[str(person.get("resourceName"))] = str(emails[0].get("value", "")).lower()
+    return ids
+
+
+def audit_trail(stack: LocalStack, members: list[Member], email: str) -> list[str]:
+    """Every audit entry about one person, on every connection, oldest first (for a failure)."""
+    emails = _emails_by_id(stack, members)
+    lines = []
+    for m in members:
+        for provider, connection_id in m.connections.items():
+            for entry in _audit(connection_id):
+                if email in (emails.get(entry.crm_id or ""), emails.get(entry.provider_id or "")):
+                    lines.append(
+                        f"{entry.sk[4:30]} {m.key}/{provider} {entry.kind}: {entry.message}"
+                    )
+    return sorted(lines)
