@@ -266,6 +266,7 @@ def test_stop_ends_polling_and_webhooks(stack, synced) -> None:
     demo, data, api, connection_id = synced
     view = api.stop(connection_id)
     assert view["state"] == "stopped"
+    quiet(stack)  # a pass already running when stop was called ends with its current chunk
     assert not [w for w in stack.pipedrive.sandbox.webhooks.values() if w.user_id == demo.user_id]
     email = data.same_email[9]
     contact = google_contact(stack, demo, email)

@@ -267,3 +267,22 @@ def test_a_pushed_change_that_arrives_while_waiting_is_read_by_the_next_pass(wor
     assert poll(store, crm, provider) == "done"
     assert emails(provider) == ["bob@x.com"]
     assert store.connections[CID]["pending_crm_ids"] == []
+
+
+def test_a_stop_during_a_pass_takes_effect_after_the_current_chunk(world) -> None:
+    # Given two chunks of CRM persons to create in the provider
+    store, crm, provider = world
+    for i in range(CHUNK + 10):
+        crm.put(person(f"P {i}", f"p{i}@x.com"))
+    original = provider.create
+
+    def user_stops_meanwhile(items):
+        store.update_connection(CID, state="stopped")  # the user pressed "stop"
+        return original(items)
+
+    provider.create = user_stops_meanwhile  # type: ignore[method-assign]
+    # When the pass runs
+    start(store, crm, provider)
+    # Then the chunk in flight finished, nothing after it was sent, and nothing waits to be sent
+    assert len(provider.contacts) == CHUNK
+    assert store.ops.get(CID, {}) == {}

@@ -188,6 +188,10 @@ class _Pass:
             return False  # unknown: every connection starts with a full listing anyway
         return datetime.fromisoformat(last) <= self.ctx.clock() - FULL_LISTING_EVERY
 
+    def stopped(self) -> bool:
+        current = self.store.load_connection(self.cid)
+        return current is None or current.state not in RUNNABLE_STATES
+
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
 
@@ -479,6 +483,11 @@ class _Pass:
         cursor_ops = [o for o in ordered if o.is_cursor_op]
         for start in range(0, len(work), CHUNK):
             if self.out_of_time():
+                return False
+            if start > 0 and self.stopped():
+                # Stopped meanwhile: the writes not sent yet are dropped; a restart re-lists in
+                # full and plans them again from the bases, which they never changed.
+                self.store.drop_pending(self.cid, [o.op_id for o in work[start:] + cursor_ops])
                 return False
             chunk = work[start : start + CHUNK]
             self.store.update_connection(self.cid, inflight_ops=[o.op_id for o in chunk])
