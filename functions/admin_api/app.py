@@ -117,6 +117,12 @@ def route_not_found(exc: RouteNotFound) -> Response[Any]:
     return _error(404, "not_found", "no such route")
 
 
+@app.exception_handler(UnicodeDecodeError)
+def undecodable_body(exc: UnicodeDecodeError) -> Response[Any]:
+    """A body that is not UTF-8 (API Gateway hands it over base64-encoded) is not JSON either."""
+    return _error(400, "invalid_request", "the request body must be UTF-8 encoded JSON")
+
+
 @app.exception_handler(RequestValidationError)
 def invalid_request(exc: RequestValidationError) -> Response[Any]:
     problems = [

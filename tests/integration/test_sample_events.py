@@ -73,3 +73,16 @@ def test_the_reconciler_reports_no_failure_for_a_gone_connection(handlers: None)
 
 def test_the_scheduler_tick_finds_nothing_due_in_an_empty_table(handlers: None) -> None:
     assert invoke("SchedulerFunction", sample("scheduler_tick.json")) == {"enqueued": 0}
+
+
+def test_a_body_that_is_not_utf8_is_a_400_not_a_500(handlers: None) -> None:
+    # Given a settings change whose body is not UTF-8 (API Gateway passes it base64-encoded)
+    event = sample("admin_list_connections.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/connections/abc"
+    event["requestContext"]["http"]["method"] = "PATCH"
+    event["pathParameters"] = {"proxy": "connections/abc"}
+    event["body"], event["isBase64Encoded"] = "6T7pIX9icDM=", True  # b"\xe9>\xe9!\x7fbp3"
+    # Then the answer says what to fix, in the error shape
+    response = invoke("AdminApiFunction", event)
+    assert response["statusCode"] == 400
+    assert "UTF-8" in json.loads(response["body"])["error"]["message"]
