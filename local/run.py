@@ -77,6 +77,15 @@ def run_demo(stack: LocalStack, demo: Any, data: Any) -> None:
         print(f"  {name}: {view['state']}, {view.get('counts', {}).get('mapped', 0)} linked pairs")
     print("\nLetting what each sync created in the CRM reach the other address book ...")
     settle(stack)
+    for connection_id in (microsoft, google):
+        view = api.connection(connection_id)
+        if view["state"] == "needs_attention":
+            # The mass-change guard held a pass (here: the other sync's new CRM persons, more
+            # than 10 % of this connection's links): the user reads why and confirms.
+            print(f"  held for confirmation: {(view.get('held') or {}).get('message', '')}")
+            print("  confirming it, as the user would (POST /connections/<id>/confirm)")
+            api.call("POST", f"/connections/{connection_id}/confirm")
+    settle(stack)
     summarize(stack, demo, data)
     print("\n$ contactsync status")
     print(render_status_table(api.call("GET", "/connections")["connections"]))
