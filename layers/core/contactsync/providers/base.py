@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from contactsync.contacts.model import Contact
 
@@ -157,3 +157,17 @@ class PermissionDenied(ProviderError):
     def __init__(self, message: str, *, missing: Sequence[str] = (), status: int = 403) -> None:
         super().__init__(message, status=status)
         self.missing = list(missing)
+
+
+MALFORMED = "~malformed"  # marks an answer body that was not JSON
+
+
+def answer_body(resp: Any) -> Any:
+    """An HTTP answer's JSON; an answer that is not JSON comes back as an error marked
+    ``MALFORMED``, so a cut-short success is never read as an empty one."""
+    if not resp.content:
+        return {}
+    try:
+        return resp.json()
+    except ValueError:
+        return {"error": {"message": resp.text[:200]}, MALFORMED: True}

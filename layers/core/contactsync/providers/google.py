@@ -44,6 +44,7 @@ import httpx
 from contactsync.contacts.model import ALL_FIELDS, Address, Contact, Email, Phone
 from contactsync.contacts.normalize import own_display_name
 from contactsync.providers.base import (
+    MALFORMED,
     AuthExpired,
     ChangePage,
     ContactDelete,
@@ -59,6 +60,7 @@ from contactsync.providers.base import (
     RemoteContact,
     Transient,
     WriteResult,
+    answer_body,
 )
 
 TAG_KEY = "contactsync.mapping"  # the clientData key carrying our mapping id
@@ -763,16 +765,7 @@ def _status_error(status: dict[str, Any]) -> ProviderError:
     return InvalidContact(message, status=http or 400)
 
 
-MALFORMED = "~malformed"  # marks a body that was not JSON
-
-
-def _body(resp: httpx.Response) -> Any:
-    if not resp.content:
-        return {}
-    try:
-        return resp.json()
-    except ValueError:
-        return {"error": {"message": resp.text[:200]}, MALFORMED: True}
+_body = answer_body
 
 
 def _error_of(body: Any) -> dict[str, Any]:

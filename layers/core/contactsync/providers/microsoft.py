@@ -31,6 +31,7 @@ import httpx
 from contactsync.contacts.model import ALL_FIELDS, Address, Contact, Email, Phone
 from contactsync.contacts.normalize import own_display_name
 from contactsync.providers.base import (
+    MALFORMED,
     AuthExpired,
     ChangePage,
     ContactDelete,
@@ -46,6 +47,7 @@ from contactsync.providers.base import (
     RemoteContact,
     Transient,
     WriteResult,
+    answer_body,
 )
 
 # Our mapping id lives in a named single-value extended property (a MAPI named property in our
@@ -540,16 +542,7 @@ def _with_tag(remote: RemoteContact, tag: str) -> RemoteContact:
 # --- small HTTP pieces ------------------------------------------------------------------------
 
 
-def _body(resp: httpx.Response) -> Any:
-    if not resp.content:
-        return {}
-    try:
-        return resp.json()
-    except ValueError:
-        return {"error": {"message": resp.text[:200]}, MALFORMED: True}
-
-
-MALFORMED = "~malformed"  # marks a body that was not JSON
+_body = answer_body
 
 
 def _malformed(resp: httpx.Response, body: dict[str, Any]) -> bool:
