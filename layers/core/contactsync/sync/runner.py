@@ -21,7 +21,7 @@ from contactsync.sync.subscriptions import keep_subscribed
 class WatchedSide:
     """A side that notes which provider failed the pass, for the service's status page."""
 
-    def __init__(self, inner: ContactSide, provider: str, failures: dict[str, str]) -> None:
+    def __init__(self, inner: ContactSide, provider: str, failures: dict[str, str | None]) -> None:
         self._inner = inner
         self._provider = provider
         self._failures = failures
@@ -48,12 +48,16 @@ class PassRunner:
     # Test hook, handed to every pass: called before each step that can crash (chaos tests).
     crash_point: Callable[[str], None] = field(default=lambda _point: None)
 
-    def context(self, failures: dict[str, str] | None = None) -> PassContext:
+    def context(self, failures: dict[str, str | None] | None = None) -> PassContext:
+        """``failures`` gets every provider the pass talks to (None) and the error it failed
+        with, if any."""
         s = self.wiring.settings
         seen = failures if failures is not None else {}
 
         def sides_for(view: ConnectionView) -> Sides:
             sides = self.wiring.sides_for(view)
+            for provider in ("pipedrive", view.provider):
+                seen.setdefault(provider, None)
             return Sides(
                 crm=cast(ContactSide, WatchedSide(sides.crm, "pipedrive", seen)),
                 provider=cast(ContactSide, WatchedSide(sides.provider, view.provider, seen)),
@@ -72,14 +76,14 @@ class PassRunner:
         )
 
     def run(self, message: SyncMessage) -> PassResult:
-        failures: dict[str, str] = {}
+        failures: dict[str, str | None] = {}
         try:
             result = run_pass(message.connection_id, message, self.context(failures))
         except ProviderError:
-            self.record_health(message.connection_id, failures)
+            self.record_health(failures)
             raise
         if result.status not in ("skipped", "busy"):
-            self.record_health(message.connection_id, failures)
+            self.record_health(failures)
         if result.status == "continue":
             self.queue.send(
                 [SyncMessage(connection_id=message.connection_id, reason="continuation")]
@@ -88,14 +92,10 @@ class PassRunner:
             self.keep_subscription(message)
         return result
 
-    def record_health(self, connection_id: str, failures: dict[str, str]) -> None:
+    def record_health(self, failures: dict[str, str | None]) -> None:
         """Count this pass for each provider it talked to, failed or not (``GET /status``)."""
-        conn = repo.get_connection(connection_id)
-        if conn is None:
-            return
         now = self.wiring.clock()
-        for provider in ("pipedrive", conn.provider):
-            error = failures.get(provider)
+        for provider, error in failures.items():
             repo.record_pass_outcome(provider, error is None, error, now)
 
     def keep_subscription(self, message: SyncMessage) -> None:
