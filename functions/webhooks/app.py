@@ -1,7 +1,8 @@
 """Provider pushes: Microsoft Graph change and lifecycle notifications, CRM webhooks.
 
 Answered fast (Graph wants 2xx within 3 s, the validation echo within 10 s): authenticate,
-validate, enqueue one pass per connection, done. The pass reads the actual changes.
+validate, ask for one pass per connection (none if one already waits), done. The pass reads
+the actual changes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.runtime.observability import logger
-from contactsync.runtime.wiring import bind_store, build_queue
+from contactsync.runtime.wiring import bind_store, build_doorbell, build_queue
 from contactsync.sync import push
 
 app = APIGatewayHttpResolver()
@@ -81,6 +82,7 @@ def _graph(lifecycle: bool) -> Response[Any]:
             _body(),
             find_subscription=_subscription,
             queue=build_queue(),
+            doorbell=build_doorbell(),
             lifecycle=lifecycle,
         )
     except push.PushRejected as exc:
@@ -108,6 +110,7 @@ def pipedrive() -> Response[Any]:
             app.current_event.headers.get("authorization"),
             webhook_secret_hash=_webhook_secret_hash,
             queue=build_queue(),
+            doorbell=build_doorbell(),
         )
     except push.PushRejected as exc:
         logger.warning("crm webhook rejected", extra={"reason": exc.message})

@@ -1,5 +1,5 @@
-"""CRM webhooks: each event asks for one re-read; only a redelivery of the same event is a
-duplicate."""
+"""CRM webhooks: each event asks for a re-read; only a redelivery of the same event is a
+duplicate, and a burst of events while a pass request waits queues no more requests."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 import pytest
 from contactsync.runtime.messages import SyncMessage
+from contactsync.sync.memory import InMemoryStore
 from contactsync.sync.push import PushRejected, handle_crm_webhook, secret_hash
 
 
@@ -29,13 +30,27 @@ class Recorder:
         return len(batch)
 
 
-def deliver(queue: Recorder, event_id: str, action: str, *, password: str = "pw") -> int:
+def store() -> InMemoryStore:
+    made = InMemoryStore()
+    made.add_connection("conn1")
+    return made
+
+
+def deliver(
+    queue: Recorder,
+    event_id: str,
+    action: str,
+    *,
+    doorbell: InMemoryStore | None = None,
+    password: str = "pw",
+    person: int = 7,
+) -> int:
     body = {
         "meta": {
             "id": event_id,
             "action": action,
             "entity": "person",
-            "entity_id": 7,
+            "entity_id": person,
             "webhook_id": 3,
             "timestamp": "2026-11-25T10:00:00Z",  # the same second for every event here
         },
@@ -43,14 +58,18 @@ def deliver(queue: Recorder, event_id: str, action: str, *, password: str = "pw"
     }
     auth = "Basic " + base64.b64encode(f"conn1:{password}".encode()).decode()
     outcome = handle_crm_webhook(
-        json.dumps(body), auth, webhook_secret_hash=lambda _c: secret_hash("pw"), queue=queue
+        json.dumps(body),
+        auth,
+        webhook_secret_hash=lambda _c: secret_hash("pw"),
+        queue=queue,
+        doorbell=doorbell if doorbell is not None else store(),
     )
     return outcome.enqueued
 
 
 def test_an_edit_then_a_delete_in_the_same_second_are_two_requests() -> None:
     queue = Recorder()
-    # Given the person is edited and then deleted within one second
+    # Given the person is edited and then deleted within one second (no pass waiting between)
     assert deliver(queue, "evt-1", "change") == 1
     # Then the delete still asks for its own re-read (it must not be dropped as a duplicate)
     assert deliver(queue, "evt-2", "delete") == 1
@@ -65,8 +84,32 @@ def test_a_redelivered_event_is_dropped_as_a_duplicate() -> None:
     assert deliver(queue, "evt-1", "change") == 0
 
 
+def test_a_burst_while_a_pass_waits_queues_one_pass_that_reads_every_person() -> None:
+    queue, doorbell = Recorder(), store()
+    # Given a pass request already waits on the queue for the connection
+    assert deliver(queue, "evt-1", "change", doorbell=doorbell, person=1) == 1
+    # When fifty more persons change before that pass begins
+    later = [deliver(queue, f"e{p}", "change", doorbell=doorbell, person=p) for p in range(2, 52)]
+    # Then no more requests are queued, and the connection remembers every person for the pass
+    assert sum(later) == 0
+    assert len(queue.sent) == 1
+    pending = doorbell.load_connection("conn1")
+    assert pending is not None
+    assert set(pending.pending_crm_ids) == {str(p) for p in range(1, 52)}
+
+
+def test_a_push_after_the_pass_began_queues_a_new_pass() -> None:
+    queue, doorbell = Recorder(), store()
+    deliver(queue, "evt-1", "change", doorbell=doorbell)
+    # When the waiting pass begins (it answers the doorbell) and then another change comes
+    doorbell.answer_ring("conn1")
+    # Then that change queues a pass of its own: the running pass may have read past it
+    assert deliver(queue, "evt-2", "change", doorbell=doorbell, person=8) == 1
+
+
 def test_wrong_credentials_queue_nothing() -> None:
-    queue = Recorder()
+    queue, doorbell = Recorder(), store()
     with pytest.raises(PushRejected):
-        deliver(queue, "evt-1", "change", password="guess")
+        deliver(queue, "evt-1", "change", doorbell=doorbell, password="guess")
     assert queue.sent == []
+    assert doorbell.connections["conn1"].get("pending_crm_ids") is None

@@ -266,7 +266,28 @@ def test_a_pushed_change_that_arrives_while_waiting_is_read_by_the_next_pass(wor
     store.update_connection(CID, state="active")
     assert poll(store, crm, provider) == "done"
     assert emails(provider) == ["bob@x.com"]
-    assert store.connections[CID]["pending_crm_ids"] == []
+    assert not store.connections[CID]["pending_crm_ids"]
+
+
+def test_one_pass_reads_every_crm_delete_pushed_while_it_waited(world) -> None:
+    # Given three synced pairs
+    store, crm, provider = world
+    people = [crm.put(person(f"P {i}", f"p{i}@x.com")) for i in range(3)]
+    crm.put(person("Bob Moss", "bob@x.com"))
+    assert start(store, crm, provider) == "done"
+    # When the CRM deletes all three and pushes three webhooks: the first queues a pass, the
+    # other two only ring the doorbell (a pass already waits)
+    for p in people:
+        crm.contacts.pop(p.id)
+    queued = [store.ring(CID, [p.id]) for p in people]
+    assert queued == [True, False, False]
+    pushed = SyncMessage(connection_id=CID, reason="crm_push", crm_ids=[people[0].id])
+    # Then the one pass deletes all three contacts, and forgets the hints it read
+    assert run_pass(CID, pushed, context(store, crm, provider)).status == "done"
+    assert emails(provider) == ["bob@x.com"]
+    assert not store.connections[CID]["pending_crm_ids"]
+    # And a push after it queues a new pass
+    assert store.ring(CID, ["123"]) is True
 
 
 def test_a_stop_during_a_pass_takes_effect_after_the_current_chunk(world) -> None:

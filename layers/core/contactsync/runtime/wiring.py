@@ -10,6 +10,7 @@ from contactsync.runtime.queue import SqsPassQueue
 from contactsync.runtime.settings import get_settings, with_secrets
 
 if TYPE_CHECKING:
+    from contactsync.store.pass_store import DynamoDoorbell
     from contactsync.sync.runner import PassRunner
     from contactsync.sync.sides import Wiring
 
@@ -25,6 +26,14 @@ def bind_store() -> None:
 @lru_cache(maxsize=1)
 def build_queue() -> SqsPassQueue:
     return SqsPassQueue(get_settings().sync_queue_url)
+
+
+@lru_cache(maxsize=1)
+def build_doorbell() -> DynamoDoorbell:
+    from contactsync.store.pass_store import DynamoDoorbell  # noqa: PLC0415
+
+    bind_store()
+    return DynamoDoorbell()
 
 
 @lru_cache(maxsize=1)

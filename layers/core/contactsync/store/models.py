@@ -185,9 +185,12 @@ class Connection(Model):
     last_error = LastError(null=True)
     last_success_at = UnicodeAttribute(null=True)
     last_full_at = UnicodeAttribute(null=True)  # the last pass that listed both sides in full
-    # CRM persons a webhook asked to re-read whose pass did not happen (failed, or waiting for
-    # the user): the next pass re-reads them, so no pushed change (a delete) is lost.
-    pending_crm_ids = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    # CRM persons a webhook asked to re-read that no pass has read yet: the next pass re-reads
+    # them, so no pushed change (a delete) is lost. Added to and taken from by set updates only.
+    pending_crm_ids = UnicodeSetAttribute(null=True)
+    # When a pass request was last put on the queue for a push, if no pass has begun since:
+    # further pushes only add their hints and send nothing (a burst asks for one pass).
+    wake_queued_at = UnicodeAttribute(null=True)
     lease_owner = UnicodeAttribute(null=True)
     lease_until = UnicodeAttribute(null=True)
     held_plan = JSONAttribute(null=True)  # summary of a pass the safety guard held back

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from contactsync.engine.plan import MappingState
 from contactsync.store import repository as repo
-from contactsync.store.models import LastError, Mapping, PendingWrite, Progress, iso, utcnow
+from contactsync.store.models import (
+    Connection,
+    LastError,
+    Mapping,
+    PendingWrite,
+    Progress,
+    iso,
+    utcnow,
+)
 from contactsync.sync.ops import PendingOp
 from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor
 
@@ -32,29 +41,41 @@ def _mapped_count(counts: Any) -> int:
     return int(values.get("mapped", 0))
 
 
+def _view(conn: Connection | None) -> ConnectionView | None:
+    if conn is None:
+        return None
+    return ConnectionView(
+        connection_id=conn.connection_id,
+        company_id=conn.company_id,
+        user_id=conn.user_id,
+        provider=conn.provider,
+        state=conn.state,
+        direction=conn.direction,
+        conflict_policy=conn.conflict_policy,
+        phone_region=conn.phone_region,
+        folder_id=conn.folder_id or "",
+        inflight_ops=tuple(str(op) for op in conn.inflight_ops or ()),
+        held=conn.held_plan,
+        progress=dict(conn.progress.as_dict()) if conn.progress else {},
+        mapped_count=_mapped_count(conn.counts),
+        poll_seconds=int(conn.poll_seconds or 0),
+        last_full_at=conn.last_full_at or "",
+        pending_crm_ids=tuple(sorted(conn.pending_crm_ids or ())),
+    )
+
+
 class DynamoPassStore:
     def load_connection(self, connection_id: str) -> ConnectionView | None:
-        conn = repo.get_connection(connection_id)
-        if conn is None:
-            return None
-        return ConnectionView(
-            connection_id=conn.connection_id,
-            company_id=conn.company_id,
-            user_id=conn.user_id,
-            provider=conn.provider,
-            state=conn.state,
-            direction=conn.direction,
-            conflict_policy=conn.conflict_policy,
-            phone_region=conn.phone_region,
-            folder_id=conn.folder_id or "",
-            inflight_ops=tuple(str(op) for op in conn.inflight_ops or ()),
-            held=conn.held_plan,
-            progress=dict(conn.progress.as_dict()) if conn.progress else {},
-            mapped_count=_mapped_count(conn.counts),
-            poll_seconds=int(conn.poll_seconds or 0),
-            last_full_at=conn.last_full_at or "",
-            pending_crm_ids=tuple(str(i) for i in conn.pending_crm_ids or ()),
-        )
+        return _view(repo.get_connection(connection_id))
+
+    def answer_ring(self, connection_id: str) -> ConnectionView | None:
+        return _view(repo.answer_ring(connection_id))
+
+    def add_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
+        repo.add_crm_hints(connection_id, crm_ids)
+
+    def drop_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
+        repo.drop_crm_hints(connection_id, crm_ids)
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:
         values: dict[str, Any] = {}
@@ -173,3 +194,20 @@ class DynamoPassStore:
                 if entry.details
                 else None,
             )
+
+
+@dataclass
+class DynamoDoorbell:
+    """The push side of coalesced pass requests (``contactsync.sync.push.Doorbell``).
+
+    A request that waited longer than ``stale_after`` (longer than the reconciler's longest
+    back-off, e.g. parked in the dead-letter queue) no longer holds pushes back.
+    """
+
+    stale_after: timedelta = timedelta(minutes=15)
+    clock: Callable[[], datetime] = utcnow
+
+    def ring(self, connection_id: str, crm_ids: Sequence[str]) -> bool:
+        remembered = repo.add_crm_hints(connection_id, crm_ids)
+        queued = repo.ring(connection_id, self.clock(), self.stale_after)
+        return queued or not remembered

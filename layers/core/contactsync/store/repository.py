@@ -30,7 +30,7 @@ from typing import Any
 
 from pynamodb.attributes import VersionAttribute
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
 
 from contactsync.contacts.model import Contact
@@ -53,8 +53,12 @@ from contactsync.store.models import (
 AUDIT_RETENTION = timedelta(days=90)
 CRM_AUTHORIZATION_LIFETIME = timedelta(hours=1)
 CONNECTION_SK = "CONNECTION"
-# Written only by their own conditional updates, never by save_connection.
-_LEASE_AND_SCHEDULE = frozenset({"lease_owner", "lease_until", "due_shard", "next_run_at"})
+# Written only by their own conditional updates, never by save_connection (webhooks change the
+# last two while a pass holds the connection).
+_LEASE_AND_SCHEDULE = frozenset(
+    {"lease_owner", "lease_until", "due_shard", "next_run_at", "pending_crm_ids", "wake_queued_at"}
+)
+MAX_CRM_HINTS = 1000  # CRM persons remembered for the next pass; beyond it pushes carry their own
 _audit_seq = itertools.count()
 
 
@@ -249,6 +253,53 @@ def set_next_run(connection_id: str, at: datetime | None) -> bool:
             Connection.next_run_at.set(iso(at)),
         ]
     return _update_connection_item(connection_id, actions, Connection.pk.exists())
+
+
+def add_crm_hints(connection_id: str, crm_ids: Sequence[str]) -> bool:
+    """Remember CRM persons for the next pass to re-read. False when the connection is gone or
+    already remembers MAX_CRM_HINTS (then the request must carry them itself)."""
+    if not crm_ids:
+        return True
+    room = Connection.pending_crm_ids.does_not_exist() | (
+        size(Connection.pending_crm_ids) < MAX_CRM_HINTS  # type: ignore[no-untyped-call]
+    )
+    return _update_connection_item(
+        connection_id,
+        [Connection.pending_crm_ids.add(set(crm_ids))],
+        Connection.pk.exists() & room,
+    )
+
+
+def drop_crm_hints(connection_id: str, crm_ids: Sequence[str]) -> None:
+    """Forget the hints a pass has read (ones added meanwhile stay for the next pass)."""
+    if crm_ids:
+        _update_connection_item(
+            connection_id,
+            [Connection.pending_crm_ids.delete(set(crm_ids))],
+            Connection.pk.exists(),
+        )
+
+
+def ring(connection_id: str, now: datetime, stale_after: timedelta) -> bool:
+    """Note that a push asks for a pass. True when the caller should queue one: none is waiting
+    (or the one that was has waited past ``stale_after``, e.g. parked in the dead-letter queue)."""
+    free = Connection.wake_queued_at.does_not_exist() | (
+        Connection.wake_queued_at < iso(now - stale_after)
+    )
+    return _update_connection_item(
+        connection_id,
+        [Connection.wake_queued_at.set(iso(now))],
+        Connection.pk.exists() & free,
+    )
+
+
+def answer_ring(connection_id: str) -> Connection | None:
+    """A pass begins: pushes from now on queue a new request. Returns the connection as it is
+    after that, so the hints it holds are all that arrived before."""
+    _update_connection_item(
+        connection_id, [Connection.wake_queued_at.remove()], Connection.pk.exists()
+    )
+    return get_connection(connection_id)
 
 
 def due_connections(now: datetime, limit: int = 100) -> list[str]:

@@ -55,6 +55,31 @@ class InMemoryStore:
     def update_connection(self, connection_id: str, **changes: Any) -> None:
         self.connections[connection_id].update(changes)
 
+    def answer_ring(self, connection_id: str) -> ConnectionView | None:
+        if connection_id in self.connections:
+            self.connections[connection_id].pop("wake_queued_at", None)
+        return self.load_connection(connection_id)
+
+    def ring(self, connection_id: str, crm_ids: Sequence[str]) -> bool:
+        """The push side (``contactsync.sync.push.Doorbell``): remember the hints; True when
+        no pass request waits yet."""
+        raw = self.connections.get(connection_id)
+        if raw is None:
+            return False
+        self.add_hints(connection_id, crm_ids)
+        if raw.get("wake_queued_at"):
+            return False
+        raw["wake_queued_at"] = "queued"
+        return True
+
+    def add_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
+        raw = self.connections[connection_id]
+        raw["pending_crm_ids"] = sorted({*(raw.get("pending_crm_ids") or ()), *crm_ids})
+
+    def drop_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
+        raw = self.connections[connection_id]
+        raw["pending_crm_ids"] = sorted(set(raw.get("pending_crm_ids") or ()) - set(crm_ids))
+
     def acquire_lease(self, connection_id: str, owner: str, now: datetime, seconds: int) -> bool:
         held = self.leases.get(connection_id)
         if held is not None and held[0] != owner and held[1] > now:

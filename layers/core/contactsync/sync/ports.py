@@ -67,6 +67,19 @@ class PassStore(Protocol):
         """Set attributes of the connection item (state, progress, last_error, counts, ...)."""
         ...
 
+    def answer_ring(self, connection_id: str) -> ConnectionView | None:
+        """A pass begins: pushes arriving from now on queue another pass. Returns the connection
+        read after that, with every CRM hint pushed before."""
+        ...
+
+    def add_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
+        """Remember CRM persons for the next pass to re-read."""
+        ...
+
+    def drop_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
+        """Forget hints a pass has read; those added since stay."""
+        ...
+
     def acquire_lease(
         self, connection_id: str, owner: str, now: datetime, seconds: int
     ) -> bool: ...

@@ -1,9 +1,12 @@
 """Provider pushes: Graph change notifications and CRM webhooks become pass requests.
 
 Handlers answer providers fast, so this only authenticates, validates and enqueues: the pass
-itself reads the changes. Nothing here trusts the payload: a notification counts only when its
-subscription is ours and its ``clientState`` matches; a CRM delivery only with the connection's
-basic-auth secret.
+itself reads the changes. A burst of pushes for one connection queues one pass, not one per
+push: while a pass request waits on the queue, further pushes only ring the doorbell (their CRM
+ids are remembered on the connection, and the waiting pass reads them).
+
+Nothing here trusts the payload: a notification counts only when its subscription is ours and
+its ``clientState`` matches; a CRM delivery only with the connection's basic-auth secret.
 """
 
 from __future__ import annotations
@@ -14,16 +17,25 @@ import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contactsync.runtime.messages import SyncMessage
-from contactsync.runtime.queue import PassQueue
+from contactsync.runtime.queue import PassQueue, coalesce
 
 M = TypeVar("M", bound=BaseModel)
 
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+
+
+class Doorbell(Protocol):
+    """Where a push notes that a connection wants a pass (the connection item, in production)."""
+
+    def ring(self, connection_id: str, crm_ids: Sequence[str]) -> bool:
+        """Remember ``crm_ids`` for the next pass. True when the caller should queue a pass;
+        False when one already waits on the queue and will see this push too."""
+        ...
 
 
 class PushRejected(Exception):
@@ -81,6 +93,7 @@ def handle_graph_notifications(
     *,
     find_subscription: Callable[[str], SubscriptionRecord | None],
     queue: PassQueue,
+    doorbell: Doorbell,
     lifecycle: bool = False,
 ) -> PushOutcome:
     batch = _parse(GraphNotificationBatch, body)
@@ -109,7 +122,7 @@ def handle_graph_notifications(
             messages.append(SyncMessage(connection_id=record.connection_id, reason="provider_push"))
     if not messages:
         raise PushRejected(403, "no notification in the request belongs to a known subscription")
-    enqueued = queue.send(messages)
+    enqueued = _request_passes(messages, queue, doorbell)
     return PushOutcome(accepted=len(messages), rejected=rejected, enqueued=enqueued)
 
 
@@ -154,6 +167,7 @@ def handle_crm_webhook(
     *,
     webhook_secret_hash: Callable[[str], str | None],
     queue: PassQueue,
+    doorbell: Doorbell,
 ) -> PushOutcome:
     """The basic-auth user is the connection id; its password the connection's webhook secret."""
     connection_id, password = basic_auth(authorization)
@@ -168,8 +182,25 @@ def handle_crm_webhook(
     # Only a redelivery of the same event is dropped as a duplicate: two events in the same
     # second (an edit, then the delete) are two requests, or the second one would be lost.
     dedup = f"{hook.meta.webhook_id}:{hook.meta.id}" if hook.meta.id else None
-    enqueued = queue.send([message], dedup_key=dedup)
+    enqueued = _request_passes([message], queue, doorbell, dedup_key=dedup)
     return PushOutcome(accepted=1, rejected=0, enqueued=enqueued)
+
+
+def _request_passes(
+    messages: Sequence[SyncMessage],
+    queue: PassQueue,
+    doorbell: Doorbell,
+    *,
+    dedup_key: str | None = None,
+) -> int:
+    """Queue a pass for each connection that has none waiting; lifecycle events always go (the
+    pass acts on the event itself)."""
+    wanted = [
+        m
+        for m in coalesce(messages)
+        if m.reason == "lifecycle" or doorbell.ring(m.connection_id, m.crm_ids)
+    ]
+    return queue.send(wanted, dedup_key=dedup_key) if wanted else 0
 
 
 def _parse(model: type[M], body: str | bytes | None) -> M:
@@ -185,6 +216,7 @@ def _parse(model: type[M], body: str | bytes | None) -> M:
 
 
 __all__: Sequence[str] = (
+    "Doorbell",
     "PushOutcome",
     "PushRejected",
     "SubscriptionRecord",

@@ -50,7 +50,7 @@ RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
 # Pending writes applied per round trip to the store; adapters batch within it, so it is a
 # multiple of the providers' batch maxima (Google 200, Graph 20).
 CHUNK = 200
-MAX_HINTS = 1000  # CRM persons remembered for the next pass (more: the daily full listing)
+MAX_HINTS = 1000  # CRM persons one pass re-reads by id (more: the daily full listing)
 # Deletions in the CRM are only pushed (webhooks); a full listing once a day finds any whose
 # webhook never came, and anything else a change feed missed.
 FULL_LISTING_EVERY = timedelta(hours=24)
@@ -105,7 +105,13 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
     now = ctx.clock()
     if not store.acquire_lease(connection_id, ctx.owner, now, ctx.lease_seconds):
         return PassResult("busy", "another pass holds the lease")
-    runner = _Pass(conn, message, ctx, time.monotonic() + ctx.budget_seconds)
+    try:
+        # From here on a push queues another pass; what was pushed before, this one reads.
+        conn = store.answer_ring(connection_id) or conn
+        runner = _Pass(conn, message, ctx, time.monotonic() + ctx.budget_seconds)
+    except Exception:
+        store.release_lease(connection_id, ctx.owner)
+        raise
     try:
         return runner.run()
     except RateLimited as exc:
@@ -129,10 +135,10 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
 
 
 def _keep_hints(store: PassStore, conn: ConnectionView, message: SyncMessage) -> None:
-    """Remember the CRM persons this message asked to re-read, for the pass that runs next."""
-    hints = list(dict.fromkeys([*conn.pending_crm_ids, *message.crm_ids]))[:MAX_HINTS]
-    if hints != list(conn.pending_crm_ids):
-        store.update_connection(conn.connection_id, pending_crm_ids=hints)
+    """Remember the CRM persons this message asked to re-read, for the pass that runs next
+    (those already remembered on the connection stay there until a pass has read them)."""
+    if message.crm_ids:
+        store.add_hints(conn.connection_id, message.crm_ids[:MAX_HINTS])
 
 
 def preview_pass(connection_id: str, ctx: PassContext) -> Plan:
@@ -166,6 +172,7 @@ class _Pass:
         self.counts: dict[str, int] = {}
         self.moved_versions: set[str] = set()
         self.listed_in_full = False
+        self.hints_read = False  # the CRM persons pushed to this pass have been re-read
         self.progress = dict(conn.progress)
         # Counting mappings reads every one of them: only a full listing (O(contacts) anyway)
         # pays for that; other passes adjust the stored count by what they link and unlink.
@@ -226,6 +233,7 @@ class _Pass:
         provider = self.read_side("provider", full)
         self.listed_in_full = crm.full and provider.full
         hints = list(dict.fromkeys([*self.conn.pending_crm_ids, *self.message.crm_ids]))
+        self.hints_read = True
         crm_hinted = self.sides.crm.fetch(hints) if hints else {}
         for crm_id, remote in crm_hinted.items():
             if remote is None:
@@ -267,6 +275,10 @@ class _Pass:
         return self.result("done", "pass complete")
 
     def result(self, status: Status, message: str) -> PassResult:
+        if self.hints_read:
+            self.store.drop_hints(self.cid, self.conn.pending_crm_ids)
+        else:
+            _keep_hints(self.store, self.conn, self.message)  # for the continuation
         if status == "continue":
             return PassResult(status, message, counts=self.counts)
         now = self.ctx.clock()
@@ -286,8 +298,6 @@ class _Pass:
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
         changes["mapped_count"] = self.mapped
-        if self.conn.pending_crm_ids:
-            changes["pending_crm_ids"] = []  # read by this pass
         if self.listed_in_full:
             changes["last_full_at"] = now.isoformat()
         self.store.update_connection(self.cid, **changes)
