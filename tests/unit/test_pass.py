@@ -124,6 +124,34 @@ def test_a_crash_at_any_point_is_finished_by_the_next_pass_without_duplicates(wo
     assert not store.pending(CID)
 
 
+def test_a_contact_we_created_and_the_user_deleted_before_a_crash_was_recovered_stays_deleted(
+    world,
+) -> None:
+    # Given a synced connection, and a new CRM person
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    crm.put(person("Zoe Park", "zoe@x.com"))
+
+    def crash(at: str) -> None:
+        if at == "after_provider_call":
+            raise Crash(at)
+
+    # When the pass that copies her dies right after the provider made her contact
+    with pytest.raises(Crash):
+        poll(store, crm, provider, crash_point=crash)
+    store.leases.clear()
+    assert "zoe@x.com" in emails(provider)
+    # And the user deletes that contact before the message comes back (its tag goes with it)
+    made = next(i for i, c in provider.contacts.items() if c.contact.emails[0].value == "zoe@x.com")
+    provider.remove(made)
+    assert poll(store, crm, provider) == "done"
+    # Then she is not created again: the delete reaches the CRM, as any delete would
+    assert emails(provider) == ["ann@x.com"]
+    assert emails(crm) == ["ann@x.com"]
+    assert not store.pending(CID)
+
+
 def test_rate_limit_leaves_the_work_pending_and_schedules_a_retry(world) -> None:
     store, crm, provider = world
     crm.put(person("Ann Lee", "ann@x.com"))

@@ -2,7 +2,9 @@
 
 A pass turns its plan into pending operations, stores them, and only then calls the providers.
 A pass that crashes, times out or is throttled leaves the rest stored; the next pass finishes them
-first (creates look for our tag before creating again), so nothing is lost and nothing doubles.
+first, so nothing is lost and nothing doubles: the id a create made is written down the moment
+the provider answers (a receipt), and a create whose answer never came looks for our tag before
+creating again.
 The last operation of a plan carries the cursors: they advance only after everything before them.
 """
 
@@ -33,6 +35,10 @@ class PendingOp:
     provider_version: str = ""
     detached: str = ""  # the side whose contact left scope: keep the mapping, unlinked
     cursors: dict[str, dict[str, Any]] = field(default_factory=dict)  # side -> Cursor fields
+    # side -> id of the contact this op's create made there, written down as soon as the
+    # provider answered: a pass that dies before recording the mapping is finished from it,
+    # even if the user deleted the new contact meanwhile (then its tag can no longer be found).
+    receipts: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_cursor_op(self) -> bool:
@@ -71,6 +77,7 @@ class PendingOp:
                 "provider_version": self.provider_version,
                 "detached": self.detached,
                 "cursors": self.cursors,
+                "receipts": self.receipts,
             },
             separators=(",", ":"),
             default=str,
@@ -94,6 +101,7 @@ class PendingOp:
             provider_version=data.get("provider_version", ""),
             detached=data.get("detached", ""),
             cursors=data.get("cursors", {}),
+            receipts=data.get("receipts", {}),
         )
 
 

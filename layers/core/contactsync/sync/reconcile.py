@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -521,12 +521,15 @@ class _Pass:
     def apply_chunk(self, chunk: Sequence[PendingOp], recovering: set[str]) -> None:
         results: dict[tuple[str, str], WriteResult] = {}
         retry_error: ProviderError | None = None
-        for side_name in ("crm", "provider"):
-            try:
-                results.update(self.send(side_name, chunk, recovering))
-            except (RateLimited, AuthExpired) as exc:
-                retry_error = exc
-                break
+        try:
+            for side_name in ("crm", "provider"):
+                try:
+                    results.update(self.send(side_name, chunk, recovering))
+                except (RateLimited, AuthExpired) as exc:
+                    retry_error = exc
+                    break
+        finally:
+            self.write_receipts(chunk, results)
         self.ctx.crash_point("after_provider_call")
         finished: list[str] = []
         audit: list[AuditEntry] = []
@@ -549,6 +552,26 @@ class _Pass:
         if retry_error is not None:
             raise retry_error
 
+    def write_receipts(
+        self, chunk: Sequence[PendingOp], results: dict[tuple[str, str], WriteResult]
+    ) -> None:
+        """Write down the ids our creates made, straight after the providers answered."""
+        receipted = []
+        for op in chunk:
+            made: dict[str, str] = {
+                str(w.side): r.remote.id
+                for w in op.writes
+                if w.kind == "create"
+                and w.side not in op.receipts
+                and (r := results.get((op.op_id, w.side))) is not None
+                and r.remote is not None
+                and r.remote.id
+            }
+            if made:
+                receipted.append(replace(op, receipts={**op.receipts, **made}))
+        if receipted:
+            self.store.save_pending(self.cid, receipted)
+
     def send(
         self, side_name: str, chunk: Sequence[PendingOp], recovering: set[str]
     ) -> dict[tuple[str, str], WriteResult]:
@@ -562,6 +585,13 @@ class _Pass:
                 if write.side != side_name:
                     continue
                 if write.kind == "create":
+                    receipt = op.receipts.get(side_name)
+                    if receipt:
+                        # Made before the last attempt died: finished from its receipt. The
+                        # next read shows it (changed, or deleted by the user meanwhile).
+                        remote = RemoteContact(receipt, write.after)
+                        out[(op.op_id, side_name)] = WriteResult(key=receipt, remote=remote)
+                        continue
                     if op.op_id in recovering:
                         # The last attempt may have created it before crashing: look for our tag.
                         found = side.find_tagged(op.mapping_id)
