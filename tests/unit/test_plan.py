@@ -186,6 +186,25 @@ def test_deleted_on_one_side_and_edited_on_the_other_recreates_it() -> None:
     assert "edit wins" in outcome.reason
 
 
+def test_a_deleted_contact_another_sync_already_made_again_is_linked_not_made_twice() -> None:
+    # Given the CRM deleted Ann while the provider edited her, and another connection over the
+    # same CRM has already made her again there (new, unmapped, same email, its own edit)
+    edited = BASE.with_fields(job_title="CTO")
+    again = BASE.with_fields(notes="from the other address book")
+    plan = pass_of([(mapping(), None, provider(edited))], unmapped_crm=[crm(again, 7)])
+    # Then the pair moves to that CRM person and merges: nothing is created on either side
+    (outcome,) = plan.outcomes
+    assert (outcome.kind, outcome.mapping_id, outcome.crm_id, outcome.provider_id) == (
+        "merge",
+        "map1",
+        "c7",
+        "p1",
+    )
+    assert [(w.side, w.kind) for w in outcome.writes] == [("crm", "update"), ("provider", "update")]
+    assert outcome.new_base == edited.with_fields(notes="from the other address book")
+    assert "linked to it" in outcome.reason
+
+
 def test_a_recreated_side_gets_back_what_only_it_carried() -> None:
     # Given a provider without notes; the CRM deleted a person with notes, the provider edited it
     settings = SyncSettings(provider_fields=frozenset(ALL_FIELDS) - {"notes"})

@@ -24,6 +24,7 @@ from contactsync.contacts.model import ALL_FIELDS, LIST_FIELDS, Contact
 from contactsync.contacts.normalize import (
     element_identity,
     element_state,
+    email_key,
     field_key,
 )
 from contactsync.engine.matching import DuplicateCandidate, Match, match_unmapped
@@ -477,11 +478,50 @@ def _guard(inp: PassInput, outcomes: Sequence[Outcome]) -> GuardTrip | None:
 # --- The pass -------------------------------------------------------------------------------------
 
 
+def _made_again_elsewhere(
+    pairs: Sequence[PairInput],
+    outcomes: list[Outcome],
+    unmapped: dict[Side, list[RemoteContact]],
+    settings: SyncSettings,
+) -> None:
+    """A contact deleted on one side but edited on the other is made again where it was deleted
+    (the edit wins). Another connection over the same CRM may have made it again already: then
+    it is here, new and unmapped, with the same email, and is linked instead of made a second
+    time. Changes ``outcomes`` and ``unmapped`` in place."""
+    for i, (pair, outcome) in enumerate(zip(pairs, outcomes, strict=True)):
+        if outcome.kind != "merge" or [w.kind for w in outcome.writes] != ["create"]:
+            continue
+        gone = outcome.writes[0].side
+        survivor = pair.provider if gone == "crm" else pair.crm
+        if not isinstance(survivor, RemoteContact):
+            continue
+        emails = {email_key(e.value) for e in survivor.contact.emails} - {""}
+        twins = [
+            r for r in unmapped[gone] if emails & {email_key(e.value) for e in r.contact.emails}
+        ]
+        if len(twins) != 1:
+            continue  # none, or not clear which: made again as planned
+        twin = twins[0]
+        unmapped[gone].remove(twin)
+        crm, provider = (twin, survivor) if gone == "crm" else (survivor, twin)
+        merged = _merged_outcome(
+            pair.mapping.mapping_id, pair.mapping.base, crm, provider, settings, kind="merge"
+        )
+        reason = f"{outcome.reason.split(', recreated')[0]}; made again in {SIDE_NAMES[gone]} "
+        reason += "meanwhile (by another sync): linked to it"
+        outcomes[i] = replace(merged, kind="merge", reason=reason)  # saved: the pair moves
+
+
 def plan_pass(inp: PassInput, *, new_mapping_id: Callable[[], str]) -> Plan:
     """Everything one pass should do, in the order: changed pairs, links, creations."""
     settings = inp.settings
     outcomes = [plan_pair(pair, settings) for pair in inp.pairs]
-    found = match_unmapped(inp.unmapped_crm, inp.unmapped_provider, settings.phone_region)
+    unmapped: dict[Side, list[RemoteContact]] = {
+        "crm": list(inp.unmapped_crm),
+        "provider": list(inp.unmapped_provider),
+    }
+    _made_again_elsewhere(inp.pairs, outcomes, unmapped, settings)
+    found = match_unmapped(unmapped["crm"], unmapped["provider"], settings.phone_region)
     outcomes.extend(_link(match, settings, new_mapping_id()) for match in found.matches)
     skipped = list(found.skipped)
     for source, unmatched in zip(
