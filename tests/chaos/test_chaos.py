@@ -111,6 +111,7 @@ def test_nothing_is_lost_or_duplicated_under_chaos(stack: LocalStack) -> None:
         f"lost={verdict.lost} duplicated={verdict.duplicated} edits_lost={verdict.edits_lost} "
         f"converged_in={converged_in:.1f}s resync={'yes' if resynced else 'no'} "
         f"passes={stack.poller.invocations} reconnects={attendant.reconnects} "
+        f"failed_sign_ins={attendant.failed_sign_ins} "
         f"holds_confirmed={attendant.confirmed} people={len(work.ledger.people)}"
     )
     print(f"\n{line}")
@@ -123,8 +124,9 @@ def test_nothing_is_lost_or_duplicated_under_chaos(stack: LocalStack) -> None:
         print(f"  {replay}")
         for problem in verdict.problems[:40]:
             print(f"  - {problem}")
-        emails = {w for p in verdict.problems for w in p.split() if "@" in w}
-        for email in sorted(emails)[:5]:
+        worst_first = sorted(verdict.problems, key=lambda p: p.split(":")[0] != "duplicated")
+        emails = list(dict.fromkeys(w for p in worst_first for w in p.split() if "@" in w))
+        for email in emails[:6]:
             print(f"  history of {email}: {work.ledger.people.get(email)}")
             for line in audit_trail(stack, members, email.strip("'\",[]")):
                 print(f"    {line}")
@@ -147,7 +149,7 @@ def converge(
         attendant.attend()
         world = read_world(stack, members)
         verdict = check(work.ledger, world, Excuses(), users)
-        if verdict.edits_lost and not (verdict.lost or verdict.duplicated):
+        if verdict.edits_lost:  # the audit log may say why (a conflict lost, an edit won)
             verdict = check(work.ledger, world, read_excuses(stack, members), users)
         now = time.monotonic()
         if verdict.clean:

@@ -570,8 +570,10 @@ class Attendant:
     apis: dict[str, Api]
     reconnects: int = 0
     confirmed: int = 0
+    failed_sign_ins: int = 0
     holds: list[str] = field(default_factory=list)
     last_seen: list[dict[str, Any]] = field(default_factory=list)
+    answered: dict[str, float] = field(default_factory=dict)  # held pass -> when confirmed
 
     def attend(self) -> list[str]:
         """Fix what asks for the user; returns the states of every connection."""
@@ -583,11 +585,22 @@ class Attendant:
                 states.append(state)
                 self.last_seen.append(view)
                 if state == "needs_reauth":
-                    api.connect_crm()
-                    api.reconnect(view["id"], view["provider"])
+                    try:
+                        api.connect_crm()
+                        api.reconnect(view["id"], view["provider"])
+                    except RuntimeError:
+                        # The provider is down as they sign in (a fault is on): they try again
+                        # in a moment, as a user would.
+                        self.failed_sign_ins += 1
+                        continue
                     self.reconnects += 1
                 elif state == "needs_attention":
-                    self.holds.append(str((view.get("held") or {}).get("message")))
+                    held = str((view.get("held") or {}).get("message"))
+                    key = f"{view['id']} {held}"
+                    if time.monotonic() - self.answered.get(key, -60.0) < 30:
+                        continue  # confirmed a moment ago; the confirmed pass has not run yet
+                    self.answered[key] = time.monotonic()
+                    self.holds.append(held)
                     api.call("POST", f"/connections/{view['id']}/confirm")
                     self.confirmed += 1
         return states
