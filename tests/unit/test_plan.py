@@ -287,6 +287,17 @@ def test_a_detached_pair_whose_remaining_contact_is_deleted_is_forgotten() -> No
     assert (outcome.kind, outcome.new_base, outcome.writes) == ("unlink", None, ())
 
 
+def test_a_detached_partner_back_in_scope_as_its_pair_is_deleted_takes_the_delete() -> None:
+    # Given a detached pair; since the last pass the provider contact came back into the folder
+    # and the CRM person was deleted
+    (outcome,) = pass_of([(detached(), None, provider(BASE))]).outcomes
+    # Then the pair is dealt with as a linked one: the delete reaches the provider, nothing is
+    # forgotten (which would copy the returned contact into the CRM again)
+    assert [(w.side, w.kind, w.target_id) for w in outcome.writes] == [("provider", "delete", "p1")]
+    assert (outcome.kind, outcome.new_base, outcome.detached) == ("delete", None, "")
+    assert outcome.reason.startswith("back in scope in the provider; deleted in the CRM")
+
+
 # --- Direction ------------------------------------------------------------------------------------
 
 

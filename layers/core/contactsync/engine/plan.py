@@ -322,6 +322,14 @@ def _detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
         kind="noop",
         detached=away,
     )
+    back = reported[away]
+    returned = isinstance(back, RemoteContact) and back.in_scope
+    if reported[stayed] is None and returned:
+        # Back in scope, and its partner deleted, both since the last pass: the pair is linked
+        # again and the delete is dealt with as on any linked pair.
+        assert isinstance(back, RemoteContact)
+        gone = _one_side_gone(mapping, stayed, back, settings)
+        return replace(gone, reason=f"back in scope in {SIDE_NAMES[away]}; {gone.reason}")
     if reported[stayed] is None:
         reason = f"deleted in {SIDE_NAMES[stayed]}; its partner is out of scope: forgotten"
         return replace(keep, new_base=None, kind="unlink", reason=reason, detached="")
@@ -330,8 +338,7 @@ def _detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
         # pair is kept so it is never copied over again (a person handed to a colleague who then
         # deleted it must not come back as the user's own).
         return keep
-    back = reported[away]
-    if isinstance(back, RemoteContact) and back.in_scope:
+    if returned:
         crm = _held_now(pair.crm, mapping, "crm")
         provider = _held_now(pair.provider, mapping, "provider")
         assert crm is not None and provider is not None
