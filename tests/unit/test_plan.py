@@ -298,6 +298,22 @@ def test_a_detached_partner_back_in_scope_as_its_pair_is_deleted_takes_the_delet
     assert outcome.reason.startswith("back in scope in the provider; deleted in the CRM")
 
 
+def test_a_detached_contact_deleted_where_only_in_scope_deletes_are_seen_takes_its_partner() -> (
+    None
+):
+    # Given a pair detached by a move out of an Outlook folder, whose delta reports deletions
+    # only of contacts in the folder
+    folder = SyncSettings(deletes_in_scope_only=frozenset({"provider"}))
+    # When it reports the away contact deleted (so it came back and was deleted since)
+    (outcome,) = pass_of([(detached(), UNCHANGED, None)], settings=folder).outcomes
+    # Then the delete reaches the CRM, as on a linked pair
+    assert [(w.side, w.kind, w.target_id) for w in outcome.writes] == [("crm", "delete", "c1")]
+    assert outcome.detached == ""
+    # While where deletions of any contact are reported, its partner stays left alone
+    (kept,) = pass_of([(detached(), UNCHANGED, None)]).outcomes
+    assert (kept.writes, kept.detached) == ((), "provider")
+
+
 # --- Direction ------------------------------------------------------------------------------------
 
 

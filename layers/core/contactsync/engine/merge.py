@@ -45,6 +45,8 @@ class SyncSettings:
     provider_fields: frozenset[str] = frozenset(ALL_FIELDS)  # what the provider side can carry
     guard_share: float = 0.10  # mass-change guard: more than this share of mapped contacts ...
     guard_min: int = 20  # ... and more than this many contacts
+    # Sides whose reported deletions are only ever of contacts in scope (see ContactSide).
+    deletes_in_scope_only: frozenset[str] = frozenset()
 
     def carried(self, side: Side) -> frozenset[str]:
         """The fields ``side`` can carry."""

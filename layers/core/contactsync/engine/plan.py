@@ -333,6 +333,13 @@ def _detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
     if reported[stayed] is None:
         reason = f"deleted in {SIDE_NAMES[stayed]}; its partner is out of scope: forgotten"
         return replace(keep, new_base=None, kind="unlink", reason=reason, detached="")
+    if reported[away] is None and away in settings.deletes_in_scope_only:
+        # That side reports deletions only of contacts in scope: the away contact came back and
+        # was deleted, both since the last pass. The delete is dealt with as on a linked pair.
+        kept = _held_now(reported[stayed], mapping, stayed)
+        assert kept is not None
+        gone = _one_side_gone(mapping, away, kept, settings)
+        return replace(gone, reason=f"back in scope in {SIDE_NAMES[away]}; {gone.reason}")
     if reported[away] is None:
         # Its partner left scope and was then deleted there: this one stays left alone, and the
         # pair is kept so it is never copied over again (a person handed to a colleague who then

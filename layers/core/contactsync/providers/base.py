@@ -81,6 +81,9 @@ class ContactSide(Protocol):
 
     name: str  # "pipedrive", "microsoft", "google"
     carries: frozenset[str]  # canonical field names this side can store
+    # True when a deletion it reports was of a contact in scope as it was deleted (a folder's
+    # delta); False when it reports deletions of any contact, in scope or not.
+    deletes_in_scope_only: bool
 
     def read(self, position: str | None) -> ChangePage:
         """Changes since ``position``; ``None`` starts a full listing. Raises CursorExpired."""

@@ -79,6 +79,7 @@ class MicrosoftContacts:
 
     name = "microsoft"
     carries = frozenset(ALL_FIELDS)
+    deletes_in_scope_only = True  # the folder's delta reports only what was in the folder
 
     def __init__(
         self,

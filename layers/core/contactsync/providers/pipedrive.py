@@ -79,6 +79,7 @@ class PipedrivePersons:
     """Persons owned by ``owner_id``, as one side of a connection."""
 
     name = "pipedrive"
+    deletes_in_scope_only = False  # delete webhooks come for the whole company's persons
     # job_title, birthday, addresses and notes are returned by v2 only when contact sync is on
     # for the company (see sandbox/pipedrive/README.md).
     carries = frozenset(

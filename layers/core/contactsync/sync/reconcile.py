@@ -44,7 +44,7 @@ from contactsync.providers.base import (
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.ops import CURSOR_OP_ID, PendingOp, plain_value
 from contactsync.sync.polling import PollPolicy
-from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor, PassStore
+from contactsync.sync.ports import SIDES, AuditEntry, ConnectionView, Cursor, PassStore
 
 RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
 # Pending writes applied per round trip to the store; adapters batch within it, so it is a
@@ -183,6 +183,9 @@ class _Pass:
             phone_region=conn.phone_region,
             crm_fields=self.sides.crm.carries,
             provider_fields=self.sides.provider.carries,
+            deletes_in_scope_only=frozenset(
+                name for name in SIDES if self.sides.of(name).deletes_in_scope_only
+            ),
         )
 
     @property
