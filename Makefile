@@ -39,8 +39,8 @@ typecheck: $(STAMP) ## mypy strict on the core layer
 cfn-lint: $(STAMP) ## Lint the SAM template
 	$(BIN)/cfn-lint template.yaml
 
-test: install lint typecheck cfn-lint ## Lint, type-check and run every test (the chaos run: make chaos)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow" tests
+test: install lint typecheck cfn-lint ## Lint, type-check and run every test (chaos and fuzz in their short settings)
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 unit: $(STAMP) ## Only the unit tests (no sockets)
 	$(BIN)/python -m pytest tests/unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from contactsync.store.models import configure
@@ -43,3 +43,30 @@ def table(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     finally:
         configure(local_aws.table_name, local_aws.dynamodb_url, local_aws.region)
         dynamodb.delete_table(TableName=name)
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Report a suite's printed line (chaos, fuzz): shown at the end of the run, under
+    "figures", also when the tests ran in xdist workers (which swallow prints)."""
+
+    def report(line: str) -> None:
+        print(f"\n{line}")
+        request.node.user_properties.append(("figure", line))
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [
+        str(value)
+        for outcome in ("passed", "failed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if report.when == "call"
+        for name, value in getattr(report, "user_properties", [])
+        if name == "figure"
+    ]
+    if lines:
+        terminalreporter.section("figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -15,6 +15,12 @@ What "converged" means, person by person:
   the audit log records the last one as a conflict loser; sides never disagree;
 - a deleted person is gone from every side in scope, or - where an edit won over the delete, and
   the audit log says it recreated the person - present exactly once on every one of them.
+
+What the users do not do (the workload keeps to it): delete a person handed over to a colleague,
+or delete a Google contact put back in the group before its connection has seen it back. Google
+reports deleted contacts of every group alike, so that delete cannot be told from one made
+outside the group, whose partners are left alone by design. (Outlook's folder delta reports
+only what was in the folder, so there the delete is followed, and the workload does it.)
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from contactsync.runtime.wiring import build_passes
@@ -31,7 +31,7 @@ from tests.chaos.workload import (
 )
 from tests.chaos.world import Member, audit_trail, read_excuses, read_world
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 USERS = 3
 SEED_PER_SIDE = 7  # about 20 people per user before the workload starts
@@ -58,7 +58,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         running.stop()
 
 
-def test_nothing_is_lost_or_duplicated_under_chaos(stack: LocalStack) -> None:
+def test_nothing_is_lost_or_duplicated_under_chaos(
+    stack: LocalStack, figure: Callable[[str], None]
+) -> None:
     seed = int(os.environ.get("CHAOS_SEED") or 20261125)  # `make chaos` picks a random one
     ops = int(os.environ.get("CHAOS_OPS") or 300)
     replay = f"replay: CHAOS_SEED={seed} CHAOS_OPS={ops} make chaos"
@@ -114,7 +116,7 @@ def test_nothing_is_lost_or_duplicated_under_chaos(stack: LocalStack) -> None:
         f"failed_sign_ins={attendant.failed_sign_ins} "
         f"holds_confirmed={attendant.confirmed} people={len(work.ledger.people)}"
     )
-    print(f"\n{line}")
+    figure(line)
     print(f"  set-up {t1 - t0:.0f}s, workload {t2 - t1:.0f}s")
     print(f"  operations: {dict(work.made)}")
     print(f"  faults: {dict(switchboard.injected)}")

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from contactsync.store import repository as repo
 
 from local.stack import LocalStack
 from sandbox.pipedrive.delivery import DeliveryMode
@@ -231,6 +232,12 @@ class Books:
         else:
             self.stack.google.sandbox.delete_contact(m.google_email, found["resourceName"])
 
+    def unseen_return(self, m: Member, found: Any) -> bool:
+        """A Google contact put back in the group whose connection has not yet seen it back."""
+        connection_id = m.connections["google"]
+        mapping = repo.mapping_by_provider_id(connection_id, str(found["resourceName"]))
+        return mapping is not None and bool(mapping.detached)
+
     def move(self, m: Member, side: str, found: Any, *, out: bool) -> None:
         if side == "outlook":
             target = m.elsewhere if out else m.folder
@@ -360,6 +367,8 @@ class Workload:
         if kind == "delete":
             if person.former_owners:
                 return False  # see the ledger: a handed-over person is not deleted
+            if side == "google" and self.books.unseen_return(m, found):
+                return False  # see the ledger: a copy back in its group is not deleted yet
             self.books.delete(m, side, found)
             self.ledger.delete(person.email, side)
             return True

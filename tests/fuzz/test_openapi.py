@@ -7,7 +7,7 @@ an answer whose status the document describes matches its schema and content typ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +93,7 @@ def fuzz_api(schema: Any, base_url: str, token: str, *, examples: int = EXAMPLES
 
 
 def test_the_admin_api_survives_schemathesis(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+    stack: LocalStack, figure: Callable[[str], None]
 ) -> None:
     # Given the published document and a user with a connection of their own
     schema = load_schema(stack.api_url)
@@ -107,8 +107,7 @@ def test_the_admin_api_survives_schemathesis(
     assert created.status_code == 201, created.text
     # When schemathesis sends its cases, with and without the JWT
     report = fuzz_api(schema, stack.api_url, token)
-    with capsys.disabled():
-        print(f"\n{report.line()}")
+    figure(report.line())
     # Then nothing answered 5xx and every documented answer matched the document
     assert report.server_errors == 0
     assert report.failures == [], "\n".join(report.failures[:5])

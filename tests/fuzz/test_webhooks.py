@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,14 +89,13 @@ def test_a_real_push_is_enqueued_so_the_depth_check_can_see_one(
 
 
 def test_hostile_webhooks_get_a_4xx_and_change_nothing(
-    stack: LocalStack, known: KnownSecrets, capsys: pytest.CaptureFixture[str]
+    stack: LocalStack, known: KnownSecrets, figure: Callable[[str], None]
 ) -> None:
     # Given the queue and the table as they are
     depth, snapshot = queue_depth(stack), table_snapshot(stack)
     # When hypothesis sends hostile requests to the three webhook routes
     report = fuzz_webhooks(stack.api_url, known, examples=EXAMPLES)
-    with capsys.disabled():
-        print(f"\n{report.line()}")
+    figure(report.line())
     # Then each got a 4xx (or the Graph handshake echo), none a 5xx
     assert report.unexpected == [], "\n".join(report.unexpected[:10])
     assert report.server_errors == 0
