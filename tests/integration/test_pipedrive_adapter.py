@@ -213,6 +213,22 @@ def test_an_update_over_a_newer_crm_edit_is_refused_as_stale(pipedrive: Pipedriv
     assert pipedrive.sandbox.persons[int(pid)].notes == "typed in the CRM just now"
 
 
+def test_an_update_over_a_crm_edit_in_the_same_second_is_refused_too(pipedrive: PipedriveWorld):
+    # Given a person read by a pass, then edited in the CRM app within the same second, so
+    # update_time (second precision) did not move
+    side = pipedrive.adapter()
+    (created,) = side.create([NewContact("t-ann", ANN)])
+    assert created.remote is not None
+    pid, version = created.remote.id, created.remote.version
+    pipedrive.sandbox.edit_in_app(int(pid), {"notes": "typed in the CRM in the same second"})
+    # When the pass writes what it planned from its read
+    after = ANN.with_fields(notes="planned from the read")
+    (result,) = side.update([ContactUpdate(pid, version, ANN, after)])
+    # Then the write is refused (what the person holds is not what was read): the edit stays
+    assert isinstance(result.error, PreconditionFailed)
+    assert pipedrive.sandbox.persons[int(pid)].notes == "typed in the CRM in the same second"
+
+
 def test_writes_report_per_item_errors_and_deletes_are_idempotent(pipedrive: PipedriveWorld):
     side = pipedrive.adapter()
     (pid,) = pipedrive.sandbox.seed_persons(pipedrive.owner_id, 1, with_orgs=False)

@@ -46,6 +46,9 @@ from contactsync.providers.base import (
 
 TAG_FIELD_NAME = "contactsync id"
 OVERLAP = timedelta(seconds=1)  # re-read the last second: update_time has second precision
+# A person updated this recently may hold a second edit with the same update_time (clock skew
+# between Pipedrive and us included): writes over it compare contents, not only the time.
+SAME_SECOND_WINDOW = timedelta(seconds=5)
 EPOCH_MARK = "1970-01-01T00:00:00Z"
 MAX_SKIP = 1000  # beyond this many same-second persons, re-read them rather than bloat the position
 IDS_PER_REQUEST = 100  # the v2 ``ids`` filter takes at most 100 ids
@@ -215,7 +218,9 @@ class PipedrivePersons:
 
         Pipedrive has no etag, so the version (``update_time``) is checked just before writing:
         a person edited in the CRM since the pass read it is refused as a stale write, and the
-        next pass merges that edit instead of overwriting it.
+        next pass merges that edit instead of overwriting it. ``update_time`` has one-second
+        precision, so a person updated in the last few seconds is also compared field by field
+        with what the pass read: an edit in the same second as that read is not overwritten.
         """
         current = self.fetch([i.id for i in items if i.version])
 
@@ -223,6 +228,8 @@ class PipedrivePersons:
             now = current.get(item.id)
             if item.version and now is not None and now.version != item.version:
                 raise PreconditionFailed("the person changed in the CRM since it was read")
+            if item.version and now is not None and self._changed_this_second(item, now):
+                raise PreconditionFailed("the person changed in the CRM as it was read")
             old, new = self._payload(item.before), self._payload(item.after)
             changes = {k: v for k, v in new.items() if old.get(k) != v}
             if any(k in changes for k in NAME_KEYS):
@@ -237,6 +244,18 @@ class PipedrivePersons:
             return self._remote(body["data"])
 
         return self._each(items, lambda i: i.id, update_one)
+
+    @staticmethod
+    def _changed_this_second(item: ContactUpdate, now: RemoteContact) -> bool:
+        """Same ``update_time`` as read, but updated so recently that a second edit may share
+        it: then what the person holds is compared with what the pass read."""
+        with contextlib.suppress(ValueError):
+            if datetime.now(UTC) - _parse_time(now.version) > SAME_SECOND_WINDOW:
+                return False
+        read, held = item.before, now.contact
+        return PipedrivePersons._payload(read) != PipedrivePersons._payload(held) or (
+            normalize_org_name(read.organization) != normalize_org_name(held.organization)
+        )
 
     def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
         def delete_one(item: ContactDelete) -> None:
