@@ -155,17 +155,17 @@ def test_update_connection_refuses_the_lease_fields() -> None:
 def test_pushes_ring_once_until_a_pass_answers_and_their_hints_add_up() -> None:
     conn_id = a_connection().connection_id
     # Given a push queues a pass; more pushes come before the pass begins
-    assert repo.add_crm_hints(conn_id, ["1"])
+    assert repo.add_hints(conn_id, ["1"])
     assert repo.ring(conn_id, NOW, timedelta(minutes=15))
-    assert repo.add_crm_hints(conn_id, ["2", "1"])
+    assert repo.add_hints(conn_id, ["2", "1"])
     assert not repo.ring(conn_id, NOW + timedelta(seconds=5), timedelta(minutes=15))
     # When the pass begins it sees every hint; a push after that queues a pass again
     seen = repo.answer_ring(conn_id)
     assert seen is not None and seen.pending_crm_ids == {"1", "2"}
-    assert repo.add_crm_hints(conn_id, ["3"])
+    assert repo.add_hints(conn_id, ["3"])
     assert repo.ring(conn_id, NOW + timedelta(seconds=6), timedelta(minutes=15))
     # And the pass forgets only what it read
-    repo.drop_crm_hints(conn_id, ["1", "2"])
+    repo.drop_hints(conn_id, ["1", "2"])
     stored = repo.get_connection(conn_id)
     assert stored is not None and stored.pending_crm_ids == {"3"}
 
@@ -179,10 +179,10 @@ def test_a_pass_request_that_waited_too_long_no_longer_holds_pushes_back() -> No
 
 def test_hints_are_capped_and_a_missing_connection_takes_none() -> None:
     conn_id = a_connection().connection_id
-    assert repo.add_crm_hints(conn_id, [str(i) for i in range(repo.MAX_CRM_HINTS)])
+    assert repo.add_hints(conn_id, [str(i) for i in range(repo.MAX_CRM_HINTS)])
     # Then one more does not fit: the caller sends it in its own request instead
-    assert not repo.add_crm_hints(conn_id, ["one-more"])
-    assert not repo.add_crm_hints("no-such-connection", ["1"])
+    assert not repo.add_hints(conn_id, ["one-more"])
+    assert not repo.add_hints("no-such-connection", ["1"])
     assert not repo.ring("no-such-connection", NOW, timedelta(minutes=15))
 
 
@@ -191,7 +191,7 @@ def test_a_save_leaves_pushed_hints_alone() -> None:
     conn = a_connection()
     copy = repo.get_connection(conn.connection_id)
     assert copy is not None
-    assert repo.add_crm_hints(conn.connection_id, ["9"])
+    assert repo.add_hints(conn.connection_id, ["9"])
     assert repo.ring(conn.connection_id, NOW, timedelta(minutes=15))
     # When the stale copy is saved, the push is still there
     copy.folder_name = "Contacts"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from contactsync.contacts.model import Contact, Email, Phone
-from contactsync.providers.base import RateLimited
+from contactsync.providers.base import PreconditionFailed, RateLimited, WriteResult
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.reconcile import CHUNK, PassContext, Sides, preview_pass, run_pass
@@ -150,6 +150,33 @@ def test_a_contact_we_created_and_the_user_deleted_before_a_crash_was_recovered_
     assert emails(provider) == ["ann@x.com"]
     assert emails(crm) == ["ann@x.com"]
     assert not store.pending(CID)
+
+
+def test_a_write_refused_as_stale_is_planned_again_from_both_sides_read_afresh(world) -> None:
+    # Given a synced pair
+    store, crm, provider = world
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    (contact_id,) = provider.contacts
+    # When the provider contact is edited, and the CRM refuses the write as stale once (the CRM
+    # person changed in a way the pass could not see, e.g. within the same second)
+    provider.put(person("Ann Lee", "ann@x.com").with_fields(job_title="CTO"), contact_id=contact_id)
+    original = crm.update
+    refusals = iter([True])
+
+    def refuse_once(items):
+        if next(refusals, False):
+            return [
+                WriteResult(i.id, error=PreconditionFailed("changed as it was read")) for i in items
+            ]
+        return original(items)
+
+    crm.update = refuse_once  # type: ignore[method-assign]
+    assert poll(store, crm, provider) == "done"
+    assert crm.contacts[ann.id].contact.job_title == ""
+    # Then the next pass reads both again and the edit arrives, though neither side changed since
+    assert poll(store, crm, provider) == "done"
+    assert crm.contacts[ann.id].contact.job_title == "CTO"
 
 
 def test_rate_limit_leaves_the_work_pending_and_schedules_a_retry(world) -> None:

@@ -188,6 +188,8 @@ class Connection(Model):
     # CRM persons a webhook asked to re-read that no pass has read yet: the next pass re-reads
     # them, so no pushed change (a delete) is lost. Added to and taken from by set updates only.
     pending_crm_ids = UnicodeSetAttribute(null=True)
+    # Provider contacts the next pass re-reads by id: pairs whose write was refused as stale.
+    pending_provider_ids = UnicodeSetAttribute(null=True)
     # When a pass request was last put on the queue for a push, if no pass has begun since:
     # further pushes only add their hints and send nothing (a burst asks for one pass).
     wake_queued_at = UnicodeAttribute(null=True)

@@ -61,6 +61,7 @@ def _view(conn: Connection | None) -> ConnectionView | None:
         poll_seconds=int(conn.poll_seconds or 0),
         last_full_at=conn.last_full_at or "",
         pending_crm_ids=tuple(sorted(conn.pending_crm_ids or ())),
+        pending_provider_ids=tuple(sorted(conn.pending_provider_ids or ())),
     )
 
 
@@ -71,11 +72,17 @@ class DynamoPassStore:
     def answer_ring(self, connection_id: str) -> ConnectionView | None:
         return _view(repo.answer_ring(connection_id))
 
-    def add_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
-        repo.add_crm_hints(connection_id, crm_ids)
+    def add_hints(
+        self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
+    ) -> None:
+        repo.add_hints(connection_id, crm_ids, "crm")
+        repo.add_hints(connection_id, provider_ids, "provider")
 
-    def drop_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
-        repo.drop_crm_hints(connection_id, crm_ids)
+    def drop_hints(
+        self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
+    ) -> None:
+        repo.drop_hints(connection_id, crm_ids, "crm")
+        repo.drop_hints(connection_id, provider_ids, "provider")
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:
         values: dict[str, Any] = {}
@@ -208,6 +215,6 @@ class DynamoDoorbell:
     clock: Callable[[], datetime] = utcnow
 
     def ring(self, connection_id: str, crm_ids: Sequence[str]) -> bool:
-        remembered = repo.add_crm_hints(connection_id, crm_ids)
+        remembered = repo.add_hints(connection_id, crm_ids)
         queued = repo.ring(connection_id, self.clock(), self.stale_after)
         return queued or not remembered

@@ -56,7 +56,15 @@ CONNECTION_SK = "CONNECTION"
 # Written only by their own conditional updates, never by save_connection (webhooks change the
 # last two while a pass holds the connection).
 _LEASE_AND_SCHEDULE = frozenset(
-    {"lease_owner", "lease_until", "due_shard", "next_run_at", "pending_crm_ids", "wake_queued_at"}
+    {
+        "lease_owner",
+        "lease_until",
+        "due_shard",
+        "next_run_at",
+        "pending_crm_ids",
+        "pending_provider_ids",
+        "wake_queued_at",
+    }
 )
 MAX_CRM_HINTS = 1000  # CRM persons remembered for the next pass; beyond it pushes carry their own
 _audit_seq = itertools.count()
@@ -255,28 +263,27 @@ def set_next_run(connection_id: str, at: datetime | None) -> bool:
     return _update_connection_item(connection_id, actions, Connection.pk.exists())
 
 
-def add_crm_hints(connection_id: str, crm_ids: Sequence[str]) -> bool:
-    """Remember CRM persons for the next pass to re-read. False when the connection is gone or
-    already remembers MAX_CRM_HINTS (then the request must carry them itself)."""
-    if not crm_ids:
+def _hints(side: str) -> Any:
+    return Connection.pending_crm_ids if side == "crm" else Connection.pending_provider_ids
+
+
+def add_hints(connection_id: str, ids: Sequence[str], side: str = "crm") -> bool:
+    """Remember contacts of ``side`` for the next pass to re-read. False when the connection is
+    gone or already remembers MAX_CRM_HINTS (then the request must carry them itself)."""
+    if not ids:
         return True
-    room = Connection.pending_crm_ids.does_not_exist() | (
-        size(Connection.pending_crm_ids) < MAX_CRM_HINTS  # type: ignore[no-untyped-call]
-    )
+    hints = _hints(side)
+    room = hints.does_not_exist() | (size(hints) < MAX_CRM_HINTS)  # type: ignore[no-untyped-call]
     return _update_connection_item(
-        connection_id,
-        [Connection.pending_crm_ids.add(set(crm_ids))],
-        Connection.pk.exists() & room,
+        connection_id, [hints.add(set(ids))], Connection.pk.exists() & room
     )
 
 
-def drop_crm_hints(connection_id: str, crm_ids: Sequence[str]) -> None:
+def drop_hints(connection_id: str, ids: Sequence[str], side: str = "crm") -> None:
     """Forget the hints a pass has read (ones added meanwhile stay for the next pass)."""
-    if crm_ids:
+    if ids:
         _update_connection_item(
-            connection_id,
-            [Connection.pending_crm_ids.delete(set(crm_ids))],
-            Connection.pk.exists(),
+            connection_id, [_hints(side).delete(set(ids))], Connection.pk.exists()
         )
 
 

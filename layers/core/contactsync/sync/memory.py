@@ -50,6 +50,7 @@ class InMemoryStore:
         values = {k: v for k, v in raw.items() if k in known}
         values["inflight_ops"] = tuple(raw.get("inflight_ops") or ())
         values["pending_crm_ids"] = tuple(raw.get("pending_crm_ids") or ())
+        values["pending_provider_ids"] = tuple(raw.get("pending_provider_ids") or ())
         return ConnectionView(connection_id=connection_id, **values)
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:
@@ -72,13 +73,19 @@ class InMemoryStore:
         raw["wake_queued_at"] = "queued"
         return True
 
-    def add_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
+    def add_hints(
+        self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
+    ) -> None:
         raw = self.connections[connection_id]
-        raw["pending_crm_ids"] = sorted({*(raw.get("pending_crm_ids") or ()), *crm_ids})
+        for name, ids in (("pending_crm_ids", crm_ids), ("pending_provider_ids", provider_ids)):
+            raw[name] = sorted({*(raw.get(name) or ()), *ids})
 
-    def drop_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
+    def drop_hints(
+        self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
+    ) -> None:
         raw = self.connections[connection_id]
-        raw["pending_crm_ids"] = sorted(set(raw.get("pending_crm_ids") or ()) - set(crm_ids))
+        for name, ids in (("pending_crm_ids", crm_ids), ("pending_provider_ids", provider_ids)):
+            raw[name] = sorted(set(raw.get(name) or ()) - set(ids))
 
     def acquire_lease(self, connection_id: str, owner: str, now: datetime, seconds: int) -> bool:
         held = self.leases.get(connection_id)

@@ -45,6 +45,7 @@ class ConnectionView:
     poll_seconds: int = 0  # the polling interval the last pass chose
     last_full_at: str = ""  # ISO time of the last full listing ("" if unknown)
     pending_crm_ids: tuple[str, ...] = ()  # pushed CRM changes no pass has read yet
+    pending_provider_ids: tuple[str, ...] = ()  # provider contacts to re-read (stale writes)
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,15 @@ class PassStore(Protocol):
         read after that, with every CRM hint pushed before."""
         ...
 
-    def add_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
-        """Remember CRM persons for the next pass to re-read."""
+    def add_hints(
+        self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
+    ) -> None:
+        """Remember contacts for the next pass to re-read by id."""
         ...
 
-    def drop_hints(self, connection_id: str, crm_ids: Sequence[str]) -> None:
+    def drop_hints(
+        self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
+    ) -> None:
         """Forget hints a pass has read; those added since stay."""
         ...
 

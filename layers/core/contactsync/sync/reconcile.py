@@ -36,6 +36,7 @@ from contactsync.providers.base import (
     ContactUpdate,
     CursorExpired,
     NewContact,
+    PreconditionFailed,
     ProviderError,
     RateLimited,
     RemoteContact,
@@ -173,6 +174,7 @@ class _Pass:
         self.moved_versions: set[str] = set()
         self.listed_in_full = False
         self.hints_read = False  # the CRM persons pushed to this pass have been re-read
+        self.recheck: list[tuple[str, str]] = []  # pairs whose write was refused as stale
         self.progress = dict(conn.progress)
         # Counting mappings reads every one of them: only a full listing (O(contacts) anyway)
         # pays for that; other passes adjust the stored count by what they link and unlink.
@@ -237,13 +239,9 @@ class _Pass:
         self.listed_in_full = crm.full and provider.full
         hints = list(dict.fromkeys([*self.conn.pending_crm_ids, *self.message.crm_ids]))
         self.hints_read = True
-        crm_hinted = self.sides.crm.fetch(hints) if hints else {}
-        for crm_id, remote in crm_hinted.items():
-            if remote is None:
-                crm.deleted.add(crm_id)
-                crm.contacts.pop(crm_id, None)
-            else:
-                crm.contacts[crm_id] = remote
+        crm.add_fetched(self.sides.crm.fetch(hints) if hints else {})
+        rechecks = list(self.conn.pending_provider_ids)
+        provider.add_fetched(self.sides.provider.fetch(rechecks) if rechecks else {})
 
         plan, versions = self.plan(crm, provider)
         self.record_findings(plan, crm.full and provider.full)
@@ -279,7 +277,9 @@ class _Pass:
 
     def result(self, status: Status, message: str) -> PassResult:
         if self.hints_read:
-            self.store.drop_hints(self.cid, self.conn.pending_crm_ids)
+            self.store.drop_hints(
+                self.cid, self.conn.pending_crm_ids, self.conn.pending_provider_ids
+            )
         else:
             _keep_hints(self.store, self.conn, self.message)  # for the continuation
         if status == "continue":
@@ -550,6 +550,10 @@ class _Pass:
             finished.append(op.op_id)
         if audit:
             self.store.audit(self.cid, audit)
+        if self.recheck:
+            crm_ids = [c for c, _ in self.recheck if c]
+            self.store.add_hints(self.cid, crm_ids, [p for _, p in self.recheck if p])
+            self.recheck = []
         if finished:
             self.store.drop_pending(self.cid, finished)
         if retry_error is not None:
@@ -637,6 +641,10 @@ class _Pass:
         audit: list[AuditEntry] = []
         failed = False
         for write, result in zip(op.writes, results, strict=True):
+            if isinstance(result.error, PreconditionFailed):
+                # Refused as stale: the next pass reads both contacts again and plans afresh,
+                # even if neither changes again (the edit this write carried is not lost).
+                self.recheck.append((op.crm_id, op.provider_id))
             if result.error is not None:
                 failed = True
                 audit.append(
@@ -732,6 +740,16 @@ class _SideChanges:
     deleted: set[str] = field(default_factory=set)
     position: str = ""
     full: bool = False
+
+    def add_fetched(self, fetched: dict[str, RemoteContact | None]) -> None:
+        """Contacts re-read by id (pushed, or to re-check): None means deleted."""
+        for contact_id, remote in fetched.items():
+            if remote is None:
+                self.contacts.pop(contact_id, None)
+                self.deleted.add(contact_id)
+            else:
+                self.contacts[contact_id] = remote
+                self.deleted.discard(contact_id)
 
     def add(self, page: ChangePage) -> None:
         for remote in page.contacts:
