@@ -33,11 +33,13 @@ def test_the_webhook_table_times_each_request_and_counts_coalesced_messages(worl
     # Given the webhooks function in process on DynamoDB Local
     # When the webhook table runs at a tiny scale
     table = webhook.run(world)
-    # Then every case has timings, and each batch sent one message per connection
-    assert len(table.rows) == 5
+    # Then every case has timings, and each batch sent one message per connection, while a
+    # burst with a pass request already waiting sent none
+    assert len(table.rows) == 6
     ten = next(v for k, v in table.figures.items() if "10 connections" in k)
     one = next(v for k, v in table.figures.items() if k.startswith("Graph batch: 100"))
-    assert (ten["messages"], one["messages"]) == (10, 1)
+    burst = next(v for k, v in table.figures.items() if "burst" in k)
+    assert (ten["messages"], one["messages"], burst["messages"]) == (10, 1, 0)
     assert all(v["p50"] > 0 and v["p99"] >= v["p50"] for v in table.figures.values())
     assert "p99" in table.render()
 
