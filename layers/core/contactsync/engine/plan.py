@@ -511,7 +511,9 @@ def _made_again_elsewhere(
             continue
         emails = {email_key(e.value) for e in survivor.contact.emails} - {""}
         twins = [
-            r for r in unmapped[gone] if emails & {email_key(e.value) for e in r.contact.emails}
+            r
+            for r in unmapped[gone]
+            if r.in_scope and emails & {email_key(e.value) for e in r.contact.emails}
         ]
         if len(twins) != 1:
             continue  # none, or not clear which: made again as planned
