@@ -19,6 +19,9 @@ class Crash(Exception):
     pass
 
 
+MAPPING_IDS = itertools.count(1)
+
+
 def person(name: str, email: str, phone: str = "") -> Contact:
     given, family = name.split(" ", 1)
     return Contact(
@@ -39,11 +42,10 @@ def world() -> tuple[InMemoryStore, InMemorySide, InMemorySide]:
 def context(
     store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: object
 ) -> PassContext:
-    ids = (f"m{i}" for i in itertools.count(1))
     return PassContext(
         store=store,
         sides_for=lambda _view: Sides(crm=crm, provider=provider),
-        new_id=lambda: next(ids),
+        new_id=lambda: f"m{next(MAPPING_IDS)}",  # unique across passes, as uuids are
         **kw,  # type: ignore[arg-type]
     )
 
@@ -149,6 +151,31 @@ def test_a_contact_we_created_and_the_user_deleted_before_a_crash_was_recovered_
     # Then she is not created again: the delete reaches the CRM, as any delete would
     assert emails(provider) == ["ann@x.com"]
     assert emails(crm) == ["ann@x.com"]
+    assert not store.pending(CID)
+
+
+def test_a_plan_whose_pass_died_before_sending_it_is_made_again_from_fresh_reads(world) -> None:
+    # Given a synced connection, and a new CRM person
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    zoe = crm.put(person("Zoe Park", "zoe@x.com"))
+
+    def crash(at: str) -> None:
+        if at == "after_pending":
+            raise Crash(at)
+
+    # When the pass that planned to copy her dies before sending anything
+    with pytest.raises(Crash):
+        poll(store, crm, provider, crash_point=crash)
+    store.leases.clear()
+    # And she is deleted in the CRM before the message comes back
+    crm.remove(zoe.id)
+    pushed = SyncMessage(connection_id=CID, reason="crm_push", crm_ids=[zoe.id])
+    assert run_pass(CID, pushed, context(store, crm, provider)).status == "done"
+    # Then the stale plan is not carried out: she is never created in the provider
+    assert emails(provider) == ["ann@x.com"]
+    assert provider.calls.get("create", 0) == 1  # Ann's, in the first sync
     assert not store.pending(CID)
 
 

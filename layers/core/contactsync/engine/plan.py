@@ -112,6 +112,7 @@ class PassInput:
     mapped_total: int  # how many mappings the connection has in all
     full_listing: bool = False  # both unmapped lists are complete listings
     confirmed: bool = False  # the user confirmed a guard-held pass
+    initial: bool = False  # the connection's first sync is still running (creating is its job)
     # Unlinked contacts ("crm"/"provider", id) a full listing found to be possible duplicates:
     # matched if a match appears, but never copied to the other side while they wait for review.
     on_hold: frozenset[tuple[str, str]] = frozenset()
@@ -477,7 +478,7 @@ def _guard(inp: PassInput, outcomes: Sequence[Outcome]) -> GuardTrip | None:
             f"({writes['delete', 'crm']:,} in the CRM, "
             f"{writes['delete', 'provider']:,} in the provider)"
         )
-    if total > 0 and creates > limit:  # an initial sync has nothing to protect
+    if total > 0 and creates > limit and not inp.initial:  # an initial sync creates
         problems.append(
             f"this pass would create {creates:,} contacts next to {total:,} linked ones "
             f"({writes['create', 'crm']:,} in the CRM, "

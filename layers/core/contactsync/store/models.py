@@ -198,6 +198,9 @@ class Connection(Model):
     held_plan = JSONAttribute(null=True)  # summary of a pass the safety guard held back
     # op ids being sent right now (recovered by the next pass if this one dies)
     inflight_ops = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    # A pass has stored a plan and not yet finished or handed it over: set while it applies. A
+    # pass that finds it set knows the planning pass died, and plans again what it never sent.
+    plan_open = BooleanAttribute(default=False)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
     version = VersionAttribute()

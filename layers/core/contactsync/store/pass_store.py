@@ -55,6 +55,7 @@ def _view(conn: Connection | None) -> ConnectionView | None:
         phone_region=conn.phone_region,
         folder_id=conn.folder_id or "",
         inflight_ops=tuple(str(op) for op in conn.inflight_ops or ()),
+        plan_open=bool(conn.plan_open),
         held=conn.held_plan,
         progress=dict(conn.progress.as_dict()) if conn.progress else {},
         mapped_count=_mapped_count(conn.counts),

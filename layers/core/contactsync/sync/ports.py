@@ -39,6 +39,7 @@ class ConnectionView:
     phone_region: str = "US"
     folder_id: str = ""
     inflight_ops: tuple[str, ...] = ()
+    plan_open: bool = False  # the last pass stored a plan and did not finish or hand it over
     held: dict[str, Any] | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     mapped_count: int = 0  # kept by the passes; recounted exactly on every full listing

@@ -118,7 +118,8 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
     except RateLimited as exc:
         runner.fail(exc)
         wake = ctx.clock() + timedelta(seconds=max(exc.retry_after, 1.0))
-        store.update_connection(connection_id, next_run_at=wake)
+        # An orderly stop: what is left of the plan is handed to the pass after the wait.
+        store.update_connection(connection_id, next_run_at=wake, plan_open=False)
         return PassResult("throttled", exc.message, retry_after=exc.retry_after)
     except AuthExpired as exc:
         runner.fail(exc)
@@ -221,6 +222,8 @@ class _Pass:
 
     def run(self) -> PassResult:
         pending = self.store.pending(self.cid)
+        if pending and self.conn.plan_open:
+            pending = self.drop_unsent(pending)
         if pending:
             if not self.apply(pending, recovering=set(self.conn.inflight_ops)):
                 return self.result("continue", "work left over for the next pass")
@@ -261,6 +264,7 @@ class _Pass:
                 },
             )
         )
+        self.store.update_connection(self.cid, plan_open=True)  # before: a crash may follow
         self.store.save_pending(self.cid, ops)
         self.ctx.crash_point("after_pending")
         if self.conn.state == "syncing_initial":
@@ -275,6 +279,16 @@ class _Pass:
             return self.result("continue", "work left over for the next pass")
         return self.result("done", "pass complete")
 
+    def drop_unsent(self, pending: list[PendingOp]) -> list[PendingOp]:
+        """The pass that planned these died. What it may have sent is finished (receipts, tags);
+        the rest, its cursors too, is dropped and planned again from fresh reads: a plan made
+        before the crash may no longer fit (another sync may have made the same contact)."""
+        inflight = set(self.conn.inflight_ops)
+        unsent = [o for o in pending if o.op_id not in inflight and not o.receipts]
+        if unsent:
+            self.store.drop_pending(self.cid, [o.op_id for o in unsent])
+        return [o for o in pending if o.op_id in inflight or o.receipts]
+
     def result(self, status: Status, message: str) -> PassResult:
         if self.hints_read:
             self.store.drop_hints(
@@ -283,6 +297,7 @@ class _Pass:
         else:
             _keep_hints(self.store, self.conn, self.message)  # for the continuation
         if status == "continue":
+            self.store.update_connection(self.cid, plan_open=False)  # handed to the next pass
             return PassResult(status, message, counts=self.counts)
         now = self.ctx.clock()
         active = any(self.counts.get(k) for k in ("crm_read", "provider_read", "crm_writes",
@@ -295,6 +310,7 @@ class _Pass:
             "last_error": None,
             "next_run_at": now + timedelta(seconds=interval),
             "poll_seconds": interval,
+            "plan_open": False,
         }
         if self.conn.state in ("syncing_initial", "needs_attention"):
             changes["state"] = "active"
@@ -419,6 +435,7 @@ class _Pass:
                 mapped_total=mapped_total,
                 full_listing=full,
                 confirmed=self.message.reason == "confirm",
+                initial=self.conn.state == "syncing_initial",
                 on_hold=on_hold,
             ),
             new_mapping_id=self.ctx.new_id,
