@@ -176,6 +176,20 @@ def test_find_tagged_finds_our_contact_or_nothing(mailbox: Mailbox) -> None:
     assert adapter.find_tagged("tag-999") is None
 
 
+def test_find_tagged_finds_our_contact_moved_to_another_folder(mailbox: Mailbox) -> None:
+    # Given a contact we created, which the user then moved out of the sync folder
+    adapter = mailbox.adapter()
+    [made] = adapter.create([NewContact("tag-moved", PERSON)])
+    assert made.remote is not None
+    control(mailbox.graph, "POST", f"/users/{mailbox.user_id}/contacts/{made.remote.id}/move",
+            {"destinationId": mailbox.other_folder_id})  # fmt: skip
+    # When a recovering pass looks for it by tag
+    found = adapter.find_tagged("tag-moved")
+    # Then it is found (not created again), and reported out of scope
+    assert found is not None and found.id == made.remote.id
+    assert not found.in_scope and found.scope_reason == MOVED_OUT
+
+
 def test_update_sends_only_changed_fields_and_keeps_the_rest(mailbox: Mailbox) -> None:
     # Given a contact with a nickname (a field we do not model)
     sb = mailbox.graph.sandbox

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -146,6 +146,8 @@ class MicrosoftContacts:
         return found
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
+        """The contact carrying ``tag``: in the sync folder, or, if the user moved it since we
+        made it, in another folder of the mailbox (then it is reported out of scope)."""
         quoted = tag.replace("'", "''")
         params = {
             "$filter": f"singleValueExtendedProperties/Any(ep: ep/id eq '{TAG_PROPERTY_ID}' "
@@ -153,9 +155,21 @@ class MicrosoftContacts:
             "$expand": TAG_EXPAND,
             "$top": "1",
         }
-        url = f"{self._base}/me/contactFolders/{self._folder}/contacts"
-        items = self._json(self._send("GET", url, params=params)).get("value", [])
-        return self._remote(items[0]) if items else None
+        for url in self._contact_lists():
+            items = self._json(self._send("GET", url, params=params)).get("value", [])
+            if items:
+                return self._remote(items[0])
+        return None
+
+    def _contact_lists(self) -> Iterator[str]:
+        """The sync folder's contacts first, then the default folder's, then every other folder's
+        (top-level folders: those a user moves contacts to)."""
+        yield f"{self._base}/me/contactFolders/{self._folder}/contacts"
+        yield f"{self._base}/me/contacts"
+        listed = self._json(self._send("GET", f"{self._base}/me/contactFolders"))
+        for folder in listed.get("value", []):
+            if str(folder.get("id")) != self._folder:
+                yield f"{self._base}/me/contactFolders/{folder['id']}/contacts"
 
     # --- writing ------------------------------------------------------------------------------
 
