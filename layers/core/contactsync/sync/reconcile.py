@@ -544,7 +544,7 @@ class _Pass:
         try:
             for side_name in ("crm", "provider"):
                 try:
-                    results.update(self.send(side_name, chunk, recovering))
+                    self.send(side_name, chunk, recovering, results)
                 except (RateLimited, AuthExpired) as exc:
                     retry_error = exc
                     break
@@ -597,10 +597,16 @@ class _Pass:
             self.store.save_pending(self.cid, receipted)
 
     def send(
-        self, side_name: str, chunk: Sequence[PendingOp], recovering: set[str]
-    ) -> dict[tuple[str, str], WriteResult]:
+        self,
+        side_name: str,
+        chunk: Sequence[PendingOp],
+        recovering: set[str],
+        out: dict[tuple[str, str], WriteResult],
+    ) -> None:
+        """Send the chunk's writes for one side, recording each result in ``out`` as soon as
+        its call returns (so creates done before a later call fails still get receipts)."""
         side = self.sides.of(side_name)
-        out: dict[tuple[str, str], WriteResult] = {}
+        before = len(out)
         creates: list[tuple[PendingOp, Write]] = []
         updates: list[tuple[PendingOp, Write]] = []
         deletes: list[tuple[PendingOp, Write]] = []
@@ -648,8 +654,8 @@ class _Pass:
             )
             for (op, _), result in zip(deletes, gone, strict=True):
                 out[(op.op_id, side_name)] = result
-        self.counts[f"{side_name}_writes"] = self.counts.get(f"{side_name}_writes", 0) + len(out)
-        return out
+        sent = len(out) - before
+        self.counts[f"{side_name}_writes"] = self.counts.get(f"{side_name}_writes", 0) + sent
 
     def finish(self, op: PendingOp, results: Sequence[WriteResult]) -> list[AuditEntry]:
         """Record what a pending write achieved: ids, versions, the new base, the audit."""
