@@ -264,9 +264,7 @@ class _Pass:
                 },
             )
         )
-        self.store.update_connection(self.cid, plan_open=True)  # before: a crash may follow
-        self.store.save_pending(self.cid, ops)
-        self.ctx.crash_point("after_pending")
+        opened: dict[str, Any] = {"plan_open": True}  # written before the plan: a crash may follow
         if self.conn.state == "syncing_initial":
             self.progress = {
                 "phase": "writing",
@@ -274,7 +272,10 @@ class _Pass:
                 "total": len(ops) - 1,
                 "started_at": self.ctx.clock().isoformat(),
             }
-            self.store.update_connection(self.cid, progress=self.progress)
+            opened["progress"] = self.progress
+        self.store.update_connection(self.cid, **opened)
+        self.store.save_pending(self.cid, ops)
+        self.ctx.crash_point("after_pending")
         if not self.apply(ops, recovering=set()):
             return self.result("continue", "work left over for the next pass")
         return self.result("done", "pass complete")
