@@ -179,7 +179,7 @@ def test_a_pass_request_that_waited_too_long_no_longer_holds_pushes_back() -> No
 
 def test_hints_are_capped_and_a_missing_connection_takes_none() -> None:
     conn_id = a_connection().connection_id
-    assert repo.add_hints(conn_id, [str(i) for i in range(repo.MAX_CRM_HINTS)])
+    assert repo.add_hints(conn_id, [str(i) for i in range(repo.MAX_HINTS_PER_SIDE)])
     # Then one more does not fit: the caller sends it in its own request instead
     assert not repo.add_hints(conn_id, ["one-more"])
     assert not repo.add_hints("no-such-connection", ["1"])

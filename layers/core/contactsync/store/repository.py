@@ -66,7 +66,8 @@ _LEASE_AND_SCHEDULE = frozenset(
         "wake_queued_at",
     }
 )
-MAX_CRM_HINTS = 1000  # CRM persons remembered for the next pass; beyond it pushes carry their own
+# Contacts remembered per side for the next pass to re-read; beyond it, pushes carry their own.
+MAX_HINTS_PER_SIDE = 1000
 _audit_seq = itertools.count()
 
 
@@ -269,11 +270,11 @@ def _hints(side: str) -> Any:
 
 def add_hints(connection_id: str, ids: Sequence[str], side: str = "crm") -> bool:
     """Remember contacts of ``side`` for the next pass to re-read. False when the connection is
-    gone or already remembers MAX_CRM_HINTS (then the request must carry them itself)."""
+    gone or already remembers MAX_HINTS_PER_SIDE (then the request must carry them itself)."""
     if not ids:
         return True
     hints = _hints(side)
-    room = hints.does_not_exist() | (size(hints) < MAX_CRM_HINTS)  # type: ignore[no-untyped-call]
+    room = hints.does_not_exist() | (size(hints) < MAX_HINTS_PER_SIDE)  # type: ignore[no-untyped-call]
     return _update_connection_item(
         connection_id, [hints.add(set(ids))], Connection.pk.exists() & room
     )
