@@ -308,6 +308,15 @@ def _one_side_gone(
     )
 
 
+def _back_and_deleted(
+    mapping: MappingState, away: Side, gone: Side, survivor: RemoteContact, settings: SyncSettings
+) -> Outcome:
+    """A detached pair whose away contact came back in scope as one of the two was deleted: the
+    pair is linked again and the delete is dealt with as on any linked pair."""
+    outcome = _one_side_gone(mapping, gone, survivor, settings)
+    return replace(outcome, reason=f"back in scope in {SIDE_NAMES[away]}; {outcome.reason}")
+
+
 def _detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
     """A pair whose contact on one side left scope: nothing syncs until it comes back."""
     mapping = pair.mapping
@@ -326,21 +335,18 @@ def _detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
     back = reported[away]
     returned = isinstance(back, RemoteContact) and back.in_scope
     if reported[stayed] is None and returned:
-        # Back in scope, and its partner deleted, both since the last pass: the pair is linked
-        # again and the delete is dealt with as on any linked pair.
+        # Back in scope, and its partner deleted, both since the last pass.
         assert isinstance(back, RemoteContact)
-        gone = _one_side_gone(mapping, stayed, back, settings)
-        return replace(gone, reason=f"back in scope in {SIDE_NAMES[away]}; {gone.reason}")
+        return _back_and_deleted(mapping, away, stayed, back, settings)
     if reported[stayed] is None:
         reason = f"deleted in {SIDE_NAMES[stayed]}; its partner is out of scope: forgotten"
         return replace(keep, new_base=None, kind="unlink", reason=reason, detached="")
     if reported[away] is None and away in settings.deletes_in_scope_only:
         # That side reports deletions only of contacts in scope: the away contact came back and
-        # was deleted, both since the last pass. The delete is dealt with as on a linked pair.
+        # was deleted, both since the last pass.
         kept = _held_now(reported[stayed], mapping, stayed)
         assert kept is not None
-        gone = _one_side_gone(mapping, away, kept, settings)
-        return replace(gone, reason=f"back in scope in {SIDE_NAMES[away]}; {gone.reason}")
+        return _back_and_deleted(mapping, away, away, kept, settings)
     if reported[away] is None:
         # Its partner left scope and was then deleted there: this one stays left alone, and the
         # pair is kept so it is never copied over again (a person handed to a colleague who then
