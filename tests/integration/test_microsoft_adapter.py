@@ -163,6 +163,16 @@ def test_a_create_is_not_retried_after_a_server_error(mailbox: Mailbox) -> None:
                 and r["user_id"] in (None, mailbox.user_id)]) == 1  # fmt: skip
 
 
+def test_a_create_whose_answer_is_cut_short_is_transient(mailbox: Mailbox) -> None:
+    # Given Graph makes the next contact but cuts its answer short
+    control(mailbox.graph, "POST", "/breaks", {"kind": "truncated"})
+    # When we create one contact (sent alone, not in a $batch)
+    [result] = mailbox.adapter().create([NewContact("tag-cut", PERSON)])
+    # Then it is Transient (made or not: a recovering pass looks for the tag), not a crash
+    assert isinstance(result.error, Transient)
+    assert mailbox.adapter().find_tagged("tag-cut") is not None
+
+
 def test_find_tagged_finds_our_contact_or_nothing(mailbox: Mailbox) -> None:
     adapter = mailbox.adapter()
     # Given a contact we created with a tag, and one with a quote in its tag

@@ -384,7 +384,12 @@ class MicrosoftContacts:
             only = chunk[0]
             url, body, headers = self._base + only["url"], only.get("body"), only.get("headers")
             resp = self._send(only["method"], url, json=body, headers=headers, retry=retry)
-            return [_Answer(only["id"], resp.status_code, _body(resp))]
+            answer = _body(resp)
+            if resp.status_code < 400 and isinstance(answer, dict) and _malformed(resp, answer):
+                # Done or not, we cannot tell: the caller treats it as an outage (a create
+                # is then looked up by its tag before being sent again).
+                raise Transient(f"Graph sent a malformed answer ({len(resp.content)} bytes)")
+            return [_Answer(only["id"], resp.status_code, answer)]
         resp = self._send("POST", f"{self._base}/$batch", json={"requests": chunk}, retry=retry)
         answers = {str(r["id"]): r for r in self._json(resp).get("responses", [])}
         got = []
