@@ -364,6 +364,18 @@ def test_5xx_is_retried_then_transient(pipedrive: PipedriveWorld):
         side.whoami()
 
 
+def test_a_create_is_not_retried_after_a_server_error(pipedrive: PipedriveWorld):
+    # Given the CRM fails the next request (it might have made the person anyway)
+    side = pipedrive.adapter(max_attempts=3)
+    side.find_tagged("warm-up")  # reads the tag field's key first
+    pipedrive.sandbox.inject_fault(503, count=1, path_prefix="/api/v2/persons")
+    posts = pipedrive.requests("POST /api/v2/persons")
+    # When we create a person, Then it reports Transient and the POST was sent once
+    [result] = side.create([NewContact("tag-503", Contact(given_name="Ada"))])
+    assert isinstance(result.error, Transient)
+    assert pipedrive.requests("POST /api/v2/persons") == posts + 1
+
+
 def test_an_unreadable_position_asks_for_a_full_listing(pipedrive: PipedriveWorld):
     from contactsync.providers.base import CursorExpired
 

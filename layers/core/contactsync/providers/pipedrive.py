@@ -208,7 +208,7 @@ class PipedrivePersons:
             payload["custom_fields"] = {self._tag_field(): item.tag}
             if item.contact.organization.strip():
                 payload["org_id"] = self._org_id_for(item.contact.organization)
-            body = self._call("POST", "/api/v2/persons", json_body=payload)
+            body = self._call("POST", "/api/v2/persons", json_body=payload, retry=False)
             return self._remote(body["data"])
 
         return self._each(items, lambda i: i.tag, create_one)
@@ -501,8 +501,12 @@ class PipedrivePersons:
         *,
         params: JSON | None = None,
         json_body: JSON | None = None,
+        retry: bool = True,
     ) -> JSON:
-        """One API request: a single refresh on 401, short jittered retries on 5xx/timeouts."""
+        """One API request: a single refresh on 401, short jittered retries on 5xx/timeouts.
+
+        ``retry=False`` (creates: a retried POST could create twice) retries only when the
+        request never left (connection refused)."""
         refreshed = waited = False
         attempt = 0
         while True:
@@ -514,7 +518,8 @@ class PipedrivePersons:
                     method, self._base + path, params=params, json=json_body, headers=headers
                 )
             except httpx.TransportError as exc:
-                if attempt < self._max_attempts:
+                unsent = isinstance(exc, httpx.ConnectError)
+                if attempt < self._max_attempts and (retry or unsent):
                     self._pause(attempt)
                     continue
                 raise Transient(f"{method} {path}: {type(exc).__name__}") from exc
@@ -529,7 +534,7 @@ class PipedrivePersons:
                     waited = True
                     time.sleep(wait)
                     continue
-            if status >= 500 and attempt < self._max_attempts:
+            if status >= 500 and attempt < self._max_attempts and retry:
                 self._pause(attempt)
                 continue
             if status >= 400:
