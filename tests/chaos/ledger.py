@@ -52,6 +52,7 @@ class Card:
     job_title: str = ""
     notes: str = ""
     phones: frozenset[str] = frozenset()
+    id: str = field(default="", compare=False)  # the side's id, for a failure's printout
 
     def value(self, name: str) -> str:
         return str(getattr(self, name))
@@ -69,6 +70,17 @@ class World:
     def count(self, where: str, user: str, side: str, email: str) -> int:
         cards = (self.inside if where == "inside" else self.outside).get((user, side), [])
         return sum(1 for c in cards if c.email == email)
+
+    def ids(self, user: str, email: str) -> dict[str, list[str]]:
+        """Where copies of ``email`` are, by side, with their ids (a failure's printout)."""
+        found: dict[str, list[str]] = {}
+        for where, books in (("", self.inside), (" (outside)", self.outside)):
+            for (owner, side), cards in books.items():
+                if owner == user:
+                    copies = [c.id for c in cards if c.email == email]
+                    if copies:
+                        found[side + where] = copies
+        return found
 
     def cards(self, user: str, side: str, email: str) -> list[Card]:
         return [c for c in self.inside.get((user, side), []) if c.email == email]
@@ -98,6 +110,7 @@ class Intended:
     phone: str  # as first written; edits only reformat it
     values: dict[str, list[Edit]]  # field -> every value written, in order (first: creation)
     deleted_on: str | None = None
+    deleted_id: str = ""  # the copy the user deleted (for a failure's printout)
     outside: set[str] = field(default_factory=set)  # provider sides it was moved out of
     former_owners: set[str] = field(default_factory=set)
 
@@ -140,8 +153,9 @@ class Ledger:
         person = self.people[email]
         person.values[name].append(Edit(person.owner, side, value))
 
-    def delete(self, email: str, side: str) -> None:
+    def delete(self, email: str, side: str, contact_id: str = "") -> None:
         self.people[email].deleted_on = side
+        self.people[email].deleted_id = contact_id
 
     def move_out(self, email: str, side: str) -> None:
         self.people[email].outside.add(side)

@@ -129,7 +129,11 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
         worst_first = sorted(verdict.problems, key=lambda p: p.split(":")[0] != "duplicated")
         emails = list(dict.fromkeys(w for p in worst_first for w in p.split() if "@" in w))
         for email in emails[:6]:
-            print(f"  history of {email}: {work.ledger.people.get(email)}")
+            person = work.ledger.people.get(email)
+            print(f"  history of {email}: {person}")
+            if person is not None:
+                world = read_world(stack, members)
+                print(f"    copies now: {world.ids(person.owner, email)}")
             for line in audit_trail(stack, members, email.strip("'\",[]")):
                 print(f"    {line}")
     assert (verdict.lost, verdict.duplicated, verdict.edits_lost) == (0, 0, 0), replay

@@ -232,6 +232,12 @@ class Books:
         else:
             self.stack.google.sandbox.delete_contact(m.google_email, found["resourceName"])
 
+    @staticmethod
+    def id_of(side: str, found: Any) -> str:
+        if side == "google":
+            return str(found["resourceName"])
+        return str(found.id)
+
     def unseen_return(self, m: Member, found: Any) -> bool:
         """A Google contact put back in the group whose connection has not yet seen it back."""
         connection_id = m.connections["google"]
@@ -370,7 +376,7 @@ class Workload:
             if side == "google" and self.books.unseen_return(m, found):
                 return False  # see the ledger: a copy back in its group is not deleted yet
             self.books.delete(m, side, found)
-            self.ledger.delete(person.email, side)
+            self.ledger.delete(person.email, side, self.books.id_of(side, found))
             return True
         if kind == "hand_over":
             return self.try_hand_over(m, person.email)

@@ -37,10 +37,10 @@ def read_world(stack: LocalStack, members: list[Member]) -> World:
             c for c in list(stack.graph.sandbox.contacts.values()) if c.user_id == m.graph_user
         ]
         world.inside[m.key, "outlook"] = [
-            _outlook_card(c.props) for c in mailbox if c.folder_id == m.folder
+            _outlook_card(c.props, c.id) for c in mailbox if c.folder_id == m.folder
         ]
         world.outside[m.key, "outlook"] = [
-            _outlook_card(c.props) for c in mailbox if c.folder_id != m.folder
+            _outlook_card(c.props, c.id) for c in mailbox if c.folder_id != m.folder
         ]
         people = stack.google.sandbox.contacts(m.google_email)
         people = [p for p in people if not (p.get("metadata") or {}).get("deleted")]
@@ -50,8 +50,9 @@ def read_world(stack: LocalStack, members: list[Member]) -> World:
     return world
 
 
-def _card(email: str, job_title: Any, notes: Any, phones: list[str]) -> Card:
+def _card(email: str, job_title: Any, notes: Any, phones: list[str], contact_id: str) -> Card:
     return Card(
+        id=contact_id,
         email=email.strip().lower(),
         job_title=value_key("job_title", str(job_title or "")),
         notes=value_key("notes", str(notes or "")),
@@ -61,16 +62,17 @@ def _card(email: str, job_title: Any, notes: Any, phones: list[str]) -> Card:
 
 def _crm_card(person: Any) -> Card:
     email = person.emails[0]["value"] if person.emails else ""
-    return _card(email, person.job_title, person.notes, [p["value"] for p in person.phones])
+    phones = [p["value"] for p in person.phones]
+    return _card(email, person.job_title, person.notes, phones, str(person.id))
 
 
-def _outlook_card(props: dict[str, Any]) -> Card:
+def _outlook_card(props: dict[str, Any], contact_id: str) -> Card:
     emails = props.get("emailAddresses") or []
     phones = [*(props.get("businessPhones") or []), *(props.get("homePhones") or [])]
     if props.get("mobilePhone"):
         phones.append(props["mobilePhone"])
     email = emails[0].get("address", "") if emails else ""
-    return _card(email, props.get("jobTitle"), props.get("personalNotes"), phones)
+    return _card(email, props.get("jobTitle"), props.get("personalNotes"), phones, contact_id)
 
 
 def _google_card(person: dict[str, Any]) -> Card:
@@ -79,7 +81,8 @@ def _google_card(person: dict[str, Any]) -> Card:
     bios = person.get("biographies") or [{}]
     phones = [p.get("value", "") for p in person.get("phoneNumbers") or []]
     email = emails[0].get("value", "") if emails else ""
-    return _card(email, orgs[0].get("title"), bios[0].get("value"), phones)
+    rn = str(person.get("resourceName", ""))
+    return _card(email, orgs[0].get("title"), bios[0].get("value"), phones, rn)
 
 
 def _groups(person: dict[str, Any]) -> set[str]:
