@@ -39,16 +39,17 @@ def record_handler(record: SQSRecord) -> None:
     try:
         result = build_passes().run(coalesced)
     except Exception:
-        # Transient trouble: back off exponentially, then SQS redrive parks it in the DLQ.
+        # A fault of ours, not the providers': back off exponentially; SQS redrive parks a
+        # message that keeps failing in the DLQ.
         _delays[message.connection_id] = min(5 * 2**attempt, MAX_BACKOFF_SECONDS)
         raise
     logger.info(
         "pass finished",
         extra={"connection_id": message.connection_id, "status": result.status, **result.counts},
     )
-    if result.status == "throttled":
+    if result.status in ("throttled", "failed"):
         _delays[message.connection_id] = result.retry_after
-        raise RuntimeError(f"throttled: retry in {result.retry_after:.0f} s")
+        raise RuntimeError(f"{result.status}: retry in {result.retry_after:.0f} s")
     if result.status == "busy":
         _delays[message.connection_id] = 3
         raise RuntimeError("another pass holds this connection; retry later")

@@ -80,7 +80,7 @@ def test_the_local_queues_are_fifo_with_the_template_redrive(
     assert int(queue["MessageRetentionPeriod"]) == declared["MessageRetentionPeriod"]
     redrive = json.loads(queue["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == dlq["QueueArn"]
-    assert int(redrive["maxReceiveCount"]) == declared["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert int(redrive["maxReceiveCount"]) == declared["RedrivePolicy"]["maxReceiveCount"] == 20
 
 
 def test_a_message_that_keeps_failing_ends_in_the_dead_letter_queue(local_aws: LocalAws) -> None:
@@ -93,8 +93,8 @@ def test_a_message_that_keeps_failing_ends_in_the_dead_letter_queue(local_aws: L
         MessageGroupId="poison",
         MessageDeduplicationId="poison-1",
     )
-    # When it is received and never deleted, five times
-    for _ in range(5):
+    # When it is received and never deleted, as many times as the template allows
+    for _ in range(int(props(load_template(), "SyncQueue")["RedrivePolicy"]["maxReceiveCount"])):
         received = sqs.receive_message(QueueUrl=queue_url, VisibilityTimeout=0)
         assert len(received.get("Messages", [])) == 1
     # Then the next receive finds nothing and the message sits in the DLQ

@@ -7,10 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from contactsync.contacts.model import Contact, Email, Phone
-from contactsync.providers.base import PreconditionFailed, RateLimited, WriteResult
+from contactsync.providers.base import PreconditionFailed, RateLimited, Transient, WriteResult
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.memory import InMemorySide, InMemoryStore
-from contactsync.sync.reconcile import CHUNK, PassContext, Sides, preview_pass, run_pass
+from contactsync.sync.reconcile import (
+    CHUNK,
+    RETRY_MAX_SECONDS,
+    PassContext,
+    Sides,
+    preview_pass,
+    run_pass,
+)
 
 CID = "conn1"
 
@@ -224,6 +231,42 @@ def test_rate_limit_leaves_the_work_pending_and_schedules_a_retry(world) -> None
     assert poll(store, crm, provider) == "done"
     assert emails(provider) == ["ann@x.com"]
     assert not store.pending(CID)
+
+
+def test_failed_passes_back_off_and_throttles_do_not_count(world) -> None:
+    # Given a provider that is down
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    original = provider.read
+
+    def down(position):
+        raise Transient("503 Service Unavailable")
+
+    def throttling(position):
+        raise RateLimited("slow down", retry_after=7)
+
+    provider.read = down  # type: ignore[method-assign]
+    message = SyncMessage(connection_id=CID, reason="start")
+    # When passes fail in a row, Then each waits twice as long as the last, up to a cap
+    delays = [run_pass(CID, message, context(store, crm, provider)) for _ in range(4)]
+    assert [r.status for r in delays] == ["failed"] * 4
+    assert [r.retry_after for r in delays] == [10, 20, 40, 80]
+    assert store.connections[CID]["last_error"]["repeats"] == 4
+    # And a throttle in between neither counts as a failure nor resets the count
+    provider.read = throttling  # type: ignore[method-assign]
+    throttled = run_pass(CID, message, context(store, crm, provider))
+    assert (throttled.status, throttled.retry_after) == ("throttled", 7)
+    provider.read = down  # type: ignore[method-assign]
+    assert run_pass(CID, message, context(store, crm, provider)).retry_after == 160
+    for _ in range(5):
+        last = run_pass(CID, message, context(store, crm, provider))
+    assert last.retry_after == RETRY_MAX_SECONDS
+    # And once the provider is back, a pass succeeds and the count starts again
+    provider.read = original  # type: ignore[method-assign]
+    assert run_pass(CID, message, context(store, crm, provider)).status == "done"
+    assert store.connections[CID]["last_error"] is None
+    provider.read = down  # type: ignore[method-assign]
+    assert run_pass(CID, message, context(store, crm, provider)).retry_after == 10
 
 
 def test_a_mass_delete_is_held_for_confirmation(world) -> None:

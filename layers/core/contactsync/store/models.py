@@ -143,6 +143,7 @@ class LastError(_Record):
     code = UnicodeAttribute()
     message = UnicodeAttribute()
     at = UnicodeAttribute()
+    repeats = NumberAttribute(default=0)  # failed passes in a row (throttles not counted)
 
 
 # --- items --------------------------------------------------------------------------------------

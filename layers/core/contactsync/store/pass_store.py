@@ -63,6 +63,7 @@ def _view(conn: Connection | None) -> ConnectionView | None:
         last_full_at=conn.last_full_at or "",
         pending_crm_ids=tuple(sorted(conn.pending_crm_ids or ())),
         pending_provider_ids=tuple(sorted(conn.pending_provider_ids or ())),
+        failures=int(conn.last_error.repeats or 0) if conn.last_error else 0,
     )
 
 

@@ -51,6 +51,7 @@ class InMemoryStore:
         values["inflight_ops"] = tuple(raw.get("inflight_ops") or ())
         values["pending_crm_ids"] = tuple(raw.get("pending_crm_ids") or ())
         values["pending_provider_ids"] = tuple(raw.get("pending_provider_ids") or ())
+        values["failures"] = int((raw.get("last_error") or {}).get("repeats", 0))
         return ConnectionView(connection_id=connection_id, **values)
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:

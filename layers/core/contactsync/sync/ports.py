@@ -47,6 +47,7 @@ class ConnectionView:
     last_full_at: str = ""  # ISO time of the last full listing ("" if unknown)
     pending_crm_ids: tuple[str, ...] = ()  # pushed CRM changes no pass has read yet
     pending_provider_ids: tuple[str, ...] = ()  # provider contacts to re-read (stale writes)
+    failures: int = 0  # passes in a row that failed (throttles not counted); 0 after a success
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,18 @@ MAX_HINTS = 1000  # CRM persons one pass re-reads by id (more: the daily full li
 # webhook never came, and anything else a change feed missed.
 FULL_LISTING_EVERY = timedelta(hours=24)
 
-Status = Literal["done", "continue", "busy", "skipped", "held", "throttled", "needs_reauth"]
+Status = Literal[
+    "done", "continue", "busy", "skipped", "held", "throttled", "needs_reauth", "failed"
+]
+# A failed pass (an outage, a malformed answer) is tried again after 10 s, doubling with each
+# failure in a row up to 15 minutes. Throttles do not count: they wait what the provider asks.
+RETRY_FIRST_SECONDS = 10.0
+RETRY_MAX_SECONDS = 900.0
+
+
+def retry_delay(failures: int) -> float:
+    """How long a connection waits after its ``failures``-th failed pass in a row."""
+    return min(RETRY_FIRST_SECONDS * 2.0 ** max(failures - 1, 0), RETRY_MAX_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -116,7 +127,7 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
     try:
         return runner.run()
     except RateLimited as exc:
-        runner.fail(exc)
+        runner.fail(exc, counted=False)
         wake = ctx.clock() + timedelta(seconds=max(exc.retry_after, 1.0))
         # An orderly stop: what is left of the plan is handed to the pass after the wait.
         store.update_connection(connection_id, next_run_at=wake, plan_open=False)
@@ -126,8 +137,9 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
         store.update_connection(connection_id, state="needs_reauth", next_run_at=None)
         return PassResult("needs_reauth", exc.message)
     except ProviderError as exc:
-        runner.fail(exc)
-        raise
+        # Said in status; the message comes back after the delay (the queue's retry).
+        failures = runner.fail(exc)
+        return PassResult("failed", exc.message, retry_after=retry_delay(failures))
     except Exception as exc:
         # Said in status without its text (it may quote contact data); the queue retries it.
         runner.fail(ProviderError(f"an unexpected {type(exc).__name__}; retrying automatically"))
@@ -208,15 +220,19 @@ class _Pass:
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
 
-    def fail(self, exc: ProviderError) -> None:
+    def fail(self, exc: ProviderError, *, counted: bool = True) -> int:
+        """Say in status why the pass stopped; returns the failed passes in a row."""
         _keep_hints(self.store, self.conn, self.message)
+        failures = self.conn.failures + 1 if counted else self.conn.failures
         error = {
             "code": type(exc).__name__,
             "message": exc.message,
             "at": self.ctx.clock().isoformat(),
+            "repeats": failures,
         }
         self.store.update_connection(self.cid, last_error=error)
         self.store.audit(self.cid, [AuditEntry(kind="error", message=exc.message)])
+        return failures
 
     # --- the pass --------------------------------------------------------------------------
 

@@ -77,11 +77,7 @@ class PassRunner:
 
     def run(self, message: SyncMessage) -> PassResult:
         failures: dict[str, str | None] = {}
-        try:
-            result = run_pass(message.connection_id, message, self.context(failures))
-        except ProviderError:
-            self.record_health(failures)
-            raise
+        result = run_pass(message.connection_id, message, self.context(failures))
         if result.status not in ("skipped", "busy"):
             self.record_health(failures)
         if result.status == "continue":
