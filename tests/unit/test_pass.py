@@ -289,6 +289,27 @@ def test_a_mass_delete_is_held_for_confirmation(world) -> None:
     assert len(crm.contacts) == 10
 
 
+def test_a_confirmed_pass_that_runs_out_of_time_is_finished_by_its_continuations(world) -> None:
+    # Given a held mass delete
+    store, crm, provider = world
+    for i in range(40):
+        crm.put(person(f"P {i}", f"p{i}@x.com"))
+    start(store, crm, provider)
+    for contact_id in list(provider.contacts)[:30]:
+        provider.remove(contact_id)
+    assert poll(store, crm, provider) == "held"
+    # When the user confirms and the confirmed pass runs out of time before writing
+    confirm = SyncMessage(connection_id=CID, reason="confirm")
+    hurried = context(store, crm, provider, budget_seconds=0.0)
+    assert run_pass(CID, confirm, hurried).status == "continue"
+    # Then the connection no longer waits for the user, and the continuation finishes the plan
+    assert store.connections[CID]["state"] == "active"
+    assert store.connections[CID]["held"] is None
+    going_on = SyncMessage(connection_id=CID, reason="continuation")
+    assert run_pass(CID, going_on, context(store, crm, provider)).status == "done"
+    assert len(crm.contacts) == 10
+
+
 def test_a_stopped_connection_is_not_synced(world) -> None:
     store, crm, provider = world
     store.update_connection(CID, state="stopped")

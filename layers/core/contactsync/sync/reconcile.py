@@ -281,6 +281,12 @@ class _Pass:
             )
         )
         opened: dict[str, Any] = {"plan_open": True}  # written before the plan: a crash may follow
+        if self.conn.state == "needs_attention":
+            # Confirmed: the user waits on nothing now, and the passes that finish this plan
+            # (continuations) must not be turned away as if it were still held.
+            was = str((self.conn.held or {}).get("was") or "active")
+            self.conn = replace(self.conn, state=was, held=None)
+            opened.update(state=was, held=None)
         if self.conn.state == "syncing_initial":
             self.progress = {
                 "phase": "writing",
@@ -516,6 +522,7 @@ class _Pass:
             "mapped_total": plan.held.mapped_total,
             "message": plan.held.message,
             "at": self.ctx.clock().isoformat(),
+            "was": self.conn.state,  # the state a confirmed pass goes back to
         }
         self.store.update_connection(self.cid, state="needs_attention", held=held, next_run_at=None)
         self.store.audit(self.cid, [AuditEntry(kind="guard", message=plan.held.message)])

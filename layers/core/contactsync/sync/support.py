@@ -652,8 +652,9 @@ class SupportService:
         if conn.state != "needs_attention" or conn.held_plan is None:
             raise ConflictError(f"no pass is held (the sync is {conn.state})")
         poll = timedelta(seconds=self.wiring.settings.safety_poll_seconds)
+        was = str(dict(conn.held_plan).get("was") or "active")  # an initial sync stays one
         repo.update_connection(
-            connection_id, state="active", held_plan=None, next_run_at=self.clock() + poll
+            connection_id, state=was, held_plan=None, next_run_at=self.clock() + poll
         )
         repo.add_audit(
             connection_id,
