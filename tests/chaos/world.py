@@ -140,15 +140,19 @@ def _emails_by_id(stack: LocalStack, members: list[Member]) -> dict[str, str]:
     return ids
 
 
-def audit_trail(stack: LocalStack, members: list[Member], email: str) -> list[str]:
-    """Every audit entry about one person, on every connection, oldest first (for a failure)."""
-    emails = _emails_by_id(stack, members)
+def audit_trail(
+    stack: LocalStack, members: list[Member], email: str, gone: dict[str, str]
+) -> list[str]:
+    """Every audit entry about one person, on every connection, oldest first (for a failure).
+    ``gone``: ids of copies deleted since (id -> email), which the sides no longer show."""
+    emails = {**gone, **_emails_by_id(stack, members)}
     lines = []
     for m in members:
         for provider, connection_id in m.connections.items():
             for entry in _audit(connection_id):
                 if email in (emails.get(entry.crm_id or ""), emails.get(entry.provider_id or "")):
                     lines.append(
-                        f"{entry.sk[4:30]} {m.key}/{provider} {entry.kind}: {entry.message}"
+                        f"{entry.sk[4:30]} {m.key}/{provider} {entry.kind}: {entry.message} "
+                        f"[{entry.mapping_id} {entry.crm_id} {entry.provider_id}]"
                     )
     return sorted(lines)
