@@ -85,28 +85,6 @@ def _crm_hook(connection_id: str, secret: str, n: int) -> dict[str, Any]:
     )
 
 
-def _lookups_once_per_request(
-    module: Any, make_event: Callable[[int], dict[str, Any]]
-) -> Callable[[int], dict[str, Any]]:
-    """What the handler would do if it remembered each subscription for the request: the
-    module's lookup is wrapped (until the next ``handler_with_queue``) with a per-request memo."""
-    lookup = module._subscription
-    memo: dict[str, Any] = {}
-
-    def once(subscription_id: str) -> Any:
-        if subscription_id not in memo:
-            memo[subscription_id] = lookup(subscription_id)
-        return memo[subscription_id]
-
-    module._subscription = once
-
-    def fresh_event(n: int) -> dict[str, Any]:
-        memo.clear()  # a new request remembers nothing
-        return make_event(n)
-
-    return fresh_event
-
-
 def _timed(
     handler: Callable[..., Any],
     make_event: Callable[[int], dict[str, Any]],
@@ -163,14 +141,6 @@ def run(world: World) -> Table:
                 0,
             ),
         ]
-        graph_once = cases[1][1]
-        cases.append(
-            (
-                "Graph batch as above, subscription looked up once per request (proposed)",
-                graph_once,
-                1,
-            )
-        )
         meter = DynamoMeter()
         dynamodb = world.aws.client("dynamodb")  # not metered: the pass's work, not the push's
 
@@ -186,14 +156,11 @@ def run(world: World) -> Table:
             queue = CountingQueue()
             between = (lambda: None) if "burst" in label else pass_begins
             with handler_with_queue(FUNCTION, queue) as module:
-                make_event = case_event
-                if "proposed" in label:
-                    make_event = _lookups_once_per_request(module, case_event)
-                first, warm = _timed(module.lambda_handler, make_event, 0, between)
+                first, warm = _timed(module.lambda_handler, case_event, 0, between)
                 queue.messages.clear()
                 meter.attach()
                 before = meter.snapshot()
-                first_warm, warm = _timed(module.lambda_handler, make_event, runs - 1, between)
+                first_warm, warm = _timed(module.lambda_handler, case_event, runs - 1, between)
                 warm = [first_warm, *warm]
                 used = meter.snapshot().minus(before)
             per_request = used.total_calls / len(warm)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -51,18 +52,18 @@ def _rejected(exc: push.PushRejected) -> Response[Any]:
     )
 
 
-def _subscription(subscription_id: str) -> push.SubscriptionRecord | None:
+def _subscriptions(subscription_ids: Sequence[str]) -> dict[str, push.SubscriptionRecord]:
     from contactsync.store import repository  # noqa: PLC0415 - after the handshake fast path
 
     bind_store()
-    item = repository.get_subscription(subscription_id)
-    if item is None:
-        return None
-    return push.SubscriptionRecord(
-        subscription_id=item.subscription_id,
-        connection_id=item.connection_id,
-        client_state_hash=item.client_state_hash,
-    )
+    return {
+        sid: push.SubscriptionRecord(
+            subscription_id=item.subscription_id,
+            connection_id=item.connection_id,
+            client_state_hash=item.client_state_hash,
+        )
+        for sid, item in repository.get_subscriptions(subscription_ids).items()
+    }
 
 
 def _webhook_secret_hash(connection_id: str) -> str | None:
@@ -80,7 +81,7 @@ def _graph(lifecycle: bool) -> Response[Any]:
     try:
         outcome = push.handle_graph_notifications(
             _body(),
-            find_subscription=_subscription,
+            find_subscriptions=_subscriptions,
             queue=build_queue(),
             doorbell=build_doorbell(),
             lifecycle=lifecycle,

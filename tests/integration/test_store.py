@@ -391,14 +391,17 @@ def test_subscriptions_are_found_by_id_and_through_their_connection() -> None:
             expires_at=expires,
         )
     conn = repo.update_connection(conn.connection_id, subscription_ids=["s1", "s2"])
-    found = repo.get_subscription("s1")
+    found = repo.get_subscriptions(["s1"]).get("s1")
     assert found is not None
     assert found.connection_id == conn.connection_id
     assert found.client_state_hash == repo.hash_secret("secret") != "secret"
     assert found.expires_at_iso == repo.iso(expires)
     assert {s.subscription_id for s in repo.subscriptions_of(conn)} == {"s1", "s2"}
+    # And a batch of ids, repeated or unknown among them, is read in one go
+    assert set(repo.get_subscriptions(["s2", "nope", "s1", "s2"])) == {"s1", "s2"}
+    assert repo.get_subscriptions([]) == {}
     repo.delete_subscription("s1")
-    assert repo.get_subscription("s1") is None
+    assert repo.get_subscriptions(["s1"]).get("s1") is None
 
 
 # --- audit --------------------------------------------------------------------------------------
@@ -509,7 +512,7 @@ def test_delete_connection_removes_everything_of_it() -> None:
     assert repo.get_connection(conn_id) is None
     assert repo.count_mappings(conn_id) == 0
     assert repo.list_audit(conn_id)[0] == []
-    assert repo.get_subscription("s1") is None
+    assert repo.get_subscriptions(["s1"]).get("s1") is None
 
 
 def test_review_holds_are_replaced_by_each_full_listing(table: str) -> None:

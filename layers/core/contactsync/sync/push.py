@@ -15,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -91,7 +91,7 @@ class PushOutcome:
 def handle_graph_notifications(
     body: str | bytes | None,
     *,
-    find_subscription: Callable[[str], SubscriptionRecord | None],
+    find_subscriptions: Callable[[Sequence[str]], Mapping[str, SubscriptionRecord]],
     queue: PassQueue,
     doorbell: Doorbell,
     lifecycle: bool = False,
@@ -99,11 +99,10 @@ def handle_graph_notifications(
     batch = _parse(GraphNotificationBatch, body)
     messages: list[SyncMessage] = []
     rejected = 0
-    records: dict[str, SubscriptionRecord | None] = {}  # one read per subscription, not per note
+    # One read for the whole batch (a notification names a subscription of ours, or no one's).
+    records = find_subscriptions(list(dict.fromkeys(n.subscription_id for n in batch.value)))
     for note in batch.value:
-        if note.subscription_id not in records:
-            records[note.subscription_id] = find_subscription(note.subscription_id)
-        record = records[note.subscription_id]
+        record = records.get(note.subscription_id)
         if record is None or not same_secret(note.client_state, record.client_state_hash):
             rejected += 1
             continue
