@@ -135,7 +135,8 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
                 world = read_world(stack, members)
                 print(f"    copies now: {world.ids(person.owner, email)}")
             gone = {p.deleted_id: p.email for p in work.ledger.people.values() if p.deleted_id}
-            for line in audit_trail(stack, members, email.strip("'\",[]"), gone):
+            owner = person.owner if person is not None else ""
+            for line in audit_trail(stack, members, email.strip("'\",[]"), gone, owner):
                 print(f"    {line}")
     assert (verdict.lost, verdict.duplicated, verdict.edits_lost) == (0, 0, 0), replay
 

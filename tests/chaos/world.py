@@ -140,17 +140,34 @@ def _emails_by_id(stack: LocalStack, members: list[Member]) -> dict[str, str]:
     return ids
 
 
+def graph_create_tags(stack: LocalStack, email: str) -> list[str]:
+    """The tags (mapping ids) of every create of this person sent to Graph, in order."""
+    tags = []
+    for request in list(stack.graph.sandbox.requests):
+        body = request.get("body")
+        if request["method"] != "POST" or not isinstance(body, dict):
+            continue
+        addresses = [str(e.get("address", "")).lower() for e in body.get("emailAddresses") or []]
+        if email in addresses:
+            tags += [str(p.get("value")) for p in body.get("singleValueExtendedProperties") or []]
+    return tags
+
+
 def audit_trail(
-    stack: LocalStack, members: list[Member], email: str, gone: dict[str, str]
+    stack: LocalStack, members: list[Member], email: str, gone: dict[str, str], owner: str = ""
 ) -> list[str]:
-    """Every audit entry about one person, on every connection, oldest first (for a failure).
+    """Every audit entry about one person, on every connection, oldest first (for a failure),
+    and the owner's connection-wide ones (passes held, failed, confirmed).
     ``gone``: ids of copies deleted since (id -> email), which the sides no longer show."""
     emails = {**gone, **_emails_by_id(stack, members)}
-    lines = []
+    tags = set(graph_create_tags(stack, email))
+    lines = [f"(Graph was asked to create it with tags {sorted(tags)})"]
     for m in members:
         for provider, connection_id in m.connections.items():
             for entry in _audit(connection_id):
-                if email in (emails.get(entry.crm_id or ""), emails.get(entry.provider_id or "")):
+                ids = (emails.get(entry.crm_id or ""), emails.get(entry.provider_id or ""))
+                everyone = m.key == owner and not (entry.crm_id or entry.provider_id)
+                if email in ids or entry.mapping_id in tags or everyone:
                     lines.append(
                         f"{entry.sk[4:30]} {m.key}/{provider} {entry.kind}: {entry.message} "
                         f"[{entry.mapping_id} {entry.crm_id} {entry.provider_id}]"
