@@ -168,7 +168,7 @@ def converge(
             clean_since = None
         if now > give_up_at:
             return verdict, now - started, resynced
-        if not resynced and now > resync_at:
+        if not resynced and now > resync_at and not verdict.clean:
             left = verdict.problems[:12]
             print(f"\n  not converged after {now - started:.0f}s, resync; left: {left}")
             crm_hooks = Counter(d["status"] for d in stack.pipedrive.sandbox.deliveries())
