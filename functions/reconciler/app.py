@@ -43,9 +43,15 @@ def record_handler(record: SQSRecord) -> None:
         # message that keeps failing in the DLQ.
         _delays[message.connection_id] = min(5 * 2**attempt, MAX_BACKOFF_SECONDS)
         raise
+    said = {} if result.status == "done" else {"detail": result.message}
     logger.info(
         "pass finished",
-        extra={"connection_id": message.connection_id, "status": result.status, **result.counts},
+        extra={
+            "connection_id": message.connection_id,
+            "status": result.status,
+            **said,
+            **result.counts,
+        },
     )
     if result.status in ("throttled", "failed"):
         _delays[message.connection_id] = result.retry_after
