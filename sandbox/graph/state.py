@@ -565,6 +565,7 @@ class GraphSandbox:
                     "user_id": user_id,
                     "batched": batched,
                     "body": body,
+                    "at": self.now().isoformat(),
                 }
             )
 

@@ -29,7 +29,13 @@ from tests.chaos.workload import (
     connect_everyone,
     found_company,
 )
-from tests.chaos.world import Member, audit_trail, read_excuses, read_world
+from tests.chaos.world import (
+    Member,
+    audit_trail,
+    read_excuses,
+    read_world,
+    unrecorded_graph_creates,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -122,6 +128,8 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
     print(f"  faults: {dict(switchboard.injected)}")
     print(f"  crashes: {dict(crash.crashes)}")
     print(f"  holds: {attendant.holds}")
+    unrecorded = unrecorded_graph_creates(stack, members)
+    print(f"  Graph creates no pass recorded: {len(unrecorded)} {unrecorded[:20]}")
     if not verdict.clean:
         print(f"  {replay}")
         for problem in verdict.problems[:40]:
