@@ -211,6 +211,7 @@ class GraphSandbox:
         self.contacts: dict[str, StoredContact] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.requests: list[dict[str, Any]] = []  # every Graph request seen (sub-requests too)
+        self.made: list[StoredContact] = []  # every contact ever created, deleted ones too
         self.sent: list[dict[str, Any]] = []  # notification deliveries made (or given up)
         self.delivery = {"duplicate": False, "delay_ms": 0, "reorder": False}
         self._pending: list[Delivery] = []
@@ -346,6 +347,7 @@ class GraphSandbox:
                 modified=now,
             )
             self.contacts[stored.id] = stored
+            self.made.append(stored)
             self._changed(stored, folder.id, "created")
             return stored
 
@@ -565,7 +567,6 @@ class GraphSandbox:
                     "user_id": user_id,
                     "batched": batched,
                     "body": body,
-                    "at": self.now().isoformat(),
                 }
             )
 

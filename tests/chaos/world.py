@@ -141,8 +141,8 @@ def _emails_by_id(stack: LocalStack, members: list[Member]) -> dict[str, str]:
 
 
 def unrecorded_graph_creates(stack: LocalStack, members: list[Member]) -> list[str]:
-    """Creates sent to Graph whose tag (mapping id) no audit entry names: made in Outlook but
-    never recorded by a pass, so never linked. Each as "time email tag"."""
+    """Contacts we made in Outlook (they carry our tag, a mapping id) that no audit entry names:
+    made, but never recorded by a pass, so never linked. Each as "time email tag id"."""
     recorded = {
         entry.mapping_id
         for m in members
@@ -150,15 +150,12 @@ def unrecorded_graph_creates(stack: LocalStack, members: list[Member]) -> list[s
         for entry in _audit(connection_id)
     }
     unrecorded = []
-    for request in list(stack.graph.sandbox.requests):
-        body = request.get("body")
-        if request["method"] != "POST" or not isinstance(body, dict):
-            continue
-        for prop in body.get("singleValueExtendedProperties") or []:
-            tag = str(prop.get("value"))
-            if tag not in recorded:
-                emails = [str(e.get("address", "")) for e in body.get("emailAddresses") or []]
-                unrecorded.append(f"{request.get('at', '')} {','.join(emails)} {tag}")
+    for contact in list(stack.graph.sandbox.made):
+        tags = [str(v) for v in contact.extended.values()]
+        if tags and not set(tags) & recorded:
+            emails = [str(e.get("address", "")) for e in contact.props.get("emailAddresses") or []]
+            at = contact.created.isoformat()
+            unrecorded.append(f"{at} {','.join(emails)} {tags[0]} {contact.id}")
     return unrecorded
 
 
