@@ -19,8 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.observability import logger
 from contactsync.runtime.wiring import build_passes, build_queue
-
-MAX_BACKOFF_SECONDS = 900
+from contactsync.sync.reconcile import RETRY_MAX_SECONDS
 
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 processor.raise_on_entire_batch_failure = False  # report failures per message, always
@@ -41,7 +40,7 @@ def record_handler(record: SQSRecord) -> None:
     except Exception:
         # A fault of ours, not the providers': back off exponentially; SQS redrive parks a
         # message that keeps failing in the DLQ.
-        _delays[message.connection_id] = min(5 * 2**attempt, MAX_BACKOFF_SECONDS)
+        _delays[message.connection_id] = min(5 * 2**attempt, RETRY_MAX_SECONDS)
         raise
     said = {} if result.status == "done" else {"detail": result.message}
     logger.info(

@@ -142,6 +142,9 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
             if person is not None:
                 world = read_world(stack, members)
                 print(f"    copies now: {world.ids(person.owner, email)}")
+                made = [c for c in list(stack.graph.sandbox.made) if c.id == person.deleted_id]
+                for copy in made:  # who made the Outlook copy the user deleted, and when
+                    print(f"    deleted copy made {copy.created.isoformat()} tags {copy.extended}")
             gone = {p.deleted_id: p.email for p in work.ledger.people.values() if p.deleted_id}
             owner = person.owner if person is not None else ""
             for line in audit_trail(stack, members, email.strip("'\",[]"), gone, owner):

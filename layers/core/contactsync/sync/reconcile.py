@@ -60,9 +60,11 @@ Status = Literal[
     "done", "continue", "busy", "skipped", "held", "throttled", "needs_reauth", "failed"
 ]
 # A failed pass (an outage, a malformed answer) is tried again after 10 s, doubling with each
-# failure in a row up to 15 minutes. Throttles do not count: they wait what the provider asks.
+# failure in a row up to 2 minutes. Throttles do not count: they wait what the provider asks.
+# The cap is short because the retry holds the connection's FIFO group: a user's resync or
+# confirm waits behind it, and after an outage every connection should be back within minutes.
 RETRY_FIRST_SECONDS = 10.0
-RETRY_MAX_SECONDS = 900.0
+RETRY_MAX_SECONDS = 120.0
 
 
 def retry_delay(failures: int) -> float:
