@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -308,6 +309,33 @@ def test_a_confirmed_pass_that_runs_out_of_time_is_finished_by_its_continuations
     going_on = SyncMessage(connection_id=CID, reason="continuation")
     assert run_pass(CID, going_on, context(store, crm, provider)).status == "done"
     assert len(crm.contacts) == 10
+
+
+def test_a_contact_back_in_scope_is_merged_with_what_its_partner_holds_now(world) -> None:
+    # Given a linked pair
+    store, crm, provider = world
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    [copy] = provider.contacts.values()
+    # When the provider copy is edited and moved out before a pass sees the edit
+    edited = replace(copy.contact, job_title="Designer")
+    provider.put(edited, contact_id=copy.id, in_scope=False)
+    assert poll(store, crm, provider) == "done"  # detached: the CRM person is left alone
+    # And the CRM person is edited while its partner is away (a pass reads that edit)
+    crm.put(replace(ann.contact, job_title="Counsel"), contact_id=ann.id)
+    assert poll(store, crm, provider) == "done"
+    # And the copy comes back, no change in the CRM since
+    provider.put(edited, contact_id=copy.id, in_scope=True)
+    assert poll(store, crm, provider) == "done"
+    # Then the two edits met as a conflict (said in the audit), not as the CRM's old value
+    conflicts = [e for _, e in store.log if e.kind == "conflict"]
+    assert [c.details["field"] for c in conflicts] == ["job_title"]
+    [conflict] = conflicts
+    assert {conflict.details["winner_value"], conflict.details["loser_value"]} == {
+        "Designer",
+        "Counsel",
+    }
+    assert crm.contacts[ann.id].contact.job_title == provider.contacts[copy.id].contact.job_title
 
 
 def test_a_stopped_connection_is_not_synced(world) -> None:

@@ -282,6 +282,8 @@ class _Pass:
                 },
             )
         )
+        if self.stopped():  # stopped (or signed out) while this pass read: write nothing
+            return PassResult("skipped", "the connection stopped during the pass")
         opened: dict[str, Any] = {"plan_open": True}  # written before the plan: a crash may follow
         if self.conn.state == "needs_attention":
             # Confirmed: the user waits on nothing now, and the passes that finish this plan
@@ -426,6 +428,7 @@ class _Pass:
                     continue
                 entry = pairs.setdefault(mapping.mapping_id, [mapping, UNCHANGED, UNCHANGED])
                 entry[slot] = remote
+        self.read_partners_of_returns(pairs)
         pair_inputs = [PairInput(mapping=m, crm=c, provider=p) for m, c, p in pairs.values()]
         versions = {
             m.mapping_id: (_version(c, m.crm_version), _version(p, m.provider_version))
@@ -477,6 +480,27 @@ class _Pass:
                     prv_remote.version if prv_remote else "",
                 )
         return plan, versions
+
+    def read_partners_of_returns(self, pairs: dict[str, list[Any]]) -> None:
+        """A contact back in scope is merged with what its partner holds now. While they were
+        apart the partner's edits were read but not agreed (the base stayed), so "unchanged
+        since the last pass" does not mean "holds the base": read it again."""
+        wanted: dict[str, list[list[Any]]] = {"crm": [], "provider": []}
+        for entry in pairs.values():
+            mapping, crm, provider = entry
+            if not mapping.detached:
+                continue
+            away, stayed = (crm, provider) if mapping.detached == "crm" else (provider, crm)
+            if isinstance(away, RemoteContact) and away.in_scope and stayed is UNCHANGED:
+                wanted["provider" if mapping.detached == "crm" else "crm"].append(entry)
+        for name, entries in wanted.items():
+            if not entries:
+                continue
+            slot = 1 if name == "crm" else 2
+            ids = [e[0].crm_id if name == "crm" else e[0].provider_id for e in entries]
+            found = self.sides.of(name).fetch(ids)
+            for entry, contact_id in zip(entries, ids, strict=True):
+                entry[slot] = found.get(contact_id)
 
     def worth_saving(self, outcome: Outcome) -> bool:
         """A no-op still updates the mapping when a side's version moved (a formatting-only
