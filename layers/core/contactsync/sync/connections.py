@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,8 @@ from contactsync.sync.subscriptions import subscribe
 DIRECTIONS = ("two_way", "to_crm", "to_provider")
 CONFLICT_POLICIES = ("newest_wins", "crm_wins", "provider_wins")
 RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
+
+STOP_WAIT_SECONDS = 10.0  # under API Gateway's 29 s; a pass lets go between chunks
 
 
 @dataclass(frozen=True)
@@ -276,10 +279,23 @@ class ConnectionService:
         return self.view(conn)
 
     def stop(self, caller: Caller, connection_id: str) -> dict[str, Any]:
+        """Stop syncing: once this returns, nothing more is written to either side."""
         conn = self._get(caller, connection_id)
-        self._unsubscribe(conn)
         repo.update_connection(connection_id, state="stopped", next_run_at=None)
+        self._unsubscribe(conn)
+        self._wait_for_running_pass(connection_id)
         return self.get(caller, connection_id)
+
+    def _wait_for_running_pass(self, connection_id: str) -> None:
+        """A pass that began before the stop checks the state before its next write; wait
+        (a few seconds at most) until it has let go of the connection."""
+        owner = f"stop-{uuid.uuid4().hex}"
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while not repo.acquire_lease(connection_id, owner, STOP_WAIT_SECONDS, self.clock()):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
+        repo.release_lease(connection_id, owner)
 
     # --- push subscriptions ------------------------------------------------------------------
 
