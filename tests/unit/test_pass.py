@@ -270,15 +270,20 @@ def test_failed_passes_back_off_and_throttles_do_not_count(world) -> None:
     assert run_pass(CID, message, context(store, crm, provider)).retry_after == 10
 
 
-def test_a_mass_delete_is_held_for_confirmation(world) -> None:
-    store, crm, provider = world
+def hold_a_mass_delete(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide) -> None:
+    """40 linked people, then 30 of the provider's copies disappear at once: the pass is held."""
     for i in range(40):
         crm.put(person(f"P {i}", f"p{i}@x.com"))
     start(store, crm, provider)
-    # When 30 of 40 provider contacts disappear at once
     for contact_id in list(provider.contacts)[:30]:
         provider.remove(contact_id)
     assert poll(store, crm, provider) == "held"
+
+
+def test_a_mass_delete_is_held_for_confirmation(world) -> None:
+    # When 30 of 40 provider contacts disappear at once
+    store, crm, provider = world
+    hold_a_mass_delete(store, crm, provider)
     # Then nothing was deleted in the CRM and the connection waits for the user
     assert len(crm.contacts) == 40
     assert store.connections[CID]["state"] == "needs_attention"
@@ -293,12 +298,7 @@ def test_a_mass_delete_is_held_for_confirmation(world) -> None:
 def test_a_confirmed_pass_that_runs_out_of_time_is_finished_by_its_continuations(world) -> None:
     # Given a held mass delete
     store, crm, provider = world
-    for i in range(40):
-        crm.put(person(f"P {i}", f"p{i}@x.com"))
-    start(store, crm, provider)
-    for contact_id in list(provider.contacts)[:30]:
-        provider.remove(contact_id)
-    assert poll(store, crm, provider) == "held"
+    hold_a_mass_delete(store, crm, provider)
     # When the user confirms and the confirmed pass runs out of time before writing
     confirm = SyncMessage(connection_id=CID, reason="confirm")
     hurried = context(store, crm, provider, budget_seconds=0.0)
