@@ -100,7 +100,7 @@ def handle_graph_notifications(
     messages: list[SyncMessage] = []
     rejected = 0
     # One read for the whole batch (a notification names a subscription of ours, or no one's).
-    records = find_subscriptions(list(dict.fromkeys(n.subscription_id for n in batch.value)))
+    records = find_subscriptions([n.subscription_id for n in batch.value])
     for note in batch.value:
         record = records.get(note.subscription_id)
         if record is None or not same_secret(note.client_state, record.client_state_hash):
