@@ -338,6 +338,92 @@ def test_a_contact_back_in_scope_is_merged_with_what_its_partner_holds_now(world
     assert crm.contacts[ann.id].contact.job_title == provider.contacts[copy.id].contact.job_title
 
 
+def two_syncs_of_one_crm() -> tuple[InMemoryStore, InMemorySide, InMemorySide, InMemorySide]:
+    """One user's CRM synced with two address books (Outlook and Google), both active."""
+    store = InMemoryStore()
+    store.add_connection("outlook", provider="microsoft")
+    store.add_connection("google", provider="google")
+    return store, InMemorySide(name="crm"), InMemorySide(name="outlook"), InMemorySide(name="gg")
+
+
+def sync(
+    store: InMemoryStore, cid: str, crm: InMemorySide, book: InMemorySide, **kw: object
+) -> str:
+    message = SyncMessage(connection_id=cid, reason="schedule")
+    return run_pass(cid, message, context(store, crm, book, **kw)).status
+
+
+def while_planned(store: InMemoryStore, crm: InMemorySide, book: InMemorySide) -> object:
+    """A crash point that runs a pass of the Outlook connection while the other pass has saved
+    its plan and not sent it yet: the two passes overlap as two Lambdas do."""
+
+    def overlap(point: str) -> None:
+        if point == "after_pending":
+            assert sync(store, "outlook", crm, book) == "done"
+
+    return overlap
+
+
+def test_a_person_both_address_books_bring_in_at_once_is_made_once_in_the_crm() -> None:
+    # Given one user syncing Outlook and Google with the CRM
+    store, crm, outlook, google = two_syncs_of_one_crm()
+    for cid, book in (("outlook", outlook), ("google", google)):
+        assert sync(store, cid, crm, book) == "done"
+    # When the same new person is added to both address books
+    outlook.put(person("Ada Byron", "ada@x.com").with_fields(job_title="Countess"))
+    google.put(person("Ada Byron", "ada@x.com").with_fields(notes="met at the fair"))
+    # And both passes plan to make her in the CRM, the Outlook one first to send
+    assert sync(store, "google", crm, google, crash_point=while_planned(store, crm, outlook)) == (
+        "done"
+    )
+    # Then the CRM holds her once, linked by both connections
+    assert emails(crm) == ["ada@x.com"]
+    [ada] = crm.contacts
+    for cid in ("outlook", "google"):
+        [mapping] = store.mappings(cid)
+        assert mapping.crm_id == ada
+    assert any(e.kind == "link" for cid, e in store.log if cid == "google")
+    # And once the passes have run again, everyone holds what each book added, and nothing echoes
+    for _ in range(2):
+        for cid, book in (("google", google), ("outlook", outlook)):
+            assert sync(store, cid, crm, book) == "done"
+    for side in (crm, outlook, google):
+        [held] = side.contacts.values()
+        assert (held.contact.job_title, held.contact.notes) == ("Countess", "met at the fair")
+
+
+def test_a_person_deleted_in_the_crm_and_edited_in_both_books_comes_back_once() -> None:
+    # Given a person in the CRM, synced to Outlook and Google
+    store, crm, outlook, google = two_syncs_of_one_crm()
+    ada = crm.put(person("Ada Byron", "ada@x.com"))
+    for cid, book in (("outlook", outlook), ("google", google)):
+        assert sync(store, cid, crm, book) == "done"
+    # When she is deleted in the CRM while each book edits her (one field in both)
+    crm.remove(ada.id)
+    [in_outlook] = outlook.contacts.values()
+    outlook.put(in_outlook.contact.with_fields(job_title="Countess"), contact_id=in_outlook.id)
+    [in_google] = google.contacts.values()
+    edit = in_google.contact.with_fields(job_title="Mathematician", notes="met at the fair")
+    google.put(edit, contact_id=in_google.id)
+    # And both connections decide "the edit wins: make her again", Outlook's first to send
+    assert sync(store, "google", crm, google, crash_point=while_planned(store, crm, outlook)) == (
+        "done"
+    )
+    # Then she is back once in the CRM
+    assert emails(crm) == ["ada@x.com"]
+    for _ in range(2):
+        for cid, book in (("google", google), ("outlook", outlook)):
+            assert sync(store, cid, crm, book) == "done"
+    assert emails(crm) == emails(outlook) == emails(google) == ["ada@x.com"]
+    # And the two edits met as a recorded conflict, their other fields merged, all sides agree
+    [conflict] = [e for cid, e in store.log if e.kind == "conflict"]
+    winner = conflict.details["winner_value"]
+    assert {winner, conflict.details["loser_value"]} == {"Mathematician", "Countess"}
+    for side in (crm, outlook, google):
+        [held] = side.contacts.values()
+        assert (held.contact.job_title, held.contact.notes) == (winner, "met at the fair")
+
+
 def test_a_stopped_connection_is_not_synced(world) -> None:
     store, crm, provider = world
     store.update_connection(CID, state="stopped")

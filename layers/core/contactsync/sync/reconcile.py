@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
+from contactsync.contacts.normalize import email_key
 from contactsync.engine.plan import (
     UNCHANGED,
     MappingState,
@@ -190,6 +191,10 @@ class _Pass:
         self.listed_in_full = False
         self.hints_read = False  # the CRM persons pushed to this pass have been re-read
         self.recheck: list[tuple[str, str]] = []  # pairs whose write was refused as stale
+        # Where to look for CRM persons made since this pass (or the one that planned) read it.
+        self.crm_mark = ""
+        self.own_tags: set[str] = set()  # mapping ids of the pending writes
+        self.linked_instead: set[str] = set()  # ops whose CRM create found its person made
         self.progress = dict(conn.progress)
         # Counting mappings reads every one of them: only a full listing (O(contacts) anyway)
         # pays for that; other passes adjust the stored count by what they link and unlink.
@@ -561,6 +566,14 @@ class _Pass:
         ordered = sorted(ops, key=lambda o: o.op_id)
         work = [o for o in ordered if not o.is_cursor_op]
         cursor_ops = [o for o in ordered if o.is_cursor_op]
+        self.own_tags = {o.mapping_id for o in work}
+        marks = [
+            str(o.cursors["crm"].get("position") or "") for o in cursor_ops if "crm" in o.cursors
+        ]
+        stored = self.store.cursor(self.cid, "crm")
+        self.crm_mark = (
+            marks[0] if marks else (stored.position if stored and stored.complete else "")
+        )
         for start in range(0, len(work), CHUNK):
             if self.out_of_time():
                 return False
@@ -637,6 +650,7 @@ class _Pass:
                 for w in op.writes
                 if w.kind == "create"
                 and w.side not in op.receipts
+                and op.op_id not in self.linked_instead  # nothing made: found again if need be
                 and (r := results.get((op.op_id, w.side))) is not None
                 and r.remote is not None
                 and r.remote.id
@@ -683,6 +697,8 @@ class _Pass:
                     updates.append((op, write))
                 else:
                     deletes.append((op, write))
+        if creates and side_name == "crm":
+            creates = self.made_meanwhile(creates, out)
         if creates:
             made = side.create(
                 [NewContact(tag=op.mapping_id, contact=w.after) for op, w in creates]
@@ -706,6 +722,55 @@ class _Pass:
                 out[(op.op_id, side_name)] = result
         sent = len(out) - before
         self.counts[f"{side_name}_writes"] = self.counts.get(f"{side_name}_writes", 0) + sent
+
+    def made_meanwhile(
+        self, creates: list[tuple[PendingOp, Write]], out: dict[tuple[str, str], WriteResult]
+    ) -> list[tuple[PendingOp, Write]]:
+        """A person this pass would make in the CRM may have been made there since the pass read
+        it: by the user's other connection (one person new, or edited after a delete, in both
+        address books) or by hand. Just before creating, read the CRM's changes since, and link
+        to the one unmapped person with the same email instead of making a second. Its values
+        and ours are merged by the next pass, which re-reads both. Returns what to create."""
+        if not self.crm_mark:
+            return creates
+        fresh: list[RemoteContact] = []
+        position = self.crm_mark
+        try:
+            while True:
+                page = self.sides.crm.read(position)
+                fresh.extend(page.contacts)
+                position = page.position
+                if page.complete:
+                    break
+        except CursorExpired:
+            return creates  # nothing to compare with: made as planned
+        self.counts["crm_lookups"] = self.counts.get("crm_lookups", 0) + 1
+
+        def keys(contact: Contact) -> set[str]:
+            return {email_key(e.value) for e in contact.emails} - {""}
+
+        wanted = set().union(*(keys(w.after) for _, w in creates))
+        candidates = [
+            r
+            for r in fresh
+            if r.in_scope
+            and r.tag not in self.own_tags
+            and keys(r.contact) & wanted
+            and self.store.mapping_for(self.cid, "crm", r.id) is None
+        ]
+        if candidates:
+            held = self.store.review_holds(self.cid, "crm", [r.id for r in candidates])
+            candidates = [r for r in candidates if r.id not in held]
+        left: list[tuple[PendingOp, Write]] = []
+        for op, write in creates:
+            twins = [r for r in candidates if keys(write.after) & keys(r.contact)]
+            if len(twins) != 1:
+                left.append((op, write))  # none, or not clear which: made as planned
+                continue
+            candidates.remove(twins[0])
+            out[(op.op_id, "crm")] = WriteResult(key=twins[0].id, remote=twins[0])
+            self.linked_instead.add(op.op_id)
+        return left
 
     def finish(self, op: PendingOp, results: Sequence[WriteResult]) -> list[AuditEntry]:
         """Record what a pending write achieved: ids, versions, the new base, the audit."""
@@ -734,6 +799,20 @@ class _Pass:
             if result.remote is not None:
                 ids[write.side] = result.remote.id or ids[write.side]
                 versions[write.side] = result.remote.version
+            if op.op_id in self.linked_instead and write.side == "crm":
+                audit.append(
+                    AuditEntry(
+                        kind="link",
+                        side="crm",
+                        crm_id=ids["crm"],
+                        provider_id=ids["provider"],
+                        mapping_id=op.mapping_id,
+                        message="made in the CRM meanwhile (by another sync or by hand): linked "
+                        "to it instead of creating it again"
+                        + (f" ({op.reason})" if op.reason else ""),
+                    )
+                )
+                continue
             if write.kind == "delete":
                 ids[write.side] = ""
             audit.append(
@@ -780,6 +859,12 @@ class _Pass:
                 )
             )
         new_base = op.new_base
+        if op.op_id in self.linked_instead and not failed:
+            # Both contacts hold edits the other lacks: keep the old agreement (none for a new
+            # link) so the next pass, re-reading both, merges them as any two edits.
+            prior = self.store.mapping_for(self.cid, "provider", op.provider_id)
+            new_base = prior.base if prior is not None and op.provider_id else Contact()
+            self.recheck.append((ids["crm"], ids["provider"]))
         if failed:
             # Keep the old agreement so the next pass tries the failed write again; a brand-new
             # link gets an empty base, which merges both sides afresh next time.
