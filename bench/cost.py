@@ -45,6 +45,7 @@ class Measured:
     passes: dict[str, dict[str, Any]]  # edit / echo / idle -> seconds, read/write units, calls
     webhook_seconds: float
     webhook_rru: float
+    webhook_wru: float  # the doorbell (and the hints of a CRM push): a write, met or refused
     tick_rru: float  # scheduler: read units per due connection found
     tick_queries: int  # scheduler: queries per tick (one per DueIndex shard)
     claim_wru: float  # scheduler: write units per connection claimed
@@ -86,6 +87,7 @@ def _measured(world: World) -> Measured:
         passes=passes,
         webhook_seconds=(crm["p50"] + graph["p50"]) / 2,
         webhook_rru=(crm["read_units"] + graph["read_units"]) / 2,
+        webhook_wru=(crm["write_units"] + graph["write_units"]) / 2,
         tick_rru=tick["read_units"] / max(due, 1),
         tick_queries=int(tick["queries"]),
         claim_wru=tick["write_units"] / max(due, 1),
@@ -180,7 +182,7 @@ def bill(m: Measured, month: Month) -> list[tuple[str, float, str, float]]:
     tick_s = ticks * max(m.tick_seconds_per_due * month.claims / ticks, 0.02)
     per_tick = max(m.tick_queries * 0.5, m.tick_rru * month.claims / ticks)  # 0.5 RRU minimum
     rru += month.webhooks * m.webhook_rru + ticks * per_tick
-    wru += month.claims * m.claim_wru
+    wru += month.claims * m.claim_wru + month.webhooks * m.webhook_wru
     gb_s = (
         seconds * MEMORY_GB["reconciler"]
         + hook_s * MEMORY_GB["webhooks"]
@@ -238,7 +240,8 @@ def run(world: World) -> Table:
         )
     )
     table.note(
-        f"webhook request {m.webhook_seconds * 1000:.1f} ms, {m.webhook_rru:.1f} RRU; scheduler "
+        f"webhook request {m.webhook_seconds * 1000:.1f} ms, {m.webhook_rru:.1f} RRU, "
+        f"{m.webhook_wru:.1f} WRU; scheduler "
         f"{m.claim_wru:.1f} WRU and {m.tick_rru:.2f} RRU per claimed connection, "
         f"{m.tick_queries} queries per tick, every minute; SQS: send + receive + delete per message"
     )

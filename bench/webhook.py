@@ -182,6 +182,7 @@ def run(world: World) -> Table:
                 "p99": p99,
                 "reads": per_request,
                 "read_units": used.read_units / len(warm),
+                "write_units": used.write_units / len(warm),
                 "messages": messages,
                 "sqs_requests": queue.requests / len(warm),
             }

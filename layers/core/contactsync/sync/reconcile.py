@@ -195,6 +195,7 @@ class _Pass:
         self.crm_mark = ""
         self.own_tags: set[str] = set()  # mapping ids of the pending writes
         self.linked_instead: set[str] = set()  # ops whose CRM create found its person made
+        self.crm_made: dict[str, RemoteContact] = {}  # CRM persons made or changed meanwhile
         self.progress = dict(conn.progress)
         # Counting mappings reads every one of them: only a full listing (O(contacts) anyway)
         # pays for that; other passes adjust the stored count by what they link and unlink.
@@ -733,17 +734,18 @@ class _Pass:
         and ours are merged by the next pass, which re-reads both. Returns what to create."""
         if not self.crm_mark:
             return creates
-        fresh: list[RemoteContact] = []
         position = self.crm_mark
         try:
             while True:
                 page = self.sides.crm.read(position)
-                fresh.extend(page.contacts)
+                # Our own creates are left out: they are mapped, or finished from their receipt.
+                self.crm_made.update((r.id, r) for r in page.contacts if r.tag not in self.own_tags)
                 position = page.position
                 if page.complete:
                     break
         except CursorExpired:
             return creates  # nothing to compare with: made as planned
+        self.crm_mark = position  # the next chunk reads only what is newer still
         self.counts["crm_lookups"] = self.counts.get("crm_lookups", 0) + 1
 
         def keys(contact: Contact) -> set[str]:
@@ -752,9 +754,8 @@ class _Pass:
         wanted = set().union(*(keys(w.after) for _, w in creates))
         candidates = [
             r
-            for r in fresh
+            for r in self.crm_made.values()
             if r.in_scope
-            and r.tag not in self.own_tags
             and keys(r.contact) & wanted
             and self.store.mapping_for(self.cid, "crm", r.id) is None
         ]
