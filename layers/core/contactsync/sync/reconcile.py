@@ -731,7 +731,9 @@ class _Pass:
         it: by the user's other connection (one person new, or edited after a delete, in both
         address books) or by hand. Just before creating, read the CRM's changes since, and link
         to the one unmapped person with the same email instead of making a second. Its values
-        and ours are merged by the next pass, which re-reads both. Returns what to create."""
+        and ours are merged by the next pass, which re-reads both. (A twin already in the pass's
+        own read is linked by the plan: ``_made_again_elsewhere``, matching.) Returns what to
+        create."""
         if not self.crm_mark:
             return creates
         position = self.crm_mark
