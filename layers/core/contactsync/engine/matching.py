@@ -51,8 +51,13 @@ class MatchResult:
     unmatched_provider: tuple[RemoteContact, ...]
 
 
+def email_keys(contact: Contact) -> set[str]:
+    """A contact's email addresses as compared (blank ones left out)."""
+    return {k for e in contact.emails if (k := email_key(e.value))}
+
+
 def _email_keys(contact: Contact, region: str) -> set[str]:
-    return {f"email:{k}" for e in contact.emails if (k := email_key(e.value))}
+    return {f"email:{k}" for k in email_keys(contact)}
 
 
 def _phone_keys(contact: Contact, region: str) -> set[str]:

@@ -24,10 +24,9 @@ from contactsync.contacts.model import ALL_FIELDS, LIST_FIELDS, Contact
 from contactsync.contacts.normalize import (
     element_identity,
     element_state,
-    email_key,
     field_key,
 )
-from contactsync.engine.matching import DuplicateCandidate, Match, match_unmapped
+from contactsync.engine.matching import DuplicateCandidate, Match, email_keys, match_unmapped
 from contactsync.engine.merge import (
     Conflict,
     ConflictPolicy,
@@ -516,12 +515,8 @@ def _made_again_elsewhere(
         survivor = pair.provider if gone == "crm" else pair.crm
         if not isinstance(survivor, RemoteContact):
             continue
-        emails = {email_key(e.value) for e in survivor.contact.emails} - {""}
-        twins = [
-            r
-            for r in unmapped[gone]
-            if r.in_scope and emails & {email_key(e.value) for e in r.contact.emails}
-        ]
+        emails = email_keys(survivor.contact)
+        twins = [r for r in unmapped[gone] if r.in_scope and emails & email_keys(r.contact)]
         if len(twins) != 1:
             continue  # none, or not clear which: made again as planned
         twin = twins[0]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
-from contactsync.contacts.normalize import email_key
+from contactsync.engine.matching import email_keys
 from contactsync.engine.plan import (
     UNCHANGED,
     MappingState,
@@ -750,15 +750,12 @@ class _Pass:
         self.crm_mark = position  # the next chunk reads only what is newer still
         self.counts["crm_lookups"] = self.counts.get("crm_lookups", 0) + 1
 
-        def keys(contact: Contact) -> set[str]:
-            return {email_key(e.value) for e in contact.emails} - {""}
-
-        wanted = set().union(*(keys(w.after) for _, w in creates))
+        wanted = set().union(*(email_keys(w.after) for _, w in creates))
         candidates = [
             r
             for r in self.crm_made.values()
             if r.in_scope
-            and keys(r.contact) & wanted
+            and email_keys(r.contact) & wanted
             and self.store.mapping_for(self.cid, "crm", r.id) is None
         ]
         if candidates:
@@ -766,7 +763,7 @@ class _Pass:
             candidates = [r for r in candidates if r.id not in held]
         left: list[tuple[PendingOp, Write]] = []
         for op, write in creates:
-            twins = [r for r in candidates if keys(write.after) & keys(r.contact)]
+            twins = [r for r in candidates if email_keys(write.after) & email_keys(r.contact)]
             if len(twins) != 1:
                 left.append((op, write))  # none, or not clear which: made as planned
                 continue
