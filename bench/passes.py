@@ -73,8 +73,8 @@ def pass_until_done(
             break
         if result.status == "continue":
             message = SyncMessage(connection_id=connection_id, reason="continuation")
-        elif result.status in ("throttled", "busy"):
-            wait = result.retry_after if result.status == "throttled" else 10.0
+        elif result.status in ("throttled", "recheck", "busy"):
+            wait = result.retry_after if result.status != "busy" else 10.0
             log.waited += wait
             time.sleep(wait)
         else:

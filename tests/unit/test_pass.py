@@ -13,6 +13,7 @@ from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.reconcile import (
     CHUNK,
+    RECHECK_TRIES,
     RETRY_MAX_SECONDS,
     PassContext,
     Sides,
@@ -207,11 +208,103 @@ def test_a_write_refused_as_stale_is_planned_again_from_both_sides_read_afresh(w
         return original(items)
 
     crm.update = refuse_once  # type: ignore[method-assign]
-    assert poll(store, crm, provider) == "done"
+    # Then the pass asks to be run again within seconds (not at the next poll)
+    result = run_pass(
+        CID, SyncMessage(connection_id=CID, reason="provider_push"), context(store, crm, provider)
+    )
+    assert (result.status, result.retry_after) == ("recheck", 2.0)
     assert crm.contacts[ann.id].contact.job_title == ""
-    # Then the next pass reads both again and the edit arrives, though neither side changed since
+    # And that pass reads both again and the edit arrives, though neither side changed since
     assert poll(store, crm, provider) == "done"
     assert crm.contacts[ann.id].contact.job_title == "CTO"
+    assert store.mapping_for(CID, "crm", ann.id).refusals == 0
+
+
+def test_a_pair_refused_again_and_again_backs_off_then_says_so_in_status(world) -> None:
+    # Given a synced pair whose CRM person refuses every write as stale
+    store, crm, provider = world
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    (contact_id,) = provider.contacts
+    provider.put(person("Ann Lee", "ann@x.com").with_fields(job_title="CTO"), contact_id=contact_id)
+    crm.update = lambda items: [  # type: ignore[method-assign]
+        WriteResult(i.id, error=PreconditionFailed("changed as it was read")) for i in items
+    ]
+    # When passes keep running
+    delays = []
+    for _ in range(RECHECK_TRIES):
+        message = SyncMessage(connection_id=CID, reason="continuation")
+        result = run_pass(CID, message, context(store, crm, provider))
+        delays.append((result.status, result.retry_after))
+    # Then each asks for the next sooner than a poll, backing off
+    assert delays == [("recheck", 2.0 * 2**i) for i in range(RECHECK_TRIES)]
+    # And once the tries are spent the pair waits for the next pass and status says why
+    assert poll(store, crm, provider) == "done"
+    error = store.connections[CID]["last_error"]
+    assert error["code"] == "WriteRefused"
+    assert store.mapping_for(CID, "crm", ann.id).refusals == RECHECK_TRIES + 1
+
+
+def one_way(store, crm, provider, direction: str) -> tuple[str, str]:
+    """A synced pair (CRM id, provider id) on a connection switched to ``direction``."""
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    store.connections[CID]["direction"] = direction
+    (contact_id,) = provider.contacts
+    return ann.id, contact_id
+
+
+@pytest.mark.parametrize("direction", ["to_crm", "to_provider"])
+def test_one_way_edits_keep_flowing_after_the_protected_side_is_edited(world, direction) -> None:
+    store, crm, provider = world
+    crm_id, provider_id = one_way(store, crm, provider, direction)
+    source, target = (provider, crm) if direction == "to_crm" else (crm, provider)
+    source_id, target_id = (provider_id, crm_id) if direction == "to_crm" else (crm_id, provider_id)
+    # Given the side the connection feeds is edited by hand (correctly not sent back)
+    target.put(
+        target.contacts[target_id].contact.with_fields(job_title="Own title"), contact_id=target_id
+    )
+    assert poll(store, crm, provider) == "done"
+    assert source.contacts[source_id].contact.job_title == ""
+    # When the source is edited, again and again, in another field
+    for n in range(3):
+        edited = source.contacts[source_id].contact.with_fields(organization=f"Org {n}")
+        source.put(edited, contact_id=source_id)
+        # Then every edit arrives at once (no write refused: the pass knows what the side holds)
+        assert poll(store, crm, provider) == "done"
+        assert target.contacts[target_id].contact.organization == f"Org {n}"
+    # And the hand edit there stays, as nothing in the source changed that field
+    assert target.contacts[target_id].contact.job_title == "Own title"
+
+
+@pytest.mark.parametrize("direction", ["to_crm", "to_provider"])
+@pytest.mark.parametrize("policy", ["crm_wins", "provider_wins", "newest_wins"])
+def test_one_way_the_source_wins_a_field_both_sides_changed(world, direction, policy) -> None:
+    store, crm, provider = world
+    crm_id, provider_id = one_way(store, crm, provider, direction)
+    store.connections[CID]["conflict_policy"] = policy
+    source, target = (provider, crm) if direction == "to_crm" else (crm, provider)
+    source_id, target_id = (provider_id, crm_id) if direction == "to_crm" else (crm_id, provider_id)
+    # Given the fed side's own edit of a field
+    target.put(
+        target.contacts[target_id].contact.with_fields(job_title="Own title"), contact_id=target_id
+    )
+    assert poll(store, crm, provider) == "done"
+    # When the source then changes the same field
+    source.put(
+        source.contacts[source_id].contact.with_fields(job_title="Source title"),
+        contact_id=source_id,
+    )
+    assert poll(store, crm, provider) == "done"
+    # Then the source's value wins whatever the policy, and the hand edit is the logged loser
+    assert target.contacts[target_id].contact.job_title == "Source title"
+    conflicts = [e for cid, e in store.log if cid == CID and e.kind == "conflict"]
+    assert [c.details["loser_value"] for c in conflicts] == ["Own title"]
+    assert conflicts[0].details["loser"] == ("crm" if direction == "to_crm" else "provider")
+    # And nothing is written again on the next pass
+    writes = dict(target.calls)
+    assert poll(store, crm, provider) == "done"
+    assert target.calls.get("update", 0) == writes.get("update", 0)
 
 
 def test_rate_limit_leaves_the_work_pending_and_schedules_a_retry(world) -> None:

@@ -100,9 +100,15 @@ def policy_winner(
 ) -> tuple[Side, str]:
     """The side that wins a conflict under the connection's policy, and why (for the audit log).
 
+    In a one-way connection the side that feeds it is the truth for the fields it carries: its
+    change wins over an edit made only on the side it feeds, whatever the policy. Otherwise
     ``newest_wins`` compares the sides' last-modified times; a known time beats an unknown one
     and a tie goes to the CRM.
     """
+    if settings.direction == "to_crm":
+        return "provider", "direction to_crm: the address book feeds the CRM"
+    if settings.direction == "to_provider":
+        return "crm", "direction to_provider: the CRM feeds the address book"
     if settings.conflict_policy == "crm_wins":
         return "crm", "crm_wins"
     if settings.conflict_policy == "provider_wins":

@@ -10,11 +10,14 @@ in two-way, but for the side that cannot be written the new base keeps *that sid
 values. So the base stays the truth of what that side holds: the other side's unsent edits keep
 showing as changes against it, and once the direction is switched back to two-way the next pass
 that touches the pair sends them. (Storing the merged result instead would make the stale side
-look "edited back" and undo them.)
+look "edited back" and undo them.) What the written side holds then differs from the base: the
+mapping keeps it (``holds``), so a pass that sees no change there still knows what is there —
+the ``before`` of its next write, and its edits that the base does not have.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -76,6 +79,10 @@ class MappingState:
     # nothing; it remembers that the two contacts are one person, so the one still in scope is
     # not copied again, and the pair links again when the other comes back into scope.
     detached: str = ""
+    # What a side holds where it differs from the base (side -> contact; only that side's
+    # fields). Only one-way connections make such pairs: see the module's docstring.
+    holds: dict[str, Contact] = dataclasses.field(default_factory=dict)
+    refusals: int = 0  # writes to this pair refused in a row as stale (reset by a success)
 
 
 class Unchanged:
@@ -146,6 +153,7 @@ class Outcome:
     kind: Literal["merge", "link", "create", "delete", "unlink", "noop"] = "merge"
     reason: str = ""  # plain words for the audit log ("removed from folder", ...)
     detached: str = ""  # with new_base: keep the mapping, detached on this side
+    holds: dict[str, Contact] = dataclasses.field(default_factory=dict)  # see MappingState
 
 
 @dataclass(frozen=True)
@@ -239,16 +247,35 @@ def _merged_outcome(
         kind_out: Literal["merge", "link", "noop"] = "noop"
     else:
         kind_out = kind
+    new_base = _agreed(merged, crm, provider, settings)
     return Outcome(
         mapping_id=mapping_id,
         crm_id=crm.id,
         provider_id=provider.id,
-        new_base=_agreed(merged, crm, provider, settings),
+        new_base=new_base,
         writes=writes,
         conflicts=conflicts,
         kind=kind_out,
         reason=reason or _changed_fields(base, merged, settings.phone_region),
+        holds=_holds_after(new_base, {"crm": crm, "provider": provider}, writes, settings),
     )
+
+
+def _holds_after(
+    new_base: Contact,
+    held: dict[str, RemoteContact],
+    writes: Sequence[Write],
+    settings: SyncSettings,
+) -> dict[str, Contact]:
+    """What each side will hold after ``writes``, for the sides where that is not the base."""
+    written = {w.side: w.after for w in writes if w.kind == "update"}
+    holds: dict[str, Contact] = {}
+    for side in SIDES:
+        fields = settings.carried(side)
+        after = written.get(side, held[side].contact.only(fields))
+        if not _same(after, new_base, fields, settings.phone_region):
+            holds[side] = after.only(fields)
+    return holds
 
 
 # --- Pairs ----------------------------------------------------------------------------------------
@@ -264,9 +291,10 @@ def _held_now(
     """What a side holds now; an unchanged side holds the base."""
     if not isinstance(reported, Unchanged):
         return reported
+    holds = mapping.holds.get(side, mapping.base)
     if side == "crm":
-        return RemoteContact(mapping.crm_id, mapping.base, version=mapping.crm_version)
-    return RemoteContact(mapping.provider_id, mapping.base, version=mapping.provider_version)
+        return RemoteContact(mapping.crm_id, holds, version=mapping.crm_version)
+    return RemoteContact(mapping.provider_id, holds, version=mapping.provider_version)
 
 
 def _one_side_gone(
@@ -276,7 +304,10 @@ def _one_side_gone(
     kept: Side = "provider" if gone == "crm" else "crm"
     region = settings.phone_region
     drop = Outcome(mapping.mapping_id, mapping.crm_id, mapping.provider_id, None, ())
-    edited = not _same(survivor.contact, mapping.base, settings.carried(kept), region)
+    # Edited since the last pass: compared with what it held then (in a one-way connection
+    # that may differ from the base).
+    known = mapping.holds.get(kept, mapping.base)
+    edited = not _same(survivor.contact, known, settings.carried(kept), region)
     if not edited:
         reason = f"deleted in {SIDE_NAMES[gone]}"
         if not settings.may_write(kept):
@@ -330,6 +361,7 @@ def _detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
         writes=(),
         kind="noop",
         detached=away,
+        holds=mapping.holds,
     )
     back = reported[away]
     returned = isinstance(back, RemoteContact) and back.in_scope
@@ -397,6 +429,7 @@ def plan_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
                 reason=(reported.scope_reason or "out of scope")
                 + f"; the contact in {SIDE_NAMES[_other(side)]} is left alone",
                 detached=side,
+                holds=mapping.holds,
             )
     crm = _held_now(pair.crm, mapping, "crm")
     provider = _held_now(pair.provider, mapping, "provider")

@@ -249,6 +249,10 @@ class Mapping(Model):
     # "crm" / "provider": that side's contact left the sync scope; the pair is unlinked and the
     # other side left alone, but remembered so neither side is copied again (no duplicate).
     detached = UnicodeAttribute(default="")
+    # JSON {side: Contact.to_dict()}: what a side holds where it differs from the base (one-way
+    # connections only; absent otherwise).
+    holds = UnicodeAttribute(null=True)
+    refusals = NumberAttribute(default=0)  # writes refused in a row as stale
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
@@ -259,6 +263,12 @@ class Mapping(Model):
     def base_contact(self) -> Contact:
         """The base as a canonical contact."""
         return Contact.from_dict(json.loads(self.base))
+
+    @property
+    def held_contacts(self) -> dict[str, Contact]:
+        """What each side holds where it differs from the base."""
+        raw: dict[str, Any] = json.loads(self.holds) if self.holds else {}
+        return {side: Contact.from_dict(value) for side, value in raw.items()}
 
 
 class PendingWrite(Model):

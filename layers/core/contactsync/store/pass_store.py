@@ -32,6 +32,8 @@ def _mapping_state(item: Mapping) -> MappingState:
         crm_version=item.crm_version,
         provider_version=item.provider_version,
         detached=item.detached or "",
+        holds=item.held_contacts,
+        refusals=int(item.refusals or 0),
     )
 
 
@@ -147,6 +149,8 @@ class DynamoPassStore:
             crm_version=mapping.crm_version,
             provider_version=mapping.provider_version,
             detached=mapping.detached,
+            holds=mapping.holds,
+            refusals=mapping.refusals,
         )
 
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:

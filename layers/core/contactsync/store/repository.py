@@ -432,6 +432,8 @@ def put_mapping(
     provider_version: str = "",
     mapping_id: str | None = None,
     detached: str = "",
+    holds: dict[str, Contact] | None = None,
+    refusals: int = 0,
     now: datetime | None = None,
 ) -> Mapping:
     """Create or replace a mapping (a new id when ``mapping_id`` is None); keeps ``created_at``."""
@@ -452,6 +454,12 @@ def put_mapping(
             Mapping.crm_version.set(crm_version),
             Mapping.provider_version.set(provider_version),
             Mapping.detached.set(detached),
+            Mapping.holds.set(
+                json.dumps({k: c.to_dict() for k, c in holds.items()}, sort_keys=True)
+            )
+            if holds
+            else Mapping.holds.remove(),
+            Mapping.refusals.set(refusals),
             Mapping.created_at.set(Mapping.created_at | stamp),
             Mapping.updated_at.set(stamp),
         ]

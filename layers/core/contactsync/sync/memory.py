@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
+from contactsync.contacts.normalize import field_key
 from contactsync.engine.plan import MappingState
 from contactsync.providers.base import (
     ChangePage,
@@ -156,6 +157,7 @@ class InMemorySide:
     deletes_in_scope_only: bool = False
     contacts: dict[str, RemoteContact] = field(default_factory=dict)
     page_size: int = 100
+    strict_before: bool = True  # refuse an update whose ``before`` is not what it holds
     calls: dict[str, int] = field(default_factory=dict)
     _log: list[tuple[int, str]] = field(default_factory=list)  # (sequence, id) of each change
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -234,6 +236,12 @@ class InMemorySide:
                 results.append(
                     WriteResult(key=item.id, error=PreconditionFailed("stale", status=412))
                 )
+            elif self.strict_before and not self._holds(current.contact, item.before):
+                # As strict as the CRM's same-second check, always: a write computed from what
+                # the contact does not hold (a wrong ``before``) would send the wrong fields.
+                results.append(
+                    WriteResult(key=item.id, error=PreconditionFailed("not as read", status=412))
+                )
             else:
                 merged = replace(
                     current.contact,
@@ -247,6 +255,9 @@ class InMemorySide:
                     WriteResult(key=item.id, remote=self.put(merged, contact_id=item.id))
                 )
         return results
+
+    def _holds(self, held: Contact, before: Contact) -> bool:
+        return all(field_key(held, f, "US") == field_key(before, f, "US") for f in self.carries)
 
     def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
         self._count("delete")

@@ -34,6 +34,7 @@ class PendingOp:
     crm_version: str = ""
     provider_version: str = ""
     detached: str = ""  # the side whose contact left scope: keep the mapping, unlinked
+    holds: dict[str, Contact] = field(default_factory=dict)  # see MappingState.holds
     cursors: dict[str, dict[str, Any]] = field(default_factory=dict)  # side -> Cursor fields
     # side -> id of the contact this op's create made there, written down as soon as the
     # provider answered: a pass that dies before recording the mapping is finished from it,
@@ -59,6 +60,7 @@ class PendingOp:
             crm_version=versions[0],
             provider_version=versions[1],
             detached=outcome.detached,
+            holds=outcome.holds,
         )
 
     def to_json(self) -> str:
@@ -76,6 +78,7 @@ class PendingOp:
                 "crm_version": self.crm_version,
                 "provider_version": self.provider_version,
                 "detached": self.detached,
+                "holds": {side: c.to_dict() for side, c in self.holds.items()},
                 "cursors": self.cursors,
                 "receipts": self.receipts,
             },
@@ -100,6 +103,7 @@ class PendingOp:
             crm_version=data.get("crm_version", ""),
             provider_version=data.get("provider_version", ""),
             detached=data.get("detached", ""),
+            holds={side: Contact.from_dict(c) for side, c in data.get("holds", {}).items()},
             cursors=data.get("cursors", {}),
             receipts=data.get("receipts", {}),
         )

@@ -58,7 +58,15 @@ MAX_HINTS = 1000  # CRM persons one pass re-reads by id (more: the daily full li
 FULL_LISTING_EVERY = timedelta(hours=24)
 
 Status = Literal[
-    "done", "continue", "busy", "skipped", "held", "throttled", "needs_reauth", "failed"
+    "done",
+    "continue",
+    "recheck",
+    "busy",
+    "skipped",
+    "held",
+    "throttled",
+    "needs_reauth",
+    "failed",
 ]
 # A failed pass (an outage, a malformed answer) is tried again after 10 s, doubling with each
 # failure in a row up to 2 minutes. Throttles do not count: they wait what the provider asks.
@@ -71,6 +79,19 @@ RETRY_MAX_SECONDS = 120.0
 def retry_delay(failures: int) -> float:
     """How long a connection waits after its ``failures``-th failed pass in a row."""
     return min(RETRY_FIRST_SECONDS * 2.0 ** max(failures - 1, 0), RETRY_MAX_SECONDS)
+
+
+# A write refused as stale (the contact changed while it was written) is planned again from both
+# contacts read afresh by a pass a few seconds later: 2 s, doubling with each refusal of the same
+# pair in a row. After RECHECK_TRIES the pair waits for the connection's next pass (and says so
+# in status and explain) rather than hold the connection's queue.
+RECHECK_FIRST_SECONDS = 2.0
+RECHECK_TRIES = 5
+
+
+def recheck_delay(refusals: int) -> float:
+    """How long a pair waits to be planned again after its ``refusals``-th refusal in a row."""
+    return RECHECK_FIRST_SECONDS * 2.0 ** max(refusals - 1, 0)
 
 
 @dataclass(frozen=True)
@@ -191,6 +212,8 @@ class _Pass:
         self.listed_in_full = False
         self.hints_read = False  # the CRM persons pushed to this pass have been re-read
         self.recheck: list[tuple[str, str]] = []  # pairs whose write was refused as stale
+        self.refusals = 0  # the most writes in a row refused as stale, of the pairs refused now
+        self.noted: set[tuple[str, str]] = set()  # (side, id) hints this pass added
         # Where to look for CRM persons made since this pass (or the one that planned) read it.
         self.crm_mark = ""
         self.own_tags: set[str] = set()  # mapping ids of the pending writes
@@ -324,8 +347,11 @@ class _Pass:
 
     def result(self, status: Status, message: str) -> PassResult:
         if self.hints_read:
+            # Forget the hints this pass read, except those it noted again (refused again).
             self.store.drop_hints(
-                self.cid, self.conn.pending_crm_ids, self.conn.pending_provider_ids
+                self.cid,
+                [c for c in self.conn.pending_crm_ids if ("crm", c) not in self.noted],
+                [p for p in self.conn.pending_provider_ids if ("provider", p) not in self.noted],
             )
         else:
             _keep_hints(self.store, self.conn, self.message)  # for the continuation
@@ -352,7 +378,23 @@ class _Pass:
         changes["mapped_count"] = self.mapped
         if self.listed_in_full:
             changes["last_full_at"] = now.isoformat()
+        if self.refusals > RECHECK_TRIES:
+            changes["last_error"] = {
+                "code": "WriteRefused",
+                "message": f"a contact's write was refused {self.refusals} times in a row "
+                "because it kept changing while it was written; it is read again and retried "
+                "at every pass (explain names it)",
+                "at": now.isoformat(),
+                "repeats": 0,
+            }
         self.store.update_connection(self.cid, **changes)
+        if 0 < self.refusals <= RECHECK_TRIES:
+            return PassResult(
+                "recheck",
+                "writes refused as stale are planned again shortly",
+                retry_after=recheck_delay(self.refusals),
+                counts=self.counts,
+            )
         return PassResult(status, message, counts=self.counts)
 
     # --- reading ---------------------------------------------------------------------------
@@ -633,7 +675,10 @@ class _Pass:
             self.store.audit(self.cid, audit)
         if self.recheck:
             crm_ids = [c for c, _ in self.recheck if c]
-            self.store.add_hints(self.cid, crm_ids, [p for _, p in self.recheck if p])
+            provider_ids = [p for _, p in self.recheck if p]
+            self.store.add_hints(self.cid, crm_ids, provider_ids)
+            self.noted.update(("crm", c) for c in crm_ids)
+            self.noted.update(("provider", p) for p in provider_ids)
             self.recheck = []
         if finished:
             self.store.drop_pending(self.cid, finished)
@@ -777,12 +822,13 @@ class _Pass:
         ids = {"crm": op.crm_id, "provider": op.provider_id}
         versions = {"crm": op.crm_version, "provider": op.provider_version}
         audit: list[AuditEntry] = []
-        failed = False
+        failed = refused = False
         for write, result in zip(op.writes, results, strict=True):
             if isinstance(result.error, PreconditionFailed):
-                # Refused as stale: the next pass reads both contacts again and plans afresh,
+                # Refused as stale: a pass soon reads both contacts again and plans afresh,
                 # even if neither changes again (the edit this write carried is not lost).
                 self.recheck.append((op.crm_id, op.provider_id))
+                refused = True
             if result.error is not None:
                 failed = True
                 audit.append(
@@ -858,7 +904,7 @@ class _Pass:
                     message=op.reason or "left the sync scope",
                 )
             )
-        new_base = op.new_base
+        new_base, holds, refusals = op.new_base, op.holds, 0
         if op.op_id in self.linked_instead and not failed:
             # Both contacts hold edits the other lacks: keep the old agreement (none for a new
             # link) so the next pass, re-reading both, merges them as any two edits.
@@ -870,6 +916,9 @@ class _Pass:
             # link gets an empty base, which merges both sides afresh next time.
             prior = self.store.mapping_for(self.cid, "crm", op.crm_id) if op.crm_id else None
             new_base = prior.base if prior is not None else Contact()
+            holds = prior.holds if prior is not None else {}
+            refusals = (prior.refusals if prior is not None else 0) + refused
+            self.refusals = max(self.refusals, refusals)
         if new_base is None or not ids["crm"] or not ids["provider"]:
             if op.crm_id and op.provider_id:
                 self.store.drop_mapping(self.cid, op.mapping_id)
@@ -887,6 +936,8 @@ class _Pass:
                     crm_version=versions["crm"],
                     provider_version=versions["provider"],
                     detached=op.detached,
+                    holds=holds,
+                    refusals=refusals,
                 ),
             )
         return audit

@@ -84,7 +84,7 @@ class PassRunner:
             self.queue.send(
                 [SyncMessage(connection_id=message.connection_id, reason="continuation")]
             )
-        if result.status in ("done", "continue"):
+        if result.status in ("done", "continue", "recheck"):
             self.keep_subscription(message)
         return result
 

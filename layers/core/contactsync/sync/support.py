@@ -320,6 +320,12 @@ class SupportService:
                 )
             else:
                 reasons.append(f"it is linked to {SIDE_NAMES[other_side]} contact {other}")
+            if mapping.refusals:
+                reasons.append(
+                    f"its last {mapping.refusals} write(s) were refused because the contact "
+                    "changed while it was written: both sides are read again and the write is "
+                    "retried automatically"
+                )
         blocked_by_direction = (side == "crm" and conn.direction == "to_crm") or (
             side == "provider" and conn.direction == "to_provider"
         )
