@@ -11,10 +11,16 @@ What "converged" means, person by person:
   the Outlook folder, the Google group), and nowhere else; a copy the user moved out of the folder
   or group still exists there, exactly once (moved out means unlinked, never deleted);
 - a colleague who handed the person over may keep a stale copy (at most one: "left alone");
-- for each field, every side in scope shows the last intended value, or one earlier value when
-  the audit log records the last one as a conflict loser; sides never disagree;
-- a deleted person is gone from every side in scope, or - where an edit won over the delete, and
-  the audit log says it recreated the person - present exactly once on every one of them.
+- for each field, every side in scope shows the last intended value; sides never disagree. An
+  edit made while an earlier one was still on its way (some side in scope did not show the
+  last value yet) may lose the conflict to it: then any value from the last edit made on a
+  settled field onwards is right. An edit made on a settled field is never lost;
+- a deleted person is gone from every side in scope; where the delete was made while an edit
+  was still on its way (an edit wins over a delete), it may instead be present exactly once on
+  every one of them.
+
+The checker keeps its own rules and its own normaliser: it never reads the service's audit log
+or calls the service's code to decide whether an edit is lost.
 
 What the users do not do (the workload keeps to it): delete a person handed over to a colleague,
 or delete a Google contact put back in the group before its connection has seen it back. Google
@@ -29,9 +35,9 @@ closing note of the chaos suite).
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
-
-from contactsync.contacts.normalize import name_key, phone_key, text_key
 
 SIDES = ("crm", "outlook", "google")
 PROVIDER_SIDES = ("outlook", "google")
@@ -40,12 +46,17 @@ PHONE_REGION = "US"
 
 
 def value_key(name: str, value: str) -> str:
-    """How the engine compares a field's values: formatting never counts."""
-    return text_key(value) if name == "notes" else name_key(value)
+    """A field's value as a person reads it: case, spacing and line breaks never count (notes
+    keep their case and inner spacing)."""
+    text = unicodedata.normalize("NFKC", value).replace("\r\n", "\n").replace("\r", "\n")
+    if name == "notes":
+        return text.strip()
+    return " ".join(text.split()).casefold()
 
 
 def phone_keys(values: list[str]) -> frozenset[str]:
-    return frozenset(phone_key(v, PHONE_REGION) for v in values if v.strip())
+    """The workload writes ten-digit US numbers: a number is its last ten digits."""
+    return frozenset(re.sub(r"\D", "", v)[-10:] for v in values if v.strip())
 
 
 @dataclass(frozen=True)
@@ -90,19 +101,12 @@ class World:
         return [c for c in self.inside.get((user, side), []) if c.email == email]
 
 
-@dataclass
-class Excuses:
-    """What the audit log says happened on purpose: conflict losers and recreations."""
-
-    losers: set[tuple[str, str, str]] = field(default_factory=set)  # (email, field, value key)
-    recreated: set[str] = field(default_factory=set)  # emails
-
-
 @dataclass(frozen=True)
 class Edit:
     user: str  # whose side it was made on (the owner at the time)
     side: str
     value: str
+    settled: bool = True  # every side in scope showed the field's last value when it was made
 
 
 @dataclass
@@ -115,6 +119,7 @@ class Intended:
     values: dict[str, list[Edit]]  # field -> every value written, in order (first: creation)
     deleted_on: str | None = None
     deleted_id: str = ""  # the copy the user deleted (for a failure's printout)
+    delete_settled: bool = True  # every side showed every last value when it was deleted
     outside: set[str] = field(default_factory=set)  # provider sides it was moved out of
     former_owners: set[str] = field(default_factory=set)
 
@@ -132,6 +137,10 @@ class Intended:
         # one the other sides ended with. The creation reached every side before any move or
         # hand-over (the workload waits for that), so it is the floor.
         floor = max([0, *(i for i, e in enumerate(edits) if i > 0 and not self.stranded(e))])
+        # An edit made while the one before was on its way may lose the conflict to it (and that
+        # one to the one before, if it was made unsettled too).
+        while floor > 0 and not edits[floor].settled:
+            floor -= 1
         return {value_key(name, e.value) for e in edits[floor:]}
 
 
@@ -153,13 +162,16 @@ class Ledger:
             values={name: [Edit(owner, side, values.get(name, ""))] for name in FIELDS},
         )
 
-    def edit(self, email: str, side: str, name: str, value: str) -> None:
+    def edit(  # one edit: who, where, what, and whether the field was settled
+        self, email: str, side: str, name: str, value: str, settled: bool = True
+    ) -> None:
         person = self.people[email]
-        person.values[name].append(Edit(person.owner, side, value))
+        person.values[name].append(Edit(person.owner, side, value, settled))
 
-    def delete(self, email: str, side: str, contact_id: str = "") -> None:
+    def delete(self, email: str, side: str, contact_id: str = "", settled: bool = True) -> None:
         self.people[email].deleted_on = side
         self.people[email].deleted_id = contact_id
+        self.people[email].delete_settled = settled
 
     def move_out(self, email: str, side: str) -> None:
         self.people[email].outside.add(side)
@@ -189,7 +201,7 @@ class Verdict:
         self.problems.append(f"{kind}: {text}")
 
 
-def check(ledger: Ledger, world: World, excuses: Excuses, users: list[str]) -> Verdict:
+def check(ledger: Ledger, world: World, users: list[str]) -> Verdict:
     verdict = Verdict()
     known = set(ledger.people)
     for (user, side), cards in world.inside.items():
@@ -197,9 +209,9 @@ def check(ledger: Ledger, world: World, excuses: Excuses, users: list[str]) -> V
             verdict.note("duplicated", f"{email!r} in {user}'s {side} was never made")
     for person in ledger.people.values():
         if person.deleted_on is None:
-            _check_live(person, world, excuses, users, verdict)
+            _check_live(person, world, users, verdict)
         else:
-            _check_deleted(person, world, excuses, users, verdict)
+            _check_deleted(person, world, users, verdict)
     return verdict
 
 
@@ -207,9 +219,7 @@ def _in_scope_sides(person: Intended) -> list[str]:
     return [s for s in SIDES if s not in person.outside]
 
 
-def _check_live(
-    person: Intended, world: World, excuses: Excuses, users: list[str], verdict: Verdict
-) -> None:
+def _check_live(person: Intended, world: World, users: list[str], verdict: Verdict) -> None:
     email = person.email
     for user in users:
         for side in SIDES:
@@ -224,7 +234,7 @@ def _check_live(
     for side in person.outside:
         seen = world.count("outside", person.owner, side, email)
         _count(verdict, email, f"{person.owner}'s {side} (moved out)", seen, 1, 1)
-    _check_values(person, world, excuses, verdict)
+    _check_values(person, world, verdict)
 
 
 def _count(verdict: Verdict, email: str, where: str, seen: int, low: int, high: int) -> None:  # noqa: PLR0917
@@ -234,7 +244,7 @@ def _count(verdict: Verdict, email: str, where: str, seen: int, low: int, high: 
         verdict.note("duplicated", f"{email} is in {where} {seen} times")
 
 
-def _check_values(person: Intended, world: World, excuses: Excuses, verdict: Verdict) -> None:
+def _check_values(person: Intended, world: World, verdict: Verdict) -> None:
     email = person.email
     cards = {s: world.cards(person.owner, s, email) for s in _in_scope_sides(person)}
     present = {s: c[0] for s, c in cards.items() if len(c) == 1}
@@ -253,15 +263,10 @@ def _check_values(person: Intended, world: World, excuses: Excuses, verdict: Ver
         if value in person.acceptable(name):
             continue
         last = value_key(name, person.values[name][-1].value)
-        earlier = {value_key(name, e.value) for e in person.values[name]}
-        if (email, name, last) in excuses.losers and value in earlier:
-            continue  # the last edit lost a conflict, and the audit log says so
         verdict.note("edits_lost", f"{email} {name} is {value!r}, meant {last!r}")
 
 
-def _check_deleted(
-    person: Intended, world: World, excuses: Excuses, users: list[str], verdict: Verdict
-) -> None:
+def _check_deleted(person: Intended, world: World, users: list[str], verdict: Verdict) -> None:
     email = person.email
     scope = _in_scope_sides(person)
     seen = {s: world.count("inside", person.owner, s, email) for s in scope}
@@ -269,7 +274,7 @@ def _check_deleted(
         if n > 1:
             verdict.note("duplicated", f"deleted {email} is in {person.owner}'s {side} {n} times")
     everywhere = all(n == 1 for n in seen.values())
-    if any(seen.values()) and not (everywhere and email in excuses.recreated):
+    if any(seen.values()) and not (everywhere and not person.delete_settled):
         kept = sorted(s for s, n in seen.items() if n)
         verdict.note("edits_lost", f"deleted {email} (in {person.deleted_on}) still in {kept}")
     for user in users:

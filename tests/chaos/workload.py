@@ -23,7 +23,7 @@ from contactsync.store import repository as repo
 
 from local.stack import LocalStack
 from sandbox.pipedrive.delivery import DeliveryMode
-from tests.chaos.ledger import PROVIDER_SIDES, SIDES, Ledger
+from tests.chaos.ledger import FIELDS, PROVIDER_SIDES, SIDES, Intended, Ledger, value_key
 from tests.chaos.world import MY_CONTACTS, Member
 
 FOLDER = "CRM contacts"
@@ -365,8 +365,9 @@ class Workload:
             value = f"{self.rng.choice(TITLES)} {self.serial}"
             if name == "notes":
                 value = f"Met at event {self.serial}.\nCall back on Tuesday."
+            settled = self.settled(m, person, (name,))
             self.books.edit(m, side, found, name, value)
-            self.ledger.edit(person.email, side, name, value)
+            self.ledger.edit(person.email, side, name, value, settled)
             return True
         if kind == "reformat":
             if self.rng.random() < 0.5:
@@ -390,12 +391,28 @@ class Workload:
                 return False  # see the ledger: a copy back in its group is not deleted yet
             if side != "crm" and self.books.unconfirmed_copy(m, side, found):
                 return False  # see the ledger: a copy not yet recorded is not deleted yet
+            settled = self.settled(m, person, FIELDS)
             self.books.delete(m, side, found)
-            self.ledger.delete(person.email, side, self.books.id_of(side, found))
+            self.ledger.delete(person.email, side, self.books.id_of(side, found), settled)
             return True
         if kind == "hand_over":
             return self.try_hand_over(m, person.email)
         raise AssertionError(kind)
+
+    def settled(self, m: Member, person: Intended, names: tuple[str, ...]) -> bool:
+        """Every side in scope shows the last intended value of each field in ``names``: no
+        edit of them is on its way (then a new edit, or a delete, must win)."""
+        for side in SIDES:
+            if side in person.outside:
+                continue
+            found = self.books.find(m, side, person.email)
+            if found is None:
+                return False
+            for name in names:
+                shown = self.books.current(side, found, name)
+                if value_key(name, shown) != value_key(name, person.values[name][-1].value):
+                    return False
+        return True
 
     def everywhere(self, m: Member, email: str) -> bool:
         return all(self.books.find(m, s, email) is not None for s in SIDES)

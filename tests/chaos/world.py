@@ -8,7 +8,7 @@ from typing import Any
 from contactsync.store import repository as repo
 
 from local.stack import LocalStack
-from tests.chaos.ledger import FIELDS, Card, Excuses, World, phone_keys, value_key
+from tests.chaos.ledger import Card, World, phone_keys, value_key
 
 MY_CONTACTS = "contactGroups/myContacts"
 
@@ -90,26 +90,6 @@ def _groups(person: dict[str, Any]) -> set[str]:
         m.get("contactGroupMembership", {}).get("contactGroupResourceName", "")
         for m in person.get("memberships") or []
     }
-
-
-def read_excuses(stack: LocalStack, members: list[Member]) -> Excuses:
-    """Conflict losers and recreations the audit log records, by the person's email."""
-    excuses = Excuses()
-    emails = _emails_by_id(stack, members)
-    for m in members:
-        for connection_id in m.connections.values():
-            for entry in _audit(connection_id):
-                email = emails.get(entry.crm_id or "") or emails.get(entry.provider_id or "")
-                if email is None:
-                    continue
-                details = entry.details or {}
-                if entry.kind == "conflict" and details.get("field") in FIELDS:
-                    name = str(details["field"])
-                    loser = str(details.get("loser_value") or "")
-                    excuses.losers.add((email, name, value_key(name, loser)))
-                if entry.kind == "write" and "recreated" in entry.message:
-                    excuses.recreated.add(email)
-    return excuses
 
 
 def _audit(connection_id: str) -> list[Any]:
