@@ -42,16 +42,30 @@ class Person:
     google_rn: str = ""
 
 
+@dataclass(frozen=True)
+class LostEdit:
+    """An edit that did not show on the other side within ``TIMEOUT``: which, and where."""
+
+    key: str  # the direction ("microsoft → CRM")
+    person: Person
+    title: str  # the value the edit set
+    at: float  # time.time() of the edit
+    shown: str  # what the watched side showed when the wait ended
+
+
 @dataclass
 class Samples:
     seconds: dict[str, list[float]] = field(default_factory=dict)
     lost: dict[str, int] = field(default_factory=dict)
+    lost_edits: list[LostEdit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, key: str, took: float | None) -> None:
+    def add(self, key: str, took: float | None, lost: LostEdit | None = None) -> None:
         with self.lock:
             if took is None:
                 self.lost[key] = self.lost.get(key, 0) + 1
+                if lost is not None:
+                    self.lost_edits.append(lost)
             else:
                 self.seconds.setdefault(key, []).append(took)
 
@@ -147,10 +161,12 @@ def _edits(kind: EditKind, people: list[Person], n: int, samples: Samples) -> No
     for k in range(n):
         person = people[k % len(people)]
         title = f"{kind.name} {k} {time.monotonic():.3f}"
-        started = time.monotonic()
+        started, at = time.monotonic(), time.time()
         kind.edit(person, title)
         for key, read in kind.watch.items():
-            samples.add(key, _until(partial(_shows, read, person, title), started))
+            took = _until(partial(_shows, read, person, title), started)
+            lost = None if took is not None else LostEdit(key, person, title, at, read(person))
+            samples.add(key, took, lost)
 
 
 def measure(per_kind: int) -> tuple[Samples, dict[str, Any]]:
@@ -216,7 +232,10 @@ def measure(per_kind: int) -> tuple[Samples, dict[str, Any]]:
             "deliveries_per_edit": (_deliveries(stack) - counts_before[0]) / edits,
             "invocations_per_edit": (stack.poller.invocations - counts_before[1]) / edits,
             "failed_deliveries": _failed_deliveries(stack),
-        }
+            "connections": dict(zip(providers, connections, strict=True)),
+            "lost_trails": [_trail(lost, dict(zip(providers, connections, strict=True)))
+                            for lost in samples.lost_edits],
+        }  # fmt: skip
         return samples, extra
     finally:
         stack.stop()
@@ -241,6 +260,33 @@ def _all_active(stack: Any, api: Any, connections: list[str]) -> None:
     states = {c: api.connection(c)["state"] for c in connections}
     if set(states.values()) != {"active"}:
         raise RuntimeError(f"connections did not all become active: {states}")
+
+
+def _trail(lost: LostEdit, connections: dict[str, str]) -> str:
+    """A lost edit in words, with every activity entry of each connection about that person
+    from shortly before the edit on (after the run has settled: a late arrival shows too)."""
+    from contactsync.store import repository as repo
+
+    person = lost.person
+    ids = {str(person.crm_id), person.outlook_id, person.google_rn}
+    lines = [
+        f"LOST {lost.key}: {person.email} (CRM {person.crm_id}) set to {lost.title!r} at "
+        f"{time.strftime('%H:%M:%S', time.gmtime(lost.at))}; the other side still showed "
+        f"{lost.shown!r} after {TIMEOUT:.0f} s"
+    ]
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(lost.at - 5))
+    for provider, connection_id in connections.items():
+        entries, _ = repo.list_audit(connection_id, limit=1000)
+        about = [
+            e
+            for e in reversed(entries)
+            if (e.crm_id in ids or e.provider_id in ids) and str(e.at) >= since
+        ]
+        for e in about[:12]:
+            lines.append(f"    {provider} {e.at} {e.kind} {e.side or ''}: {e.message}")
+        if not about:
+            lines.append(f"    {provider}: no activity about this person since the edit")
+    return "\n".join(lines)
 
 
 def _sandboxes(stack: Any) -> list[Any]:
@@ -305,5 +351,7 @@ def run(world: World) -> Table:
         f"messages; echoes of our own writes included); webhook requests not answered 2xx: "
         f"{extra['failed_deliveries']}"
     )
+    for trail in extra["lost_trails"]:
+        table.note(trail)
     table.figures = {"samples": samples.seconds, **extra}
     return table
