@@ -1,4 +1,5 @@
-"""The benchmark scripts at a tiny scale, so they cannot rot: the webhook and cost tables."""
+"""The benchmark scripts at a tiny scale, so they cannot rot: every table runs, and the webhook
+and cost tables are checked closely."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from contactsync.store.models import configure
 
 from bench import cost, webhook
+from bench.__main__ import TABLES, runner
 from bench.handlers import reset_cold_start
 from bench.world import World
 from local.aws import LocalAws
@@ -61,3 +63,14 @@ def test_the_cost_table_prices_measured_counts(world) -> None:
         "DynamoDB writes",
         "total",
     ]
+
+
+@pytest.mark.parametrize("name", [t for t in TABLES if t not in ("webhook", "cost")])
+def test_every_table_runs_at_a_tiny_scale(world, monkeypatch: pytest.MonkeyPatch, name) -> None:
+    # Given the smallest scale each table allows
+    monkeypatch.setenv("BENCH_SCALE", "0.01")
+    # When the table runs
+    table = runner(name)(world)
+    # Then it measured something and prints it
+    assert table.rows, f"{name} printed no rows"
+    assert table.render().startswith("== ")
