@@ -417,11 +417,16 @@ def _control_routes(sandbox: PipedriveSandbox) -> list[Route]:
     def latency(_: dict[str, Any], b: dict[str, Any]) -> None:
         sandbox.latency_ms = int(b.get("ms", 0))
 
+    def listing_faults(_: dict[str, Any], b: dict[str, Any]) -> None:
+        sandbox.partial_rate = float(b.get("partial_rate", sandbox.partial_rate))
+        sandbox.empty_pages = int(b.get("empty_pages", sandbox.empty_pages))
+
     def mode(_: dict[str, Any], b: dict[str, Any]) -> None:
         current = sandbox.delivery.mode
         current.duplicate = bool(b.get("duplicate", current.duplicate))
         current.delay_ms = int(b.get("delay_ms", current.delay_ms))
         current.reorder = bool(b.get("reorder", current.reorder))
+        current.drop_rate = float(b.get("drop_rate", current.drop_rate))
 
     def add_user(_: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         uid = sandbox.add_user(
@@ -484,6 +489,7 @@ def _control_routes(sandbox: PipedriveSandbox) -> list[Route]:
             ),
         ),
         ("PUT", "/latency", latency),
+        ("PUT", "/listing-faults", listing_faults),
         ("PUT", "/rate-limit", rate),
         ("POST", "/clock/advance", lambda p, b: sandbox.advance_clock(float(b["seconds"]))),
         ("GET", "/deliveries", lambda p, b: {"deliveries": sandbox.deliveries()}),

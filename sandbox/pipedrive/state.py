@@ -128,6 +128,9 @@ class PipedriveSandbox:
         self._codes: dict[str, tuple[int, str, str]] = {}  # code -> (user, client, redirect)
         self._login_user: int | None = None
         self._faults: list[Fault] = []
+        self.partial_rate = 0.0  # an ``ids=`` listing leaves out each asked-for id this often
+        self.empty_pages = 0  # the next n listing pages come back empty, more to come
+        self._fault_rng = random.Random(0)
         self._breaks: list[tuple[str, str]] = []  # (kind, path prefix), one per request (chaos)
         self._bursts: dict[int, deque[float]] = {}
         self._spent: dict[tuple[int, str], int] = {}  # (company, UTC day) -> tokens
@@ -460,6 +463,8 @@ class PipedriveSandbox:
             if query.get("ids"):
                 wanted = {int(x) for x in query["ids"].split(",")[:100] if x.strip()}
                 items = [p for p in items if p.id in wanted]
+                if self.partial_rate:  # a 200 that leaves some out says nothing about them
+                    items = [p for p in items if self._fault_rng.random() >= self.partial_rate]
             if query.get("owner_id"):
                 items = [p for p in items if p.owner_id == int(query["owner_id"])]
             if query.get("org_id"):
@@ -502,6 +507,9 @@ class PipedriveSandbox:
         if query.get("cursor"):
             mark = decode_cursor(query["cursor"])
             ordered = [i for i in ordered if (key(i) <= mark if descending else key(i) >= mark)]
+        if self.empty_pages > 0 and ordered:  # an empty page, and a cursor to go on from
+            self.empty_pages -= 1
+            return [], encode_cursor(key(ordered[0]))
         page = ordered[:limit]
         next_cursor = encode_cursor(key(ordered[limit])) if len(ordered) > limit else None
         return page, next_cursor

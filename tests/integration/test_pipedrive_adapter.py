@@ -416,3 +416,33 @@ def test_oauth_code_exchange_and_refresh(pipedrive: PipedriveWorld):
         refresh(cfg, grant)
     with pytest.raises(AuthExpired):
         exchange_code(cfg, "used-or-unknown", redirect)
+
+
+# --- what real Pipedrive does that a forgiving emulator would not -------------------------------
+
+
+def test_an_id_left_out_of_an_ids_listing_is_asked_for_alone(pipedrive: PipedriveWorld):
+    # Given two persons, one deleted, and ids= listings that leave every id out (a 200 that
+    # omits an id does not say why: "do not exist or are not visible")
+    sb = pipedrive.sandbox
+    user = sb.users[pipedrive.owner_id]
+    alive = sb.create_person(user, {"name": "Still Here"}).id
+    gone = sb.create_person(user, {"name": "Gone"}).id
+    sb.delete_person(user, gone)
+    sb.partial_rate = 1.0
+    # When we fetch both
+    found = pipedrive.adapter().fetch([str(alive), str(gone)])
+    # Then the one that exists is read alone and the deleted one is None (its GET was 404)
+    assert found[str(alive)] is not None and found[str(alive)].id == str(alive)
+    assert found[str(gone)] is None
+    assert pipedrive.requests("GET /api/v2/persons/{id}") == 2
+
+
+def test_empty_listing_pages_are_followed(pipedrive: PipedriveWorld):
+    sb = pipedrive.sandbox
+    user = sb.users[pipedrive.owner_id]
+    ids = {str(sb.create_person(user, {"name": f"P{i}"}).id) for i in range(3)}
+    sb.empty_pages = 2
+    pages, _ = _read_all(pipedrive.adapter())
+    assert {c.id for p in pages for c in p.contacts} == ids
+    assert [len(p.contacts) for p in pages][:2] == [0, 0]

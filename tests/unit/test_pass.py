@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from contactsync.contacts.model import Contact, Email, Phone
-from contactsync.providers.base import PreconditionFailed, RateLimited, Transient, WriteResult
+from contactsync.providers.base import (
+    ChangePage,
+    PreconditionFailed,
+    RateLimited,
+    RemoteContact,
+    Transient,
+    WriteResult,
+)
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.reconcile import (
@@ -509,6 +517,41 @@ def test_a_day_after_the_last_full_listing_a_pass_lists_in_full_again(world) -> 
     now[0] += timedelta(hours=24)
     assert poll(store, crm, provider, clock=lambda: now[0]) == "done"
     assert emails(provider) == ["bob@x.com"]
+
+
+class PartialSide(InMemorySide):
+    """A side whose answers leave some contacts out: listings skip them and a fetch answers
+    without them (a 200 that omits an id, as batch reads and ``ids=`` listings may)."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.left_out: set[str] = set()
+
+    def read(self, position: str | None) -> ChangePage:
+        page = super().read(position)
+        kept = [c for c in page.contacts if c.id not in self.left_out]
+        return replace(page, contacts=kept)
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
+        return {i: c for i, c in super().fetch(ids).items() if i not in self.left_out}
+
+
+def test_a_contact_left_out_of_a_full_listing_and_its_fetch_is_unknown_not_deleted() -> None:
+    # Given a synced pair, and a CRM that then leaves Ann out of a full listing and of the
+    # fetch that asks for her by id
+    store, crm, provider = InMemoryStore(), PartialSide(name="crm"), InMemorySide(name="provider")
+    store.add_connection(CID, state="syncing_initial")
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    crm.put(person("Bob Moss", "bob@x.com"))
+    assert start(store, crm, provider, clock=lambda: now[0]) == "done"
+    crm.left_out.add(ann.id)
+    # When the daily full listing runs
+    now[0] += timedelta(hours=25)
+    assert poll(store, crm, provider, clock=lambda: now[0]) == "done"
+    # Then her Outlook copy is still there, and still linked
+    assert emails(provider) == ["ann@x.com", "bob@x.com"]
+    assert store.count_mappings(CID) == 2
 
 
 def test_a_pushed_change_that_arrives_while_waiting_is_read_by_the_next_pass(world) -> None:

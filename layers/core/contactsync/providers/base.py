@@ -90,7 +90,8 @@ class ContactSide(Protocol):
         ...
 
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
-        """Current state of these ids; ``None`` for an id that no longer exists."""
+        """Current state of these ids; ``None`` only for an id the provider said is gone (404,
+        NOT_FOUND). An id the answer left out is not in the result: unknown, never deleted."""
         ...
 
     def find_tagged(self, tag: str) -> RemoteContact | None:

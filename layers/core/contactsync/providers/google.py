@@ -188,7 +188,8 @@ class GoogleContacts:
         return ChangePage(contacts, deleted, str(body.get("nextSyncToken") or ""), True, full)
 
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
-        """Current state of these persons (``people:batchGet``, 200 a call); None when gone."""
+        """Current state of these persons (``people:batchGet``, 200 a call); None when Google
+        says NOT_FOUND. A person the answer leaves out is left out here too (unknown)."""
         return {rn: None if p is None else self._remote(p) for rn, p in self._persons(ids).items()}
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
@@ -433,7 +434,8 @@ class GoogleContacts:
         return person
 
     def _persons(self, ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
-        """Raw persons by resource name, 200 per ``people:batchGet``; None when gone."""
+        """Raw persons by resource name, 200 per ``people:batchGet``; None when Google says
+        NOT_FOUND; absent when the answer left it out (a 200 that omits a name says nothing)."""
         found: dict[str, dict[str, Any] | None] = {}
         for chunk in _chunks(list(ids), WRITE_BATCH):
             params: dict[str, str | list[str]] = {
@@ -452,7 +454,7 @@ class GoogleContacts:
                     raise written.error
                 else:
                     found[rn] = person
-        return {rn: found.get(rn) for rn in ids}
+        return {rn: found[rn] for rn in ids if rn in found}
 
     # --- HTTP: auth, retries, errors ----------------------------------------------------------
 

@@ -179,14 +179,28 @@ class PipedrivePersons:
         return ChangePage(contacts, [], json.dumps(done), complete=True, full=full)
 
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
-        found: dict[str, RemoteContact | None] = dict.fromkeys(ids)
+        """These persons, 100 per ``ids=`` listing. A listing leaves deleted persons out, but
+        a 200 that leaves an id out does not say why: each one left out is asked for alone,
+        and only its 404 says deleted (None). A non-numeric id cannot exist: None."""
+        found: dict[str, RemoteContact | None] = {i: None for i in ids if not i.isdigit()}
         numeric = [i for i in dict.fromkeys(ids) if i.isdigit()]
         for chunk in _chunks(numeric, IDS_PER_REQUEST):
             params = {"ids": ",".join(chunk), "limit": IDS_PER_REQUEST}
             persons = self._call("GET", "/api/v2/persons", params=params).get("data") or []
             for remote in self._remotes(persons):
                 found[remote.id] = remote
-        return found
+            for person_id in chunk:
+                if person_id not in found:
+                    found[person_id] = self._one(person_id)
+        return {i: found[i] for i in ids}
+
+    def _one(self, person_id: str) -> RemoteContact | None:
+        """One person by id; None on 404 (deleted or never there)."""
+        try:
+            body = self._call("GET", _person_path(person_id))
+        except NotFound:
+            return None
+        return self._remote(body["data"])
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
         if not tag.strip():

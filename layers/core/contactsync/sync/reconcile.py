@@ -407,7 +407,9 @@ class _Pass:
             return
         found = self.sides.of(name).fetch(missing)
         for contact_id in missing:
-            remote = found.get(contact_id)
+            if contact_id not in found:  # the answer left it out: unknown, never deleted
+                continue
+            remote = found[contact_id]
             if remote is None:
                 changes.deleted.add(contact_id)
             else:
@@ -506,7 +508,8 @@ class _Pass:
             ids = [e[0].crm_id if name == "crm" else e[0].provider_id for e in entries]
             found = self.sides.of(name).fetch(ids)
             for entry, contact_id in zip(entries, ids, strict=True):
-                entry[slot] = found.get(contact_id)
+                if contact_id in found:  # left out of the answer: unknown, keep what we had
+                    entry[slot] = found[contact_id]
 
     def worth_saving(self, outcome: Outcome) -> bool:
         """A no-op still updates the mapping when a side's version moved (a formatting-only
@@ -900,7 +903,8 @@ class _SideChanges:
     full: bool = False
 
     def add_fetched(self, fetched: dict[str, RemoteContact | None]) -> None:
-        """Contacts re-read by id (pushed, or to re-check): None means deleted."""
+        """Contacts re-read by id (pushed, or to re-check): None means deleted; an id the
+        answer left out is not here at all (unknown)."""
         for contact_id, remote in fetched.items():
             if remote is None:
                 self.contacts.pop(contact_id, None)
