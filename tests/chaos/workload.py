@@ -88,7 +88,7 @@ class Api:
 def found_company(stack: LocalStack, users: int) -> list[Member]:
     """A company with ``users`` users, each with a mailbox and a Google account."""
     pd, gs, google = stack.pipedrive.sandbox, stack.graph.sandbox, stack.google.sandbox
-    company = pd.add_company("Chaos Inc")
+    company = pd.add_company("Chaos Inc", contact_sync=True)  # every field is in the oracle
     members = []
     for i in range(1, users + 1):
         email = f"user{i}@chaos.example"

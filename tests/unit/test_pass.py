@@ -610,3 +610,17 @@ def test_a_stop_during_a_pass_takes_effect_after_the_current_chunk(world) -> Non
     # Then the chunk in flight finished, nothing after it was sent, and nothing waits to be sent
     assert len(provider.contacts) == CHUNK
     assert store.ops.get(CID, {}) == {}
+
+
+def test_what_an_account_cannot_sync_is_kept_for_the_connection_status() -> None:
+    # Given a CRM whose adapter learnt that the company has contact sync off
+    store = InMemoryStore()
+    store.add_connection(CID, state="syncing_initial")
+    limit = "the CRM company has contact sync turned off: job title ... are not synced"
+    crm, provider = InMemorySide(name="crm", limits=(limit,)), InMemorySide(name="provider")
+    # When a pass runs, Then the connection says so (and says nothing once it is fixed)
+    assert start(store, crm, provider) == "done"
+    assert store.connections[CID]["limits"] == [limit]
+    crm.limits = ()
+    assert poll(store, crm, provider) == "done"
+    assert store.connections[CID]["limits"] == []

@@ -129,6 +129,7 @@ class GoogleContacts:
 
     name = "google"
     carries = frozenset(ALL_FIELDS)
+    limits: tuple[str, ...] = ()
     deletes_in_scope_only = False  # sync results carry deleted contacts of every group
 
     def __init__(

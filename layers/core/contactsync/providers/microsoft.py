@@ -85,6 +85,7 @@ class MicrosoftContacts:
 
     name = "microsoft"
     carries = frozenset(ALL_FIELDS)
+    limits: tuple[str, ...] = ()
     deletes_in_scope_only = True  # the folder's delta reports only what was in the folder
 
     def __init__(

@@ -350,6 +350,7 @@ class _Pass:
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
         changes["mapped_count"] = self.mapped
+        changes["limits"] = [*self.sides.crm.limits, *self.sides.provider.limits]
         if self.listed_in_full:
             changes["last_full_at"] = now.isoformat()
         self.store.update_connection(self.cid, **changes)
