@@ -593,3 +593,19 @@ def test_an_update_right_after_our_write_is_refused_as_stale_not_sent_blind(
     sb.advance(sb.stale_read.total_seconds())
     [later] = adapter.update([ContactUpdate(rn, done.remote.version, first, second)])
     assert later.ok and later.remote is not None and later.remote.contact.job_title == "Second"
+
+
+def test_a_contact_with_a_new_resource_name_names_its_previous_one(account: Account) -> None:
+    # Given a listed contact that Google then gives a new resource name
+    sb = account.sb
+    old = sb.add_contact(account.email, {"names": [{"givenName": "Ann"}]})
+    adapter = account.adapter()
+    cursor = read_all(adapter)[-1].position
+    new = sb.change_resource_name(account.email, old)
+    sb.advance(sb.sync_lag.total_seconds())  # writes reach sync listings after a lag
+    # When we read the changes, and fetch it by its old name
+    [renamed] = adapter.read(cursor).contacts
+    fetched = adapter.fetch([old])
+    # Then both name the old resource name, under the new one (the pass moves the link)
+    assert renamed.id == new and renamed.previous_ids == (old,)
+    assert fetched[old] is not None and fetched[old].id == new

@@ -624,3 +624,28 @@ def test_what_an_account_cannot_sync_is_kept_for_the_connection_status() -> None
     crm.limits = ()
     assert poll(store, crm, provider) == "done"
     assert store.connections[CID]["limits"] == []
+
+
+def test_a_contact_read_under_a_new_id_keeps_its_link_and_is_not_copied_again(world) -> None:
+    # Given a linked pair
+    store, crm, provider = world
+    ann = provider.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    # When the provider gives Ann a new id (Google: linked to a profile), naming the old one,
+    # and she gets a job title
+    provider.contacts.pop(ann.id)
+    renamed = RemoteContact(
+        id="provider-renamed",
+        contact=ann.contact.with_fields(job_title="CTO"),
+        version="v-renamed",
+        previous_ids=(ann.id,),
+    )
+    provider.contacts[renamed.id] = renamed
+    provider._log.append((next(provider._seq), renamed.id))
+    assert poll(store, crm, provider) == "done"
+    # Then the link follows her: one CRM person, the edit arrived, nothing copied back
+    (crm_copy,) = crm.contacts.values()
+    assert crm_copy.contact.job_title == "CTO"
+    assert list(provider.contacts) == ["provider-renamed"]
+    (mapping,) = store.mappings(CID)
+    assert mapping.provider_id == "provider-renamed"

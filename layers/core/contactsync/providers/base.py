@@ -26,6 +26,7 @@ class RemoteContact:
     in_scope: bool = True  # owned by the user (CRM) / in the chosen group or folder (provider)
     scope_reason: str = ""  # why it is out of scope, in plain words ("owned by another user")
     tag: str = ""  # our mapping id, when we created it and the side has room to carry it
+    previous_ids: tuple[str, ...] = ()  # ids it had before (Google: previousResourceNames)
 
 
 @dataclass(frozen=True)

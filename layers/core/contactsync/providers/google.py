@@ -557,6 +557,10 @@ class GoogleContacts:
             in_scope=in_scope,
             scope_reason="" if in_scope else NOT_IN_GROUP,
             tag=_tag(person),
+            # A contact linked to a profile gets a new resource name; the pass moves its link.
+            previous_ids=tuple(
+                str(n) for n in (person.get("metadata") or {}).get("previousResourceNames") or []
+            ),
         )
 
 

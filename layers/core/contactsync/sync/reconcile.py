@@ -393,8 +393,34 @@ class _Pass:
                 break
         if changes.full:
             self.find_missing(name, changes)
+        self.follow_renames(name, changes)
         self.counts[f"{name}_read"] = len(changes.contacts) + len(changes.deleted)
         return changes
+
+    def follow_renames(self, name: str, changes: _SideChanges) -> None:
+        """A contact read under a new id (it names the ids it had, or a read by its old id
+        answered with the new one): its link moves to the new id, so it is neither a new
+        contact to copy nor its old id a delete."""
+        for key, remote in list(changes.contacts.items()):
+            old_ids = {*remote.previous_ids, key} - {remote.id}
+            if not old_ids:
+                continue
+            if key != remote.id:
+                del changes.contacts[key]
+                changes.contacts[remote.id] = remote
+            if self.store.mapping_for(self.cid, name, remote.id) is not None:
+                continue
+            for old in old_ids:
+                mapping = self.store.mapping_for(self.cid, name, old)
+                if mapping is None:
+                    continue
+                if name == "crm":
+                    moved = replace(mapping, crm_id=remote.id)
+                else:
+                    moved = replace(mapping, provider_id=remote.id)
+                self.store.save_mapping(self.cid, moved)
+                changes.deleted.discard(old)
+                break
 
     def find_missing(self, name: str, changes: _SideChanges) -> None:
         """A full listing omits contacts that were deleted or left scope: ask for each mapped one
