@@ -27,7 +27,7 @@ class CrmBench:
     def add_user(self, label: str) -> dict[str, Any]:
         """A company of its own (its own daily budget) with one user; the child's side spec."""
         pd = self.sandbox
-        company = pd.add_company(f"Bench {label}")
+        company = pd.add_company(f"Bench {label}", contact_sync=True)
         user = pd.add_user(company, label, f"{label}@crm.example")
         return {
             "base_url": self.running.url,

@@ -49,7 +49,7 @@ def seed(
     stack: LocalStack, *, persons: int = 300, contacts: int = 300
 ) -> tuple[DemoUser, DemoData]:
     pd = stack.pipedrive.sandbox
-    company = pd.add_company("Acme Demo")
+    company = pd.add_company("Acme Demo", contact_sync=True)  # job titles, birthdays, notes
     user = pd.add_user(company, "Dana Demo", DEMO_EMAIL)
     other = pd.add_user(company, "Olli Other", "olli@acme.example")
     admin = pd.add_user(company, "Ada Admin", "ada@acme.example", is_admin=True)

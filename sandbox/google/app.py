@@ -88,7 +88,7 @@ def get_person(sb: GoogleSandbox, c: Call) -> Any:
         user = sb.user(c.email)
         if c.p["id"] in ("me", user.id):
             return sb.profile(c.email, mask)
-        return sb.render(sb.contact(c.email, c.p["id"]), mask)
+        return sb.render(sb.contact(c.email, c.p["id"]), mask, just_read=True)
 
 
 def batch_get(sb: GoogleSandbox, c: Call) -> Any:
@@ -102,11 +102,14 @@ def batch_get(sb: GoogleSandbox, c: Call) -> Any:
     with sb.lock:
         own = sb.user(c.email).resource_name
         for rn in names:
+            if sb.faults.rate_partial and sb.fault_rng.random() < sb.faults.rate_partial:
+                sb.count("fault_partial")
+                continue  # a 200 that leaves this one out
             try:
                 if rn in ("people/me", own):
                     person = sb.profile(c.email, mask)
                 else:
-                    person = sb.render(sb.contact(c.email, rn), mask)
+                    person = sb.render(sb.contact(c.email, rn), mask, just_read=True)
                 responses.append(
                     {"requestedResourceName": rn, "httpStatusCode": 200, "person": person}
                 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -89,8 +90,23 @@ def control_routes(sb: GoogleSandbox) -> list[Route]:
         sb.set_quota(
             reads_per_minute=b.get("reads_per_minute"),
             writes_per_minute=b.get("writes_per_minute"),
+            full_syncs_per_minute=b.get("full_syncs_per_minute"),
         )
         return dict(sb.quota)
+
+    def strictness(p: dict[str, str], b: dict[str, Any]) -> Any:
+        with sb.lock:
+            if "sync_lag_seconds" in b:
+                sb.sync_lag = timedelta(seconds=float(b["sync_lag_seconds"]))
+            if "stale_read_seconds" in b:
+                sb.stale_read = timedelta(seconds=float(b["stale_read_seconds"]))
+            return {
+                "sync_lag_seconds": sb.sync_lag.total_seconds(),
+                "stale_read_seconds": sb.stale_read.total_seconds(),
+            }
+
+    def rename(p: dict[str, str], b: dict[str, Any]) -> Any:
+        return {"resourceName": sb.change_resource_name(p["email"], rn(p))}
 
     def latency(p: dict[str, str], b: dict[str, Any]) -> Any:
         sb.latency_ms = int(b["ms"])
@@ -117,6 +133,8 @@ def control_routes(sb: GoogleSandbox) -> list[Route]:
         ("POST", "/tokens/expire", expire_tokens),
         ("POST", "/advance", advance),
         ("POST", "/quota", quota),
+        ("POST", "/strictness", strictness),
+        ("POST", "/users/{email}/contacts/{cid}/rename", rename),
         ("POST", "/latency", latency),
         ("POST", "/faults", faults),
         ("GET", "/faults", lambda p, b: asdict(sb.set_faults())),

@@ -138,7 +138,14 @@ def check_person(body: Any, where: str = "person") -> dict[str, Any]:
                 f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': "
                 "Cannot find field."
             )
+    for key in SINGLETONS:  # a contact may carry at most one of each
+        value = body.get(key)
+        if isinstance(value, list) and len(value) > 1:
+            raise invalid(f"{where}.{key}: only one {key[:-1]} is allowed per contact.")
     return body
+
+
+SINGLETONS = ("names", "birthdays", "biographies", "genders")
 
 
 def stored_fields(body: dict[str, Any]) -> dict[str, Any]:

@@ -45,7 +45,12 @@ SORT_ORDERS = (
     "FIRST_NAME_ASCENDING",
     "LAST_NAME_ASCENDING",
 )
-SYNC_TOKEN_LIFETIME = timedelta(days=7)
+SYNC_TOKEN_LIFETIME = timedelta(days=7)  # counted from the full sync that began the chain
+SYNC_LAG = timedelta(seconds=2)  # writes reach sync-token listings this much later
+STALE_READ = timedelta(seconds=2)  # a get this soon after a write may show the previous etag
+READS_PER_MINUTE = 180  # per user; users report 90 to 180 in practice
+WRITES_PER_MINUTE = 90
+FULL_SYNC_STARTS_PER_MINUTE = 10  # first pages of full syncs per user (their own extra quota)
 ACCESS_TOKEN_LIFETIME = timedelta(hours=1)
 CODE_LIFETIME = timedelta(minutes=10)
 QUOTA_WINDOW = 60.0  # seconds of sandbox time
@@ -61,6 +66,8 @@ class Faults:
     rate_malformed: float = 0.0  # the request runs, its JSON answer is cut short
     slow_ms: int = 0  # extra delay per request, on top of latency_ms
     expire_sync_tokens: bool = False  # the next syncToken call gets EXPIRED_SYNC_TOKEN
+    rate_partial: float = 0.0  # getBatchGet leaves out each requested name with this chance
+    empty_pages: int = 0  # the next n connections.list pages come back empty (not the last)
 
 
 @dataclass
@@ -82,6 +89,8 @@ class StoredContact:
     updated: datetime
     seq: int  # the user's change counter when this contact last changed
     deleted: bool = False
+    previous_etags: tuple[str, str] = ("", "")  # (etag, source etag) before the last write
+    previous_names: list[str] = field(default_factory=list)  # resource names it had before
 
     @property
     def resource_name(self) -> str:
@@ -108,6 +117,7 @@ class SyncPoint:
     seq: int
     issued: datetime
     params: tuple[Any, ...]
+    chain_started: datetime  # when the full sync that began this chain of tokens ran
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,7 @@ class Listing:
     ids: tuple[str, ...]
     end_seq: int  # the change count the run's sync token starts from
     incremental: bool
+    chain_started: datetime  # the full sync's time (a chain of tokens ages from it)
     run: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
 
@@ -178,7 +189,14 @@ class GoogleSandbox:
         self.signed_in: str | None = None
         self.faults = Faults()
         self.sync_token_lifetime = SYNC_TOKEN_LIFETIME
-        self.quota = {"read": 600, "write": 300}
+        self.sync_lag = SYNC_LAG
+        self.stale_read = STALE_READ
+        self.quota = {
+            "read": READS_PER_MINUTE,
+            "write": WRITES_PER_MINUTE,
+            "full_sync": FULL_SYNC_STARTS_PER_MINUTE,
+        }
+        self._aliases: dict[tuple[str, str], str] = {}  # (email, old id) -> current id
         self._users: dict[str, User] = {}
         self._sync_points: dict[str, SyncPoint] = {}
         self._expired_sync_tokens: set[str] = set()  # expired by the fault switch
@@ -337,7 +355,11 @@ class GoogleSandbox:
             ]
 
     def contact(self, email: str, resource_name: str) -> StoredContact:
-        stored = self.user(email).contacts.get(resource_name.removeprefix("people/"))
+        """A live contact by resource name (a name it had before a change still finds it)."""
+        user = self.user(email)
+        cid = resource_name.removeprefix("people/")
+        cid = self._aliases.get((user.email.lower(), cid), cid)
+        stored = user.contacts.get(cid)
         if stored is None or stored.deleted:
             raise GoogleError(404, "NOT_FOUND", "Requested entity was not found.")
         return stored
@@ -416,6 +438,7 @@ class GoogleSandbox:
     def _touch(self, user: User, stored: StoredContact) -> None:
         user.seq += 1
         stored.seq = user.seq
+        stored.previous_etags = (stored.etag, stored.source_etag)
         stored.etag = self._etag()
         stored.source_etag = "#" + self._etag()[1:]
         stored.updated = self.now()
@@ -423,9 +446,41 @@ class GoogleSandbox:
     def _etag(self) -> str:
         return "%" + base64.b64encode(self._rng.randbytes(12)).decode()
 
-    def render(self, c: StoredContact, mask: set[str]) -> dict[str, Any]:
-        r = Rendering(c.resource_name, c.etag, c.id, c.source_etag, c.updated, list(c.groups))
-        return deleted_person(r) if c.deleted else render_person(c.fields, r, mask)
+    def render(
+        self, c: StoredContact, mask: set[str], *, just_read: bool = False
+    ) -> dict[str, Any]:
+        """A person as the API shows it. ``just_read`` (get, getBatchGet): within
+        ``stale_read`` of a write Google may still hand out the previous etag."""
+        etag, source_etag = c.etag, c.source_etag
+        if just_read and c.previous_etags[0] and self.now() - c.updated < self.stale_read:
+            etag, source_etag = c.previous_etags
+        r = Rendering(c.resource_name, etag, c.id, source_etag, c.updated, list(c.groups))
+        if c.deleted:
+            return deleted_person(r)
+        person = render_person(c.fields, r, mask)
+        if c.previous_names and "metadata" in person:
+            person["metadata"]["previousResourceNames"] = list(c.previous_names)
+        return person
+
+    def change_resource_name(self, email: str, resource_name: str) -> str:
+        """Give a contact a new resource name, as Google does when a contact gets linked to a
+        profile: the old name still resolves in get/getBatchGet (to the person under its new
+        name), and sync listings show it with ``metadata.previousResourceNames``."""
+        with self.lock:
+            user = self.user(email)
+            stored = self.contact(email, resource_name)
+            del user.contacts[stored.id]
+            self._aliases[(user.email.lower(), stored.id)] = new_id = (
+                f"c{self._rng.randrange(10**18, 10**19)}"
+            )
+            for (who, old), current in list(self._aliases.items()):
+                if who == user.email.lower() and current == stored.id:
+                    self._aliases[(who, old)] = new_id
+            stored.previous_names.append(stored.resource_name)
+            stored.id = new_id
+            user.contacts[new_id] = stored
+            self._touch(user, stored)
+            return stored.resource_name
 
     def profile(self, email: str, mask: set[str]) -> dict[str, Any]:
         """The signed-in user's own person (people/me)."""
@@ -471,8 +526,10 @@ class GoogleSandbox:
             elif sync_token:
                 listing = self._incremental(user, sync_token, sync_params, page_params)
             else:
+                if wants_token:  # the first page of a full sync has its own, extra quota
+                    self.spend(email, "full_sync")
                 ids = tuple(c.id for c in self._ordered(user, order))
-                listing = Listing(user.email.lower(), page_params, ids, user.seq, False)
+                listing = Listing(user.email.lower(), page_params, ids, user.seq, False, self.now())
             wants = wants_token or bool(sync_token)
             return self._page(user, listing, position, size, mask, wants_sync_token=wants)
 
@@ -487,15 +544,20 @@ class GoogleSandbox:
         point = self._sync_points.get(token)
         if point is None or point.email != user.email.lower():
             raise invalid("Sync token is invalid.")
-        if self.now() - point.issued > self.sync_token_lifetime:
-            raise expired_sync_token()
+        if self.now() - point.chain_started > self.sync_token_lifetime:
+            raise expired_sync_token()  # 7 days after the full sync, however fresh the token
         if point.params != sync_params:
             raise invalid("Parameters in the request do not match the sync token.")
         changed = sorted(
             (c for c in user.contacts.values() if c.seq > point.seq), key=lambda c: c.seq
         )
-        ids = tuple(c.id for c in changed)
-        return Listing(user.email.lower(), page_params, ids, user.seq, True)
+        # Writes reach sync listings only after a lag; the next token starts before the first
+        # change not shown yet, so it comes with a later listing (some shown ones come again).
+        shown_from = self.now() - self.sync_lag
+        late = [c.seq for c in changed if c.updated > shown_from]
+        ids = tuple(c.id for c in changed if c.updated <= shown_from)
+        end_seq = min(late) - 1 if late else user.seq
+        return Listing(user.email.lower(), page_params, ids, end_seq, True, point.chain_started)
 
     def _page(
         self,
@@ -507,11 +569,19 @@ class GoogleSandbox:
         *,
         wants_sync_token: bool,
     ) -> dict[str, Any]:
+        if self.faults.empty_pages > 0:  # nothing on this page, yet more to come
+            self.faults.empty_pages -= 1
+            token = f"{listing.run}.{position}"
+            self._pages[token] = (listing, position)
+            return {"nextPageToken": token, "totalPeople": len(listing.ids),
+                    "totalItems": len(listing.ids)}  # fmt: skip
         chunk = listing.ids[position : position + size]
         position += len(chunk)
         people = []
         for cid in chunk:
-            c = user.contacts[cid]
+            c = user.contacts.get(self._aliases.get((user.email.lower(), cid), cid))
+            if c is None:
+                continue  # renamed while the listing was paged: it comes under its new name
             if c.deleted and not listing.incremental:
                 continue  # deleted while a full listing was being paged
             people.append(self.render(c, mask))
@@ -526,7 +596,7 @@ class GoogleSandbox:
             token = secrets.token_urlsafe(32)
             sync_params = listing.params[:3]
             self._sync_points[token] = SyncPoint(
-                listing.email, listing.end_seq, self.now(), sync_params
+                listing.email, listing.end_seq, self.now(), sync_params, listing.chain_started
             )
             out["nextSyncToken"] = token
         out["totalPeople"] = out["totalItems"] = len(listing.ids)
@@ -645,13 +715,19 @@ class GoogleSandbox:
     # --- quota, overlap and stats -----------------------------------------------------------
 
     def set_quota(
-        self, *, reads_per_minute: int | None = None, writes_per_minute: int | None = None
+        self,
+        *,
+        reads_per_minute: int | None = None,
+        writes_per_minute: int | None = None,
+        full_syncs_per_minute: int | None = None,
     ) -> None:
         with self.lock:
             if reads_per_minute is not None:
                 self.quota["read"] = reads_per_minute
             if writes_per_minute is not None:
                 self.quota["write"] = writes_per_minute
+            if full_syncs_per_minute is not None:
+                self.quota["full_sync"] = full_syncs_per_minute
 
     def spend(self, email: str, kind: str) -> None:
         """Count one read or write against the user's per-minute quota; 429 beyond it."""
@@ -769,8 +845,11 @@ def unauthenticated(reason: str) -> GoogleError:
 
 
 def quota_exceeded(kind: str) -> GoogleError:
-    metric = "Read requests" if kind == "read" else "Write requests"
-    limit = "ReadRequestsPerMinutePerUser" if kind == "read" else "WriteRequestsPerMinutePerUser"
+    metric, limit = {
+        "read": ("Read requests", "ReadRequestsPerMinutePerUser"),
+        "write": ("Write requests", "WriteRequestsPerMinutePerUser"),
+        "full_sync": ("Full sync requests", "FullSyncRequestsPerMinutePerUser"),
+    }[kind]
     return GoogleError(
         429,
         "RESOURCE_EXHAUSTED",

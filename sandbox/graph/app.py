@@ -38,6 +38,7 @@ from sandbox.graph.state import (
     GraphError,
     GraphSandbox,
     StoredContact,
+    wants_immutable_ids,
 )
 
 MAX_BATCH = 20
@@ -45,6 +46,7 @@ MAX_TOP = 1000
 DELTA_NAMES = {"delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()"}
 MOVE_NAMES = {"move", "microsoft.graph.move"}
 VALIDATION_TIMEOUT = 10.0
+CONCURRENCY_RETRY_AFTER = 1  # seconds; Graph sends a Retry-After with a MailboxConcurrency 429
 
 # --- the Graph routes --------------------------------------------------------------------------
 
@@ -60,6 +62,12 @@ class Call:
     headers: dict[str, str]  # lower-case names
     body: Any
     base: str  # ".../v1.0"
+
+    @property
+    def immutable(self) -> bool:
+        """``Prefer: IdType="ImmutableId"`` on this very request (a $batch sub-request carries
+        its own headers)."""
+        return wants_immutable_ids(self.headers.get("prefer"))
 
     def link(self, path: str, params: dict[str, str]) -> str:
         return f"{self.base}/{path}?{urlencode(params, quote_via=quote, safe='$')}"
@@ -140,23 +148,26 @@ def contact_routes(
             if flt:
                 found = filter_contacts(found, flt)
             where = f"me/contactFolders/{folder_id}/contacts" if folder_id else "me/contacts"
-            return page_of(call, where, [render_contact(c, expand) for c in found])
+            shown = [render_contact(c, expand, immutable=call.immutable) for c in found]
+            return page_of(call, where, shown)
         if m == "POST":
             body = require_object(call.body)
             target = folder_id or sb.user(uid).default_folder_id
-            return Reply(201, render_contact(sb.create_contact(uid, target, body), expand))
+            made = sb.create_contact(uid, target, body)
+            return Reply(201, render_contact(made, expand, immutable=call.immutable))
     elif len(segs) == 1:
         cid = segs[0]
         if m == "GET":
             with sb.lock:
-                return Reply(200, render_contact(sb.contact(uid, cid, folder_id), expand))
+                stored = sb.contact(uid, cid, folder_id)
+                return Reply(200, render_contact(stored, expand, immutable=call.immutable))
         if m == "PATCH":
             with sb.lock:
                 sb.contact(uid, cid, folder_id)
                 stored = sb.update_contact(
                     uid, cid, require_object(call.body), if_match=call.headers.get("if-match")
                 )
-                return Reply(200, render_contact(stored, expand))
+                return Reply(200, render_contact(stored, expand, immutable=call.immutable))
         if m == "DELETE":
             with sb.lock:
                 sb.contact(uid, cid, folder_id)
@@ -166,7 +177,8 @@ def contact_routes(
         destination = str(require_object(call.body).get("destinationId") or "")
         with sb.lock:
             sb.contact(uid, segs[0], folder_id)
-            return Reply(201, render_contact(sb.move_contact(uid, segs[0], destination)))
+            moved = sb.move_contact(uid, segs[0], destination)
+            return Reply(201, render_contact(moved, immutable=call.immutable))
     raise GraphError(405, "ErrorInvalidRequest", "Unsupported request.")
 
 
@@ -215,9 +227,13 @@ def delta(sb: GraphSandbox, call: Call, folder: Folder) -> Reply:
     path = f"me/contactFolders/{folder.id}/contacts/delta"
     expand = call.query.get("$expand")
     value = [
-        render_contact(i, expand)
+        render_contact(i, expand, immutable=call.immutable)
         if isinstance(i, StoredContact)
-        else {"@odata.type": "#microsoft.graph.contact", "id": i, "@removed": {"reason": "deleted"}}
+        else {
+            "@odata.type": "#microsoft.graph.contact",
+            "id": i[0].wire_id(call.immutable, i[1]),
+            "@removed": {"reason": "deleted"},  # also what a move out of the folder looks like
+        }
         for i in items
     ]
     body: dict[str, Any] = {
@@ -236,6 +252,7 @@ async def subscription_routes(sb: GraphSandbox, call: Call, segs: list[str]) -> 
     m, uid = call.method, call.user_id
     if not segs and m == "POST":
         sub = sb.check_subscription(uid, require_object(call.body))
+        sub.immutable_ids = call.immutable  # notifications keep the id type it was created with
         for url in [sub.notification_url] + ([sub.lifecycle_url] if sub.lifecycle_url else []):
             if not await endpoint_validates(url):
                 raise GraphError(
@@ -299,15 +316,50 @@ async def run_batch(sb: GraphSandbox, user_id: str, body: Any, base: str) -> Rep
     ids = [str(r.get("id", "")) for r in requests if isinstance(r, dict)]
     if len(ids) != len(requests) or "" in ids or len(set(ids)) != len(ids):
         raise GraphError(400, "BadRequest", "Each request needs a unique id.")
+    # Graph hands Outlook up to four of a batch's requests at a time: the batch holds min(n, 4)
+    # of the mailbox's concurrency slots. Those another request holds are not free; a
+    # sub-request beyond the slots the batch got is refused (429 inside the 200 answer).
+    wanted = min(len(requests), sb.limits.concurrency)
+    held = sb.take_slots(user_id, wanted)
+    try:
+        if sb.latency_ms:  # in flight while "slow": the slots stay taken
+            await asyncio.sleep(sb.latency_ms / 1000)
+        return Reply(
+            200,
+            {
+                "responses": await run_sub_requests(
+                    sb, user_id, requests, base, held if held < wanted else None
+                )
+            },
+        )
+    finally:
+        sb.leave(user_id, held)
+
+
+async def run_sub_requests(
+    sb: GraphSandbox, user_id: str, requests: list[Any], base: str, slots: int | None
+) -> list[dict[str, Any]]:
+    """Each sub-request's answer; with ``slots`` set, those beyond it get MailboxConcurrency."""
     responses = []
-    for req in requests:
+    for i, req in enumerate(requests):
         method = str(req.get("method", "GET")).upper()
         url = str(req.get("url", "")).lstrip("/")
         url = url[5:] if url.lower().startswith("v1.0/") else url
         path, _, qs = url.partition("?")
         headers = {str(k).lower(): str(v) for k, v in (req.get("headers") or {}).items()}
-        sb.record(method, path, user_id, batched=True, body=req.get("body"))
-        if "body" in req and "content-type" not in headers:
+        sb.record(
+            method, path, user_id, batched=True, body=req.get("body"), prefer=headers.get("prefer")
+        )
+        if slots is not None and i >= slots:
+            reply = error_reply(
+                GraphError(
+                    429,
+                    "ApplicationThrottled",
+                    "Application is over its MailboxConcurrency limit.",
+                    CONCURRENCY_RETRY_AFTER,
+                )
+            )
+        elif "body" in req and "content-type" not in headers:
             reply = error_reply(
                 GraphError(400, "BadRequest", "Content-Type header must be specified.")
             )
@@ -334,7 +386,7 @@ async def run_batch(sb: GraphSandbox, user_id: str, body: Any, base: str) -> Rep
         if reply.body is not None:
             out["body"] = reply.body
         responses.append(out)
-    return Reply(200, {"responses": responses})
+    return responses
 
 
 # --- the ASGI app ------------------------------------------------------------------------------
@@ -362,9 +414,18 @@ def graph_app(sb: GraphSandbox) -> Starlette:
         except GraphError as err:
             sb.record(request.method, path, None, batched=False, body=body)
             return to_response(error_reply(err))
-        sb.record(request.method, path, user_id, batched=False, body=body)
+        sb.record(
+            request.method, path, user_id, batched=False, body=body,
+            prefer=request.headers.get("prefer"),
+        )  # fmt: skip
         if isinstance(body, str):
             return to_response(error_reply(GraphError(400, "BadRequest", "Invalid JSON.")))
+        if path.lower() == "$batch" and request.method == "POST":
+            try:  # the batch takes its own slots
+                reply = await run_batch(sb, user_id, body, base)
+            except GraphError as err:
+                reply = error_reply(err)
+            return cut_short(reply) if broken == "truncated" else to_response(reply)
         try:
             sb.enter(user_id)
         except GraphError as err:
@@ -372,21 +433,18 @@ def graph_app(sb: GraphSandbox) -> Starlette:
         try:
             if sb.latency_ms:  # in flight while "slow": counts against the concurrency limit
                 await asyncio.sleep(sb.latency_ms / 1000)
-            if path.lower() == "$batch" and request.method == "POST":
-                reply = await run_batch(sb, user_id, body, base)
-            else:
-                sb.spend(user_id)
-                headers = {k.lower(): v for k, v in request.headers.items()}
-                call = Call(
-                    user_id,
-                    request.method,
-                    path.split("/"),
-                    dict(request.query_params),
-                    headers,
-                    body,
-                    base,
-                )
-                reply = await dispatch(sb, call)
+            sb.spend(user_id)
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            call = Call(
+                user_id,
+                request.method,
+                path.split("/"),
+                dict(request.query_params),
+                headers,
+                body,
+                base,
+            )
+            reply = await dispatch(sb, call)
         except GraphError as err:
             reply = error_reply(err)
         finally:

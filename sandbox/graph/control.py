@@ -98,6 +98,10 @@ def control_routes(sb: GraphSandbox) -> list[Route]:
     def expire_delta(request: Request, body: dict[str, Any]) -> Any:
         return {"expired": sb.expire_delta_tokens(body.get("user_id"))}
 
+    def empty_delta(request: Request, body: dict[str, Any]) -> Any:
+        with sb.lock:
+            sb.empty_delta_pages = int(body.get("count", 1))
+
     def latency(request: Request, body: dict[str, Any]) -> Any:
         sb.latency_ms = int(body["ms"])
 
@@ -133,7 +137,7 @@ def control_routes(sb: GraphSandbox) -> list[Route]:
 
     def delivery(request: Request, body: dict[str, Any]) -> Any:
         with sb.lock:
-            for key in ("duplicate", "delay_ms", "reorder"):
+            for key in ("duplicate", "delay_ms", "reorder", "drop_rate"):
                 if key in body:
                     sb.delivery[key] = body[key]
             return dict(sb.delivery)
@@ -156,6 +160,7 @@ def control_routes(sb: GraphSandbox) -> list[Route]:
         ("POST", "/users/{uid}/revoke", revoke),
         ("POST", "/tokens/expire", expire_tokens),
         ("POST", "/delta/expire", expire_delta),
+        ("POST", "/delta/empty", empty_delta),
         ("POST", "/latency", latency),
         ("POST", "/faults", faults),
         ("POST", "/breaks", breaks),

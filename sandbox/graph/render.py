@@ -55,10 +55,14 @@ def error_reply(err: GraphError) -> Reply:
 # --- rendering ---------------------------------------------------------------------------------
 
 
-def render_contact(c: StoredContact, expand: str | None = None) -> dict[str, Any]:
+def render_contact(
+    c: StoredContact, expand: str | None = None, *, immutable: bool = True
+) -> dict[str, Any]:
+    """A contact as Graph shows it; ``immutable`` is whether the request sent ``Prefer:
+    IdType="ImmutableId"`` (the control API always shows the immutable id)."""
     body: dict[str, Any] = {
         "@odata.etag": c.etag,
-        "id": c.id,
+        "id": c.wire_id(immutable),
         "createdDateTime": iso(c.created),
         "lastModifiedDateTime": iso(c.modified),
         "changeKey": c.change_key,

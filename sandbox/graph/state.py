@@ -12,6 +12,7 @@ import base64
 import functools
 import hashlib
 import random
+import re
 import secrets
 import threading
 import time
@@ -29,6 +30,7 @@ DEFAULT_PAGE = 10  # Graph's default page size for contacts (list and delta)
 NOTIFY_WINDOW = 0.2  # seconds during which changes are gathered into one POST
 DELIVERY_ATTEMPTS = 4
 BREAKS = frozenset({"reset", "truncated"})  # broken answers the chaos tests can ask for
+IMMUTABLE_RE = re.compile(r'idtype\s*=\s*"?immutableid"?', re.I)
 
 # Contact properties a client may write (a subset of microsoft.graph.contact; enough for us and
 # for the SDK test). Anything else in a POST/PATCH body is rejected like Graph does.
@@ -92,6 +94,11 @@ class Folder:
 
 @dataclass
 class StoredContact:
+    """A contact. ``id`` is its immutable id (what a client sending ``Prefer:
+    IdType="ImmutableId"`` sees, and what tests use); ``rest_id`` is the default id, which Outlook
+    changes whenever the item moves to another folder (``left`` keeps the one it had in each
+    folder it left, so a delta of that folder reports the id its client knew)."""
+
     id: str
     user_id: str
     folder_id: str
@@ -100,10 +107,25 @@ class StoredContact:
     change_key: str
     created: datetime
     modified: datetime
+    rest_id: str = field(default_factory=lambda: graph_id("AAMk"))
+    left: dict[str, str] = field(default_factory=dict)  # folder id -> rest id it had there
 
     @property
     def etag(self) -> str:
         return f'W/"{self.change_key}"'
+
+    def wire_id(self, immutable: bool, folder_id: str | None = None) -> str:
+        """The id a client sees: the immutable one, or the default id it had in ``folder_id``."""
+        if immutable:
+            return self.id
+        if folder_id is not None and folder_id != self.folder_id:
+            return self.left.get(folder_id, self.rest_id)
+        return self.rest_id
+
+
+def wants_immutable_ids(prefer: str | None) -> bool:
+    """Whether a ``Prefer`` header asks for immutable ids (it applies to that request only)."""
+    return bool(prefer) and IMMUTABLE_RE.search(prefer or "") is not None
 
 
 @dataclass
@@ -118,6 +140,7 @@ class Subscription:
     client_state: str | None
     expires: datetime
     app_id: str
+    immutable_ids: bool = False  # created with Prefer: IdType="ImmutableId"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -208,12 +231,18 @@ class GraphSandbox:
         self.limits = Limits()
         self.users: dict[str, User] = {}
         self.folders: dict[str, Folder] = {}
-        self.contacts: dict[str, StoredContact] = {}
+        self.contacts: dict[str, StoredContact] = {}  # by immutable id
+        self._by_rest_id: dict[str, str] = {}  # current default id -> immutable id
+        self._ever: dict[str, StoredContact] = {}  # deleted ones too (delta reports their ids)
         self.subscriptions: dict[str, Subscription] = {}
         self.requests: list[dict[str, Any]] = []  # every Graph request seen (sub-requests too)
         self.made: list[StoredContact] = []  # every contact ever created, deleted ones too
         self.sent: list[dict[str, Any]] = []  # notification deliveries made (or given up)
-        self.delivery = {"duplicate": False, "delay_ms": 0, "reorder": False}
+        self.delivery: dict[str, Any] = {
+            "duplicate": False, "delay_ms": 0, "reorder": False, "drop_rate": 0.0,
+        }  # fmt: skip
+        self.dropped: list[dict[str, Any]] = []  # notifications lost on purpose (drop_rate)
+        self._rng = random.Random(0)  # seeded: fault runs repeat
         self._pending: list[Delivery] = []
         self._seq = 0
         self._changes: list[tuple[int, str, str, str]] = []  # (seq, user, folder, contact)
@@ -223,6 +252,7 @@ class GraphSandbox:
         self._access: dict[str, AccessGrant] = {}
         self._refresh: dict[str, RefreshGrant] = {}
         self._faults: deque[tuple[int, int]] = deque()  # (status, retry_after) per request
+        self.empty_delta_pages = 0  # fault: the next n delta pages come back empty (not last)
         self._breaks: deque[str] = deque()  # "reset" / "truncated", one per request (chaos)
         self._recent: dict[str, deque[float]] = {}  # user -> request times (clock seconds)
         self._in_flight: dict[str, int] = {}
@@ -305,7 +335,11 @@ class GraphSandbox:
     # --- contacts -----------------------------------------------------------------------------
 
     def contact(self, user_id: str, contact_id: str, folder_id: str | None = None) -> StoredContact:
-        stored = self.contacts.get(contact_id)
+        """A contact by its immutable id or its current default id (an id it had before a move
+        is gone: 404, like Outlook)."""
+        stored = self.contacts.get(contact_id) or self.contacts.get(
+            self._by_rest_id.get(contact_id, "")
+        )
         if stored is None or stored.user_id != user_id:
             raise GraphError(
                 404, "ErrorItemNotFound", "The specified object was not found in the store."
@@ -347,6 +381,8 @@ class GraphSandbox:
                 modified=now,
             )
             self.contacts[stored.id] = stored
+            self._by_rest_id[stored.rest_id] = stored.id
+            self._ever[stored.id] = stored
             self.made.append(stored)
             self._changed(stored, folder.id, "created")
             return stored
@@ -369,16 +405,23 @@ class GraphSandbox:
         with self.lock:
             stored = self.contact(user_id, contact_id)
             check_if_match(stored, if_match)
-            del self.contacts[contact_id]
+            del self.contacts[stored.id]
+            self._by_rest_id.pop(stored.rest_id, None)
             self._changed(stored, stored.folder_id, "deleted")
 
     def move_contact(self, user_id: str, contact_id: str, destination: str) -> StoredContact:
-        """Outlook moves an item as "delete here, create there" (with a new id in real life;
-        we keep the id so tests can follow the contact)."""
+        """Outlook moves an item as "delete here, create there": its default id changes (the old
+        one is 404 from now on); only its immutable id stays."""
         with self.lock:
             stored = self.contact(user_id, contact_id)
             target = self.folder(user_id, destination)
             old_folder = stored.folder_id
+            if target.id == old_folder:
+                return stored
+            stored.left[old_folder] = stored.rest_id
+            self._by_rest_id.pop(stored.rest_id, None)
+            stored.rest_id = graph_id("AAMk")
+            self._by_rest_id[stored.rest_id] = stored.id
             stored.folder_id = target.id
             stored.change_key = secrets.token_urlsafe(12)
             stored.modified = self.now()
@@ -421,19 +464,27 @@ class GraphSandbox:
 
     def delta_page(
         self, user_id: str, skip: str, size: int
-    ) -> tuple[list[StoredContact | str], str | None, str | None]:
-        """The next page of a round: contacts (or removed ids), then a skip or a delta token."""
+    ) -> tuple[list[StoredContact | tuple[StoredContact, str]], str | None, str | None]:
+        """The next page of a round: contacts in the folder, or (contact, folder) for one that
+        left it (deleted or moved out); then a skip or a delta token."""
         with self.lock:
             session = self._delta_sessions.pop(skip, None)
             if session is None or session.user_id != user_id:
                 raise GraphError(
                     410, "SyncStateNotFound", "The sync state generation is not found."
                 )
-            page: list[StoredContact | str] = []
+            page: list[StoredContact | tuple[StoredContact, str]] = []
+            if self.empty_delta_pages > 0:  # a page with nothing on it, and more to come
+                self.empty_delta_pages -= 1
+                nxt = secrets.token_urlsafe(16)
+                self._delta_sessions[nxt] = session
+                return page, nxt, None
             for cid in session.remaining[:size]:
                 stored = self.contacts.get(cid)
-                in_folder = stored is not None and stored.folder_id == session.folder_id
-                page.append(stored if stored is not None and in_folder else cid)
+                if stored is not None and stored.folder_id == session.folder_id:
+                    page.append(stored)
+                else:
+                    page.append((self._ever[cid], session.folder_id))
             session.remaining = session.remaining[size:]
             if session.remaining:
                 nxt = secrets.token_urlsafe(16)
@@ -556,9 +607,17 @@ class GraphSandbox:
     # --- throttling, faults, request log ------------------------------------------------------
 
     def record(
-        self, method: str, path: str, user_id: str | None, *, batched: bool, body: Any = None
+        self,
+        method: str,
+        path: str,
+        user_id: str | None,
+        *,
+        batched: bool,
+        body: Any = None,
+        prefer: str | None = None,
     ) -> None:
-        """Remember a request (tests count them and look at what PATCH bodies carried)."""
+        """Remember a request (tests count them, look at what PATCH bodies carried and at the
+        ``Prefer`` header each request, or sub-request, sent)."""
         with self.lock:
             self.requests.append(
                 {
@@ -567,6 +626,7 @@ class GraphSandbox:
                     "user_id": user_id,
                     "batched": batched,
                     "body": body,
+                    "prefer": prefer,
                 }
             )
 
@@ -579,6 +639,7 @@ class GraphSandbox:
         with self.lock:
             self._faults.clear()
             self._breaks.clear()
+            self.empty_delta_pages = 0
             self.limits = Limits()
 
     def inject_breaks(self, kind: str, count: int = 1) -> None:
@@ -630,9 +691,18 @@ class GraphSandbox:
                 )
             self._in_flight[user_id] = self._in_flight.get(user_id, 0) + 1
 
-    def leave(self, user_id: str) -> None:
+    def leave(self, user_id: str, slots: int = 1) -> None:
         with self.lock:
-            self._in_flight[user_id] = max(0, self._in_flight.get(user_id, 0) - 1)
+            self._in_flight[user_id] = max(0, self._in_flight.get(user_id, 0) - slots)
+
+    def take_slots(self, user_id: str, wanted: int) -> int:
+        """Up to ``wanted`` of the mailbox's free concurrency slots (a ``$batch`` runs up to four
+        of its requests at a time); how many it got. Give them back with ``leave``."""
+        with self.lock:
+            free = max(0, self.limits.concurrency - self._in_flight.get(user_id, 0))
+            got = min(wanted, free)
+            self._in_flight[user_id] = self._in_flight.get(user_id, 0) + got
+            return got
 
     # --- subscriptions and notifications ------------------------------------------------------
 
@@ -724,10 +794,9 @@ class GraphSandbox:
                 continue  # expired subscriptions stop delivering
             if change_type not in sub.change_types or sub.folder_id not in (None, folder_id):
                 continue
-            resource = f"Users/{stored.user_id}/Contacts/{stored.id}"
-            self._enqueue(
-                sub.notification_url,
-                {
+            cid = stored.wire_id(sub.immutable_ids, folder_id)
+            resource = f"Users/{stored.user_id}/Contacts/{cid}"
+            item = {
                     "subscriptionId": sub.id,
                     "subscriptionExpirationDateTime": iso(sub.expires),
                     "changeType": change_type,
@@ -736,12 +805,15 @@ class GraphSandbox:
                         "@odata.type": "#Microsoft.Graph.Contact",
                         "@odata.id": resource,
                         "@odata.etag": stored.etag,
-                        "id": stored.id,
+                        "id": cid,
                     },
                     "clientState": sub.client_state,
                     "tenantId": self.tenant_id,
-                },
-            )
+            }  # fmt: skip
+            if self._rng.random() < float(self.delivery["drop_rate"]):
+                self.dropped.append(item)  # lost on the way: Graph never promised delivery
+                continue
+            self._enqueue(sub.notification_url, item)
 
     def fire_lifecycle(self, sub_id: str, event: str) -> None:
         """Send a lifecycle event; ``subscriptionRemoved`` also removes the subscription."""

@@ -163,17 +163,17 @@ def build_app(sandbox: PipedriveSandbox) -> Starlette:
 
     async def list_persons(request: Request, user: User) -> Any:
         page, cursor = sandbox.list_persons(user, dict(request.query_params))
-        return ok([p.to_v2() for p in page], {"next_cursor": cursor})
+        return ok([sandbox.v2(p) for p in page], {"next_cursor": cursor})
 
     async def get_person(request: Request, user: User) -> Any:
-        return ok(sandbox.get_person(user, int_param(request, "id")).to_v2())
+        return ok(sandbox.v2(sandbox.get_person(user, int_param(request, "id"))))
 
     async def add_person(request: Request, user: User) -> Any:
-        return ok(sandbox.create_person(user, await json_body(request)).to_v2())
+        return ok(sandbox.v2(sandbox.create_person(user, await json_body(request))))
 
     async def patch_person(request: Request, user: User) -> Any:
         body = await json_body(request)
-        return ok(sandbox.update_person(user, int_param(request, "id"), body).to_v2())
+        return ok(sandbox.v2(sandbox.update_person(user, int_param(request, "id"), body)))
 
     async def delete_person(request: Request, user: User) -> Any:
         pid = int_param(request, "id")
@@ -417,11 +417,16 @@ def _control_routes(sandbox: PipedriveSandbox) -> list[Route]:
     def latency(_: dict[str, Any], b: dict[str, Any]) -> None:
         sandbox.latency_ms = int(b.get("ms", 0))
 
+    def listing_faults(_: dict[str, Any], b: dict[str, Any]) -> None:
+        sandbox.partial_rate = float(b.get("partial_rate", sandbox.partial_rate))
+        sandbox.empty_pages = int(b.get("empty_pages", sandbox.empty_pages))
+
     def mode(_: dict[str, Any], b: dict[str, Any]) -> None:
         current = sandbox.delivery.mode
         current.duplicate = bool(b.get("duplicate", current.duplicate))
         current.delay_ms = int(b.get("delay_ms", current.delay_ms))
         current.reorder = bool(b.get("reorder", current.reorder))
+        current.drop_rate = float(b.get("drop_rate", current.drop_rate))
 
     def add_user(_: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         uid = sandbox.add_user(
@@ -435,7 +440,18 @@ def _control_routes(sandbox: PipedriveSandbox) -> list[Route]:
         return {"id": uid, "api_token": sandbox.api_token(uid)}
 
     table: list[tuple[str, str, Callable[[dict[str, Any], dict[str, Any]], Any]]] = [
-        ("POST", "/companies", lambda p, b: {"id": sandbox.add_company(b["name"])}),
+        (
+            "POST",
+            "/companies",
+            lambda p, b: {
+                "id": sandbox.add_company(b["name"], contact_sync=bool(b.get("contact_sync")))
+            },
+        ),
+        (
+            "PUT",
+            "/companies/{id}/contact-sync",
+            lambda p, b: sandbox.set_contact_sync(pid(p), bool(b["enabled"])),
+        ),
         ("POST", "/users", add_user),
         ("POST", "/tokens", lambda p, b: {"access_token": sandbox.issue_token(int(b["user_id"]))}),
         ("POST", "/oauth/login", lambda p, b: sandbox.login_as(int(b["user_id"]))),
@@ -484,6 +500,7 @@ def _control_routes(sandbox: PipedriveSandbox) -> list[Route]:
             ),
         ),
         ("PUT", "/latency", latency),
+        ("PUT", "/listing-faults", listing_faults),
         ("PUT", "/rate-limit", rate),
         ("POST", "/clock/advance", lambda p, b: sandbox.advance_clock(float(b["seconds"]))),
         ("GET", "/deliveries", lambda p, b: {"deliveries": sandbox.deliveries()}),

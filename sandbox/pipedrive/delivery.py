@@ -13,6 +13,7 @@ import base64
 import copy
 import heapq
 import itertools
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ class DeliveryMode:
     duplicate: bool = False  # send every delivery twice
     delay_ms: int = 0  # hold each delivery this long before its first attempt
     reorder: bool = False  # send whatever is due at once in reverse order
+    drop_rate: float = 0.0  # lose this share of deliveries before their first attempt
 
 
 @dataclass(order=True)
@@ -69,6 +71,7 @@ class DeliveryWorker:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._in_flight = 0
+        self._drops = random.Random(0)  # seeded: runs with dropped deliveries repeat
 
     # --- producer side -------------------------------------------------------------------------
 
@@ -76,6 +79,10 @@ class DeliveryWorker:
         self, webhook_id: int, url: str, auth: tuple[str, str] | None, payload: dict[str, Any]
     ) -> None:
         with self._cond:
+            if self.mode.drop_rate and self._drops.random() < self.mode.drop_rate:
+                self._log.append({"webhook_id": webhook_id, "attempt": 0, "status": "dropped",
+                                  "payload": copy.deepcopy(payload)})  # fmt: skip
+                return
             copies = 2 if self.mode.duplicate else 1
             due = time.monotonic() + self.mode.delay_ms / 1000
             for _ in range(copies):

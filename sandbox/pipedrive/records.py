@@ -27,11 +27,15 @@ PERSON_KEYS = frozenset(
         "birthday",
         "postal_address",
         "notes",
+        "ims",
         "add_time",
         "update_time",
         "marketing_status",
     }
 )
+# Fields the API reads and writes only when the company has contact sync enabled: left out of
+# every answer otherwise, and a write that sets one is refused with 403.
+CONTACT_SYNC_FIELDS = ("ims", "postal_address", "notes", "birthday", "job_title")
 ADDRESS_PARTS = (
     "value",
     "country",
@@ -58,6 +62,11 @@ PERMISSION_KEYS = (
     "can_see_other_users",
     "can_use_api",
     "can_use_import",
+)
+# What GET /v1/users/{id}/permissions lists by default: the client's permissions model at HEAD
+# has no can_add_people / can_add_organizations (the 2023-06 changelog: POST answers 403).
+LISTED_PERMISSION_KEYS = tuple(
+    k for k in PERMISSION_KEYS if k not in ("can_add_people", "can_add_organizations")
 )
 
 
@@ -102,6 +111,7 @@ class Company:
     id: int
     name: str
     domain: str
+    contact_sync: bool = False  # the company turned on Pipedrive's contact sync
 
 
 @dataclass

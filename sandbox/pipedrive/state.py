@@ -23,6 +23,8 @@ from sandbox.pipedrive.app import build_app
 from sandbox.pipedrive.delivery import DeliveryWorker
 from sandbox.pipedrive.records import (
     ADDRESS_PARTS,
+    CONTACT_SYNC_FIELDS,
+    LISTED_PERMISSION_KEYS,
     PERMISSION_KEYS,
     PERSON_KEYS,
     ApiError,
@@ -128,6 +130,12 @@ class PipedriveSandbox:
         self._codes: dict[str, tuple[int, str, str]] = {}  # code -> (user, client, redirect)
         self._login_user: int | None = None
         self._faults: list[Fault] = []
+        # The permissions answer as the API documents it at HEAD does not list can_add_people /
+        # can_add_organizations (still enforced: POST answers 403). True lists them too.
+        self.lists_add_permissions = False
+        self.partial_rate = 0.0  # an ``ids=`` listing leaves out each asked-for id this often
+        self.empty_pages = 0  # the next n listing pages come back empty, more to come
+        self._fault_rng = random.Random(0)
         self._breaks: list[tuple[str, str]] = []  # (kind, path prefix), one per request (chaos)
         self._bursts: dict[int, deque[float]] = {}
         self._spent: dict[tuple[int, str], int] = {}  # (company, UTC day) -> tokens
@@ -153,11 +161,13 @@ class PipedriveSandbox:
 
     # --- seeding -------------------------------------------------------------------------------
 
-    def add_company(self, name: str) -> int:
+    def add_company(self, name: str, *, contact_sync: bool = False) -> int:
+        """A company; ``contact_sync`` is whether it enabled contact sync (off, the default,
+        hides ``ims``, ``postal_address``, ``notes``, ``birthday``, ``job_title``)."""
         with self._lock:
             cid = self._next_id("company")
             domain = "".join(c for c in name.lower() if c.isalnum()) or f"company{cid}"
-            self.companies[cid] = Company(cid, name, domain)
+            self.companies[cid] = Company(cid, name, domain, contact_sync)
             now = self.now()
             self.person_fields[cid] = [
                 PersonField(self._next_id("field"), key, label, ftype, now, custom=False)
@@ -188,6 +198,19 @@ class PipedriveSandbox:
             if self._login_user is None:
                 self._login_user = uid
             return uid
+
+    def set_contact_sync(self, company_id: int, enabled: bool) -> None:
+        with self._lock:
+            self.companies[company_id].contact_sync = enabled
+
+    def v2(self, person: Person) -> dict[str, Any]:
+        """A person as the v2 API shows it to its company."""
+        return self._shown(person.company_id, person.to_v2()) or {}
+
+    def _shown(self, company_id: int, data: dict[str, Any] | None) -> dict[str, Any] | None:
+        if data is None or self.companies[company_id].contact_sync:
+            return data
+        return {k: v for k, v in data.items() if k not in CONTACT_SYNC_FIELDS}
 
     def api_token(self, user_id: int) -> str:
         """The user's personal API token (sent as ``x-api-token``)."""
@@ -342,7 +365,8 @@ class PipedriveSandbox:
             target = self._user_in_company(user, target_id)
             if target.id != user.id and not user.is_admin:
                 raise ApiError(403, "You do not have permission to see other users' permissions.")
-            return {k: target.can(k) for k in PERMISSION_KEYS}
+            keys = PERMISSION_KEYS if self.lists_add_permissions else LISTED_PERMISSION_KEYS
+            return {k: target.can(k) for k in keys}
 
     def _user_in_company(self, user: User, target_id: int) -> User:
         target = self.users.get(target_id)
@@ -460,6 +484,8 @@ class PipedriveSandbox:
             if query.get("ids"):
                 wanted = {int(x) for x in query["ids"].split(",")[:100] if x.strip()}
                 items = [p for p in items if p.id in wanted]
+                if self.partial_rate:  # a 200 that leaves some out says nothing about them
+                    items = [p for p in items if self._fault_rng.random() >= self.partial_rate]
             if query.get("owner_id"):
                 items = [p for p in items if p.owner_id == int(query["owner_id"])]
             if query.get("org_id"):
@@ -502,6 +528,9 @@ class PipedriveSandbox:
         if query.get("cursor"):
             mark = decode_cursor(query["cursor"])
             ordered = [i for i in ordered if (key(i) <= mark if descending else key(i) >= mark)]
+        if self.empty_pages > 0 and ordered:  # an empty page, and a cursor to go on from
+            self.empty_pages -= 1
+            return [], encode_cursor(key(ordered[0]))
         page = ordered[:limit]
         next_cursor = encode_cursor(key(ordered[limit])) if len(ordered) > limit else None
         return page, next_cursor
@@ -657,22 +686,35 @@ class PipedriveSandbox:
         with self._lock:
             person = self.persons[person_id]
             actor = self.users[by_user_id or person.owner_id]
+            self._app_request(actor)
             self.update_person(actor, person_id, {"owner_id": owner_id}, source="app")
 
     def edit_in_app(
         self, person_id: int, changes: dict[str, Any], *, by_user_id: int | None = None
     ) -> Person:
-        """The user edits the person in the Pipedrive web app (``change_source: app``)."""
+        """The user edits the person in the Pipedrive web app (``change_source: app``); the
+        app's own requests count against the same per-user burst window as ours."""
         with self._lock:
             person = self.persons[person_id]
             actor = self.users[by_user_id or person.owner_id]
+            self._app_request(actor)
             return self.update_person(actor, person_id, changes, source="app")
 
     def delete_in_app(self, person_id: int, *, by_user_id: int | None = None) -> None:
         with self._lock:
             person = self.persons[person_id]
             actor = self.users[by_user_id or person.owner_id]
+            self._app_request(actor)
             self.delete_person(actor, person_id, source="app")
+
+    def _app_request(self, user: User) -> None:
+        """A request the web app makes for the user: it takes a place in the user's burst
+        window (the app itself is never refused here; it only leaves less room for us)."""
+        window = self._bursts.setdefault(user.id, deque())
+        now = time.monotonic()
+        while window and window[0] <= now - BURST_WINDOW_SECONDS:
+            window.popleft()
+        window.append(now)
 
     def _person_values(self, user: User, body: dict[str, Any]) -> dict[str, Any]:
         """Validate a v2 person body; unknown keys are a 400, like the real schema check."""
@@ -681,6 +723,13 @@ class PipedriveSandbox:
         unknown = set(body) - PERSON_KEYS
         if unknown:
             raise ApiError(400, f"Unknown parameters: {', '.join(sorted(unknown))}")
+        needs_sync = sorted(set(body) & set(CONTACT_SYNC_FIELDS))
+        if needs_sync and not self.companies[user.company_id].contact_sync:
+            raise ApiError(
+                403,
+                f"Setting {', '.join(needs_sync)} requires contact sync to be enabled for the "
+                "company.",
+            )
         values = dict(body)
         for attr in ("emails", "phones"):
             if attr in values and values[attr] is not None:
@@ -976,7 +1025,12 @@ class PipedriveSandbox:
                 "permitted_user_ids": permitted_ids,
                 **extra_meta,
             }
-            payload = {"meta": meta, "data": data, "previous": previous}
+            shown = (
+                (self._shown(company.id, data), self._shown(company.id, previous))
+                if entity == "person"
+                else (data, previous)
+            )
+            payload = {"meta": meta, "data": shown[0], "previous": shown[1]}
             auth = (
                 (hook.http_auth_user or "", hook.http_auth_password or "")
                 if hook.http_auth_user or hook.http_auth_password

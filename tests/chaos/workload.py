@@ -8,12 +8,14 @@ threads interleave does not, so a replay repeats the workload and the faults, no
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -22,11 +24,13 @@ from contactsync.providers.google import TAG_KEY as GOOGLE_TAG
 from contactsync.store import repository as repo
 
 from local.stack import LocalStack
+from sandbox.google.state import SYNC_LAG
 from sandbox.pipedrive.delivery import DeliveryMode
 from tests.chaos.ledger import FIELDS, PROVIDER_SIDES, SIDES, Intended, Ledger, value_key
 from tests.chaos.world import MY_CONTACTS, Member
 
 FOLDER = "CRM contacts"
+DROPS = os.environ.get("CHAOS_DROPS") == "1"  # lost pushes among the faults (see dropping())
 TITLES = ["Engineer", "Buyer", "Director", "Analyst", "Founder", "Counsel", "Designer"]
 AREAS = ["212", "415", "617", "312", "206", "512"]
 
@@ -88,7 +92,7 @@ class Api:
 def found_company(stack: LocalStack, users: int) -> list[Member]:
     """A company with ``users`` users, each with a mailbox and a Google account."""
     pd, gs, google = stack.pipedrive.sandbox, stack.graph.sandbox, stack.google.sandbox
-    company = pd.add_company("Chaos Inc")
+    company = pd.add_company("Chaos Inc", contact_sync=True)  # every field is in the oracle
     members = []
     for i in range(1, users + 1):
         email = f"user{i}@chaos.example"
@@ -591,6 +595,43 @@ class Switchboard:
             "google_malformed": google_rate("rate_malformed", 0.2),
             "google_slow": google_rate("slow_ms", 400),
             "google_sync_token_expired": lambda: google.set_faults(expire_sync_tokens=True),
+            # Where real providers are stricter (sandbox/README.md); moves between folders change
+            # Outlook ids by default, so the workload's moves are that fault already.
+            "graph_delta_empty_pages": lambda: gs.__setattr__(
+                "empty_delta_pages", rng.randint(1, 3)
+            ),
+            "crm_partial_ids": lambda: self.window(
+                span,
+                lambda: setattr(pd, "partial_rate", 0.5),
+                lambda: setattr(pd, "partial_rate", 0.0),
+            ),
+            "crm_empty_pages": lambda: setattr(pd, "empty_pages", rng.randint(1, 3)),
+            "google_partial": google_rate("rate_partial", 0.5),
+            "google_empty_pages": lambda: google.set_faults(empty_pages=rng.randint(1, 3)),
+            "google_visibility_lag": lambda: self.window(
+                span,
+                lambda: setattr(google, "sync_lag", timedelta(seconds=8)),
+                lambda: setattr(google, "sync_lag", SYNC_LAG),
+            ),
+            **(self.dropping() if DROPS else {}),
+        }
+
+    def dropping(self) -> dict[str, Callable[[], None]]:
+        """Pushes lost on the way (``CHAOS_DROPS=1``): only a later push, a poll or the daily
+        full listing reads what they announced, so a run with them may need longer to settle."""
+        gs, pd = self.stack.graph.sandbox, self.stack.pipedrive.sandbox
+        span = self.rng.uniform(1.5, 4.0)
+        return {
+            "graph_notifications_dropped": lambda: self.window(
+                span,
+                lambda: gs.delivery.__setitem__("drop_rate", 0.5),
+                lambda: gs.delivery.__setitem__("drop_rate", 0.0),
+            ),
+            "crm_webhooks_dropped": lambda: self.window(
+                span,
+                lambda: setattr(pd.delivery.mode, "drop_rate", 0.5),
+                lambda: setattr(pd.delivery.mode, "drop_rate", 0.0),
+            ),
         }
 
     def revoke(self, provider: str, m: Member) -> None:
@@ -615,14 +656,16 @@ class Switchboard:
         )
         gs.clear_faults()
         gs.latency_ms = 0
-        gs.delivery.update({"duplicate": False, "delay_ms": 0, "reorder": False})
+        gs.delivery.update({"duplicate": False, "delay_ms": 0, "reorder": False, "drop_rate": 0.0})
         pd.clear_breaks()
         pd.latency_ms = 0
         pd.delivery.mode = DeliveryMode()
+        pd.partial_rate, pd.empty_pages = 0.0, 0
         google.set_faults(
             rate_429=0.0, rate_503=0.0, rate_reset=0.0, rate_malformed=0.0, slow_ms=0,
-            expire_sync_tokens=False,
+            expire_sync_tokens=False, rate_partial=0.0, empty_pages=0,
         )  # fmt: skip
+        google.sync_lag = SYNC_LAG  # back to the default lag (it never goes away)
         google.latency_ms = 0
 
 

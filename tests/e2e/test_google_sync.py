@@ -262,6 +262,23 @@ def test_malformed_answers_fail_visibly_and_the_sync_recovers(stack, synced) -> 
     assert_no_duplicates(stack, demo, data)
 
 
+def test_a_contact_given_a_new_resource_name_keeps_its_link(stack, synced) -> None:
+    demo, data, _, _ = synced
+    sb = stack.google.sandbox
+    email = data.same_email[10]
+    old = google_contact(stack, demo, email)["resourceName"]
+    # When Google gives a linked contact a new resource name (it got linked to a profile), and
+    # the user edits it
+    new = sb.change_resource_name(DEMO_EMAIL, old)
+    organizations = [{"name": "Renamed Inc", "title": "Renamed"}]
+    sb.update_contact(DEMO_EMAIL, new, {"organizations": organizations})
+    # Then the edit reaches its CRM partner, and neither side got a copy
+    eventually(lambda: crm_person(stack, demo, email).job_title == "Renamed", what="the edit")
+    quiet(stack)
+    assert crm_emails(stack, demo).count(email) == 1
+    assert google_emails(stack, demo).count(email) == 1
+
+
 def test_stop_ends_polling_and_webhooks(stack, synced) -> None:
     demo, data, api, connection_id = synced
     view = api.stop(connection_id)

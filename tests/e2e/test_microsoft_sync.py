@@ -195,6 +195,34 @@ def test_a_removed_subscription_is_made_anew_and_pushes_resume(stack, synced) ->
     eventually(crm_has_it, what="the edit pushed through the new subscription")
 
 
+def test_a_contact_moved_to_another_folder_is_unlinked_and_its_crm_partner_kept(
+    stack, synced
+) -> None:
+    demo, data, api, connection_id = synced
+    graph = stack.graph.sandbox
+    email = data.same_email[8]
+    contact = next(c for c in outlook(stack, demo) if email in str(c.props))
+    elsewhere = graph.add_folder(demo.graph_user_id, "Moved Away")
+    # When the user moves a linked contact to another folder (its default id changes: only the
+    # immutable id we asked for stays; the folder's delta reports it removed)
+    graph.move_contact(demo.graph_user_id, contact.id, elsewhere)
+
+    def unlinked() -> bool:
+        why = api.call(
+            "GET",
+            f"/connections/{connection_id}/explain",
+            params={"provider_contact_id": contact.id},
+        )
+        return any("it is unlinked" in reason for reason in why["reasons"])
+
+    eventually(unlinked, what="the moved contact unlinked as out of scope")
+    quiet(stack)
+    # Then it left the sync scope: its CRM partner was not deleted, and it was not re-created
+    assert crm_emails(stack, demo).count(email) == 1
+    assert email not in outlook_emails(stack, demo)
+    assert graph.contact(demo.graph_user_id, contact.id).folder_id == elsewhere
+
+
 def test_stop_removes_subscriptions_and_writes_nothing_more(stack, synced) -> None:
     demo, data, api, connection_id = synced
     view = api.stop(connection_id)

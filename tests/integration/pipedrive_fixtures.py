@@ -64,7 +64,9 @@ class PipedriveWorld:
 def pipedrive() -> Iterator[PipedriveWorld]:
     running = start_pipedrive_sandbox(burst_limit=10_000, webhook_retry_delays=FAST_RETRIES)
     sandbox = running.sandbox
-    company = sandbox.add_company("Acme")
+    # Contact sync on: these tests round-trip job titles, birthdays, notes and addresses. The
+    # strict default (off) has its own tests (test_*_without_contact_sync_*).
+    company = sandbox.add_company("Acme", contact_sync=True)
     owner = sandbox.add_user(company, "Olive Owner", "olive@acme.test")
     other = sandbox.add_user(company, "Colin Colleague", "colin@acme.test")
     world = PipedriveWorld(running, company, owner, other, sandbox.issue_token(owner))

@@ -150,6 +150,7 @@ def test_full_listing_then_changes_and_deletions(account: Account) -> None:
     sb.update_contact(account.email, a, {"organizations": [{"name": "Edited"}]})
     new = sb.add_contact(account.email, {"names": [{"givenName": "Grace"}]})
     sb.delete_contact(account.email, c)
+    sb.advance(sb.sync_lag.total_seconds())  # writes reach sync listings after a lag
     page = adapter.read(cursor)
     # Then only those come back, as one incremental, complete page
     assert not page.full and page.complete
@@ -168,6 +169,7 @@ def test_an_incremental_listing_pages_with_its_sync_token(account: Account) -> N
     cursor = read_all(adapter)[-1].position
     for rn in ids:
         sb.update_contact(account.email, rn, {"biographies": [{"value": "edited"}]})
+    sb.advance(sb.sync_lag.total_seconds())  # writes reach sync listings after a lag
     # When we read the changes two at a time
     pages = read_all(adapter, cursor)
     # Then two incremental pages hold the three changes, and the sync token went along
@@ -204,6 +206,7 @@ def test_only_the_chosen_group_is_in_scope(account: Account) -> None:
     assert scope == {member: (True, ""), other: (False, NOT_IN_GROUP)}
     # When the user takes the member out of the group
     sb.set_groups(account.email, member, [MY_CONTACTS])
+    sb.advance(sb.sync_lag.total_seconds())  # writes reach sync listings after a lag
     [moved] = adapter.read(page.position).contacts
     # Then it comes back out of scope (never as a delete)
     assert moved.id == member and not moved.in_scope and moved.scope_reason == NOT_IN_GROUP
@@ -537,3 +540,72 @@ def test_mapping_edge_cases() -> None:
     # Only the fields that differ are named
     changed = PERSON.with_fields(job_title="CEO", notes="")
     assert person_fields_changed(PERSON, changed) == ["organizations", "biographies"]
+
+
+# --- what real Google does that a forgiving emulator would not ----------------------------------
+
+
+def test_a_person_left_out_of_a_batch_get_is_unknown_never_deleted(account: Account) -> None:
+    # Given three contacts, one deleted, and a service whose batch answers leave names out
+    sb = account.sb
+    alive = [sb.add_contact(account.email, {"names": [{"givenName": f"A{i}"}]}) for i in range(2)]
+    gone = sb.add_contact(account.email, {"names": [{"givenName": "Gone"}]})
+    sb.delete_contact(account.email, gone)
+    sb.set_faults(rate_partial=1.0)
+    # When we fetch all three, Then the names left out are not in the answer at all
+    assert account.adapter().fetch([*alive, gone]) == {}
+    # And with whole answers the deleted one is None and the others are there
+    sb.set_faults(rate_partial=0.0)
+    fetched = account.adapter().fetch([*alive, gone])
+    assert fetched[gone] is None and all(fetched[rn] is not None for rn in alive)
+
+
+def test_empty_pages_in_a_listing_are_followed(account: Account) -> None:
+    sb = account.sb
+    ids = [sb.add_contact(account.email, {"names": [{"givenName": f"N{i}"}]}) for i in range(3)]
+    sb.set_faults(empty_pages=2)
+    pages = read_all(account.adapter(page_size=2))
+    assert [len(p.contacts) for p in pages][:2] == [0, 0] and pages[-1].complete
+    assert sorted(c.id for p in pages for c in p.contacts) == sorted(ids)
+
+
+def test_an_update_right_after_our_write_is_refused_as_stale_not_sent_blind(
+    account: Account,
+) -> None:
+    # Given a contact we just updated (Google may still hand out its previous etag)
+    sb = account.sb
+    rn = sb.add_contact(account.email, to_person(PERSON))
+    sb.advance(sb.stale_read.total_seconds())
+    adapter = account.adapter()
+    current = adapter.fetch([rn])[rn]
+    assert current is not None
+    first = PERSON.with_fields(job_title="First")
+    [done] = adapter.update([ContactUpdate(rn, current.version, PERSON, first)])
+    assert done.remote is not None
+    # When we update it again at once, with the version our write returned
+    second = PERSON.with_fields(job_title="Second")
+    before = sb.stats_snapshot()
+    [refused] = adapter.update([ContactUpdate(rn, done.remote.version, first, second)])
+    # Then the stale read is a PreconditionFailed and nothing was written with the old etag
+    assert isinstance(refused.error, PreconditionFailed)
+    assert account.calls(before, "batchUpdateContacts") == 0
+    # And once Google's reads catch up, the same update goes through
+    sb.advance(sb.stale_read.total_seconds())
+    [later] = adapter.update([ContactUpdate(rn, done.remote.version, first, second)])
+    assert later.ok and later.remote is not None and later.remote.contact.job_title == "Second"
+
+
+def test_a_contact_with_a_new_resource_name_names_its_previous_one(account: Account) -> None:
+    # Given a listed contact that Google then gives a new resource name
+    sb = account.sb
+    old = sb.add_contact(account.email, {"names": [{"givenName": "Ann"}]})
+    adapter = account.adapter()
+    cursor = read_all(adapter)[-1].position
+    new = sb.change_resource_name(account.email, old)
+    sb.advance(sb.sync_lag.total_seconds())  # writes reach sync listings after a lag
+    # When we read the changes, and fetch it by its old name
+    [renamed] = adapter.read(cursor).contacts
+    fetched = adapter.fetch([old])
+    # Then both name the old resource name, under the new one (the pass moves the link)
+    assert renamed.id == new and renamed.previous_ids == (old,)
+    assert fetched[old] is not None and fetched[old].id == new

@@ -124,6 +124,7 @@ def test_full_listing_pages_then_sync_token_returns_only_changes(g: RunningGoogl
         sb.update_contact(ADA, names[0], {"names": [{"givenName": "Edited"}]})
         sb.delete_contact(ADA, names[1])
         added = sb.add_contact(ADA, person("New"))
+        sb.advance(sb.sync_lag.total_seconds())  # writes reach sync listings after a lag
         changes, after = list_all(client, syncToken=last["nextSyncToken"])
 
         # Then exactly those three come back, the deleted one as a tombstone
@@ -309,7 +310,9 @@ def test_groups_and_members_modify_show_in_memberships_and_sync(g: RunningGoogle
         # When the contact is added to the group
         added = client.post(f"/v1/{crm}/members:modify", json={"resourceNamesToAdd": [rn]})
         groups = client.get("/v1/contactGroups").json()["contactGroups"]
+        sb.advance(sb.stale_read.total_seconds())  # a read right after a write may be stale
         after = client.get(f"/v1/{rn}", params={"personFields": "memberships"}).json()
+        sb.advance(sb.sync_lag.total_seconds())  # writes reach sync listings after a lag
         changes, _ = list_all(client, syncToken=last["nextSyncToken"])
 
         # Then the group lists it, its memberships name the group, its etag moved, and sync saw it
@@ -546,3 +549,133 @@ def test_control_api_drives_the_same_state(g: RunningGoogle) -> None:
     assert seen.json()["names"][0]["givenName"] == "Kenneth"
     assert faults["rate_429"] == 0.5 and g.sandbox.faults.rate_429 == 0.5
     assert stats["get"] == 1 and stats["total"] == 1
+
+
+# --- stricter than a forgiving emulator (see sandbox/README.md) ---------------------------------
+
+
+def test_writes_reach_sync_listings_after_a_lag_but_reads_by_name_at_once(g: RunningGoogle) -> None:
+    sb = g.sandbox
+    rn = sb.add_contact(ADA, person("Grace", "Hopper"))
+    with api(g) as client:
+        _, last = list_all(client, requestSyncToken="true")
+        # When the user edits the contact
+        sb.update_contact(ADA, rn, {"names": [{"givenName": "Amazing"}]})
+        # Then a read by name shows the edit at once, a sync listing does not yet
+        got = client.get(f"/v1/{rn}", params={"personFields": "names"}).json()
+        assert got["names"][0]["givenName"] == "Amazing"
+        early, early_last = list_all(client, syncToken=last["nextSyncToken"])
+        assert early == []
+        # And once the lag has passed, the token handed out meanwhile still brings it
+        sb.advance(sb.sync_lag.total_seconds())
+        late, _ = list_all(client, syncToken=early_last["nextSyncToken"])
+    assert [p["resourceName"] for p in late] == [rn]
+
+
+def test_a_read_right_after_a_write_may_hand_out_the_previous_etag(g: RunningGoogle) -> None:
+    sb = g.sandbox
+    rn = sb.add_contact(ADA, person("Grace", "Hopper"))
+    sb.advance(sb.stale_read.total_seconds())
+    with api(g) as client:
+        etag = client.get(f"/v1/{rn}", params={"personFields": "names"}).json()["etag"]
+        body = {"etag": etag, "names": [{"givenName": "Edited"}]}
+        written = client.patch(f"/v1/{rn}:updateContact", json=body,
+                               params={"updatePersonFields": "names"}).json()  # fmt: skip
+        # When it is read again at once, Then the etag may still be the one before the write
+        stale = client.get(f"/v1/{rn}", params={"personFields": "names"}).json()
+        assert stale["etag"] == etag != written["etag"]
+        assert stale["names"][0]["givenName"] == "Edited"
+        # And an update with that etag is refused as stale
+        again = client.patch(f"/v1/{rn}:updateContact",
+                             json={**body, "etag": stale["etag"]},
+                             params={"updatePersonFields": "names"})  # fmt: skip
+        assert again.status_code == 400 and again.json()["error"]["status"] == "FAILED_PRECONDITION"
+        # And a moment later the read is current
+        sb.advance(sb.stale_read.total_seconds())
+        fresh = client.get(f"/v1/{rn}", params={"personFields": "names"}).json()
+    assert fresh["etag"] == written["etag"]
+
+
+def test_sync_tokens_expire_seven_days_after_the_full_sync_not_after_each_token(
+    g: RunningGoogle,
+) -> None:
+    sb = g.sandbox
+    sb.add_contact(ADA, person("Grace", "Hopper"))
+    with api(g) as client:
+        _, full = list_all(client, requestSyncToken="true")
+    sb.advance(6 * 24 * 3600)
+    with api(g) as client:  # (access tokens last an hour)
+        _, fresh = list_all(client, syncToken=full["nextSyncToken"])  # a new token, on day 6
+    sb.advance(2 * 24 * 3600)
+    with api(g) as client:
+        params = {"personFields": FIELDS, "syncToken": fresh["nextSyncToken"]}
+        expired = client.get("/v1/people/me/connections", params=params)
+    assert expired.status_code == 400
+    assert "EXPIRED_SYNC_TOKEN" in expired.text
+
+
+def test_the_first_page_of_a_full_sync_has_its_own_quota(g: RunningGoogle) -> None:
+    sb = g.sandbox
+    assert sb.quota == {"read": 180, "write": 90, "full_sync": 10}  # per user and minute
+    sb.set_quota(full_syncs_per_minute=2)
+    sb.seed_contacts(ADA, 3)
+    with api(g) as client:
+        query = {"personFields": FIELDS, "requestSyncToken": "true", "pageSize": 2}
+        first = [client.get("/v1/people/me/connections", params=query) for _ in range(3)]
+        # a next page and a plain listing are not first pages of a full sync
+        token = first[0].json()["nextPageToken"]
+        more = client.get("/v1/people/me/connections", params={**query, "pageToken": token})
+        plain = client.get("/v1/people/me/connections", params={"personFields": FIELDS})
+    assert [r.status_code for r in first] == [200, 200, 429]
+    assert first[2].json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert more.status_code == 200 and plain.status_code == 200
+
+
+def test_a_contact_can_get_a_new_resource_name(g: RunningGoogle) -> None:
+    sb = g.sandbox
+    old = sb.add_contact(ADA, person("Grace", "Hopper"))
+    with api(g) as client:
+        _, last = list_all(client, requestSyncToken="true")
+        new = sb.change_resource_name(ADA, old)
+        sb.advance(sb.sync_lag.total_seconds())
+        changes, _ = list_all(client, syncToken=last["nextSyncToken"])
+        by_old = client.get(f"/v1/{old}", params={"personFields": "names,metadata"}).json()
+        query = {"resourceNames": [old], "personFields": "names"}
+        batch = client.get("/v1/people:batchGet", params=query).json()
+    assert new != old
+    [seen] = changes
+    assert seen["resourceName"] == new
+    assert seen["metadata"]["previousResourceNames"] == [old]
+    assert by_old["resourceName"] == new
+    [answer] = batch["responses"]
+    assert answer["requestedResourceName"] == old and answer["person"]["resourceName"] == new
+
+
+def test_a_person_carries_at_most_one_name_birthday_biography_and_gender(g: RunningGoogle) -> None:
+    twice = {
+        "names": [{"givenName": "A"}, {"givenName": "B"}],
+        "birthdays": [{"date": {"month": 1, "day": 2}}, {"date": {"month": 3, "day": 4}}],
+        "biographies": [{"value": "a"}, {"value": "b"}],
+        "genders": [{"value": "female"}, {"value": "male"}],
+    }
+    with api(g) as client:
+        for field, values in twice.items():
+            made = client.post("/v1/people:createContact", json={field: values})
+            assert made.status_code == 400, field
+            assert made.json()["error"]["status"] == "INVALID_ARGUMENT"
+        one = client.post("/v1/people:createContact", json={k: v[:1] for k, v in twice.items()})
+    assert one.status_code == 200
+
+
+def test_partial_batch_answers_and_empty_pages_on_demand(g: RunningGoogle) -> None:
+    sb = g.sandbox
+    names = sb.seed_contacts(ADA, 6)
+    sb.set_faults(rate_partial=0.5, empty_pages=2)
+    with api(g) as client:
+        batch = client.get("/v1/people:batchGet",
+                           params={"resourceNames": names, "personFields": "names"})  # fmt: skip
+        first = client.get("/v1/people/me/connections", params={"personFields": FIELDS}).json()
+    answered = {r["requestedResourceName"] for r in batch.json()["responses"]}
+    assert batch.status_code == 200 and answered < set(names)
+    assert "connections" not in first and first["nextPageToken"]
+    assert sb.faults.empty_pages == 1

@@ -198,7 +198,8 @@ def test_batch_runs_sub_requests_and_refuses_more_than_twenty(mailbox: Mailbox) 
             json={"requests": [{"id": str(i), "method": "GET", "url": "/me"} for i in range(21)]},
         )
     assert [r["status"] for r in answer] == [200, 404, 412]
-    assert answer[0]["body"]["id"] == cid
+    # (no Prefer: IdType="ImmutableId" on the sub-request: the default id, not the seeded one)
+    assert answer[0]["body"]["id"] == mailbox.graph.sandbox.contacts[cid].rest_id
     assert too_many.status_code == 400
 
 
@@ -302,3 +303,99 @@ def test_more_than_four_concurrent_requests_to_a_mailbox_are_throttled(mailbox: 
     assert statuses.count(200) <= 4 and 429 in statuses
     throttled = next(a for a in answers if a.status_code == 429)
     assert throttled.headers["Retry-After"] and throttled.json()["error"]["code"]
+
+
+# --- stricter than a forgiving emulator (see sandbox/graph/README.md) --------------------------
+
+IMMUTABLE = {"Prefer": 'IdType="ImmutableId"'}
+
+
+def test_ids_change_on_a_move_unless_immutable_ids_are_asked_for(mailbox: Mailbox) -> None:
+    sb = mailbox.graph.sandbox
+    [cid] = sb.seed_contacts(mailbox.user_id, mailbox.folder_id, 1)
+    delta_url = f"/me/contactFolders/{mailbox.folder_id}/contacts/delta"
+    with api(mailbox) as client:
+        # Given a client that reads the contact with and without immutable ids
+        default_id = client.get(f"/me/contacts/{cid}").json()["id"]
+        assert default_id != cid
+        assert client.get(f"/me/contacts/{cid}", headers=IMMUTABLE).json()["id"] == cid
+        plain_link = client.get(delta_url).json()["@odata.deltaLink"]
+        immutable_link = client.get(delta_url, headers=IMMUTABLE).json()["@odata.deltaLink"]
+        # When the user moves it to another folder
+        sb.move_contact(mailbox.user_id, cid, mailbox.other_folder_id)
+        # Then the default id it had is gone, the immutable id still finds it, in its new folder
+        assert client.get(f"/me/contacts/{default_id}").status_code == 404
+        moved = client.get(f"/me/contacts/{cid}", headers=IMMUTABLE).json()
+        assert moved["id"] == cid and moved["parentFolderId"] == mailbox.other_folder_id
+        assert client.get(f"/me/contacts/{cid}").json()["id"] not in (cid, default_id)
+        # And the old folder's delta reports it removed, under the id each client knew
+        [plain] = client.get(plain_link).json()["value"]
+        [immutable] = client.get(immutable_link, headers=IMMUTABLE).json()["value"]
+    assert plain == {"@odata.type": "#microsoft.graph.contact", "id": default_id,
+                     "@removed": {"reason": "deleted"}}  # fmt: skip
+    assert immutable["id"] == cid and "@removed" in immutable
+
+
+def test_batch_sub_requests_carry_their_own_prefer_header(mailbox: Mailbox) -> None:
+    [cid] = mailbox.graph.sandbox.seed_contacts(mailbox.user_id, mailbox.folder_id, 1)
+    requests = [{"id": "1", "method": "GET", "url": f"/me/contacts/{cid}", "headers": IMMUTABLE},
+                {"id": "2", "method": "GET", "url": f"/me/contacts/{cid}"}]  # fmt: skip
+    with api(mailbox) as client:
+        # The outer request's Prefer header does not reach the sub-requests
+        answer = client.post("/$batch", json={"requests": requests}, headers=IMMUTABLE).json()
+    ids = [r["body"]["id"] for r in answer["responses"]]
+    assert ids[0] == cid and ids[1] != cid
+
+
+def test_notifications_carry_the_id_type_their_subscription_was_made_with(
+    mailbox: Mailbox, receiver: Receiver
+) -> None:
+    expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    body = {"changeType": "created", "notificationUrl": receiver.url,
+            "resource": f"me/contactFolders/{mailbox.folder_id}/contacts",
+            "expirationDateTime": expires, "clientState": "s"}  # fmt: skip
+    with api(mailbox) as client:
+        client.post("/subscriptions", json=body, headers=IMMUTABLE).raise_for_status()
+        client.post("/subscriptions", json=body).raise_for_status()
+    [cid] = mailbox.graph.sandbox.seed_contacts(mailbox.user_id, mailbox.folder_id, 1)
+    items = receiver.wait_for(2)
+    assert sorted(i["resourceData"]["id"] == cid for i in items) == [False, True]
+
+
+def test_a_batch_holds_up_to_four_slots_and_refuses_what_goes_beyond_the_free_ones(
+    mailbox: Mailbox,
+) -> None:
+    sb = mailbox.graph.sandbox
+    many = [{"id": str(i), "method": "GET", "url": "/me"} for i in range(20)]
+    with api(mailbox) as client:
+        # Given nothing else in flight, a batch of twenty runs whole (four at a time)
+        alone = client.post("/$batch", json={"requests": many}).json()["responses"]
+        # When another request holds one slot, a batch of six gets the three left
+        sb.take_slots(mailbox.user_id, 1)
+        try:
+            crowded = client.post("/$batch", json={"requests": many[:6]}).json()["responses"]
+        finally:
+            sb.leave(mailbox.user_id, 1)
+    assert {r["status"] for r in alone} == {200}
+    assert [r["status"] for r in crowded] == [200] * 3 + [429] * 3
+    refused = crowded[-1]
+    assert refused["headers"]["Retry-After"]
+    assert refused["body"]["error"]["code"] == "ApplicationThrottled"
+    assert "MailboxConcurrency" in refused["body"]["error"]["message"]
+
+
+def test_notifications_can_be_dropped(mailbox: Mailbox, receiver: Receiver) -> None:
+    expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    with api(mailbox) as client:
+        client.post("/subscriptions", json={
+            "changeType": "created", "notificationUrl": receiver.url,
+            "resource": f"me/contactFolders/{mailbox.folder_id}/contacts",
+            "expirationDateTime": expires, "clientState": "s"}).raise_for_status()  # fmt: skip
+    control(mailbox.graph, "POST", "/notifications/settings", {"drop_rate": 1.0})
+    try:
+        mailbox.graph.sandbox.seed_contacts(mailbox.user_id, mailbox.folder_id, 2)
+        time.sleep(0.6)
+    finally:
+        control(mailbox.graph, "POST", "/notifications/settings", {"drop_rate": 0.0})
+    assert receiver.items() == []
+    assert len([d for d in mailbox.graph.sandbox.dropped if d["clientState"] == "s"]) >= 2

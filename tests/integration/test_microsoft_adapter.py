@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -386,3 +388,111 @@ def test_a_subscription_whose_endpoint_fails_validation_is_refused(
         )
     assert raised.value.status == 400
     assert "validation request failed" in raised.value.message
+
+
+# --- what real Graph does that a forgiving emulator would not ---------------------------------
+
+
+def test_every_request_asks_for_immutable_ids(mailbox: Mailbox, receiver: Receiver) -> None:
+    # Given an adapter that lists, creates, updates, fetches, subscribes and deletes
+    sb = mailbox.graph.sandbox
+    sb.seed_contacts(mailbox.user_id, mailbox.folder_id, 3)
+    adapter = mailbox.adapter()
+    read_all(adapter)
+    [made] = adapter.create([NewContact("t-1", PERSON)])
+    assert made.remote is not None
+    edited = dataclasses.replace(PERSON, job_title="Analyst")
+    adapter.update([ContactUpdate(made.remote.id, made.remote.version, PERSON, edited)])
+    adapter.fetch([made.remote.id, "missing"])
+    sub_id, _ = adapter.create_subscription(
+        notification_url=receiver.url,
+        lifecycle_url=receiver.url,
+        client_state="s",
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    adapter.delete([ContactDelete(made.remote.id, "")])
+    adapter.delete_subscription(sub_id)
+    # Then every request and every $batch sub-request carried Prefer: IdType="ImmutableId"
+    seen = mailbox.requests()
+    assert len(seen) >= 8
+    missing = [r for r in seen if 'IdType="ImmutableId"' not in (r["prefer"] or "")]
+    assert missing == []
+    # And the ids it got back are the immutable ones
+    assert made.remote.id in {c.id for c in sb.made}
+
+
+def test_a_contact_moved_away_keeps_its_id_and_is_never_read_as_deleted(mailbox: Mailbox) -> None:
+    # Given a listed contact the user then moves to another folder (Outlook gives it a new
+    # default id: the one a client without immutable ids knew is 404 from then on)
+    sb = mailbox.graph.sandbox
+    [cid] = sb.seed_contacts(mailbox.user_id, mailbox.folder_id, 1)
+    adapter = mailbox.adapter()
+    cursor = read_all(adapter)[-1].position
+    old_default_id = sb.contacts[cid].rest_id
+    sb.move_contact(mailbox.user_id, cid, mailbox.other_folder_id)
+    assert sb.contacts[cid].rest_id != old_default_id
+    # When the folder's delta reports it removed
+    page = adapter.read(cursor)
+    # Then it is out of scope under the same id, not deleted, and still writable by that id
+    assert page.deleted == []
+    [moved] = page.contacts
+    assert moved.id == cid and not moved.in_scope and moved.scope_reason == MOVED_OUT
+    assert adapter.fetch([cid])[cid] is not None
+
+
+def test_batch_sub_requests_refused_for_mailbox_concurrency_are_sent_again_alone(
+    mailbox: Mailbox,
+) -> None:
+    # Given two other requests hold two of the mailbox's four slots for a moment
+    sb = mailbox.graph.sandbox
+    assert sb.take_slots(mailbox.user_id, 2) == 2
+    release = threading.Timer(0.3, sb.leave, args=(mailbox.user_id, 2))
+    release.start()
+    try:
+        # When we create six contacts in one $batch
+        results = mailbox.adapter().create([NewContact(f"c-{i}", PERSON) for i in range(6)])
+    finally:
+        release.join()
+    # Then the batch ran two, the four refused with 429 were sent again (alone), and each
+    # contact exists exactly once
+    assert all(r.ok for r in results), [r.error for r in results]
+    batches = [r for r in mailbox.requests("POST", "$batch") if not r["batched"]]
+    assert [len(b["body"]["requests"]) for b in batches] == [6, 4]
+    made = [c for c in sb.folder_contacts(mailbox.user_id, mailbox.folder_id)]
+    tags = sorted(v for c in made for v in c.extended.values())
+    assert tags == [f"c-{i}" for i in range(6)]
+
+
+def test_sub_requests_still_refused_after_the_last_round_are_rate_limited(
+    mailbox: Mailbox,
+) -> None:
+    # Given other requests hold three of the four slots all along (one free slot at a time)
+    sb = mailbox.graph.sandbox
+    assert sb.take_slots(mailbox.user_id, 3) == 3
+    try:
+        # When we create five contacts
+        results = mailbox.adapter().create([NewContact(f"k-{i}", PERSON) for i in range(5)])
+    finally:
+        sb.leave(mailbox.user_id, 3)
+    # Then each round ran one, what was done is kept, the last one is RateLimited (made
+    # nothing) and none was made twice
+    assert [r.ok for r in results] == [True] * 4 + [False]
+    assert isinstance(results[4].error, RateLimited)
+    batches = [r for r in mailbox.requests("POST", "$batch") if not r["batched"]]
+    assert [len(b["body"]["requests"]) for b in batches] == [5, 4, 3, 2]
+    tags = sorted(v for c in sb.folder_contacts(mailbox.user_id, mailbox.folder_id)
+                  for v in c.extended.values())  # fmt: skip
+    assert tags == ["k-0", "k-1", "k-2", "k-3"]
+
+
+def test_empty_delta_pages_are_not_the_end_of_the_listing(mailbox: Mailbox) -> None:
+    # Given three contacts and a service that answers the next two delta pages with nothing
+    sb = mailbox.graph.sandbox
+    ids = sb.seed_contacts(mailbox.user_id, mailbox.folder_id, 3)
+    control(mailbox.graph, "POST", "/delta/empty", {"count": 2})
+    # When we list the folder
+    pages = read_all(mailbox.adapter())
+    # Then the empty pages were followed, and everything was listed (nothing read as deleted)
+    assert [len(p.contacts) for p in pages[:2]] == [0, 0]
+    assert sorted(c.id for p in pages for c in p.contacts) == sorted(ids)
+    assert all(p.deleted == [] for p in pages)

@@ -21,6 +21,7 @@ from contactsync.providers.base import (
     ContactUpdate,
     InvalidContact,
     NewContact,
+    PermissionDenied,
     PreconditionFailed,
     RateLimited,
     Transient,
@@ -289,7 +290,22 @@ def test_whoami_and_missing_permissions(pipedrive: PipedriveWorld):
     pipedrive.sandbox.set_permissions(
         pipedrive.owner_id, can_add_people=False, can_add_organizations=False
     )
+    # As the documented API answers (no add flags listed): unknown, so nothing is "missing"
+    assert side.missing_permissions() == []
+    # Where an answer does list them, a False one is missing
+    pipedrive.sandbox.lists_add_permissions = True
     assert side.missing_permissions() == ["add people", "add organizations"]
+
+
+def test_a_create_refused_with_403_names_the_missing_permission(pipedrive: PipedriveWorld):
+    # Given an owner who may not add people, which the permissions answer does not tell
+    pipedrive.sandbox.set_permissions(pipedrive.owner_id, can_add_people=False)
+    side = pipedrive.adapter()
+    assert side.missing_permissions() == []
+    # When we create a person, Then the write's 403 is the truth, and names the permission
+    [refused] = side.create([NewContact("t-ann", ANN)])
+    assert isinstance(refused.error, PermissionDenied)
+    assert refused.error.missing == ["add people"]
 
 
 def test_429_becomes_rate_limited_with_the_servers_retry_after(pipedrive: PipedriveWorld):
@@ -416,3 +432,79 @@ def test_oauth_code_exchange_and_refresh(pipedrive: PipedriveWorld):
         refresh(cfg, grant)
     with pytest.raises(AuthExpired):
         exchange_code(cfg, "used-or-unknown", redirect)
+
+
+# --- what real Pipedrive does that a forgiving emulator would not -------------------------------
+
+
+def test_an_id_left_out_of_an_ids_listing_is_asked_for_alone(pipedrive: PipedriveWorld):
+    # Given two persons, one deleted, and ids= listings that leave every id out (a 200 that
+    # omits an id does not say why: "do not exist or are not visible")
+    sb = pipedrive.sandbox
+    user = sb.users[pipedrive.owner_id]
+    alive = sb.create_person(user, {"name": "Still Here"}).id
+    gone = sb.create_person(user, {"name": "Gone"}).id
+    sb.delete_person(user, gone)
+    sb.partial_rate = 1.0
+    # When we fetch both
+    found = pipedrive.adapter().fetch([str(alive), str(gone)])
+    # Then the one that exists is read alone and the deleted one is None (its GET was 404)
+    assert found[str(alive)] is not None and found[str(alive)].id == str(alive)
+    assert found[str(gone)] is None
+    assert pipedrive.requests("GET /api/v2/persons/{id}") == 2
+
+
+def test_empty_listing_pages_are_followed(pipedrive: PipedriveWorld):
+    sb = pipedrive.sandbox
+    user = sb.users[pipedrive.owner_id]
+    ids = {str(sb.create_person(user, {"name": f"P{i}"}).id) for i in range(3)}
+    sb.empty_pages = 2
+    pages, _ = _read_all(pipedrive.adapter())
+    assert {c.id for p in pages for c in p.contacts} == ids
+    assert [len(p.contacts) for p in pages][:2] == [0, 0]
+
+
+def test_without_contact_sync_a_read_teaches_the_adapter_to_leave_those_fields_out(
+    pipedrive: PipedriveWorld,
+):
+    # Given a company with contact sync off, and one person of ours
+    sb = pipedrive.sandbox
+    sb.set_contact_sync(pipedrive.company_id, False)
+    sb.seed_persons(pipedrive.owner_id, 1, with_orgs=False)
+    side = pipedrive.adapter()
+    # When we list (the persons come without job_title, birthday, notes, postal_address)
+    _read_all(side)
+    # Then the adapter knows, no longer carries those fields, and says so
+    assert side.contact_sync is False
+    assert not {"job_title", "birthday", "notes", "addresses"} & side.carries
+    assert side.limits and "contact sync" in side.limits[0]
+    # And a create of a contact with a job title goes through at the first try, without it
+    posts = pipedrive.requests("POST /api/v2/persons")
+    [made] = side.create([NewContact("t-ann", ANN)])
+    assert made.ok and made.remote is not None
+    assert pipedrive.requests("POST /api/v2/persons") == posts + 1
+    assert sb.persons[int(made.remote.id)].job_title is None
+
+
+def test_without_contact_sync_a_403_on_a_write_teaches_the_adapter_once(
+    pipedrive: PipedriveWorld,
+):
+    # Given a company with contact sync off and an adapter that has read nothing yet
+    sb = pipedrive.sandbox
+    sb.set_contact_sync(pipedrive.company_id, False)
+    side = pipedrive.adapter()
+    posts = pipedrive.requests("POST /api/v2/persons")
+    # When it creates two contacts with job titles
+    results = side.create([NewContact("t-1", ANN), NewContact("t-2", ANN)])
+    # Then the first POST was refused (403, nothing made) and sent again without the fields,
+    # and the second went without them at once: three POSTs, two persons
+    assert all(r.ok for r in results)
+    assert pipedrive.requests("POST /api/v2/persons") == posts + 3
+    assert side.contact_sync is False and side.limits
+    # And an update that only changes a contact-sync field sends nothing
+    remote = results[0].remote
+    assert remote is not None
+    patches = pipedrive.requests("PATCH /api/v2/persons/{id}")
+    edited = ANN.with_fields(job_title="CEO")
+    [updated] = side.update([ContactUpdate(remote.id, remote.version, remote.contact, edited)])
+    assert updated.ok and pipedrive.requests("PATCH /api/v2/persons/{id}") == patches

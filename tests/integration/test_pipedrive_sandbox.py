@@ -130,8 +130,10 @@ def test_custom_person_fields_get_a_40_hex_key(pipedrive: PipedriveWorld):
 
 
 def test_permissions_decide_who_may_add_people_and_organizations(pipedrive: PipedriveWorld):
-    # Given the owner may no longer add people
+    # Given the owner may no longer add people (and an answer that lists the add flags, which
+    # the documented API does not: relaxed here to see them; see the next test)
     pipedrive.sandbox.set_permissions(pipedrive.owner_id, can_add_people=False)
+    pipedrive.sandbox.lists_add_permissions = True
     with pipedrive.http() as http:
         # When it reads its permissions and tries to add a person and an organization
         perms = http.get(f"/api/v1/users/{pipedrive.owner_id}/permissions").json()["data"]
@@ -347,3 +349,51 @@ def test_daily_token_budget_is_spent_per_company(pipedrive: PipedriveWorld):
     assert first.status_code == 200
     assert second.status_code == 429
     assert pipedrive.sandbox.tokens_spent(pipedrive.company_id) == 10
+
+
+def test_contact_sync_fields_are_refused_and_left_out_without_contact_sync(
+    pipedrive: PipedriveWorld,
+):
+    # Given a company with contact sync off (the default; the fixture turns it on)
+    sb = pipedrive.sandbox
+    sb.set_contact_sync(pipedrive.company_id, False)
+    with pipedrive.http() as http:
+        # When a person is written with a job title, Then it is refused and nothing is made
+        refused = http.post("/api/v2/persons", json={"name": "Ann", "job_title": "CTO"})
+        assert refused.status_code == 403 and "contact sync" in refused.json()["error"]
+        assert not [p for p in sb.persons.values() if p.name == "Ann"]
+        # And without those fields it is made, and read back without them
+        made = http.post("/api/v2/persons", json={"name": "Ann"}).json()["data"]
+        got = http.get(f"/api/v2/persons/{made['id']}").json()["data"]
+        listed = http.get("/api/v2/persons", params={"ids": str(made["id"])}).json()["data"]
+        sb.set_contact_sync(pipedrive.company_id, True)
+        shown = http.get(f"/api/v2/persons/{made['id']}").json()["data"]
+    hidden = {"job_title", "birthday", "notes", "postal_address"}
+    assert not hidden & (set(made) | set(got) | set(listed[0]))
+    assert hidden <= set(shown)  # with contact sync on they are there (empty)
+
+
+def test_the_users_own_app_edits_spend_the_same_burst_limit(pipedrive: PipedriveWorld):
+    # Given a burst limit of 3 requests per 2 s for the user
+    sb = pipedrive.sandbox
+    sb.burst_limit = 3
+    person = sb.create_person(sb.users[pipedrive.owner_id], {"name": "Ann"})
+    # When the user edits the person twice in the app
+    sb.edit_in_app(person.id, {"name": "Ann B"})
+    sb.edit_in_app(person.id, {"name": "Ann C"})
+    # Then our API requests share what is left of the window
+    with pipedrive.http() as http:
+        answers = [http.get(f"/api/v2/persons/{person.id}").status_code for _ in range(2)]
+    assert answers == [200, 429]
+
+
+def test_the_permissions_answer_does_not_list_the_add_flags_but_post_enforces_them(
+    pipedrive: PipedriveWorld,
+):
+    pipedrive.sandbox.set_permissions(pipedrive.owner_id, can_add_people=False)
+    with pipedrive.http() as http:
+        perms = http.get(f"/api/v1/users/{pipedrive.owner_id}/permissions").json()["data"]
+        person = http.post("/api/v2/persons", json={"name": "Nope"})
+    assert "can_add_people" not in perms and "can_add_organizations" not in perms
+    assert perms["can_merge_people"] is True
+    assert person.status_code == 403

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from contactsync.contacts.model import Contact, Email, Phone
-from contactsync.providers.base import PreconditionFailed, RateLimited, Transient, WriteResult
+from contactsync.providers.base import (
+    ChangePage,
+    PreconditionFailed,
+    RateLimited,
+    RemoteContact,
+    Transient,
+    WriteResult,
+)
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.reconcile import (
@@ -604,6 +612,41 @@ def test_a_day_after_the_last_full_listing_a_pass_lists_in_full_again(world) -> 
     assert emails(provider) == ["bob@x.com"]
 
 
+class PartialSide(InMemorySide):
+    """A side whose answers leave some contacts out: listings skip them and a fetch answers
+    without them (a 200 that omits an id, as batch reads and ``ids=`` listings may)."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.left_out: set[str] = set()
+
+    def read(self, position: str | None) -> ChangePage:
+        page = super().read(position)
+        kept = [c for c in page.contacts if c.id not in self.left_out]
+        return replace(page, contacts=kept)
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
+        return {i: c for i, c in super().fetch(ids).items() if i not in self.left_out}
+
+
+def test_a_contact_left_out_of_a_full_listing_and_its_fetch_is_unknown_not_deleted() -> None:
+    # Given a synced pair, and a CRM that then leaves Ann out of a full listing and of the
+    # fetch that asks for her by id
+    store, crm, provider = InMemoryStore(), PartialSide(name="crm"), InMemorySide(name="provider")
+    store.add_connection(CID, state="syncing_initial")
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    crm.put(person("Bob Moss", "bob@x.com"))
+    assert start(store, crm, provider, clock=lambda: now[0]) == "done"
+    crm.left_out.add(ann.id)
+    # When the daily full listing runs
+    now[0] += timedelta(hours=25)
+    assert poll(store, crm, provider, clock=lambda: now[0]) == "done"
+    # Then her Outlook copy is still there, and still linked
+    assert emails(provider) == ["ann@x.com", "bob@x.com"]
+    assert store.count_mappings(CID) == 2
+
+
 def test_a_pushed_change_that_arrives_while_waiting_is_read_by_the_next_pass(world) -> None:
     # Given a synced pair, and a connection waiting for the user (a held pass)
     store, crm, provider = world
@@ -660,3 +703,42 @@ def test_a_stop_during_a_pass_takes_effect_after_the_current_chunk(world) -> Non
     # Then the chunk in flight finished, nothing after it was sent, and nothing waits to be sent
     assert len(provider.contacts) == CHUNK
     assert store.ops.get(CID, {}) == {}
+
+
+def test_what_an_account_cannot_sync_is_kept_for_the_connection_status() -> None:
+    # Given a CRM whose adapter learnt that the company has contact sync off
+    store = InMemoryStore()
+    store.add_connection(CID, state="syncing_initial")
+    limit = "the CRM company has contact sync turned off: job title ... are not synced"
+    crm, provider = InMemorySide(name="crm", limits=(limit,)), InMemorySide(name="provider")
+    # When a pass runs, Then the connection says so (and says nothing once it is fixed)
+    assert start(store, crm, provider) == "done"
+    assert store.connections[CID]["limits"] == [limit]
+    crm.limits = ()
+    assert poll(store, crm, provider) == "done"
+    assert store.connections[CID]["limits"] == []
+
+
+def test_a_contact_read_under_a_new_id_keeps_its_link_and_is_not_copied_again(world) -> None:
+    # Given a linked pair
+    store, crm, provider = world
+    ann = provider.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    # When the provider gives Ann a new id (Google: linked to a profile), naming the old one,
+    # and she gets a job title
+    provider.contacts.pop(ann.id)
+    renamed = RemoteContact(
+        id="provider-renamed",
+        contact=ann.contact.with_fields(job_title="CTO"),
+        version="v-renamed",
+        previous_ids=(ann.id,),
+    )
+    provider.contacts[renamed.id] = renamed
+    provider._log.append((next(provider._seq), renamed.id))
+    assert poll(store, crm, provider) == "done"
+    # Then the link follows her: one CRM person, the edit arrived, nothing copied back
+    (crm_copy,) = crm.contacts.values()
+    assert crm_copy.contact.job_title == "CTO"
+    assert list(provider.contacts) == ["provider-renamed"]
+    (mapping,) = store.mappings(CID)
+    assert mapping.provider_id == "provider-renamed"

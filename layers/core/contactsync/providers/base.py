@@ -26,6 +26,7 @@ class RemoteContact:
     in_scope: bool = True  # owned by the user (CRM) / in the chosen group or folder (provider)
     scope_reason: str = ""  # why it is out of scope, in plain words ("owned by another user")
     tag: str = ""  # our mapping id, when we created it and the side has room to carry it
+    previous_ids: tuple[str, ...] = ()  # ids it had before (Google: previousResourceNames)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class ContactSide(Protocol):
 
     name: str  # "pipedrive", "microsoft", "google"
     carries: frozenset[str]  # canonical field names this side can store
+    limits: tuple[str, ...]  # what this account cannot sync, in words (shown in its status)
     # True when a deletion it reports was of a contact in scope as it was deleted (a folder's
     # delta); False when it reports deletions of any contact, in scope or not.
     deletes_in_scope_only: bool
@@ -90,7 +92,8 @@ class ContactSide(Protocol):
         ...
 
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
-        """Current state of these ids; ``None`` for an id that no longer exists."""
+        """Current state of these ids; ``None`` only for an id the provider said is gone (404,
+        NOT_FOUND). An id the answer left out is not in the result: unknown, never deleted."""
         ...
 
     def find_tagged(self, tag: str) -> RemoteContact | None:

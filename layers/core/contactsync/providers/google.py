@@ -129,6 +129,7 @@ class GoogleContacts:
 
     name = "google"
     carries = frozenset(ALL_FIELDS)
+    limits: tuple[str, ...] = ()
     deletes_in_scope_only = False  # sync results carry deleted contacts of every group
 
     def __init__(
@@ -188,7 +189,8 @@ class GoogleContacts:
         return ChangePage(contacts, deleted, str(body.get("nextSyncToken") or ""), True, full)
 
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
-        """Current state of these persons (``people:batchGet``, 200 a call); None when gone."""
+        """Current state of these persons (``people:batchGet``, 200 a call); None when Google
+        says NOT_FOUND. A person the answer leaves out is left out here too (unknown)."""
         return {rn: None if p is None else self._remote(p) for rn, p in self._persons(ids).items()}
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
@@ -433,7 +435,8 @@ class GoogleContacts:
         return person
 
     def _persons(self, ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
-        """Raw persons by resource name, 200 per ``people:batchGet``; None when gone."""
+        """Raw persons by resource name, 200 per ``people:batchGet``; None when Google says
+        NOT_FOUND; absent when the answer left it out (a 200 that omits a name says nothing)."""
         found: dict[str, dict[str, Any] | None] = {}
         for chunk in _chunks(list(ids), WRITE_BATCH):
             params: dict[str, str | list[str]] = {
@@ -452,7 +455,7 @@ class GoogleContacts:
                     raise written.error
                 else:
                     found[rn] = person
-        return {rn: found.get(rn) for rn in ids}
+        return {rn: found[rn] for rn in ids if rn in found}
 
     # --- HTTP: auth, retries, errors ----------------------------------------------------------
 
@@ -554,6 +557,10 @@ class GoogleContacts:
             in_scope=in_scope,
             scope_reason="" if in_scope else NOT_IN_GROUP,
             tag=_tag(person),
+            # A contact linked to a profile gets a new resource name; the pass moves its link.
+            previous_ids=tuple(
+                str(n) for n in (person.get("metadata") or {}).get("previousResourceNames") or []
+            ),
         )
 
 

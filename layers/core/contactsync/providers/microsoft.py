@@ -57,10 +57,16 @@ TAG_EXPAND = f"singleValueExtendedProperties($filter=id eq '{TAG_PROPERTY_ID}')"
 TAG_EXPAND_QUERY = "$expand=" + quote(TAG_EXPAND)  # for URLs we build ourselves ($batch)
 BATCH_SIZE = 20  # Graph's JSON batching limit
 RETRIES = 2  # for 5xx / timeouts / resets, on top of the first attempt
+THROTTLED_ROUNDS = 3  # sends again of the sub-requests a batch answered 429 (a 429 made nothing)
+SHORT_WAIT = 2.0  # longest Retry-After we wait out inline; a longer one ends the pass's writes
 NO_YEAR = "1604"  # Outlook's year for a birthday without one
 MOVED_OUT = "moved out of the folder"
 FULL = "full|"  # prefix of a position that continues a full listing
 SYNC_STATE_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
+# Outlook gives an item a new id when it moves to another folder, unless the request asks for
+# immutable ids; the header applies to that one request only, so every request (each $batch
+# sub-request, the subscription that decides the ids of its notifications) carries it.
+IMMUTABLE_IDS = 'IdType="ImmutableId"'
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,7 @@ class MicrosoftContacts:
 
     name = "microsoft"
     carries = frozenset(ALL_FIELDS)
+    limits: tuple[str, ...] = ()
     deletes_in_scope_only = True  # the folder's delta reports only what was in the folder
 
     def __init__(
@@ -310,7 +317,7 @@ class MicrosoftContacts:
         while True:
             if self._bearer is None:
                 self._bearer = self._token(False)
-            sent = {"Authorization": f"Bearer {self._bearer}", **(headers or {})}
+            sent = {"Authorization": f"Bearer {self._bearer}", **_preferring(headers)}
             try:
                 resp = self._http.request(method, url, json=json, params=params, headers=sent)
             except httpx.TransportError as exc:  # timeouts, resets, refused connections
@@ -360,7 +367,7 @@ class MicrosoftContacts:
             chunk = requests[start : start + BATCH_SIZE]
             if stop is None:
                 try:
-                    got = self._run_chunk(chunk, retry=retry)
+                    got = self._run_settled(chunk, retry=retry)
                 except (RateLimited, Transient) as exc:
                     if not writes:
                         raise
@@ -369,6 +376,10 @@ class MicrosoftContacts:
                 answers += [_Answer(r["id"], error=stop) for r in chunk]
                 continue
             for answer in got:
+                if answer.error is not None:  # a send-again round that did not get through
+                    if not writes:
+                        raise answer.error
+                    stop = answer.error
                 if answer.status != 429:
                     answers.append(answer)
                     continue
@@ -378,6 +389,31 @@ class MicrosoftContacts:
                 stop = throttled
                 answers.append(_Answer(answer.id, error=throttled))
         return answers
+
+    def _run_settled(self, chunk: list[dict[str, Any]], *, retry: bool) -> list[_Answer]:
+        """Run a chunk; its sub-requests answered 429 with a short Retry-After (Outlook runs at
+        most four requests per mailbox at a time, and a batch's sub-requests beyond the free
+        slots are refused) are sent again alone, after the wait. A 429 sub-response made
+        nothing, so this holds for creates too. What a later round cannot settle keeps its 429
+        (or the error that round ended with); what earlier rounds did is never lost."""
+        answers: dict[str, _Answer] = {}
+        todo = chunk
+        for round_ in range(THROTTLED_ROUNDS + 1):
+            try:
+                got = self._run_chunk(todo, retry=retry)
+            except (RateLimited, Transient) as exc:
+                if round_ == 0:
+                    raise
+                answers.update({r["id"]: _Answer(r["id"], error=exc) for r in todo})
+                break
+            again = [a for a in got if a.status == 429 and a.retry <= SHORT_WAIT]
+            answers.update({a.id: a for a in got})
+            if not again or round_ == THROTTLED_ROUNDS:
+                break
+            time.sleep(max(a.retry for a in again))
+            refused = {a.id for a in again}
+            todo = [r for r in chunk if r["id"] in refused]
+        return [answers[r["id"]] for r in chunk]
 
     def _run_chunk(self, chunk: list[dict[str, Any]], *, retry: bool) -> list[_Answer]:
         if len(chunk) == 1:
@@ -390,7 +426,8 @@ class MicrosoftContacts:
                 # is then looked up by its tag before being sent again).
                 raise Transient(f"Graph sent a malformed answer ({len(resp.content)} bytes)")
             return [_Answer(only["id"], resp.status_code, answer)]
-        resp = self._send("POST", f"{self._base}/$batch", json={"requests": chunk}, retry=retry)
+        sent = [{**r, "headers": _preferring(r.get("headers"))} for r in chunk]
+        resp = self._send("POST", f"{self._base}/$batch", json={"requests": sent}, retry=retry)
         answers = {str(r["id"]): r for r in self._json(resp).get("responses", [])}
         got = []
         for request in chunk:
@@ -563,6 +600,14 @@ def _with_tag(remote: RemoteContact, tag: str) -> RemoteContact:
 
 
 _body = answer_body
+
+
+def _preferring(headers: dict[str, str] | None) -> dict[str, str]:
+    """``headers`` with immutable ids added to its ``Prefer`` (one header, comma-separated)."""
+    out = dict(headers or {})
+    prefer = out.get("Prefer", "")
+    out["Prefer"] = f"{prefer}, {IMMUTABLE_IDS}" if prefer else IMMUTABLE_IDS
+    return out
 
 
 def _malformed(resp: httpx.Response, body: dict[str, Any]) -> bool:

@@ -78,6 +78,19 @@ def normalize_org_name(name: str) -> str:
 BURST_WINDOW_S = 2.0  # Pipedrive's burst limit counts requests per rolling 2 seconds
 
 
+# v2 person keys only read and written when the company has contact sync on -> our field.
+CONTACT_SYNC_ONLY = {
+    "job_title": "job_title",
+    "birthday": "birthday",
+    "notes": "notes",
+    "postal_address": "addresses",
+}
+NO_CONTACT_SYNC = (
+    "the CRM company has contact sync turned off: job title, birthday, notes and postal "
+    "address are not synced with the CRM (turn contact sync on in the CRM to sync them)"
+)
+
+
 class PipedrivePersons:
     """Persons owned by ``owner_id``, as one side of a connection."""
 
@@ -99,6 +112,8 @@ class PipedrivePersons:
             "notes",
         }
     )
+
+    limits: tuple[str, ...] = ()  # what this account cannot sync, in words (connection status)
 
     def __init__(
         self,
@@ -129,6 +144,9 @@ class PipedrivePersons:
         self._sent: deque[float] = deque()
         self._org_names: dict[int, str] = {}
         self._org_ids: dict[str, int] = {}
+        # Whether the company has contact sync on (None: not known yet). Without it the v2 API
+        # leaves its fields out of every person and refuses (403) a write that sets one.
+        self.contact_sync: bool | None = None
 
     # --- ContactSide: reading ------------------------------------------------------------------
 
@@ -179,14 +197,28 @@ class PipedrivePersons:
         return ChangePage(contacts, [], json.dumps(done), complete=True, full=full)
 
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
-        found: dict[str, RemoteContact | None] = dict.fromkeys(ids)
+        """These persons, 100 per ``ids=`` listing. A listing leaves deleted persons out, but
+        a 200 that leaves an id out does not say why: each one left out is asked for alone,
+        and only its 404 says deleted (None). A non-numeric id cannot exist: None."""
+        found: dict[str, RemoteContact | None] = {i: None for i in ids if not i.isdigit()}
         numeric = [i for i in dict.fromkeys(ids) if i.isdigit()]
         for chunk in _chunks(numeric, IDS_PER_REQUEST):
             params = {"ids": ",".join(chunk), "limit": IDS_PER_REQUEST}
             persons = self._call("GET", "/api/v2/persons", params=params).get("data") or []
             for remote in self._remotes(persons):
                 found[remote.id] = remote
-        return found
+            for person_id in chunk:
+                if person_id not in found:
+                    found[person_id] = self._one(person_id)
+        return {i: found[i] for i in ids}
+
+    def _one(self, person_id: str) -> RemoteContact | None:
+        """One person by id; None on 404 (deleted or never there)."""
+        try:
+            body = self._call("GET", _person_path(person_id))
+        except NotFound:
+            return None
+        return self._remote(body["data"])
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
         if not tag.strip():
@@ -203,12 +235,15 @@ class PipedrivePersons:
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
         def create_one(item: NewContact) -> RemoteContact:
-            payload = self._payload(item.contact)
+            payload = self._fit(self._payload(item.contact))
             payload["owner_id"] = self.owner_id
             payload["custom_fields"] = {self._tag_field(): item.tag}
             if item.contact.organization.strip():
                 payload["org_id"] = self._org_id_for(item.contact.organization)
-            body = self._call("POST", "/api/v2/persons", json_body=payload, retry=False)
+            try:
+                body = self._write("POST", "/api/v2/persons", payload, retry=False)
+            except PermissionDenied as exc:  # the write's 403 is the truth about permissions
+                raise PermissionDenied(exc.message, missing=["add people"]) from exc
             return self._remote(body["data"])
 
         return self._each(items, lambda i: i.tag, create_one)
@@ -238,9 +273,10 @@ class PipedrivePersons:
             if normalize_org_name(item.after.organization) != org_before:
                 org = item.after.organization
                 changes["org_id"] = self._org_id_for(org) if org.strip() else None
+            changes = self._fit(changes)
             if not changes:
                 return None  # nothing Pipedrive holds differs: no request
-            body = self._call("PATCH", _person_path(item.id), json_body=changes)
+            body = self._write("PATCH", _person_path(item.id), changes)
             return self._remote(body["data"])
 
         return self._each(items, lambda i: i.id, update_one)
@@ -272,9 +308,11 @@ class PipedrivePersons:
         return {k: data.get(k) for k in ("id", "name", "email", "company_id")}
 
     def missing_permissions(self) -> list[str]:
-        """What the owner lacks to seed contact sync, in plain words; ``[]`` if nothing."""
+        """What the owner lacks to seed contact sync, in plain words; ``[]`` if nothing known.
+        A permission the answer does not list is unknown, not denied: the 403 of a real write
+        (PermissionDenied naming it) is the truth."""
         data = self._call("GET", f"/api/v1/users/{self.owner_id}/permissions")["data"]
-        return [words for key, words in PERMISSION_NAMES.items() if not data.get(key, False)]
+        return [words for key, words in PERMISSION_NAMES.items() if data.get(key) is False]
 
     def create_webhook(self, *, url: str, user: str, password: str) -> str:
         """Subscribe to every person event (webhooks v2), delivered with HTTP basic auth."""
@@ -334,6 +372,8 @@ class PipedrivePersons:
         return [self._remote(p) for p in persons]
 
     def _remote(self, person: JSON) -> RemoteContact:
+        if self.contact_sync is None:  # v2 leaves these keys out when contact sync is off
+            self._learn_contact_sync("job_title" in person)
         if person.get("org_id"):
             self._learn_org_names([person["org_id"]])
         owner = person.get("owner_id")
@@ -374,6 +414,31 @@ class PipedrivePersons:
             notes=person.get("notes") or "",
             addresses=(_address(address),) if isinstance(address, dict) and address else (),
         )
+
+    def _learn_contact_sync(self, enabled: bool) -> None:
+        """Once known: without contact sync its fields are neither carried nor sent."""
+        self.contact_sync = enabled
+        if not enabled:
+            self.carries = type(self).carries - set(CONTACT_SYNC_ONLY.values())
+            self.limits = (NO_CONTACT_SYNC,)
+
+    def _fit(self, payload: JSON) -> JSON:
+        """``payload`` without the contact-sync fields when the company has contact sync off."""
+        if self.contact_sync is not False:
+            return payload
+        return {k: v for k, v in payload.items() if k not in CONTACT_SYNC_ONLY}
+
+    def _write(self, method: str, path: str, payload: JSON, *, retry: bool = True) -> JSON:
+        """A person write; a 403 for the contact-sync fields (nothing was written) teaches us
+        the company has it off, and the write goes again without them."""
+        try:
+            return self._call(method, path, json_body=payload, retry=retry)
+        except PermissionDenied as exc:
+            sent = set(payload) & set(CONTACT_SYNC_ONLY)
+            if not sent or "contact sync" not in exc.message.lower():
+                raise
+            self._learn_contact_sync(False)
+            return self._call(method, path, json_body=self._fit(payload), retry=retry)
 
     @staticmethod
     def _payload(contact: Contact) -> JSON:

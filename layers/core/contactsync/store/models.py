@@ -181,6 +181,9 @@ class Connection(Model):
     crm_webhook_ids = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
     crm_webhook_secret_hash = UnicodeAttribute(null=True)
     subscription_ids = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    # What either account cannot sync (e.g. the CRM company has contact sync off), in words,
+    # as the last pass learnt it from the providers' answers.
+    limits = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
     progress = Progress(null=True)
     counts = MapAttribute[str, Any](null=True)  # type: ignore[no-untyped-call]  # name -> number
     last_error = LastError(null=True)

@@ -380,6 +380,7 @@ class ConnectionService:
             "last_error": last_error,
             "held": conn.held_plan,
             "counts": dict(conn.counts.as_dict()) if conn.counts else {},
+            "limits": list(conn.limits or []),
             "cursor_age_seconds": _age_seconds(min(taken), now) if taken else None,
             "subscription_expires_at": min(expiries) if expiries else None,
             "next_run_at": conn.next_run_at,

@@ -376,6 +376,7 @@ class _Pass:
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
         changes["mapped_count"] = self.mapped
+        changes["limits"] = [*self.sides.crm.limits, *self.sides.provider.limits]
         if self.listed_in_full:
             changes["last_full_at"] = now.isoformat()
         if self.refusals > RECHECK_TRIES:
@@ -434,8 +435,34 @@ class _Pass:
                 break
         if changes.full:
             self.find_missing(name, changes)
+        self.follow_renames(name, changes)
         self.counts[f"{name}_read"] = len(changes.contacts) + len(changes.deleted)
         return changes
+
+    def follow_renames(self, name: str, changes: _SideChanges) -> None:
+        """A contact read under a new id (it names the ids it had, or a read by its old id
+        answered with the new one): its link moves to the new id, so it is neither a new
+        contact to copy nor its old id a delete."""
+        for key, remote in list(changes.contacts.items()):
+            old_ids = {*remote.previous_ids, key} - {remote.id}
+            if not old_ids:
+                continue
+            if key != remote.id:
+                del changes.contacts[key]
+                changes.contacts[remote.id] = remote
+            if self.store.mapping_for(self.cid, name, remote.id) is not None:
+                continue
+            for old in old_ids:
+                mapping = self.store.mapping_for(self.cid, name, old)
+                if mapping is None:
+                    continue
+                if name == "crm":
+                    moved = replace(mapping, crm_id=remote.id)
+                else:
+                    moved = replace(mapping, provider_id=remote.id)
+                self.store.save_mapping(self.cid, moved)
+                changes.deleted.discard(old)
+                break
 
     def find_missing(self, name: str, changes: _SideChanges) -> None:
         """A full listing omits contacts that were deleted or left scope: ask for each mapped one
@@ -449,7 +476,9 @@ class _Pass:
             return
         found = self.sides.of(name).fetch(missing)
         for contact_id in missing:
-            remote = found.get(contact_id)
+            if contact_id not in found:  # the answer left it out: unknown, never deleted
+                continue
+            remote = found[contact_id]
             if remote is None:
                 changes.deleted.add(contact_id)
             else:
@@ -548,7 +577,8 @@ class _Pass:
             ids = [e[0].crm_id if name == "crm" else e[0].provider_id for e in entries]
             found = self.sides.of(name).fetch(ids)
             for entry, contact_id in zip(entries, ids, strict=True):
-                entry[slot] = found.get(contact_id)
+                if contact_id in found:  # left out of the answer: unknown, keep what we had
+                    entry[slot] = found[contact_id]
 
     def worth_saving(self, outcome: Outcome) -> bool:
         """A no-op still updates the mapping when a side's version moved (a formatting-only
@@ -951,7 +981,8 @@ class _SideChanges:
     full: bool = False
 
     def add_fetched(self, fetched: dict[str, RemoteContact | None]) -> None:
-        """Contacts re-read by id (pushed, or to re-check): None means deleted."""
+        """Contacts re-read by id (pushed, or to re-check): None means deleted; an id the
+        answer left out is not here at all (unknown)."""
         for contact_id, remote in fetched.items():
             if remote is None:
                 self.contacts.pop(contact_id, None)

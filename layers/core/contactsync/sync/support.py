@@ -387,7 +387,9 @@ class SupportService:
             return None, f"{SIDE_NAMES[side]} could not be read: sign in again ({exc.message})"
         except ProviderError as exc:
             return None, f"{SIDE_NAMES[side]} could not be read right now: {exc.message}"
-        return found.get(contact_id), ""
+        if contact_id not in found:
+            return None, f"{SIDE_NAMES[side]} left it out of its answer: try again"
+        return found[contact_id], ""
 
     # --- duplicates --------------------------------------------------------------------------
 
