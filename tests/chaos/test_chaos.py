@@ -23,6 +23,7 @@ from tests.chaos.ledger import Verdict, check
 from tests.chaos.workload import (
     Attendant,
     CrashHook,
+    DynamoThrottle,
     Switchboard,
     Workload,
     connect_everyone,
@@ -47,7 +48,16 @@ CRASH_RATES = {  # per call of the reconciler's crash hook
     "before_mapping_write": 0.004,
     "before_cursor_advance": 0.02,
 }
-FAST_POLLING = {"POLL_MIN_SECONDS": "1", "POLL_MAX_SECONDS": "3", "POLL_FLOOR_SECONDS": "1"}
+# Polling as in production, only faster: Google every 1-3 s; Outlook's safety poll (for lost
+# notifications) every 15 s instead of hourly; the full listing (for lost CRM delete webhooks)
+# every minute instead of daily.
+FAST_POLLING = {
+    "POLL_MIN_SECONDS": "1",
+    "POLL_MAX_SECONDS": "3",
+    "POLL_FLOOR_SECONDS": "1",
+    "SAFETY_POLL_SECONDS": "15",
+    "FULL_LISTING_SECONDS": "60",
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +95,8 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
     t1 = time.monotonic()
     # When they work in their address books while faults strike and the reconciler crashes
     switchboard = Switchboard(stack, members, random.Random(rng.random()))
+    switchboard.dynamo = DynamoThrottle(random.Random(rng.random()))
+    switchboard.dynamo.install()
     crash = CrashHook(random.Random(rng.random()), CRASH_RATES)
     build_passes().crash_point = crash
     revocations = {  # each once per run, each for another user: they sign in again
@@ -109,6 +121,7 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
     t2 = time.monotonic()
     # Then, faults off, everything converges on what the users meant
     switchboard.all_off()
+    switchboard.dynamo.uninstall()
     crash.armed = False
     verdict, converged_in, resynced = converge(stack, work, members, attendant)
     faults = sum(switchboard.injected.values())

@@ -30,7 +30,7 @@ from tests.chaos.ledger import FIELDS, PROVIDER_SIDES, SIDES, Intended, Ledger, 
 from tests.chaos.world import MY_CONTACTS, Member
 
 FOLDER = "CRM contacts"
-DROPS = os.environ.get("CHAOS_DROPS") == "1"  # lost pushes among the faults (see dropping())
+DROPS = os.environ.get("CHAOS_DROPS", "1") == "1"  # lost pushes among the faults (dropping())
 TITLES = ["Engineer", "Buyer", "Director", "Analyst", "Founder", "Counsel", "Designer"]
 AREAS = ["212", "415", "617", "312", "206", "512"]
 
@@ -478,6 +478,49 @@ class Workload:
 # --- faults ---------------------------------------------------------------------------------
 
 
+RECONCILER_THREADS = ("sqs-poller", "invoke-ReconcilerFunction")  # where the local stack runs it
+
+
+@dataclass
+class DynamoThrottle:
+    """While ``rate`` > 0, that share of the reconciler's DynamoDB calls fails as throttled: what
+    reaches the service when the SDK's own retries are spent. Only the reconciler's threads are
+    touched (the user's settings page keeps working)."""
+
+    rng: random.Random
+    rate: float = 0.0
+    hits: int = 0
+    _original: Any = None
+
+    def install(self) -> None:
+        from botocore.client import BaseClient
+        from botocore.exceptions import ClientError
+
+        original = self._original = BaseClient._make_api_call
+        throttle = self
+
+        def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+            if (
+                throttle.rate
+                and client.meta.service_model.service_name == "dynamodb"
+                and threading.current_thread().name.startswith(RECONCILER_THREADS)
+                and throttle.rng.random() < throttle.rate
+            ):
+                throttle.hits += 1
+                error = {"Code": "ProvisionedThroughputExceededException", "Message": "chaos"}
+                raise ClientError({"Error": error}, operation)
+            return original(client, operation, params)
+
+        BaseClient._make_api_call = call  # type: ignore[method-assign]
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            from botocore.client import BaseClient
+
+            BaseClient._make_api_call = self._original  # type: ignore[method-assign]
+            self._original = None
+
+
 class InjectedCrash(Exception):
     """The reconciler "dies" here: the pass stops, SQS redelivers its message."""
 
@@ -510,6 +553,7 @@ class Switchboard:
     rng: random.Random
     injected: Counter[str] = field(default_factory=Counter)
     windows: list[tuple[float, Callable[[], None]]] = field(default_factory=list)
+    dynamo: DynamoThrottle | None = None  # set by the run, installed for its duration
 
     def random_fault(self) -> None:
         name = self.rng.choice(sorted(self.faults()))
@@ -614,11 +658,23 @@ class Switchboard:
                 lambda: setattr(google, "sync_lag", SYNC_LAG),
             ),
             **(self.dropping() if DROPS else {}),
+            **(self.throttling() if self.dynamo is not None else {}),
+        }
+
+    def throttling(self) -> dict[str, Callable[[], None]]:
+        dynamo = self.dynamo
+        assert dynamo is not None
+        return {
+            "dynamodb_throttled": lambda: self.window(
+                self.rng.uniform(1.5, 4.0),
+                lambda: setattr(dynamo, "rate", 0.2),
+                lambda: setattr(dynamo, "rate", 0.0),
+            )
         }
 
     def dropping(self) -> dict[str, Callable[[], None]]:
-        """Pushes lost on the way (``CHAOS_DROPS=1``): only a later push, a poll or the daily
-        full listing reads what they announced, so a run with them may need longer to settle."""
+        """Pushes lost on the way (``CHAOS_DROPS=0`` leaves them out): only a later push, a poll
+        or the full listing reads what they announced (the run polls and lists in full often)."""
         gs, pd = self.stack.graph.sandbox, self.stack.pipedrive.sandbox
         span = self.rng.uniform(1.5, 4.0)
         return {

@@ -54,6 +54,9 @@ class Settings(BaseModel):
     poll_max_seconds: int = 900
     poll_floor_seconds: int = 30  # what the People API's per-user quota allows at most
     safety_poll_seconds: int = 3600
+    # Every connection lists both sides in full this often: it catches what a lost push or a
+    # change feed missed (CRM deletes are only pushed).
+    full_listing_seconds: int = 86_400
     subscription_minutes: int = 4200
 
     @classmethod

@@ -120,6 +120,7 @@ class PassContext:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     budget_seconds: float = 60.0
     lease_seconds: int = 150
+    full_listing_every: timedelta = FULL_LISTING_EVERY
     polling: PollPolicy = field(default_factory=PollPolicy)
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -242,7 +243,7 @@ class _Pass:
         last = self.conn.last_full_at
         if not last:
             return False  # unknown: every connection starts with a full listing anyway
-        return datetime.fromisoformat(last) <= self.ctx.clock() - FULL_LISTING_EVERY
+        return datetime.fromisoformat(last) <= self.ctx.clock() - self.ctx.full_listing_every
 
     def stopped(self) -> bool:
         current = self.store.load_connection(self.cid)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, cast
 
 from contactsync.providers.base import ContactSide, ProviderError
@@ -70,6 +71,7 @@ class PassRunner:
             clock=self.wiring.clock,
             budget_seconds=s.pass_budget_seconds,
             lease_seconds=s.lease_seconds,
+            full_listing_every=timedelta(seconds=s.full_listing_seconds),
             polling=PollPolicy(
                 s.poll_min_seconds, s.poll_max_seconds, s.safety_poll_seconds, s.poll_floor_seconds
             ),
