@@ -52,7 +52,9 @@ def record_handler(record: SQSRecord) -> None:
             **result.counts,
         },
     )
-    if result.status in ("throttled", "failed"):
+    if result.status in ("throttled", "failed", "settling"):
+        # Settling: the message (and what queued behind it) comes back when the burst's
+        # creates, deletes and unlinks have waited long enough, and that pass applies them.
         _delays[message.connection_id] = result.retry_after
         raise RuntimeError(f"{result.status}: retry in {result.retry_after:.0f} s")
     if result.status == "busy":

@@ -54,6 +54,9 @@ class Settings(BaseModel):
     poll_max_seconds: int = 900
     poll_floor_seconds: int = 30  # what the People API's per-user quota allows at most
     safety_poll_seconds: int = 3600
+    # Creates, deletes and unlinks a pass sees wait this long for the rest of their burst, so
+    # the mass-change guard judges a burst whole however its pushes are spread over passes.
+    change_settle_seconds: float = 30.0
     subscription_minutes: int = 4200
 
     @classmethod

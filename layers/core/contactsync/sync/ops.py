@@ -39,13 +39,18 @@ class PendingOp:
     # provider answered: a pass that dies before recording the mapping is finished from it,
     # even if the user deleted the new contact meanwhile (then its tag can no longer be found).
     receipts: dict[str, str] = field(default_factory=dict)
+    # The pair was linked (a mapping, not detached) when planned: with what the op leaves, this
+    # says how the connection's count of linked pairs moves.
+    was_linked: bool = False
 
     @property
     def is_cursor_op(self) -> bool:
         return self.op_id == CURSOR_OP_ID
 
     @classmethod
-    def from_outcome(cls, seq: int, outcome: Outcome, versions: tuple[str, str]) -> PendingOp:
+    def from_outcome(
+        cls, seq: int, outcome: Outcome, versions: tuple[str, str], *, was_linked: bool = False
+    ) -> PendingOp:
         return cls(
             op_id=f"{seq:09d}",
             mapping_id=outcome.mapping_id,
@@ -59,6 +64,7 @@ class PendingOp:
             crm_version=versions[0],
             provider_version=versions[1],
             detached=outcome.detached,
+            was_linked=was_linked,
         )
 
     def to_json(self) -> str:
@@ -78,6 +84,7 @@ class PendingOp:
                 "detached": self.detached,
                 "cursors": self.cursors,
                 "receipts": self.receipts,
+                "was_linked": self.was_linked,
             },
             separators=(",", ":"),
             default=str,
@@ -102,6 +109,8 @@ class PendingOp:
             detached=data.get("detached", ""),
             cursors=data.get("cursors", {}),
             receipts=data.get("receipts", {}),
+            # Saved before this was written down: only new pairs were not linked.
+            was_linked=data.get("was_linked", data.get("kind") not in ("create", "link")),
         )
 
 

@@ -70,6 +70,7 @@ class PassRunner:
             clock=self.wiring.clock,
             budget_seconds=s.pass_budget_seconds,
             lease_seconds=s.lease_seconds,
+            settle_seconds=s.change_settle_seconds,
             polling=PollPolicy(
                 s.poll_min_seconds, s.poll_max_seconds, s.safety_poll_seconds, s.poll_floor_seconds
             ),
@@ -84,7 +85,7 @@ class PassRunner:
             self.queue.send(
                 [SyncMessage(connection_id=message.connection_id, reason="continuation")]
             )
-        if result.status in ("done", "continue"):
+        if result.status in ("done", "continue", "settling"):
             self.keep_subscription(message)
         return result
 
