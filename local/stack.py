@@ -76,7 +76,7 @@ def start_stack(
     workdir: Path | None = None,
     schedule_every: float = 60.0,
     pass_budget_seconds: float = 20.0,
-    change_settle_seconds: float = 3.0,
+    change_settle_seconds: float = 1.0,
     extra_env: dict[str, str] | None = None,
 ) -> LocalStack:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="contactsync-stack-"))

@@ -375,6 +375,7 @@ class _Pass:
         the first of them opened has passed (a confirmed pass and the initial sync never wait),
         so the pass after it sees the whole burst and the guard judges it at once."""
         if self.ctx.settle_seconds <= 0 or self.confirmed or self.conn.state == "syncing_initial":
+            self.settle_until = ""
             return outcomes
         if self.conn.settle_until and not self.settle_until:
             return outcomes  # the settle period is over: everything that waited goes now
