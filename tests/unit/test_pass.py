@@ -743,3 +743,35 @@ def test_more_waiting_than_the_ids_kept_lists_in_full_next(world, monkeypatch) -
     assert poll(store, crm, provider, **kw) == "done"
     assert len(crm.contacts) == 43
     assert store.connections[CID]["list_in_full"] is False
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["after_pending", "after_provider_call", "before_mapping_write", "before_cursor_advance"],
+)
+def test_a_settling_pass_that_crashes_loses_nothing_that_waits(world, point) -> None:
+    # Given 10 linked contacts, one edited and three deleted in the provider
+    store, crm, provider = world
+    linked(store, crm, provider, 10)
+    now = [datetime(2026, 1, 1, 12, tzinfo=UTC)]
+    kw: dict[str, object] = {"clock": lambda: now[0], "settle_seconds": 5.0}
+    first, *others = list(provider.contacts.values())
+    provider.put(first.contact.with_fields(job_title="CTO"), contact_id=first.id)
+    for remote in others[:3]:
+        provider.remove(remote.id)
+
+    def crash(at: str) -> None:
+        if at == point:
+            raise Crash(at)
+
+    # When the pass that lets the deletes wait crashes at the injected point
+    with pytest.raises(Crash):
+        poll(store, crm, provider, crash_point=crash, **kw)
+    store.leases.clear()
+    # Then the redelivered pass and the one after the settle period finish everything once
+    assert poll(store, crm, provider, **kw) in ("settling", "done")
+    now[0] += timedelta(seconds=6)
+    assert poll(store, crm, provider, **kw) == "done"
+    assert len(crm.contacts) == 7
+    assert sorted(c.contact.job_title for c in crm.contacts.values()).count("CTO") == 1
+    assert store.connections[CID]["mapped_count"] == store.count_mappings(CID) == 7
