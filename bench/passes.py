@@ -50,7 +50,7 @@ class _NoQueue:
 class PassLog:
     statuses: list[str] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
-    waited: float = 0.0  # seconds spent waiting as the queue would (throttled, busy)
+    waited: float = 0.0  # seconds spent waiting as the queue would (throttled, busy, settling)
     seconds: float = 0.0
 
     @property
@@ -73,7 +73,7 @@ def pass_until_done(
             break
         if result.status == "continue":
             message = SyncMessage(connection_id=connection_id, reason="continuation")
-        elif result.status in ("throttled", "recheck", "busy"):
+        elif result.status in ("throttled", "recheck", "busy", "settling"):
             wait = result.retry_after if result.status != "busy" else 10.0
             log.waited += wait
             time.sleep(wait)

@@ -76,6 +76,7 @@ def start_stack(
     workdir: Path | None = None,
     schedule_every: float = 60.0,
     pass_budget_seconds: float = 20.0,
+    change_settle_seconds: float = 1.0,
     extra_env: dict[str, str] | None = None,
 ) -> LocalStack:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="contactsync-stack-"))
@@ -106,6 +107,7 @@ def start_stack(
             "PIPEDRIVE_CLIENT_ID": pipedrive.client_id,
             "PIPEDRIVE_CLIENT_SECRET": pipedrive.client_secret,
             "PASS_BUDGET_SECONDS": str(pass_budget_seconds),
+            "CHANGE_SETTLE_SECONDS": str(change_settle_seconds),
             "POWERTOOLS_SERVICE_NAME": "contactsync",
             "POWERTOOLS_METRICS_NAMESPACE": "contactsync",
             "POWERTOOLS_TRACE_DISABLED": "true",

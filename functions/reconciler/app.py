@@ -52,9 +52,10 @@ def record_handler(record: SQSRecord) -> None:
             **result.counts,
         },
     )
-    if result.status in ("throttled", "failed", "recheck"):
-        # The message comes back after the delay: a throttled or failed pass is tried again, and
-        # writes refused as stale are planned again from fresh reads (not left to the next poll).
+    if result.status in ("throttled", "failed", "recheck", "settling"):
+        # The message comes back after the delay: a throttled or failed pass is tried again,
+        # writes refused as stale are planned again from fresh reads (not left to the next poll),
+        # and a burst's creates, deletes and unlinks that waited are applied once it settled.
         _delays[message.connection_id] = result.retry_after
         raise RuntimeError(f"{result.status}: retry in {result.retry_after:.0f} s")
     if result.status == "busy":

@@ -199,6 +199,20 @@ def test_explain_says_why_a_contact_syncs_or_not(world: World) -> None:
         world.support.explain(OWNER, cid)
 
 
+def test_explain_says_when_a_change_settles_or_is_held(world: World) -> None:
+    assert world.run_pass("start", full=True) == "done"
+    cid = world.connection_id
+    # When a linked contact is deleted in the provider, its delete waits for the rest of a burst
+    world.provider.remove("p-ann")
+    assert world.run_pass("provider_push") == "settling"
+    settling = world.support.explain(OWNER, cid, crm_person_id="101")
+    assert any("for the rest of its burst" in r for r in settling["reasons"]), settling
+    # And while a held pass waits for the user, explain says it is part of it
+    repo.update_connection(cid, state="needs_attention", held_plan={"message": "too many"})
+    held = world.support.explain(OWNER, cid, crm_person_id="101")
+    assert any("part of the pass held" in r for r in held["reasons"]), held
+
+
 def test_another_company_and_another_user_find_nothing(world: World) -> None:
     for caller in (Caller("u1", "c2"), Caller("u2", "c1"), Caller("u9", "c2", is_admin=True)):
         with pytest.raises(NotFoundError):

@@ -705,6 +705,214 @@ def test_a_stop_during_a_pass_takes_effect_after_the_current_chunk(world) -> Non
     assert store.ops.get(CID, {}) == {}
 
 
+# --- Mass changes across passes ---------------------------------------------------------------
+
+
+def linked(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, n: int = 48) -> None:
+    for i in range(n):
+        crm.put(person(f"P {i}", f"p{i}@x.com"))
+    assert start(store, crm, provider) == "done"
+    assert store.connections[CID]["mapped_count"] == n
+
+
+def confirm(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: object) -> str:
+    message = SyncMessage(connection_id=CID, reason="confirm")
+    return run_pass(CID, message, context(store, crm, provider, **kw)).status
+
+
+def test_a_burst_of_deletes_settles_and_is_held_whole_then_confirmed(world) -> None:
+    # Given 48 linked contacts, and creates, deletes and unlinks that wait 5 s for their burst
+    store, crm, provider = world
+    linked(store, crm, provider)
+    now = [datetime(2026, 1, 1, 12, tzinfo=UTC)]
+    kw: dict[str, object] = {"clock": lambda: now[0], "settle_seconds": 5.0}
+    victims = list(provider.contacts)[:24]
+    # When half of them are deleted in the provider, 8 at a time, a pass a second after each
+    results = []
+    for start_at in range(0, 24, 8):
+        for contact_id in victims[start_at : start_at + 8]:
+            provider.remove(contact_id)
+        results.append(run_pass(CID, SyncMessage(connection_id=CID, reason="provider_push"),
+                                context(store, crm, provider, **kw)))  # fmt: skip
+        now[0] += timedelta(seconds=1)
+    # Then the first passes let them wait and ask to run again when the settle period ends;
+    # the third, seeing 24 at once (what waited is read again by every pass), is held
+    assert [r.status for r in results] == ["settling", "settling", "held"]
+    assert [round(r.retry_after) for r in results[:2]] == [5, 4]
+    assert len(crm.contacts) == 48
+    assert "would delete 24 of 48 linked contacts" in store.connections[CID]["held"]["message"]
+    # And after confirmation all of them go through, and the counts are true
+    assert confirm(store, crm, provider, **kw) == "done"
+    assert len(crm.contacts) == 24
+    assert store.connections[CID]["mapped_count"] == store.count_mappings(CID) == 24
+    assert not store.connections[CID]["pending_provider_ids"]
+    assert store.connections[CID]["change_window"] is None
+
+
+def test_edits_go_through_while_deletes_settle(world) -> None:
+    store, crm, provider = world
+    linked(store, crm, provider, 3)
+    now = [datetime(2026, 1, 1, 12, tzinfo=UTC)]
+    kw: dict[str, object] = {"clock": lambda: now[0], "settle_seconds": 5.0}
+    first, second, *_ = provider.contacts.values()
+    # When one contact is edited and another deleted in the provider
+    provider.put(first.contact.with_fields(job_title="CTO"), contact_id=first.id)
+    provider.remove(second.id)
+    # Then the edit reaches the CRM at once, the delete only after the settle period
+    assert poll(store, crm, provider, **kw) == "settling"
+    assert sorted(c.contact.job_title for c in crm.contacts.values()) == ["", "", "CTO"]
+    now[0] += timedelta(seconds=6)
+    assert poll(store, crm, provider, **kw) == "done"
+    assert len(crm.contacts) == 2
+    assert store.connections[CID]["settle_until"] == ""
+    assert store.connections[CID]["mapped_count"] == 2
+
+
+def test_deletes_split_across_passes_are_held_when_the_window_crosses_the_limit(world) -> None:
+    # Given 48 linked contacts and no settle period (each pass applies what it sees)
+    store, crm, provider = world
+    linked(store, crm, provider)
+    victims = list(provider.contacts)[:24]
+    statuses = []
+    # When 8 are deleted in the provider before each of three passes
+    for start_at in range(0, 24, 8):
+        for contact_id in victims[start_at : start_at + 8]:
+            provider.remove(contact_id)
+        statuses.append(poll(store, crm, provider))
+    # Then the first two go through (16, under the limit of 20) and the third is held
+    assert statuses == ["done", "done", "held"]
+    assert len(crm.contacts) == 32
+    message = store.connections[CID]["held"]["message"]
+    assert "on top of 16 deleted or unlinked by the passes just before it" in message
+    # And confirming lets the rest through and closes the window
+    assert confirm(store, crm, provider) == "done"
+    assert len(crm.contacts) == 24
+    assert store.connections[CID]["change_window"] is None
+
+
+def test_the_window_closes_after_a_quiet_hour(world) -> None:
+    store, crm, provider = world
+    linked(store, crm, provider)
+    now = [datetime(2026, 1, 1, 12, tzinfo=UTC)]
+    victims = list(provider.contacts)[:24]
+    for contact_id in victims[:16]:
+        provider.remove(contact_id)
+    assert poll(store, crm, provider, clock=lambda: now[0]) == "done"
+    assert store.connections[CID]["change_window"]["deletes"] == 16
+    # When the next 8 come two hours later
+    now[0] += timedelta(hours=2)
+    for contact_id in victims[16:]:
+        provider.remove(contact_id)
+    # Then they are judged on their own (against the 32 linked now): not held
+    assert poll(store, crm, provider, clock=lambda: now[0]) == "done"
+    assert len(crm.contacts) == 24
+    window = store.connections[CID]["change_window"]
+    assert (window["reference"], window["deletes"]) == (32, 8)
+
+
+def test_a_burst_of_creates_settles_and_is_held_whole(world) -> None:
+    store, crm, provider = world
+    linked(store, crm, provider)
+    now = [datetime(2026, 1, 1, 12, tzinfo=UTC)]
+    kw: dict[str, object] = {"clock": lambda: now[0], "settle_seconds": 5.0}
+    # When 24 contacts are added in the provider, 8 before each of three passes a second apart
+    statuses = []
+    for batch in range(3):
+        for i in range(8):
+            provider.put(person(f"New {batch} {i}", f"new{batch}.{i}@x.com"))
+        statuses.append(poll(store, crm, provider, **kw))
+        now[0] += timedelta(seconds=1)
+    # Then the first two wait, and the third, seeing all 24, is held
+    assert statuses == ["settling", "settling", "held"]
+    assert len(crm.contacts) == 48
+    assert "would create 24 contacts" in store.connections[CID]["held"]["message"]
+    # And confirmed, they are created once each
+    assert confirm(store, crm, provider, **kw) == "done"
+    assert len(crm.contacts) == 72
+    assert store.connections[CID]["mapped_count"] == store.count_mappings(CID) == 72
+
+
+def test_a_folder_emptied_by_moving_every_contact_away_is_held_not_unlinked(world) -> None:
+    store, crm, provider = world
+    linked(store, crm, provider)
+    # When every provider contact is moved to another folder
+    for remote in list(provider.contacts.values()):
+        provider.put(remote.contact, contact_id=remote.id, in_scope=False)
+    # Then the pass is held, saying so in plain words, and every pair stays linked
+    assert poll(store, crm, provider) == "held"
+    message = store.connections[CID]["held"]["message"]
+    assert "unlink 48 of 48 linked contacts that left the sync scope at once" in message
+    assert store.count_mappings(CID) == 48
+    assert not any(m.detached for m in store.mappings(CID))
+
+
+def test_the_counts_are_true_after_unlinks_and_relinks(world) -> None:
+    store, crm, provider = world
+    linked(store, crm, provider)
+    moved = list(provider.contacts.values())[:5]
+    # When five contacts leave the folder
+    for remote in moved:
+        provider.put(remote.contact, contact_id=remote.id, in_scope=False)
+    assert poll(store, crm, provider) == "done"
+    # Then the connection counts 43 linked pairs (the detached ones apart)
+    assert store.connections[CID]["mapped_count"] == store.count_mappings(CID) == 43
+    # And when they come back, 48 again
+    for remote in moved:
+        provider.put(remote.contact, contact_id=remote.id, in_scope=True)
+    assert poll(store, crm, provider) == "done"
+    assert store.connections[CID]["mapped_count"] == store.count_mappings(CID) == 48
+
+
+def test_more_waiting_than_the_ids_kept_lists_in_full_next(world, monkeypatch) -> None:
+    store, crm, provider = world
+    linked(store, crm, provider)
+    monkeypatch.setattr("contactsync.sync.reconcile.MAX_HINTS", 3)
+    now = [datetime(2026, 1, 1, 12, tzinfo=UTC)]
+    kw: dict[str, object] = {"clock": lambda: now[0], "settle_seconds": 5.0}
+    # When more contacts are deleted than the pass may keep as ids to re-read
+    for contact_id in list(provider.contacts)[:5]:
+        provider.remove(contact_id)
+    assert poll(store, crm, provider, **kw) == "settling"
+    # Then the next pass lists in full and still finds every delete
+    assert store.connections[CID]["list_in_full"] is True
+    now[0] += timedelta(seconds=6)
+    assert poll(store, crm, provider, **kw) == "done"
+    assert len(crm.contacts) == 43
+    assert store.connections[CID]["list_in_full"] is False
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["after_pending", "after_provider_call", "before_mapping_write", "before_cursor_advance"],
+)
+def test_a_settling_pass_that_crashes_loses_nothing_that_waits(world, point) -> None:
+    # Given 10 linked contacts, one edited and three deleted in the provider
+    store, crm, provider = world
+    linked(store, crm, provider, 10)
+    now = [datetime(2026, 1, 1, 12, tzinfo=UTC)]
+    kw: dict[str, object] = {"clock": lambda: now[0], "settle_seconds": 5.0}
+    first, *others = list(provider.contacts.values())
+    provider.put(first.contact.with_fields(job_title="CTO"), contact_id=first.id)
+    for remote in others[:3]:
+        provider.remove(remote.id)
+
+    def crash(at: str) -> None:
+        if at == point:
+            raise Crash(at)
+
+    # When the pass that lets the deletes wait crashes at the injected point
+    with pytest.raises(Crash):
+        poll(store, crm, provider, crash_point=crash, **kw)
+    store.leases.clear()
+    # Then the redelivered pass and the one after the settle period finish everything once
+    assert poll(store, crm, provider, **kw) in ("settling", "done", "recheck")
+    now[0] += timedelta(seconds=6)
+    assert poll(store, crm, provider, **kw) == "done"
+    assert len(crm.contacts) == 7
+    assert sorted(c.contact.job_title for c in crm.contacts.values()).count("CTO") == 1
+    assert store.connections[CID]["mapped_count"] == store.count_mappings(CID) == 7
+
+
 def test_what_an_account_cannot_sync_is_kept_for_the_connection_status() -> None:
     # Given a CRM whose adapter learnt that the company has contact sync off
     store = InMemoryStore()

@@ -8,6 +8,7 @@ from dataclasses import replace
 from contactsync.contacts.model import ALL_FIELDS, Contact, Email, Phone
 from contactsync.engine.plan import (
     UNCHANGED,
+    ChangeWindow,
     MappingState,
     PairInput,
     PassInput,
@@ -71,11 +72,15 @@ def pass_of(
     unmapped_provider: Sequence[RemoteContact] = (),
     settings: SyncSettings = TWO_WAY,
     mapped_total: int | None = None,
+    *,
+    window: ChangeWindow | None = None,
     **flags: bool,
 ) -> Plan:
     inputs = [PairInput(m, c, p) for m, c, p in pairs]
     total = len(inputs) if mapped_total is None else mapped_total
-    inp = PassInput(settings, inputs, unmapped_crm, unmapped_provider, total, **flags)
+    inp = PassInput(
+        settings, inputs, unmapped_crm, unmapped_provider, total, window=window, **flags
+    )
     return plan_pass(inp, new_mapping_id=ids())
 
 
@@ -490,6 +495,80 @@ def test_a_full_listing_that_comes_back_empty_on_one_side_is_held() -> None:
     assert pass_of(pairs, full_listing=True, confirmed=True).held is None
     # And the same deletions in an incremental pass are not held
     assert pass_of(pairs).held is None
+
+
+def test_deletes_split_across_passes_are_held_once_the_window_crosses_the_limit() -> None:
+    # Given 48 linked contacts, and passes just before that deleted 16 of them (each under 20)
+    window = ChangeWindow(reference=48, deletes=16)
+    # When a pass would delete 8 more
+    pairs = [(mapping(BASE, n), UNCHANGED, None) for n in range(8)]
+    plan = pass_of(pairs, mapped_total=32, window=window)
+    # Then it is held, and the message says what came before
+    assert plan.held is not None
+    assert plan.held.deletes == 8
+    assert "on top of 16 deleted or unlinked by the passes just before it" in plan.held.message
+    assert "(of 48 linked when they began)" in plan.held.message
+    # And the same 8 with nothing before them go through, as does a confirmed pass
+    assert pass_of(pairs, mapped_total=48).held is None
+    assert pass_of(pairs, mapped_total=32, window=window, confirmed=True).held is None
+
+
+def test_a_window_over_the_limit_does_not_hold_a_pass_that_removes_nothing() -> None:
+    # Given a window already past the limit (a confirmed mass delete in it)
+    window = ChangeWindow(reference=48, deletes=24)
+    # When a pass only edits a contact
+    edit = [(mapping(), crm(BASE.with_fields(job_title="CTO")), UNCHANGED)]
+    # Then it is not held
+    assert pass_of(edit, mapped_total=24, window=window).held is None
+
+
+def test_creates_split_across_passes_are_held_once_the_window_crosses_the_limit() -> None:
+    # Given 48 linked contacts and 15 created by the passes just before
+    window = ChangeWindow(reference=48, creates=15)
+    # When a pass would create 10 more
+    held = pass_of(unmapped_crm=people(10, "crm"), mapped_total=63, window=window).held
+    # Then it is held
+    assert held is not None
+    assert held.creates == 10
+    assert "on top of 15 created by the passes just before it" in held.message
+
+
+def test_contacts_leaving_scope_at_once_are_a_mass_change() -> None:
+    # Given 30 linked contacts whose provider side all left the folder (moved elsewhere)
+    pairs = [
+        (mapping(BASE, n), UNCHANGED, provider(BASE, n, in_scope=False, scope_reason="moved"))
+        for n in range(30)
+    ]
+    # When planned
+    plan = pass_of(pairs, mapped_total=30)
+    # Then the pass is held, in plain words, not silently unlinked
+    assert plan.held is not None
+    assert plan.held.unlinks == 30
+    assert "unlink 30 of 30 linked contacts that left the sync scope at once" in plan.held.message
+    # And a few leaving is not held
+    assert pass_of(pairs[:5], mapped_total=30).held is None
+
+
+def test_deletes_and_unlinks_count_together() -> None:
+    # Given 100 linked contacts: 12 deleted in the provider and 12 moved out of its folder
+    deleted = [(mapping(BASE, n), UNCHANGED, None) for n in range(12)]
+    moved = [
+        (mapping(BASE, n), UNCHANGED, provider(BASE, n, in_scope=False, scope_reason="moved"))
+        for n in range(12, 24)
+    ]
+    # Then the 24 contacts gone from the sync together are held
+    plan = pass_of(deleted + moved, mapped_total=100)
+    assert plan.held is not None
+    assert (plan.held.deletes, plan.held.unlinks) == (12, 12)
+
+
+def test_a_detached_pair_forgotten_is_not_counted_as_an_unlink() -> None:
+    # Given 25 pairs already detached (left scope earlier) whose CRM side is now deleted
+    pairs = [(replace(mapping(BASE, n), detached="provider"), None, UNCHANGED) for n in range(25)]
+    # Then forgetting them is not a mass change (nothing linked is lost)
+    plan = pass_of(pairs, mapped_total=100)
+    assert all(o.kind == "unlink" for o in plan.outcomes)
+    assert plan.held is None
 
 
 def test_preview_counts_what_the_plan_would_do() -> None:

@@ -42,6 +42,7 @@ from contactsync.providers.base import RemoteContact
 
 __all__ = [
     "UNCHANGED",
+    "ChangeWindow",
     "Conflict",
     "ConflictPolicy",
     "Direction",
@@ -59,6 +60,7 @@ __all__ = [
     "plan_pair",
     "plan_pass",
     "preview",
+    "structural",
 ]
 
 SIDES: tuple[Side, Side] = ("crm", "provider")
@@ -110,6 +112,20 @@ class PairInput:
 
 
 @dataclass(frozen=True)
+class ChangeWindow:
+    """What the connection's passes applied since its last quiet or confirmed moment.
+
+    The guard judges each plan together with it, so a mass change that arrives in ten passes is
+    held as surely as one that arrives in one.
+    """
+
+    reference: int = 0  # linked pairs when the window opened: the share is taken of these
+    creates: int = 0
+    deletes: int = 0
+    unlinks: int = 0  # linked pairs that left the sync scope, or lost their partner one-way
+
+
+@dataclass(frozen=True)
 class PassInput:
     settings: SyncSettings
     pairs: Sequence[PairInput]  # mapped pairs with a change on at least one side
@@ -122,6 +138,8 @@ class PassInput:
     # Unlinked contacts ("crm"/"provider", id) a full listing found to be possible duplicates:
     # matched if a match appears, but never copied to the other side while they wait for review.
     on_hold: frozenset[tuple[str, str]] = frozenset()
+    # What earlier passes applied lately (None: nothing, the window is closed).
+    window: ChangeWindow | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +180,7 @@ class GuardTrip:
     deletes: int
     mapped_total: int
     message: str  # "this pass would delete 340 of 1,200 contacts in Outlook ..."
+    unlinks: int = 0
 
 
 @dataclass(frozen=True)
@@ -496,36 +515,84 @@ def _listed_empty(inp: PassInput, side: Side) -> bool:
     return not unmapped and deleted >= inp.mapped_total
 
 
+def structural(outcome: Outcome) -> bool:
+    """An outcome that adds or removes a contact or a link: a create, a delete or an unlink
+    (what the guard counts), as opposed to an update, a link of two contacts or a no-op."""
+    return outcome.kind in ("delete", "unlink") or any(
+        w.kind in ("create", "delete") for w in outcome.writes
+    )
+
+
+def counted(inp: PassInput, outcomes: Sequence[Outcome]) -> ChangeWindow:
+    """What the guard counts in ``outcomes``: creates and deletes written, and linked pairs
+    unlinked (a pair that was already detached and is now forgotten is not one)."""
+    writes = Counter(w.kind for o in outcomes for w in o.writes)
+    linked = {p.mapping.mapping_id for p in inp.pairs if not p.mapping.detached}
+    unlinks = sum(1 for o in outcomes if o.kind == "unlink" and o.mapping_id in linked)
+    return ChangeWindow(
+        reference=inp.mapped_total,
+        creates=writes["create"],
+        deletes=writes["delete"],
+        unlinks=unlinks,
+    )
+
+
 def _guard(inp: PassInput, outcomes: Sequence[Outcome]) -> GuardTrip | None:
-    """Hold a pass that would create or delete too much, or that saw one side suddenly empty."""
+    """Hold a pass that would create or remove too much, counted with what the passes before it
+    applied in the same window, or that saw one side suddenly empty."""
     if inp.confirmed:
         return None
     writes = Counter((w.kind, w.side) for o in outcomes for w in o.writes)
-    creates = writes["create", "crm"] + writes["create", "provider"]
-    deletes = writes["delete", "crm"] + writes["delete", "provider"]
+    now = counted(inp, outcomes)
+    creates, deletes, unlinks = now.creates, now.deletes, now.unlinks
+    before = inp.window or ChangeWindow(reference=inp.mapped_total)
     settings, total = inp.settings, inp.mapped_total
-    limit = max(settings.guard_share * total, settings.guard_min)
+    reference = before.reference
+    limit = max(settings.guard_share * reference, settings.guard_min)
     problems = [
         f"{SIDE_NAMES[side]} listed no contacts at all while {total:,} are linked"
         for side in SIDES
         if _listed_empty(inp, side)
     ]
-    if deletes > limit:
-        problems.append(
-            f"this pass would delete {deletes:,} of {total:,} linked contacts "
-            f"({writes['delete', 'crm']:,} in the CRM, "
-            f"{writes['delete', 'provider']:,} in the provider)"
-        )
-    if total > 0 and creates > limit and not inp.initial:  # an initial sync creates
-        problems.append(
+    removed_before = before.deletes + before.unlinks
+    if deletes + unlinks and removed_before + deletes + unlinks > limit:
+        parts = []
+        if deletes:
+            parts.append(
+                f"delete {deletes:,} of {total:,} linked contacts "
+                f"({writes['delete', 'crm']:,} in the CRM, "
+                f"{writes['delete', 'provider']:,} in the provider)"
+            )
+        if unlinks:
+            parts.append(
+                f"unlink {unlinks:,} of {total:,} linked contacts that left the sync scope at "
+                "once (moved out of the folder or group, or the folder or group emptied or "
+                "removed)"
+            )
+        problem = "this pass would " + " and ".join(parts)
+        if removed_before:
+            problem += (
+                f", on top of {removed_before:,} deleted or unlinked by the passes just before "
+                f"it (of {reference:,} linked when they began)"
+            )
+        problems.append(problem)
+    creates_before = before.creates
+    if reference > 0 and creates and creates_before + creates > limit and not inp.initial:
+        # An initial sync creates: that is its job.
+        problem = (
             f"this pass would create {creates:,} contacts next to {total:,} linked ones "
             f"({writes['create', 'crm']:,} in the CRM, "
             f"{writes['create', 'provider']:,} in the provider)"
         )
+        if creates_before:
+            problem += f", on top of {creates_before:,} created by the passes just before it"
+        problems.append(problem)
     if not problems:
         return None
     message = "; ".join(problems) + ". Nothing was changed: confirm to go ahead."
-    return GuardTrip(creates=creates, deletes=deletes, mapped_total=total, message=message)
+    return GuardTrip(
+        creates=creates, deletes=deletes, mapped_total=total, message=message, unlinks=unlinks
+    )
 
 
 # --- The pass -------------------------------------------------------------------------------------

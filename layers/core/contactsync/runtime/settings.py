@@ -57,6 +57,9 @@ class Settings(BaseModel):
     # Every connection lists both sides in full this often: it catches what a lost push or a
     # change feed missed (CRM deletes are only pushed).
     full_listing_seconds: int = 86_400
+    # Creates, deletes and unlinks a pass sees wait this long for the rest of their burst, so
+    # the mass-change guard judges a burst whole however its pushes are spread over passes.
+    change_settle_seconds: float = 30.0
     subscription_minutes: int = 4200
 
     @classmethod

@@ -200,6 +200,13 @@ class Connection(Model):
     lease_owner = UnicodeAttribute(null=True)
     lease_until = UnicodeAttribute(null=True)
     held_plan = JSONAttribute(null=True)  # summary of a pass the safety guard held back
+    # What passes applied lately, judged with each new plan by the mass-change guard:
+    # {since, last, reference, creates, deletes, unlinks}; closed (null) when quiet or confirmed.
+    change_window = JSONAttribute(null=True)
+    # Creates, deletes and unlinks wait until then for the rest of a burst (their contacts are
+    # in the pending ids), so the guard judges the burst whole.
+    settle_until = UnicodeAttribute(null=True)
+    list_in_full = BooleanAttribute(null=True)  # more waited than the pending ids hold
     # op ids being sent right now (recovered by the next pass if this one dies)
     inflight_ops = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
     # A pass has stored a plan and not yet finished or handed it over: set while it applies. A

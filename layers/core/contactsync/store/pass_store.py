@@ -66,6 +66,9 @@ def _view(conn: Connection | None) -> ConnectionView | None:
         pending_crm_ids=tuple(sorted(conn.pending_crm_ids or ())),
         pending_provider_ids=tuple(sorted(conn.pending_provider_ids or ())),
         failures=int(conn.last_error.repeats or 0) if conn.last_error else 0,
+        change_window=conn.change_window,
+        settle_until=conn.settle_until or "",
+        list_in_full=bool(conn.list_in_full),
     )
 
 
@@ -99,6 +102,8 @@ class DynamoPassStore:
                 values["last_error"] = LastError(**value) if value is not None else None
             elif name == "mapped_count":
                 values.setdefault("counts", {})["mapped"] = value
+            elif name == "settle_until":
+                values["settle_until"] = value or None
             else:
                 values[name] = value
         repo.update_connection(connection_id, **values)

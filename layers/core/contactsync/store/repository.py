@@ -478,8 +478,10 @@ def iter_mappings(connection_id: str, page_size: int = 500) -> Iterator[Mapping]
 
 
 def count_mappings(connection_id: str) -> int:
+    """Linked pairs: mappings not detached (a detached pair syncs nothing)."""
     pk = conn_pk(connection_id)
-    return Mapping.count(pk, Mapping.sk.startswith("MAP#"))
+    linked = Mapping.detached.does_not_exist() | (Mapping.detached == "")
+    return Mapping.count(pk, Mapping.sk.startswith("MAP#"), filter_condition=linked)
 
 
 # --- pending writes -----------------------------------------------------------------------------

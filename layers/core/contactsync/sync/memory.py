@@ -116,7 +116,7 @@ class InMemoryStore:
         return iter(list(self.mapping_items.get(connection_id, {}).values()))
 
     def count_mappings(self, connection_id: str) -> int:
-        return len(self.mapping_items.get(connection_id, {}))
+        return sum(1 for m in self.mapping_items.get(connection_id, {}).values() if not m.detached)
 
     def save_mapping(self, connection_id: str, mapping: MappingState) -> None:
         self.mapping_items.setdefault(connection_id, {})[mapping.mapping_id] = mapping

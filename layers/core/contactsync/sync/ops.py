@@ -40,13 +40,18 @@ class PendingOp:
     # provider answered: a pass that dies before recording the mapping is finished from it,
     # even if the user deleted the new contact meanwhile (then its tag can no longer be found).
     receipts: dict[str, str] = field(default_factory=dict)
+    # The pair was linked (a mapping, not detached) when planned: with what the op leaves, this
+    # says how the connection's count of linked pairs moves.
+    was_linked: bool = False
 
     @property
     def is_cursor_op(self) -> bool:
         return self.op_id == CURSOR_OP_ID
 
     @classmethod
-    def from_outcome(cls, seq: int, outcome: Outcome, versions: tuple[str, str]) -> PendingOp:
+    def from_outcome(
+        cls, seq: int, outcome: Outcome, versions: tuple[str, str], *, was_linked: bool = False
+    ) -> PendingOp:
         return cls(
             op_id=f"{seq:09d}",
             mapping_id=outcome.mapping_id,
@@ -60,6 +65,7 @@ class PendingOp:
             crm_version=versions[0],
             provider_version=versions[1],
             detached=outcome.detached,
+            was_linked=was_linked,
             holds=outcome.holds,
         )
 
@@ -81,6 +87,7 @@ class PendingOp:
                 "holds": {side: c.to_dict() for side, c in self.holds.items()},
                 "cursors": self.cursors,
                 "receipts": self.receipts,
+                "was_linked": self.was_linked,
             },
             separators=(",", ":"),
             default=str,
@@ -106,6 +113,8 @@ class PendingOp:
             holds={side: Contact.from_dict(c) for side, c in data.get("holds", {}).items()},
             cursors=data.get("cursors", {}),
             receipts=data.get("receipts", {}),
+            # Saved before this was written down: only new pairs were not linked.
+            was_linked=data.get("was_linked", data.get("kind") not in ("create", "link")),
         )
 
 

@@ -42,12 +42,20 @@ class ConnectionView:
     plan_open: bool = False  # the last pass stored a plan and did not finish or hand it over
     held: dict[str, Any] | None = None
     progress: dict[str, Any] = field(default_factory=dict)
-    mapped_count: int = 0  # kept by the passes; recounted exactly on every full listing
+    mapped_count: int = 0  # linked pairs (detached ones apart): kept by the passes, recounted
+    # exactly on every full listing
     poll_seconds: int = 0  # the polling interval the last pass chose
     last_full_at: str = ""  # ISO time of the last full listing ("" if unknown)
     pending_crm_ids: tuple[str, ...] = ()  # pushed CRM changes no pass has read yet
     pending_provider_ids: tuple[str, ...] = ()  # provider contacts to re-read (stale writes)
     failures: int = 0  # passes in a row that failed (throttles not counted); 0 after a success
+    # What passes applied lately, for the mass-change guard: {since, last, reference, creates,
+    # deletes, unlinks} (None: closed).
+    change_window: dict[str, Any] | None = None
+    # ISO time until which creates, deletes and unlinks wait for the rest of a burst ("": none
+    # wait).
+    settle_until: str = ""
+    list_in_full: bool = False  # the next pass lists both sides in full (too much to re-read)
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,9 @@ class PassStore(Protocol):
 
     def mappings(self, connection_id: str) -> Iterator[MappingState]: ...
 
-    def count_mappings(self, connection_id: str) -> int: ...
+    def count_mappings(self, connection_id: str) -> int:
+        """Linked pairs: mappings not detached."""
+        ...
 
     def save_mapping(self, connection_id: str, mapping: MappingState) -> None: ...
 

@@ -4,6 +4,13 @@ The order is what makes a pass safe to crash at any point (see ARCHITECTURE.md):
 lease → finish pending writes → read changes → plan (pure engine) → guard → save pending writes
 (cursors last) → apply in chunks within the time budget → release. Work left when the budget runs
 out stays pending and the caller queues a continuation.
+
+Mass changes. Pushes of one burst of deletes arrive over several passes, each under the guard's
+limit. So creates, deletes and unlinks seen by a pass settle first: they wait a few seconds (their
+contacts are kept as ids to re-read, so the cursors still advance) while updates go through, and
+the pass after the settle period plans them all at once. What passes apply is added to the
+connection's change window, which the guard judges with every new plan until the connection has
+been quiet for a while or the user confirms a held pass.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.engine.matching import email_keys
 from contactsync.engine.plan import (
     UNCHANGED,
+    ChangeWindow,
     MappingState,
     Outcome,
     PairInput,
@@ -27,7 +35,9 @@ from contactsync.engine.plan import (
     SyncSettings,
     Unchanged,
     Write,
+    counted,
     plan_pass,
+    structural,
 )
 from contactsync.providers.base import (
     AuthExpired,
@@ -56,11 +66,14 @@ MAX_HINTS = 1000  # CRM persons one pass re-reads by id (more: the daily full li
 # Deletions in the CRM are only pushed (webhooks); a full listing once a day finds any whose
 # webhook never came, and anything else a change feed missed.
 FULL_LISTING_EVERY = timedelta(hours=24)
+# The change window closes after this long without a create, delete or unlink.
+WINDOW_QUIET = timedelta(hours=1)
 
 Status = Literal[
     "done",
     "continue",
     "recheck",
+    "settling",  # done, but creates, deletes or unlinks wait: run again after retry_after
     "busy",
     "skipped",
     "held",
@@ -121,6 +134,8 @@ class PassContext:
     budget_seconds: float = 60.0
     lease_seconds: int = 150
     full_listing_every: timedelta = FULL_LISTING_EVERY
+    # How long creates, deletes and unlinks wait for the rest of a burst (0: they never wait).
+    settle_seconds: float = 0.0
     polling: PollPolicy = field(default_factory=PollPolicy)
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -221,6 +236,12 @@ class _Pass:
         self.linked_instead: set[str] = set()  # ops whose CRM create found its person made
         self.crm_made: dict[str, RemoteContact] = {}  # CRM persons made or changed meanwhile
         self.progress = dict(conn.progress)
+        self.linked_before: set[str] = set()  # mapping ids of the pairs read that were linked
+        self.pass_input: PassInput | None = None
+        # Creates, deletes and unlinks this pass leaves for the pass after the settle period:
+        # the ids of their contacts per side, re-read by then.
+        self.waiting: dict[str, set[str]] = {"crm": set(), "provider": set()}
+        self.settle_until = self.still_settling()
         # Counting mappings reads every one of them: only a full listing (O(contacts) anyway)
         # pays for that; other passes adjust the stored count by what they link and unlink.
         self.mapped = conn.mapped_count
@@ -238,6 +259,17 @@ class _Pass:
     @property
     def cid(self) -> str:
         return self.conn.connection_id
+
+    @property
+    def confirmed(self) -> bool:
+        return self.message.reason == "confirm"
+
+    def still_settling(self) -> str:
+        """The end of the current settle period if it has not passed ("" otherwise)."""
+        until = self.conn.settle_until
+        if until and datetime.fromisoformat(until) > self.ctx.clock():
+            return until
+        return ""
 
     def full_listing_due(self) -> bool:
         last = self.conn.last_full_at
@@ -283,6 +315,7 @@ class _Pass:
         full = (
             self.message.full
             or self.message.reason in ("start", "resync", "confirm")
+            or self.conn.list_in_full
             or self.full_listing_due()
         )
         crm = self.read_side("crm", full)
@@ -299,9 +332,16 @@ class _Pass:
         if plan.held is not None:
             return self.hold(plan)
 
+        now_or_later = [o for o in plan.outcomes if self.worth_saving(o)]
+        outcomes = self.settle(now_or_later)
         ops = [
-            PendingOp.from_outcome(seq, outcome, versions.get(outcome.mapping_id, ("", "")))
-            for seq, outcome in enumerate(o for o in plan.outcomes if self.worth_saving(o))
+            PendingOp.from_outcome(
+                seq,
+                outcome,
+                versions.get(outcome.mapping_id, ("", "")),
+                was_linked=outcome.mapping_id in self.linked_before,
+            )
+            for seq, outcome in enumerate(outcomes)
         ]
         ops.append(
             PendingOp(
@@ -315,6 +355,7 @@ class _Pass:
         if self.stopped():  # stopped (or signed out) while this pass read: write nothing
             return PassResult("skipped", "the connection stopped during the pass")
         opened: dict[str, Any] = {"plan_open": True}  # written before the plan: a crash may follow
+        opened.update(self.wait_and_count(outcomes))
         if self.conn.state == "needs_attention":
             # Confirmed: the user waits on nothing now, and the passes that finish this plan
             # (continuations) must not be turned away as if it were still held.
@@ -346,13 +387,90 @@ class _Pass:
             self.store.drop_pending(self.cid, [o.op_id for o in unsent])
         return [o for o in pending if o.op_id in inflight or o.receipts]
 
+    def settle(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """What to apply now. Creates, deletes and unlinks wait until the settle period that
+        the first of them opened has passed (a confirmed pass and the initial sync never wait),
+        so the pass after it sees the whole burst and the guard judges it at once."""
+        if self.ctx.settle_seconds <= 0 or self.confirmed or self.conn.state == "syncing_initial":
+            self.settle_until = ""
+            return outcomes
+        if self.conn.settle_until and not self.settle_until:
+            return outcomes  # the settle period is over: everything that waited goes now
+        waiting = [o for o in outcomes if structural(o)]
+        if not waiting:
+            return outcomes
+        if not self.settle_until:
+            until = self.ctx.clock() + timedelta(seconds=self.ctx.settle_seconds)
+            self.settle_until = until.isoformat()
+        for outcome in waiting:
+            for side, contact_id in (("crm", outcome.crm_id), ("provider", outcome.provider_id)):
+                if contact_id:
+                    self.waiting[side].add(contact_id)
+        self.counts["waiting"] = len(waiting)
+        return [o for o in outcomes if not structural(o)]
+
+    def wait_and_count(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        """Remember what waits (before the cursors can advance past it) and add what this pass
+        applies to the change window. Returns the connection's changes."""
+        changes: dict[str, Any] = {"settle_until": self.settle_until}
+        remembered = {"crm": self.conn.pending_crm_ids, "provider": self.conn.pending_provider_ids}
+        if any(len(self.waiting[s] | set(remembered[s])) > MAX_HINTS for s in SIDES):
+            changes["list_in_full"] = True  # too many to re-read by id: list both sides
+        elif any(self.waiting.values()):
+            self.store.add_hints(
+                self.cid, sorted(self.waiting["crm"]), sorted(self.waiting["provider"])
+            )
+        if self.listed_in_full and "list_in_full" not in changes:
+            changes["list_in_full"] = False
+        if self.confirmed or self.conn.state == "syncing_initial" or self.pass_input is None:
+            changes["change_window"] = None  # confirmed whole, or an initial sync: start afresh
+            return changes
+        now = self.ctx.clock().isoformat()
+        added = counted(self.pass_input, outcomes)
+        window = self.pass_input.window
+        if not (added.creates or added.deletes or added.unlinks):
+            if window is None and self.conn.change_window is not None:
+                changes["change_window"] = None  # quiet long enough: closed
+            return changes
+        raw = dict(self.conn.change_window or {}) if window is not None else {}
+        if not raw:
+            raw = {"since": now, "reference": added.reference}
+        for name in ("creates", "deletes", "unlinks"):
+            raw[name] = int(raw.get(name, 0)) + getattr(added, name)
+        raw["last"] = now
+        changes["change_window"] = raw
+        return changes
+
+    def open_window(self) -> ChangeWindow | None:
+        """The change window, unless the connection has been quiet long enough to close it."""
+        raw = self.conn.change_window
+        if not raw or self.conn.state == "syncing_initial":
+            return None
+        if datetime.fromisoformat(str(raw["last"])) <= self.ctx.clock() - WINDOW_QUIET:
+            return None
+        return ChangeWindow(
+            reference=int(raw.get("reference", 0)),
+            creates=int(raw.get("creates", 0)),
+            deletes=int(raw.get("deletes", 0)),
+            unlinks=int(raw.get("unlinks", 0)),
+        )
+
     def result(self, status: Status, message: str) -> PassResult:
         if self.hints_read:
-            # Forget the hints this pass read, except those it noted again (refused again).
+            # Forget the hints this pass read, except those it noted again (refused again) and
+            # those whose creates, deletes or unlinks wait for the pass after the settle period.
             self.store.drop_hints(
                 self.cid,
-                [c for c in self.conn.pending_crm_ids if ("crm", c) not in self.noted],
-                [p for p in self.conn.pending_provider_ids if ("provider", p) not in self.noted],
+                [
+                    c
+                    for c in self.conn.pending_crm_ids
+                    if ("crm", c) not in self.noted and c not in self.waiting["crm"]
+                ],
+                [
+                    p
+                    for p in self.conn.pending_provider_ids
+                    if ("provider", p) not in self.noted and p not in self.waiting["provider"]
+                ],
             )
         else:
             _keep_hints(self.store, self.conn, self.message)  # for the continuation
@@ -389,15 +507,22 @@ class _Pass:
                 "at": now.isoformat(),
                 "repeats": 0,
             }
+        wait = 0.0
+        if self.settle_until and any(self.waiting.values()):
+            until = datetime.fromisoformat(self.settle_until)
+            wait = max((until - now).total_seconds(), 1.0)
+            changes["next_run_at"] = min(changes["next_run_at"], until)
+            status, message = "settling", "creates, deletes or unlinks wait for the rest of a burst"
         self.store.update_connection(self.cid, **changes)
-        if 0 < self.refusals <= RECHECK_TRIES:
+        if 0 < self.refusals <= RECHECK_TRIES and not 0 < wait < recheck_delay(self.refusals):
+            # (what settles comes back sooner: that pass plans the refused writes again too)
             return PassResult(
                 "recheck",
                 "writes refused as stale are planned again shortly",
                 retry_after=recheck_delay(self.refusals),
                 counts=self.counts,
             )
-        return PassResult(status, message, counts=self.counts)
+        return PassResult(status, message, retry_after=wait, counts=self.counts)
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -507,6 +632,7 @@ class _Pass:
                 entry = pairs.setdefault(mapping.mapping_id, [mapping, UNCHANGED, UNCHANGED])
                 entry[slot] = remote
         self.read_partners_of_returns(pairs)
+        self.linked_before = {m.mapping_id for m, _, _ in pairs.values() if not m.detached}
         pair_inputs = [PairInput(mapping=m, crm=c, provider=p) for m, c, p in pairs.values()]
         versions = {
             m.mapping_id: (_version(c, m.crm_version), _version(p, m.provider_version))
@@ -532,20 +658,19 @@ class _Pass:
                     self.cid, name, [r.id for r in unmapped[name]]
                 )
             )
-        plan = plan_pass(
-            PassInput(
-                settings=self.settings,
-                pairs=pair_inputs,
-                unmapped_crm=unmapped["crm"],
-                unmapped_provider=unmapped["provider"],
-                mapped_total=mapped_total,
-                full_listing=full,
-                confirmed=self.message.reason == "confirm",
-                initial=self.conn.state == "syncing_initial",
-                on_hold=on_hold,
-            ),
-            new_mapping_id=self.ctx.new_id,
+        self.pass_input = PassInput(
+            settings=self.settings,
+            pairs=pair_inputs,
+            unmapped_crm=unmapped["crm"],
+            unmapped_provider=unmapped["provider"],
+            mapped_total=mapped_total,
+            full_listing=full,
+            confirmed=self.confirmed,
+            initial=self.conn.state == "syncing_initial",
+            on_hold=on_hold,
+            window=self.open_window(),
         )
+        plan = plan_pass(self.pass_input, new_mapping_id=self.ctx.new_id)
         # Versions of contacts that are linked or created now: known from what was read.
         by_id = {("crm", r.id): r for r in unmapped["crm"]}
         by_id.update({("provider", r.id): r for r in unmapped["provider"]})
@@ -950,13 +1075,13 @@ class _Pass:
             holds = prior.holds if prior is not None else {}
             refusals = (prior.refusals if prior is not None else 0) + refused
             self.refusals = max(self.refusals, refusals)
+        linked = op.was_linked  # a mapping left untouched stays as it was
         if new_base is None or not ids["crm"] or not ids["provider"]:
             if op.crm_id and op.provider_id:
                 self.store.drop_mapping(self.cid, op.mapping_id)
-                self.mapped -= 1
+                linked = False
         else:
-            if op.kind in ("link", "create"):
-                self.mapped += 1
+            linked = not op.detached
             self.store.save_mapping(
                 self.cid,
                 MappingState(
@@ -971,6 +1096,7 @@ class _Pass:
                     refusals=refusals,
                 ),
             )
+        self.mapped += int(linked) - int(op.was_linked)
         return audit
 
 

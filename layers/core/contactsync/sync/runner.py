@@ -72,6 +72,7 @@ class PassRunner:
             budget_seconds=s.pass_budget_seconds,
             lease_seconds=s.lease_seconds,
             full_listing_every=timedelta(seconds=s.full_listing_seconds),
+            settle_seconds=s.change_settle_seconds,
             polling=PollPolicy(
                 s.poll_min_seconds, s.poll_max_seconds, s.safety_poll_seconds, s.poll_floor_seconds
             ),
@@ -86,7 +87,7 @@ class PassRunner:
             self.queue.send(
                 [SyncMessage(connection_id=message.connection_id, reason="continuation")]
             )
-        if result.status in ("done", "continue", "recheck"):
+        if result.status in ("done", "continue", "recheck", "settling"):
             self.keep_subscription(message)
         return result
 

@@ -343,6 +343,7 @@ class SupportService:
             reasons.append(
                 "no sync pass has seen it yet: it is picked up by the next pass that reads it"
             )
+        reasons.extend(self._waiting_reasons(conn, side, contact_id, mapping))
         if errors:
             reasons.append(f"the last error for it ({errors[0].at}): {errors[0].message}")
         syncing = (
@@ -364,6 +365,32 @@ class SupportService:
             ),
             "history": [audit_view(e) for e in history[:HISTORY_SHOWN]],
         }
+
+    def _waiting_reasons(
+        self, conn: Connection, side: str, contact_id: str, mapping: Mapping | None
+    ) -> list[str]:
+        """A create, delete or move out of scope of this contact that waits: for the rest of
+        its burst (settling), or for the user (held by the mass-change guard)."""
+        ids = {("crm", i) for i in conn.pending_crm_ids or ()}
+        ids |= {("provider", i) for i in conn.pending_provider_ids or ()}
+        mine = {(side, contact_id)}
+        if mapping is not None:
+            mine |= {("crm", mapping.crm_id), ("provider", mapping.provider_id)}
+        if not ids & mine:
+            return []
+        if conn.state == "needs_attention":
+            return [
+                "a change to it (a create, a delete or a move out of scope) is part of the pass "
+                "held by the mass-change guard: it waits for confirm or discard"
+            ]
+        until = conn.settle_until
+        if until and datetime.fromisoformat(until) > self.clock():
+            return [
+                "a change to it (a create, a delete or a move out of scope) waits until "
+                f"{until[11:19]} UTC for the rest of its burst, so that a mass change is "
+                "judged whole"
+            ]
+        return []
 
     def _state_reasons(self, conn: Connection) -> list[str]:
         words = STATE_REASONS.get(conn.state)
