@@ -30,7 +30,6 @@ from tests.chaos.ledger import PROVIDER_SIDES, SIDES, Ledger
 from tests.chaos.world import MY_CONTACTS, Member
 
 FOLDER = "CRM contacts"
-STRICT = os.environ.get("CHAOS_STRICT") == "1"  # stricter providers' faults (see stricter())
 DROPS = os.environ.get("CHAOS_DROPS") == "1"  # lost pushes among the faults (see dropping())
 TITLES = ["Engineer", "Buyer", "Director", "Analyst", "Founder", "Counsel", "Designer"]
 AREAS = ["212", "415", "617", "312", "206", "512"]
@@ -559,39 +558,25 @@ class Switchboard:
             "google_malformed": google_rate("rate_malformed", 0.2),
             "google_slow": google_rate("slow_ms", 400),
             "google_sync_token_expired": lambda: google.set_faults(expire_sync_tokens=True),
-            **(self.stricter() if STRICT else {}),
-            **(self.dropping() if DROPS else {}),
-        }
-
-    def stricter(self) -> dict[str, Callable[[], None]]:
-        """Where real providers are stricter (sandbox/README.md), as faults (``CHAOS_STRICT=1``):
-        partial answers, empty pages, a longer Google visibility lag. Moves between Outlook
-        folders change ids by default, so the workload's moves are that fault already."""
-        gs, pd, google = (
-            self.stack.graph.sandbox,
-            self.stack.pipedrive.sandbox,
-            self.stack.google.sandbox,
-        )
-        rng, span = self.rng, self.rng.uniform(1.5, 4.0)
-        return {
-            "graph_delta_empty_pages": lambda: setattr(gs, "empty_delta_pages", rng.randint(1, 3)),
+            # Where real providers are stricter (sandbox/README.md); moves between folders change
+            # Outlook ids by default, so the workload's moves are that fault already.
+            "graph_delta_empty_pages": lambda: gs.__setattr__(
+                "empty_delta_pages", rng.randint(1, 3)
+            ),
             "crm_partial_ids": lambda: self.window(
                 span,
                 lambda: setattr(pd, "partial_rate", 0.5),
                 lambda: setattr(pd, "partial_rate", 0.0),
             ),
             "crm_empty_pages": lambda: setattr(pd, "empty_pages", rng.randint(1, 3)),
-            "google_partial": lambda: self.window(
-                span,
-                lambda: google.set_faults(rate_partial=0.5),
-                lambda: google.set_faults(rate_partial=0.0),
-            ),
+            "google_partial": google_rate("rate_partial", 0.5),
             "google_empty_pages": lambda: google.set_faults(empty_pages=rng.randint(1, 3)),
             "google_visibility_lag": lambda: self.window(
                 span,
                 lambda: setattr(google, "sync_lag", timedelta(seconds=8)),
                 lambda: setattr(google, "sync_lag", SYNC_LAG),
             ),
+            **(self.dropping() if DROPS else {}),
         }
 
     def dropping(self) -> dict[str, Callable[[], None]]:
