@@ -472,6 +472,7 @@ def test_without_contact_sync_a_read_teaches_the_adapter_to_leave_those_fields_o
     sb.set_contact_sync(pipedrive.company_id, False)
     sb.seed_persons(pipedrive.owner_id, 1, with_orgs=False)
     side = pipedrive.adapter()
+    assert side.limits is None  # not known before anything was read
     # When we list (the persons come without job_title, birthday, notes, postal_address)
     _read_all(side)
     # Then the adapter knows, no longer carries those fields, and says so

@@ -922,6 +922,9 @@ def test_what_an_account_cannot_sync_is_kept_for_the_connection_status() -> None
     # When a pass runs, Then the connection says so (and says nothing once it is fixed)
     assert start(store, crm, provider) == "done"
     assert store.connections[CID]["limits"] == [limit]
+    crm.limits = None  # a pass that read nothing to learn it from keeps what is known
+    assert poll(store, crm, provider) == "done"
+    assert store.connections[CID]["limits"] == [limit]
     crm.limits = ()
     assert poll(store, crm, provider) == "done"
     assert store.connections[CID]["limits"] == []

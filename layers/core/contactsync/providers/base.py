@@ -82,7 +82,9 @@ class ContactSide(Protocol):
 
     name: str  # "pipedrive", "microsoft", "google"
     carries: frozenset[str]  # canonical field names this side can store
-    limits: tuple[str, ...]  # what this account cannot sync, in words (shown in its status)
+    # What this account cannot sync, in words (shown in the connection's status); None while
+    # the adapter has not learnt it yet (the status keeps what an earlier pass learnt).
+    limits: tuple[str, ...] | None
     # True when a deletion it reports was of a contact in scope as it was deleted (a folder's
     # delta); False when it reports deletions of any contact, in scope or not.
     deletes_in_scope_only: bool

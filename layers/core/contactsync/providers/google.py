@@ -129,7 +129,7 @@ class GoogleContacts:
 
     name = "google"
     carries = frozenset(ALL_FIELDS)
-    limits: tuple[str, ...] = ()
+    limits: tuple[str, ...] | None = ()  # nothing this account cannot sync
     deletes_in_scope_only = False  # sync results carry deleted contacts of every group
 
     def __init__(

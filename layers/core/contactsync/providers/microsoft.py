@@ -85,7 +85,7 @@ class MicrosoftContacts:
 
     name = "microsoft"
     carries = frozenset(ALL_FIELDS)
-    limits: tuple[str, ...] = ()
+    limits: tuple[str, ...] | None = ()  # nothing this account cannot sync
     deletes_in_scope_only = True  # the folder's delta reports only what was in the folder
 
     def __init__(

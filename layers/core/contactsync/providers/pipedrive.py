@@ -113,7 +113,7 @@ class PipedrivePersons:
         }
     )
 
-    limits: tuple[str, ...] = ()  # what this account cannot sync, in words (connection status)
+    limits: tuple[str, ...] | None = None  # what it cannot sync (status); None: not known yet
 
     def __init__(
         self,
@@ -418,9 +418,9 @@ class PipedrivePersons:
     def _learn_contact_sync(self, enabled: bool) -> None:
         """Once known: without contact sync its fields are neither carried nor sent."""
         self.contact_sync = enabled
+        self.limits = () if enabled else (NO_CONTACT_SYNC,)
         if not enabled:
             self.carries = type(self).carries - set(CONTACT_SYNC_ONLY.values())
-            self.limits = (NO_CONTACT_SYNC,)
 
     def _fit(self, payload: JSON) -> JSON:
         """``payload`` without the contact-sync fields when the company has contact sync off."""

@@ -154,7 +154,7 @@ class InMemorySide:
 
     name: str = "memory"
     carries: frozenset[str] = frozenset(ALL_FIELDS)
-    limits: tuple[str, ...] = ()
+    limits: tuple[str, ...] | None = ()
     deletes_in_scope_only: bool = False
     contacts: dict[str, RemoteContact] = field(default_factory=dict)
     page_size: int = 100

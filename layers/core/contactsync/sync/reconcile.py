@@ -495,7 +495,9 @@ class _Pass:
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
         changes["mapped_count"] = self.mapped
-        changes["limits"] = [*self.sides.crm.limits, *self.sides.provider.limits]
+        crm_limits, provider_limits = self.sides.crm.limits, self.sides.provider.limits
+        if crm_limits is not None and provider_limits is not None:  # both known this pass
+            changes["limits"] = [*crm_limits, *provider_limits]
         if self.listed_in_full:
             changes["last_full_at"] = now.isoformat()
         if self.refusals > RECHECK_TRIES:
