@@ -537,3 +537,24 @@ def test_mapping_edge_cases() -> None:
     # Only the fields that differ are named
     changed = PERSON.with_fields(job_title="CEO", notes="")
     assert person_fields_changed(PERSON, changed) == ["organizations", "biographies"]
+
+
+def test_lookup_warms_up_then_searches_each_email_phone_and_name(account: Account) -> None:
+    # Given Ada in the synced group, her twin only in My Contacts, and someone else
+    sb = account.sb
+    clients = sb.add_group(account.email, "Clients")
+    ada = sb.add_contact(account.email, to_person(PERSON), groups=(MY_CONTACTS, clients))
+    sb.add_contact(account.email, to_person(PERSON))
+    sb.add_contact(account.email, {"names": [{"givenName": "Bob"}]}, groups=(MY_CONTACTS, clients))
+    adapter = account.adapter(group_id=clients)
+    before = sb.stats_snapshot()
+    # When a contact with Ada's work email (in other case) and a phone is looked up
+    wanted = Contact(emails=(Email("ADA@analytical.example"),), phones=(PERSON.phones[2],))
+    found = adapter.lookup([wanted])
+    # Then the group's Ada is found, not the twin outside the group
+    assert [r.id for r in found] == [ada]
+    # And it cost a warm-up and one search per email and phone
+    assert account.calls(before, "searchContacts") == 3
+    assert [r.url.params["query"] for r in account.requests(":searchContacts")] == [
+        "", "ADA@analytical.example", "+44 7700 900000"
+    ]  # fmt: skip

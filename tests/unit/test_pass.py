@@ -424,6 +424,51 @@ def test_a_person_deleted_in_the_crm_and_edited_in_both_books_comes_back_once() 
         assert (held.contact.job_title, held.contact.notes) == (winner, "met at the fair")
 
 
+def test_a_new_contact_that_exists_unchanged_in_the_crm_is_linked_not_made_again(world) -> None:
+    # Given a to_crm connection whose CRM person was never copied to the address book
+    store, crm, provider = world
+    store.update_connection(CID, direction="to_crm")
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    assert provider.contacts == {}
+    # When the user adds the same person to the address book (the CRM does not change)
+    added = provider.put(person("Ann Lee", "ANN@x.com").with_fields(job_title="CTO"))
+    assert poll(store, crm, provider) == "done"
+    # Then she is linked to the CRM person, and no second one is made
+    assert list(crm.contacts) == [ann.id]
+    [mapping] = store.mappings(CID)
+    assert (mapping.crm_id, mapping.provider_id) == (ann.id, added.id)
+    assert crm.calls.get("create", 0) == 0
+    assert crm.calls["lookup"] == 1
+
+
+def test_a_new_contact_whose_crm_match_belongs_to_someone_else_is_held(world) -> None:
+    # Given a CRM person with Ann's email that is not the user's (another owner)
+    store, crm, provider = world
+    theirs = crm.put(person("Ann Lee", "ann@x.com"), in_scope=False)
+    assert start(store, crm, provider) == "done"
+    # When the user adds Ann to the address book
+    added = provider.put(person("Ann Lee", "ann@x.com"))
+    assert poll(store, crm, provider) == "done"
+    # Then nothing is made in the CRM, and the audit says why, naming both contacts
+    assert list(crm.contacts) == [theirs.id]
+    assert list(store.mappings(CID)) == []
+    [held] = [e for cid, e in store.log if e.kind == "duplicate"]
+    assert held.message.startswith("exists in the CRM, moved out of the folder")
+    assert held.details == {"crm_ids": [theirs.id], "provider_ids": [added.id],
+                            "key": "email:ann@x.com"}  # fmt: skip
+
+
+def test_two_crm_persons_sharing_an_email_are_not_both_copied(world) -> None:
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    crm.put(person("Annie Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    assert provider.contacts == {}
+    [held] = [e for cid, e in store.log if e.kind == "duplicate"]
+    assert len(held.details["crm_ids"]) == 2 and held.details["provider_ids"] == []
+
+
 def test_a_stopped_connection_is_not_synced(world) -> None:
     store, crm, provider = world
     store.update_connection(CID, state="stopped")

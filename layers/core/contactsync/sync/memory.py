@@ -219,6 +219,19 @@ class InMemorySide:
         self._count("find_tagged")
         return next((c for c in self.contacts.values() if c.tag == tag), None)
 
+    def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
+        self._count("lookup")
+        emails = {e.value.strip().casefold() for c in contacts for e in c.emails}
+        phones = {_digits(p.value)[-7:] for c in contacts for p in c.phones}
+        names = {c.full_name.casefold() for c in contacts if c.full_name}
+        return [
+            r
+            for r in self.contacts.values()
+            if emails & {e.value.strip().casefold() for e in r.contact.emails}
+            or phones & {_digits(p.value)[-7:] for p in r.contact.phones}
+            or (r.contact.full_name and r.contact.full_name.casefold() in names)
+        ]
+
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
         self._count("create")
         return [WriteResult(key=i.tag, remote=self.put(i.contact, tag=i.tag)) for i in items]
@@ -253,3 +266,7 @@ class InMemorySide:
         for item in items:
             self.remove(item.id)
         return [WriteResult(key=i.id) for i in items]
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())

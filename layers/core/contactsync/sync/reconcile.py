@@ -196,6 +196,7 @@ class _Pass:
         self.own_tags: set[str] = set()  # mapping ids of the pending writes
         self.linked_instead: set[str] = set()  # ops whose CRM create found its person made
         self.crm_made: dict[str, RemoteContact] = {}  # CRM persons made or changed meanwhile
+        self.found_ids: set[tuple[str, str]] = set()  # what look-ups before creating found
         self.progress = dict(conn.progress)
         # Counting mappings reads every one of them: only a full listing (O(contacts) anyway)
         # pays for that; other passes adjust the stored count by what they link and unlink.
@@ -460,23 +461,33 @@ class _Pass:
                     self.cid, name, [r.id for r in unmapped[name]]
                 )
             )
-        plan = plan_pass(
-            PassInput(
-                settings=self.settings,
-                pairs=pair_inputs,
-                unmapped_crm=unmapped["crm"],
-                unmapped_provider=unmapped["provider"],
-                mapped_total=mapped_total,
-                full_listing=full,
-                confirmed=self.message.reason == "confirm",
-                initial=self.conn.state == "syncing_initial",
-                on_hold=on_hold,
-            ),
-            new_mapping_id=self.ctx.new_id,
+        inp = PassInput(
+            settings=self.settings,
+            pairs=pair_inputs,
+            unmapped_crm=unmapped["crm"],
+            unmapped_provider=unmapped["provider"],
+            mapped_total=mapped_total,
+            full_listing=full,
+            confirmed=self.message.reason == "confirm",
+            initial=self.conn.state == "syncing_initial",
+            on_hold=on_hold,
         )
+        plan = plan_pass(inp, new_mapping_id=self.ctx.new_id)
+        known = {name: {r.id for r in unmapped[name]} for name in SIDES}
+        found = self.look_up_copies(plan, unmapped, known)
+        if any(found.values()):
+            linked = frozenset(
+                (name, r.id)
+                for name in SIDES
+                for r in found[name]
+                if self.store.mapping_for(self.cid, name, r.id) is not None
+            )
+            inp = replace(
+                inp, found_crm=found["crm"], found_provider=found["provider"], found_linked=linked
+            )
+            plan = plan_pass(inp, new_mapping_id=self.ctx.new_id)
         # Versions of contacts that are linked or created now: known from what was read.
-        by_id = {("crm", r.id): r for r in unmapped["crm"]}
-        by_id.update({("provider", r.id): r for r in unmapped["provider"]})
+        by_id = {(name, r.id): r for name in SIDES for r in (*found[name], *unmapped[name])}
         for outcome in plan.outcomes:
             if outcome.mapping_id not in versions:
                 crm_remote = by_id.get(("crm", outcome.crm_id))
@@ -486,6 +497,33 @@ class _Pass:
                     prv_remote.version if prv_remote else "",
                 )
         return plan, versions
+
+    def look_up_copies(
+        self, plan: Plan, unmapped: dict[str, list[RemoteContact]], known: dict[str, set[str]]
+    ) -> dict[str, list[RemoteContact]]:
+        """The contacts this plan would copy, looked up in the other side's whole book: what a
+        pass reads is what changed, so a contact that exists there unchanged (or, in the CRM,
+        owned by another user) is only seen this way. One search per contact to copy, never a
+        listing. Contacts the pass read already are left out: the plan has them."""
+        by_id = {(name, r.id): r for name in SIDES for r in unmapped[name]}
+        wanted: dict[str, list[Contact]] = {"crm": [], "provider": []}
+        for outcome in plan.outcomes:
+            if outcome.kind != "create":
+                continue
+            (write,) = outcome.writes
+            source = "provider" if write.side == "crm" else "crm"
+            remote = by_id.get((source, outcome.crm_id or outcome.provider_id))
+            if remote is not None:
+                wanted[write.side].append(remote.contact)
+        found: dict[str, list[RemoteContact]] = {"crm": [], "provider": []}
+        for name, contacts in wanted.items():
+            if not contacts:
+                continue
+            hits = self.sides.of(name).lookup(contacts)
+            self.counts["lookups"] = self.counts.get("lookups", 0) + len(contacts)
+            found[name] = [r for r in hits if r.id not in known[name]]
+            self.found_ids |= {(name, r.id) for r in found[name]}
+        return found
 
     def read_partners_of_returns(self, pairs: dict[str, list[Any]]) -> None:
         """A contact back in scope is merged with what its partner holds now. While they were
@@ -519,9 +557,16 @@ class _Pass:
 
     def record_findings(self, plan: Plan, full_listing: bool) -> None:
         """Duplicate candidates and contacts left alone, in the audit log, so 'explain' can
-        answer for them. Only on full listings: incremental passes would repeat them."""
+        answer for them. Only on full listings (incremental passes would repeat them), and for
+        what a look-up found: a new contact held because it exists on the other side."""
+        duplicates = plan.duplicates
         if not full_listing:
-            return
+            duplicates = tuple(
+                d
+                for d in plan.duplicates
+                if self.found_ids & {*(("crm", i) for i in d.crm_ids),
+                                     *(("provider", i) for i in d.provider_ids)}
+            )  # fmt: skip
         entries = [
             AuditEntry(
                 kind="duplicate",
@@ -532,8 +577,12 @@ class _Pass:
                     "key": d.key,
                 },
             )
-            for d in plan.duplicates
+            for d in duplicates
         ]
+        if not full_listing:
+            if entries:
+                self.store.audit(self.cid, entries)
+            return
         self.counts["duplicates"] = len(plan.duplicates)
         self.counts["skipped"] = len(plan.skipped)
         if entries:
