@@ -392,6 +392,43 @@ def test_a_person_both_address_books_bring_in_at_once_is_made_once_in_the_crm() 
         assert (held.contact.job_title, held.contact.notes) == ("Countess", "met at the fair")
 
 
+def test_two_connections_making_one_person_in_the_same_instant_make_her_once() -> None:
+    # Given one user syncing Outlook and Google with the CRM, and the same new person in both
+    store, crm, outlook, google = two_syncs_of_one_crm()
+    for cid, book in (("outlook", outlook), ("google", google)):
+        assert sync(store, cid, crm, book) == "done"
+    outlook.put(person("Ada Byron", "ada@x.com"))
+    google.put(person("Ada Byron", "ADA@x.com").with_fields(notes="met at the fair"))
+    statuses = []
+
+    def outlook_in_the_same_instant(point: str) -> None:
+        # The Google pass has looked around the CRM and is about to create: the Outlook pass
+        # runs whole now, its look-up and look-around seeing no Ada either.
+        if point == "before_create":
+            statuses.append(sync(store, "outlook", crm, outlook))
+
+    # When both passes get as far as creating her, the Google one first to claim her email
+    assert sync(store, "google", crm, google, crash_point=outlook_in_the_same_instant) == "done"
+    # Then the CRM holds her once: the Outlook pass could not claim her and made nothing
+    assert statuses == ["done"]
+    assert emails(crm) == ["ada@x.com"]
+    assert list(store.mappings("outlook")) == []
+    assert any("planned again" in e.message for cid, e in store.log if cid == "outlook")
+    # And it is due again within seconds, when it finds her and links to her
+    outlook_conn = store.connections["outlook"]
+    due = outlook_conn["next_run_at"] - datetime.fromisoformat(outlook_conn["last_success_at"])
+    assert due <= timedelta(seconds=5)
+    assert sync(store, "outlook", crm, outlook) == "done"
+    [ada] = crm.contacts
+    for cid in ("outlook", "google"):
+        [mapping] = store.mappings(cid)
+        assert mapping.crm_id == ada
+    for _ in range(2):
+        for cid, book in (("google", google), ("outlook", outlook)):
+            assert sync(store, cid, crm, book) == "done"
+    assert emails(crm) == emails(outlook) == emails(google) == ["ada@x.com"]
+
+
 def test_a_person_deleted_in_the_crm_and_edited_in_both_books_comes_back_once() -> None:
     # Given a person in the CRM, synced to Outlook and Google
     store, crm, outlook, google = two_syncs_of_one_crm()

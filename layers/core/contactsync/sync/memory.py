@@ -37,6 +37,7 @@ class InMemoryStore:
     log: list[tuple[str, AuditEntry]] = field(default_factory=list)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     holds: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    claims: dict[tuple[str, str, str], tuple[str, datetime]] = field(default_factory=dict)
 
     def add_connection(self, connection_id: str, **values: Any) -> None:
         base = {"company_id": "c1", "user_id": "u1", "provider": "microsoft", "state": "active"}
@@ -133,6 +134,15 @@ class InMemoryStore:
     def drop_pending(self, connection_id: str, op_ids: Sequence[str]) -> None:
         for op_id in op_ids:
             self.ops.get(connection_id, {}).pop(op_id, None)
+
+    def claim_key(
+        self, company_id: str, user_id: str, key: str, *, owner: str, now: datetime, seconds: float
+    ) -> bool:
+        held = self.claims.get((company_id, user_id, key))
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self.claims[(company_id, user_id, key)] = (owner, now + timedelta(seconds=seconds))
+        return True
 
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
         held = self.holds.get(connection_id, {})

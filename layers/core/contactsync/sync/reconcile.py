@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
-from contactsync.engine.matching import email_keys
+from contactsync.engine.matching import MATCH_KEYS, email_keys
 from contactsync.engine.plan import (
     UNCHANGED,
     MappingState,
@@ -65,6 +65,11 @@ Status = Literal[
 # The cap is short because the retry holds the connection's FIFO group: a user's resync or
 # confirm waits behind it, and after an outage every connection should be back within minutes.
 RETRY_FIRST_SECONDS = 10.0
+# A person about to be made in the CRM claims its normalised keys among the user's connections for
+# this long: well past a pass, so the other connection's next look-up finds the person instead.
+CLAIM_SECONDS = 300
+# A pass that could not claim a key plans that contact again this soon (and finds the person).
+CLAIM_RETRY_SECONDS = 5
 RETRY_MAX_SECONDS = 120.0
 
 
@@ -103,7 +108,8 @@ class PassContext:
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     # Test hook: called with a point name before each step that can crash ("after_pending",
-    # "after_provider_call", "before_mapping_write", "before_cursor_advance").
+    # "before_create" (CRM creates, after the look-around and claims), "after_provider_call",
+    # "before_mapping_write", "before_cursor_advance").
     crash_point: Callable[[str], None] = lambda _point: None
 
 
@@ -197,6 +203,7 @@ class _Pass:
         self.linked_instead: set[str] = set()  # ops whose CRM create found its person made
         self.crm_made: dict[str, RemoteContact] = {}  # CRM persons made or changed meanwhile
         self.found_ids: set[tuple[str, str]] = set()  # what look-ups before creating found
+        self.unclaimed: set[str] = set()  # ops whose CRM create another connection had claimed
         self.progress = dict(conn.progress)
         # Counting mappings reads every one of them: only a full listing (O(contacts) anyway)
         # pays for that; other passes adjust the stored count by what they link and unlink.
@@ -351,6 +358,9 @@ class _Pass:
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
         changes["mapped_count"] = self.mapped
+        if self.unclaimed:
+            soon = now + timedelta(seconds=CLAIM_RETRY_SECONDS)
+            changes["next_run_at"] = min(changes["next_run_at"], soon)
         if self.listed_in_full:
             changes["last_full_at"] = now.isoformat()
         self.store.update_connection(self.cid, **changes)
@@ -667,6 +677,19 @@ class _Pass:
         finished: list[str] = []
         audit: list[AuditEntry] = []
         for op in chunk:
+            if op.op_id in self.unclaimed:
+                finished.append(op.op_id)  # nothing sent: planned again from a fresh read
+                audit.append(
+                    AuditEntry(
+                        kind="pass",
+                        side="crm",
+                        provider_id=op.provider_id,
+                        mapping_id=op.mapping_id,
+                        message="another sync of this user is making the same person in the "
+                        "CRM right now: not made here; planned again in a few seconds",
+                    )
+                )
+                continue
             op_results = [results.get((op.op_id, w.side)) for w in op.writes]
             if any(r is None for r in op_results):
                 continue  # not sent (the side stopped us): stays pending
@@ -748,7 +771,9 @@ class _Pass:
                 else:
                     deletes.append((op, write))
         if creates and side_name == "crm":
-            creates = self.made_meanwhile(creates, out)
+            creates = self.claimed(self.made_meanwhile(creates, out))
+            if creates:
+                self.ctx.crash_point("before_create")
         if creates:
             made = side.create(
                 [NewContact(tag=op.mapping_id, contact=w.after) for op, w in creates]
@@ -772,6 +797,32 @@ class _Pass:
                 out[(op.op_id, side_name)] = result
         sent = len(out) - before
         self.counts[f"{side_name}_writes"] = self.counts.get(f"{side_name}_writes", 0) + sent
+
+    def claimed(self, creates: list[tuple[PendingOp, Write]]) -> list[tuple[PendingOp, Write]]:
+        """Claim the strongest keys of each new person among the user's connections (the
+        user's Outlook and Google syncs may make the same person within milliseconds, too close
+        for any look-around). A create whose key another connection holds is not sent: it is
+        dropped and its contact planned again shortly, when the look-up finds that person."""
+        region, now = self.settings.phone_region, self.ctx.clock()
+        left: list[tuple[PendingOp, Write]] = []
+        for op, write in creates:
+            keys = _claim_keys(write.after, region) if op.kind == "create" else []
+            if all(
+                self.store.claim_key(
+                    self.conn.company_id,
+                    self.conn.user_id,
+                    key,
+                    owner=self.cid,
+                    now=now,
+                    seconds=CLAIM_SECONDS,
+                )
+                for key in keys
+            ):
+                left.append((op, write))
+                continue
+            self.unclaimed.add(op.op_id)
+            self.recheck.append(("", op.provider_id))
+        return left
 
     def made_meanwhile(
         self, creates: list[tuple[PendingOp, Write]], out: dict[tuple[str, str], WriteResult]
@@ -975,6 +1026,15 @@ class _SideChanges:
             "full": self.full,
             "taken_at": taken_at.isoformat(),
         }
+
+
+def _claim_keys(contact: Contact, region: str) -> list[str]:
+    """What a new person is claimed by: its emails, else its phones, else its name."""
+    for keys_of in MATCH_KEYS:
+        keys = keys_of(contact, region)
+        if keys:
+            return sorted(keys)
+    return []
 
 
 def _version(remote: RemoteContact | Unchanged | None, stored: str) -> str:
