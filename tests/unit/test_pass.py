@@ -88,6 +88,8 @@ def test_initial_sync_links_matches_and_creates_the_rest(world) -> None:
     assert len(provider.contacts) == 3
     assert store.count_mappings(CID) == 3
     assert store.connections[CID]["state"] == "active"
+    # And only the CRM was searched before creating: the address book was listed whole
+    assert (crm.calls.get("lookup", 0), provider.calls.get("lookup", 0)) == (1, 0)
     # And a second pass writes nothing (formatting-only differences do not echo)
     writes_before = dict(crm.calls), dict(provider.calls)
     assert poll(store, crm, provider) == "done"
@@ -494,6 +496,21 @@ def test_a_new_contact_whose_crm_match_belongs_to_someone_else_is_held(world) ->
     assert held.message.startswith("exists in the CRM, moved out of the folder")
     assert held.details == {"crm_ids": [theirs.id], "provider_ids": [added.id],
                             "key": "email:ann@x.com"}  # fmt: skip
+
+
+@pytest.mark.parametrize("reason", ["schedule", "resync"])
+def test_a_crm_person_whose_email_is_linked_already_is_not_copied_again(world, reason) -> None:
+    # Given Ann copied to the address book and linked
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    # When a second CRM person with her email appears, read incrementally or in a full listing
+    crm.put(person("Annie Lee", "ann@x.com"))
+    message = SyncMessage(connection_id=CID, reason=reason)
+    assert run_pass(CID, message, context(store, crm, provider)).status == "done"
+    # Then the address book still holds her once, and the second person waits for review
+    assert emails(provider) == ["ann@x.com"]
+    assert any("linked to another contact already" in e.message for _, e in store.log)
 
 
 def test_two_crm_persons_sharing_an_email_are_not_both_copied(world) -> None:

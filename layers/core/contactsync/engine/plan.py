@@ -543,19 +543,31 @@ def _made_again_elsewhere(
         outcomes[i] = replace(merged, kind="merge", reason=reason)  # saved: the pair moves
 
 
+_KeyIndex = list[dict[str, list[RemoteContact]]]  # per MATCH_KEYS function: key -> holders
+
+
+def _index(contacts: Sequence[RemoteContact], region: str) -> _KeyIndex:
+    index: _KeyIndex = [{} for _ in MATCH_KEYS]
+    for remote in contacts:
+        for by_key, keys_of in zip(index, MATCH_KEYS, strict=True):
+            for key in keys_of(remote.contact, region):
+                by_key.setdefault(key, []).append(remote)
+    return index
+
+
 def _taken(
-    remote: RemoteContact, source: Side, blockers: Sequence[RemoteContact], inp: PassInput
+    remote: RemoteContact, source: Side, blockers: _KeyIndex, inp: PassInput
 ) -> DuplicateCandidate | None:
     """A contact about to be copied that shares a match key with a contact the look-up found on
     the other side which cannot be linked to it (linked already, or out of scope): held."""
     region = inp.settings.phone_region
     target = _other(source)
-    for keys_of in MATCH_KEYS:
-        keys = keys_of(remote.contact, region)
-        hits = [b for b in blockers if keys & keys_of(b.contact, region)]
-        if not hits:
+    for by_key, keys_of in zip(blockers, MATCH_KEYS, strict=True):
+        shared = sorted(k for k in keys_of(remote.contact, region) if k in by_key)
+        if not shared:
             continue
-        key = sorted(keys & keys_of(hits[0].contact, region))[0]
+        key = shared[0]
+        hits = list({b.id: b for k in shared for b in by_key[k]}.values())
         why = [
             "linked to another contact already"
             if (target, b.id) in inp.found_linked
@@ -594,6 +606,7 @@ def plan_pass(inp: PassInput, *, new_mapping_id: Callable[[], str]) -> Plan:
     outcomes.extend(_link(match, settings, new_mapping_id()) for match in found.matches)
     skipped = [s for s in found.skipped if not any((n, s[0]) in looked_up for n in SIDES)]
     duplicates = list(found.duplicates)
+    indexes = {side: _index(blockers[side], settings.phone_region) for side in SIDES}
     for source, left in zip(SIDES, (found.unmatched_crm, found.unmatched_provider), strict=True):
         target: Side = "provider" if source == "crm" else "crm"
         unmatched = [r for r in left if (source, r.id) not in looked_up]
@@ -606,7 +619,7 @@ def plan_pass(inp: PassInput, *, new_mapping_id: Callable[[], str]) -> Plan:
         for remote in unmatched:
             if (source, remote.id) in inp.on_hold:
                 continue
-            taken = _taken(remote, source, blockers[target], inp)
+            taken = _taken(remote, source, indexes[target], inp)
             if taken is not None:
                 duplicates.append(taken)
                 skipped.append((remote.id, taken.reason))

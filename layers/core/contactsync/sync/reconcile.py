@@ -484,13 +484,26 @@ class _Pass:
         )
         plan = plan_pass(inp, new_mapping_id=self.ctx.new_id)
         known = {name: {r.id for r in unmapped[name]} for name in SIDES}
-        found = self.look_up_copies(plan, unmapped, known)
+        # A provider side listed in full this pass holds its whole scope already: what is not
+        # unmapped there is linked (no look-up, which would cost a search per contact to copy
+        # on an initial sync). The CRM lists only the user's persons: it is always searched.
+        listed = {
+            "provider": [
+                entry[2]
+                for entry in pairs.values()
+                if isinstance(entry[2], RemoteContact) and entry[2].in_scope
+            ]
+            if provider.full
+            else None
+        }
+        found = self.look_up_copies(plan, unmapped, known, listed)
         if any(found.values()):
             linked = frozenset(
                 (name, r.id)
                 for name in SIDES
                 for r in found[name]
-                if self.store.mapping_for(self.cid, name, r.id) is not None
+                if listed.get(name) is not None
+                or self.store.mapping_for(self.cid, name, r.id) is not None
             )
             inp = replace(
                 inp, found_crm=found["crm"], found_provider=found["provider"], found_linked=linked
@@ -509,7 +522,11 @@ class _Pass:
         return plan, versions
 
     def look_up_copies(
-        self, plan: Plan, unmapped: dict[str, list[RemoteContact]], known: dict[str, set[str]]
+        self,
+        plan: Plan,
+        unmapped: dict[str, list[RemoteContact]],
+        known: dict[str, set[str]],
+        listed: dict[str, list[RemoteContact] | None],
     ) -> dict[str, list[RemoteContact]]:
         """The contacts this plan would copy, looked up in the other side's whole book: what a
         pass reads is what changed, so a contact that exists there unchanged (or, in the CRM,
@@ -528,6 +545,10 @@ class _Pass:
         found: dict[str, list[RemoteContact]] = {"crm": [], "provider": []}
         for name, contacts in wanted.items():
             if not contacts:
+                continue
+            linked_here = listed.get(name)
+            if linked_here is not None:
+                found[name] = linked_here
                 continue
             hits = self.sides.of(name).lookup(contacts)
             self.counts["lookups"] = self.counts.get("lookups", 0) + len(contacts)
