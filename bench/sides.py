@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-from contactsync.contacts.model import Contact
 from contactsync.providers.base import (
     ChangePage,
     ContactDelete,
@@ -89,10 +88,6 @@ class TimedSide:
     def find_tagged(self, tag: str) -> RemoteContact | None:
         with self._timed():
             return self._side.find_tagged(tag)
-
-    def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
-        with self._timed():
-            return self._side.lookup(contacts)
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
         with self._timed():
