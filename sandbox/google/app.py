@@ -132,6 +132,27 @@ def list_connections(sb: GoogleSandbox, c: Call) -> Any:
     return sb.list_connections(c.email, flat)
 
 
+MAX_SEARCH_PAGE = 30
+
+
+def search_contacts(sb: GoogleSandbox, c: Call) -> Any:
+    """Contacts whose names, nicknames, emails, phones or organizations start a phrase with the
+    query, from the search cache as of the last warm-up (an empty query); at most 30."""
+    if "query" not in c.q:
+        raise invalid("query is required.")
+    mask = read_mask(c.q.get("readMask"), name="readMask")
+    try:
+        size = int(c.q.get("pageSize") or 0) or 10
+    except ValueError as exc:
+        raise invalid("Invalid pageSize.") from exc
+    if size < 0:
+        raise invalid("pageSize must not be negative.")
+    hits = sb.search_contacts(c.email, c.q.get("query") or "")
+    with sb.lock:
+        results = [{"person": sb.render(h, mask)} for h in hits[: min(size, MAX_SEARCH_PAGE)]]
+    return {"results": results} if results else {}
+
+
 def create_contact(sb: GoogleSandbox, c: Call) -> Any:
     mask = read_mask(c.q.get("personFields"), required=False)
     with sb.lock:
@@ -339,6 +360,8 @@ TABLE: list[tuple[str, str, str, str, str, Handler]] = [
            list_connections),
     ("getBatchGet", "GET", "people:batchGet", "read",
            f"{PERSON_FIELDS_PARAMS} resourceNames", batch_get),
+    ("searchContacts", "GET", "people:searchContacts", "read",
+           "query pageSize readMask sources", search_contacts),
     ("createContact", "POST", "people:createContact", "write", "personFields sources",
            create_contact),
     ("batchCreateContacts", "POST", "people:batchCreateContacts", "write", "", batch_create),

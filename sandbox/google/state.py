@@ -105,6 +105,9 @@ class User:
     contacts: dict[str, StoredContact] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
     seq: int = 0
+    # searchContacts reads a cache, refreshed only by a warm-up request (an empty query):
+    # contact id -> the texts a query matches, as they were at the last warm-up.
+    search_cache: dict[str, list[str]] | None = None
 
     @property
     def resource_name(self) -> str:
@@ -482,6 +485,28 @@ class GoogleSandbox:
             self._touch(user, stored)
             return stored.resource_name
 
+    def search_contacts(self, email: str, query: str) -> list[StoredContact]:
+        """``people:searchContacts``: an empty query is the warm-up that refreshes the user's
+        search cache; any other matches the cache as of the last warm-up (none: nothing)."""
+        with self.lock:
+            user = self.user(email)
+            if not query.strip():
+                user.search_cache = {
+                    c.id: searchable_texts(c.fields)
+                    for c in user.contacts.values()
+                    if not c.deleted
+                }
+                return []
+            wanted = " ".join(query.casefold().split())
+            hits = []
+            for cid, texts in (user.search_cache or {}).items():
+                stored = user.contacts.get(cid)
+                if stored is None or stored.deleted:
+                    continue
+                if any(prefix_phrase(wanted, text) for text in texts):
+                    hits.append(stored)
+            return hits
+
     def profile(self, email: str, mask: set[str]) -> dict[str, Any]:
         """The signed-in user's own person (people/me)."""
         with self.lock:
@@ -796,6 +821,36 @@ class OAuthError(Exception):
         self.error = error
         self.description = description
         self.status = status
+
+
+SEARCHED = {
+    "names": ("displayName", "givenName", "familyName", "middleName", "unstructuredName"),
+    "nicknames": ("value",),
+    "emailAddresses": ("value",),
+    "phoneNumbers": ("value", "canonicalForm"),
+    "organizations": ("name",),
+}
+
+
+def searchable_texts(fields: dict[str, Any]) -> list[str]:
+    """What searchContacts matches: names, nicknames, emails, phones, organizations."""
+    texts = []
+    for field_name, keys in SEARCHED.items():
+        for entry in fields.get(field_name) or []:
+            for key in keys:
+                value = (entry or {}).get(key)
+                if isinstance(value, str) and value.strip():
+                    texts.append(" ".join(value.casefold().split()))
+    for name in fields.get("names") or []:  # the display name Google composes from the parts
+        parts = [(name or {}).get(k) for k in ("givenName", "middleName", "familyName")]
+        texts.append(" ".join(" ".join(str(p) for p in parts if p).casefold().split()))
+    return texts
+
+
+def prefix_phrase(query: str, text: str) -> bool:
+    """Google's rule: the query is a prefix of the text from one of its word starts ("foo name"
+    matches "f", "foo n", "nam"; not "oo n")."""
+    return any(text[i:].startswith(query) for i in range(len(text)) if i == 0 or text[i - 1] == " ")
 
 
 def check_etag(stored: StoredContact, body: dict[str, Any]) -> None:

@@ -22,6 +22,8 @@ from starlette.routing import Route
 
 from sandbox.graph.control import control_routes
 from sandbox.graph.render import (
+    EMAIL_FILTER_RE,
+    NAME_FILTER_RE,
     TAG_FILTER_RE,
     DroppedConnection,
     Reply,
@@ -189,7 +191,24 @@ def require_object(body: Any) -> dict[str, Any]:
 
 
 def filter_contacts(found: list[StoredContact], flt: str) -> list[StoredContact]:
-    """The one ``$filter`` shape we support: a match on a single-value extended property."""
+    """The ``$filter`` shapes we support: a match on a single-value extended property, on one
+    of the email addresses, or on the display name (string comparisons ignore case, as
+    Exchange's do)."""
+    email = EMAIL_FILTER_RE.match(flt.strip())
+    if email:
+        wanted = email.group(2).replace("''", "'").casefold()
+        return [
+            c
+            for c in found
+            if any(
+                str((e or {}).get("address") or "").casefold() == wanted
+                for e in c.props.get("emailAddresses") or []
+            )
+        ]
+    name = NAME_FILTER_RE.match(flt.strip())
+    if name:
+        wanted = name.group(1).replace("''", "'").casefold()
+        return [c for c in found if str(c.props.get("displayName") or "").casefold() == wanted]
     m = TAG_FILTER_RE.match(flt.strip())
     if not m:
         raise GraphError(400, "ErrorInvalidUrlQueryFilter", "The filter is not supported.")

@@ -26,6 +26,12 @@ CONTACT_DEFAULTS: dict[str, Any] = {
 }  # fmt: skip
 
 EXPAND_RE = re.compile(r"singleValueExtendedProperties\(\$filter=id eq '((?:[^']|'')*)'\)", re.I)
+# ``emailAddresses/any(a:a/address eq '...')``: the only filter Graph takes on that collection
+# (``any`` with ``eq`` on ``address``; no other sub-property, operator or function).
+EMAIL_FILTER_RE = re.compile(
+    r"^emailAddresses/any\((\w+):\s*\1/address eq '((?:[^']|'')*)'\)$", re.I
+)
+NAME_FILTER_RE = re.compile(r"^displayName eq '((?:[^']|'')*)'$", re.I)
 TAG_FILTER_RE = re.compile(
     r"^singleValueExtendedProperties/any\((\w+):\s*\1/id eq '((?:[^']|'')*)'"
     r"\s+and\s+\1/value eq '((?:[^']|'')*)'\)$",

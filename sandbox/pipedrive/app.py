@@ -270,6 +270,9 @@ def build_app(sandbox: PipedriveSandbox) -> Starlette:
     async def me(request: Request, user: User) -> Any:
         return ok(user.to_v1(sandbox.companies[user.company_id]))
 
+    async def user_by_id(request: Request, user: User) -> Any:
+        return ok(sandbox.user_of_company(user, int_param(request, "id")))
+
     async def permissions(request: Request, user: User) -> Any:
         return ok(sandbox.permissions_of(user, int_param(request, "id")))
 
@@ -306,6 +309,7 @@ def build_app(sandbox: PipedriveSandbox) -> Starlette:
     both_v1("PUT", "/persons/{id}/merge", "v1_write", merge)
     both_v1("GET", "/users/me", "v1_get", me)
     both_v1("GET", "/users/{id}/permissions", "v1_get", permissions)
+    both_v1("GET", "/users/{id}", "v1_get", user_by_id)
     both_v1("GET", "/personFields", "v1_list", person_fields)
     both_v1("POST", "/personFields", "v1_write", add_person_field)
     both_v1("GET", "/webhooks", "v1_list", list_webhooks)

@@ -368,6 +368,11 @@ class PipedriveSandbox:
             keys = PERMISSION_KEYS if self.lists_add_permissions else LISTED_PERMISSION_KEYS
             return {k: target.can(k) for k in keys}
 
+    def user_of_company(self, user: User, target_id: int) -> dict[str, Any]:
+        """``GET /v1/users/{id}``: any user of the caller's company (404 for another company)."""
+        with self._lock:
+            return self._user_in_company(user, target_id).to_v1(self.companies[user.company_id])
+
     def _user_in_company(self, user: User, target_id: int) -> User:
         target = self.users.get(target_id)
         if target is None or target.company_id != user.company_id:

@@ -609,3 +609,24 @@ def test_a_contact_with_a_new_resource_name_names_its_previous_one(account: Acco
     # Then both name the old resource name, under the new one (the pass moves the link)
     assert renamed.id == new and renamed.previous_ids == (old,)
     assert fetched[old] is not None and fetched[old].id == new
+
+
+def test_lookup_warms_up_then_searches_each_email_phone_and_name(account: Account) -> None:
+    # Given Ada in the synced group, her twin only in My Contacts, and someone else
+    sb = account.sb
+    clients = sb.add_group(account.email, "Clients")
+    ada = sb.add_contact(account.email, to_person(PERSON), groups=(MY_CONTACTS, clients))
+    sb.add_contact(account.email, to_person(PERSON))
+    sb.add_contact(account.email, {"names": [{"givenName": "Bob"}]}, groups=(MY_CONTACTS, clients))
+    adapter = account.adapter(group_id=clients)
+    before = sb.stats_snapshot()
+    # When a contact with Ada's work email (in other case) and a phone is looked up
+    wanted = Contact(emails=(Email("ADA@analytical.example"),), phones=(PERSON.phones[2],))
+    found = adapter.lookup([wanted])
+    # Then the group's Ada is found, not the twin outside the group
+    assert [r.id for r in found] == [ada]
+    # And it cost a warm-up and one search per email and phone
+    assert account.calls(before, "searchContacts") == 3
+    assert [r.url.params["query"] for r in account.requests(":searchContacts")] == [
+        "", "ADA@analytical.example", "+44 7700 900000"
+    ]  # fmt: skip

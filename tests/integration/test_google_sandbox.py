@@ -679,3 +679,32 @@ def test_partial_batch_answers_and_empty_pages_on_demand(g: RunningGoogle) -> No
     assert batch.status_code == 200 and answered < set(names)
     assert "connections" not in first and first["nextPageToken"]
     assert sb.faults.empty_pages == 1
+
+
+def test_search_contacts_needs_a_warm_up_and_matches_prefix_phrases(g: RunningGoogle) -> None:
+    # Given a contact added before any warm-up
+    g.sandbox.add_contact(ADA, {"names": [{"givenName": "Foo", "familyName": "Name"}],
+                                "emailAddresses": [{"value": "foo@bar.example"}]})  # fmt: skip
+    with api(g) as http:
+
+        def search(query: str) -> httpx.Response:
+            params = {"query": query, "readMask": "names"}
+            return http.get("/v1/people:searchContacts", params=params)
+
+        cold = search("foo").json()
+        warm_up = search("")
+        # When searched after the warm-up
+        hits = {q: len(search(q).json().get("results", [])) for q in ("f", "foo n", "nam",
+                "oo n", "FOO@BAR.example", "bar.example")}  # fmt: skip
+        no_mask = http.get("/v1/people:searchContacts", params={"query": "foo"})
+    # Then the cold search finds nothing, and the warm one prefix phrases only
+    assert cold == {} and warm_up.status_code == 200
+    assert hits == {"f": 1, "foo n": 1, "nam": 1, "oo n": 0, "FOO@BAR.example": 1,
+                    "bar.example": 0}  # fmt: skip
+    assert no_mask.status_code == 400
+    # And Google's own client reaches the method through its discovery document
+    creds = google.oauth2.credentials.Credentials(token=g.sandbox.token_for(ADA))
+    service = build("people", "v1", credentials=creds, static_discovery=True,
+                    client_options={"api_endpoint": g.url})  # fmt: skip
+    found = service.people().searchContacts(query="foo", readMask="names").execute()
+    assert [r["person"]["names"][0]["givenName"] for r in found["results"]] == ["Foo"]

@@ -399,3 +399,26 @@ def test_notifications_can_be_dropped(mailbox: Mailbox, receiver: Receiver) -> N
         control(mailbox.graph, "POST", "/notifications/settings", {"drop_rate": 0.0})
     assert receiver.items() == []
     assert len([d for d in mailbox.graph.sandbox.dropped if d["clientState"] == "s"]) >= 2
+
+
+def test_contacts_filter_on_email_addresses_takes_only_any_eq_on_address(mailbox: Mailbox) -> None:
+    folder = f"/me/contactFolders/{mailbox.folder_id}/contacts"
+    with api(mailbox) as client:
+        client.post(folder, json={"displayName": "Ann Lee", "emailAddresses": [
+            {"name": "Ann", "address": "Ann@Lee.example"}]})  # fmt: skip
+        client.post(folder, json={"displayName": "Bob", "emailAddresses": []})
+
+        def matching(flt: str) -> httpx.Response:
+            return client.get(folder, params={"$filter": flt})
+
+        by_email = matching("emailAddresses/any(x:x/address eq 'ann@lee.example')")
+        by_name = matching("displayName eq 'ANN LEE'")
+        # The documented limits: no other sub-property, operator or function on the collection
+        refused = [
+            matching("emailAddresses/any(a:a/name eq 'Ann')"),
+            matching("emailAddresses/any(a:startswith(a/address, 'ann'))"),
+            matching("emailAddresses/any(a:a/address ne 'ann@lee.example')"),
+        ]
+    assert [c["displayName"] for c in by_email.json()["value"]] == ["Ann Lee"]
+    assert [c["displayName"] for c in by_name.json()["value"]] == ["Ann Lee"]
+    assert [r.status_code for r in refused] == [400, 400, 400]

@@ -496,3 +496,25 @@ def test_empty_delta_pages_are_not_the_end_of_the_listing(mailbox: Mailbox) -> N
     assert [len(p.contacts) for p in pages[:2]] == [0, 0]
     assert sorted(c.id for p in pages for c in p.contacts) == sorted(ids)
     assert all(p.deleted == [] for p in pages)
+
+
+def test_lookup_filters_the_folder_by_email_and_display_name(mailbox: Mailbox) -> None:
+    adapter = mailbox.adapter()
+    # Given Ada in the sync folder, an O'Brien, and Ada's twin in another folder
+    [ada] = adapter.create([NewContact("t-ada", PERSON)])
+    obrien = Contact(given_name="Sean", family_name="O'Brien")
+    [sean] = adapter.create([NewContact("t-sean", obrien)])
+    [twin] = adapter.create([NewContact("t-twin", PERSON)])
+    assert ada.remote is not None and sean.remote is not None and twin.remote is not None
+    control(mailbox.graph, "POST", f"/users/{mailbox.user_id}/contacts/{twin.remote.id}/move",
+            {"destinationId": mailbox.other_folder_id})  # fmt: skip
+    before = len(mailbox.requests("POST", "$batch"))
+    # When the address in other case, and the name with its quote, are looked up
+    wanted = [Contact(emails=(Email("ADA@analytical.example"),)), Contact(given_name="Sean",
+              family_name="O'Brien"), Contact(emails=(Email("nobody@x.example"),))]  # fmt: skip
+    found = adapter.lookup(wanted)
+    # Then the folder's Ada and Sean are found, tags read, and not the twin in another folder
+    assert sorted(r.id for r in found) == sorted([ada.remote.id, sean.remote.id])
+    assert {r.tag for r in found} == {"t-ada", "t-sean"}
+    # And the three filters went in one $batch
+    assert len(mailbox.requests("POST", "$batch")) == before + 1

@@ -509,3 +509,46 @@ def test_without_contact_sync_a_403_on_a_write_teaches_the_adapter_once(
     edited = ANN.with_fields(job_title="CEO")
     [updated] = side.update([ContactUpdate(remote.id, remote.version, remote.contact, edited)])
     assert updated.ok and pipedrive.requests("PATCH /api/v2/persons/{id}") == patches
+
+
+def test_lookup_searches_the_whole_company_and_names_other_owners(pipedrive: PipedriveWorld):
+    # Given a colleague's person with Ann's email, one of the user's with her phone, and others
+    with pipedrive.http(pipedrive.sandbox.issue_token(pipedrive.other_id)) as http:
+        theirs = http.post(
+            "/api/v2/persons",
+            json={"name": "Ann L.", "emails": [{"value": "ANN@lee.test"}]},
+        ).json()["data"]
+    side = pipedrive.adapter()
+    (made,) = side.create([NewContact("t-1", Contact(given_name="A", phones=ANN.phones))])
+    pipedrive.sandbox.seed_persons(pipedrive.owner_id, 30, with_orgs=False)
+    pipedrive.sandbox.reset_stats()
+    # When Ann is looked up
+    found = {r.id: r for r in side.lookup([ANN])}
+    # Then both are found, whoever owns them; the colleague's says whose it is
+    assert made.remote is not None
+    assert set(found) >= {str(theirs["id"]), made.remote.id}
+    assert found[made.remote.id].in_scope
+    assert not found[str(theirs["id"])].in_scope
+    assert found[str(theirs["id"])].scope_reason == "owned by Colin Colleague"
+    # And it cost one exact search per email, phone and name, one ids read and one user read
+    assert pipedrive.requests("GET /api/v2/persons/search") == 3
+    assert pipedrive.requests("GET /api/v2/persons") == 1
+    assert pipedrive.requests("GET /api/v1/users/{id}") == 1
+
+
+def test_lookup_of_many_contacts_lists_a_small_company_instead(pipedrive: PipedriveWorld):
+    # Given a company of 40 persons, one of them a colleague's with the email looked for
+    pipedrive.sandbox.seed_persons(pipedrive.owner_id, 40, with_orgs=False)
+    with pipedrive.http(pipedrive.sandbox.issue_token(pipedrive.other_id)) as http:
+        theirs = http.post(
+            "/api/v2/persons", json={"name": "Zoe", "emails": [{"value": "zoe@x.test"}]}
+        ).json()["data"]
+    side = pipedrive.adapter()
+    many = [Contact(given_name=f"New{i}", emails=(Email(f"new{i}@x.test"),)) for i in range(15)]
+    pipedrive.sandbox.reset_stats()
+    # When 16 contacts (32 searches) are looked up at once
+    found = side.lookup([*many, Contact(emails=(Email("zoe@x.test"),))])
+    # Then one listing page of the company replaced the searches
+    assert [r.id for r in found] == [str(theirs["id"])]
+    assert pipedrive.requests("GET /api/v2/persons/search") == 0
+    assert pipedrive.requests("GET /api/v2/persons") == 1

@@ -397,3 +397,24 @@ def test_the_permissions_answer_does_not_list_the_add_flags_but_post_enforces_th
     assert "can_add_people" not in perms and "can_add_organizations" not in perms
     assert perms["can_merge_people"] is True
     assert person.status_code == 403
+
+
+def test_persons_search_sees_every_owner_and_users_are_read_by_id(pipedrive: PipedriveWorld):
+    # Given a colleague's person
+    other_token = pipedrive.sandbox.issue_token(pipedrive.other_id)
+    with pipedrive.http(other_token) as http:
+        http.post("/api/v2/persons", json={"name": "Ann", "emails": [{"value": "ann@x.test"}]})
+    with pipedrive.http() as http:
+        # When the user searches by exact email, with another case, and for a partial one
+        params = {"term": "ANN@x.test", "fields": "email", "exact_match": "true"}
+        exact = http.get("/api/v2/persons/search", params=params).json()["data"]["items"]
+        params = {"term": "ann@x", "fields": "email", "exact_match": "true"}
+        partial = http.get("/api/v2/persons/search", params=params).json()["data"]["items"]
+        # And reads the owner, and a user of no company of theirs
+        owner = http.get(f"/v1/users/{exact[0]['item']['owner']['id']}").json()["data"]
+        missing = http.get("/v1/users/999999")
+    # Then the colleague's person is found by the whole address only, and its owner is named
+    assert [i["item"]["emails"] for i in exact] == [["ann@x.test"]]
+    assert partial == []
+    assert owner["name"] == "Colin Colleague"
+    assert missing.status_code == 404

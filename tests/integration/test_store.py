@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -217,6 +218,39 @@ def test_a_lease_is_exclusive_until_it_expires_or_is_released() -> None:
     assert not repo.release_lease(conn_id, "worker-1")
     assert repo.release_lease(conn_id, "worker-2")
     assert repo.acquire_lease(conn_id, "worker-3", 60, NOW + timedelta(seconds=92))
+
+
+def test_a_key_claim_is_shared_by_a_users_connections_and_lapses() -> None:
+    def claim(owner: str, seconds_later: float, user: str = "u1") -> bool:
+        moment = NOW + timedelta(seconds=seconds_later)
+        return repo.claim_key("c1", user, "email:ada@x.com", owner=owner, seconds=300, now=moment)
+
+    # Given the user's Google connection claims Ada's email
+    assert claim("google-conn", 0)
+    # Then the user's Outlook connection cannot, in the same instant or minutes later
+    assert not claim("outlook-conn", 0)
+    assert not claim("outlook-conn", 299)
+    # While the Google one may claim it again (a pass finishing a crashed one), and another user
+    assert claim("google-conn", 10)
+    assert claim("outlook-conn", 0, user="u2")
+    # And once it lapsed (the table's TTL removes it later), the Outlook connection can
+    assert claim("outlook-conn", 311)
+    assert not claim("google-conn", 312)
+
+
+def test_key_claims_race_to_one_winner() -> None:
+    # Given eight connections claiming the same key at once, each on its own client thread
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        won = list(
+            pool.map(
+                lambda i: repo.claim_key(
+                    "c1", "u1", "phone:+14155550100", owner=f"conn-{i}", seconds=300, now=NOW
+                ),
+                range(8),
+            )
+        )
+    # Then exactly one of them has it
+    assert won.count(True) == 1
 
 
 def test_a_lease_on_a_missing_connection_is_refused() -> None:

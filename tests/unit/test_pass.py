@@ -97,6 +97,8 @@ def test_initial_sync_links_matches_and_creates_the_rest(world) -> None:
     assert len(provider.contacts) == 3
     assert store.count_mappings(CID) == 3
     assert store.connections[CID]["state"] == "active"
+    # And only the CRM was searched before creating: the address book was listed whole
+    assert (crm.calls.get("lookup", 0), provider.calls.get("lookup", 0)) == (1, 0)
     # And a second pass writes nothing (formatting-only differences do not echo)
     writes_before = dict(crm.calls), dict(provider.calls)
     assert poll(store, crm, provider) == "done"
@@ -493,6 +495,44 @@ def test_a_person_both_address_books_bring_in_at_once_is_made_once_in_the_crm() 
         assert (held.contact.job_title, held.contact.notes) == ("Countess", "met at the fair")
 
 
+def test_two_connections_making_one_person_in_the_same_instant_make_her_once() -> None:
+    # Given one user syncing Outlook and Google with the CRM, and the same new person in both
+    store, crm, outlook, google = two_syncs_of_one_crm()
+    for cid, book in (("outlook", outlook), ("google", google)):
+        assert sync(store, cid, crm, book) == "done"
+    outlook.put(person("Ada Byron", "ada@x.com"))
+    google.put(person("Ada Byron", "ADA@x.com").with_fields(notes="met at the fair"))
+    statuses = []
+
+    def outlook_in_the_same_instant(point: str) -> None:
+        # The Google pass has looked around the CRM and is about to create: the Outlook pass
+        # runs whole now, its look-up and look-around seeing no Ada either.
+        if point == "before_create":
+            statuses.append(sync(store, "outlook", crm, outlook))
+
+    # When both passes get as far as creating her, the Google one first to claim her email
+    assert sync(store, "google", crm, google, crash_point=outlook_in_the_same_instant) == "done"
+    # Then the CRM holds her once: the Outlook pass could not claim her, made nothing, and
+    # asks to run again in a few seconds
+    assert statuses == ["recheck"]
+    assert emails(crm) == ["ada@x.com"]
+    assert list(store.mappings("outlook")) == []
+    assert any("planned again" in e.message for cid, e in store.log if cid == "outlook")
+    # And it is due again within seconds, when it finds her and links to her
+    outlook_conn = store.connections["outlook"]
+    due = outlook_conn["next_run_at"] - datetime.fromisoformat(outlook_conn["last_success_at"])
+    assert due <= timedelta(seconds=5)
+    assert sync(store, "outlook", crm, outlook) == "done"
+    [ada] = crm.contacts
+    for cid in ("outlook", "google"):
+        [mapping] = store.mappings(cid)
+        assert mapping.crm_id == ada
+    for _ in range(2):
+        for cid, book in (("google", google), ("outlook", outlook)):
+            assert sync(store, cid, crm, book) == "done"
+    assert emails(crm) == emails(outlook) == emails(google) == ["ada@x.com"]
+
+
 def test_a_person_deleted_in_the_crm_and_edited_in_both_books_comes_back_once() -> None:
     # Given a person in the CRM, synced to Outlook and Google
     store, crm, outlook, google = two_syncs_of_one_crm()
@@ -523,6 +563,66 @@ def test_a_person_deleted_in_the_crm_and_edited_in_both_books_comes_back_once() 
     for side in (crm, outlook, google):
         [held] = side.contacts.values()
         assert (held.contact.job_title, held.contact.notes) == (winner, "met at the fair")
+
+
+def test_a_new_contact_that_exists_unchanged_in_the_crm_is_linked_not_made_again(world) -> None:
+    # Given a to_crm connection whose CRM person was never copied to the address book
+    store, crm, provider = world
+    store.update_connection(CID, direction="to_crm")
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    assert provider.contacts == {}
+    # When the user adds the same person to the address book (the CRM does not change)
+    added = provider.put(person("Ann Lee", "ANN@x.com").with_fields(job_title="CTO"))
+    assert poll(store, crm, provider) == "done"
+    # Then she is linked to the CRM person, and no second one is made
+    assert list(crm.contacts) == [ann.id]
+    [mapping] = store.mappings(CID)
+    assert (mapping.crm_id, mapping.provider_id) == (ann.id, added.id)
+    assert crm.calls.get("create", 0) == 0
+    assert crm.calls["lookup"] == 1
+
+
+def test_a_new_contact_whose_crm_match_belongs_to_someone_else_is_held(world) -> None:
+    # Given a CRM person with Ann's email that is not the user's (another owner)
+    store, crm, provider = world
+    theirs = crm.put(person("Ann Lee", "ann@x.com"), in_scope=False)
+    assert start(store, crm, provider) == "done"
+    # When the user adds Ann to the address book
+    added = provider.put(person("Ann Lee", "ann@x.com"))
+    assert poll(store, crm, provider) == "done"
+    # Then nothing is made in the CRM, and the audit says why, naming both contacts
+    assert list(crm.contacts) == [theirs.id]
+    assert list(store.mappings(CID)) == []
+    [held] = [e for cid, e in store.log if e.kind == "duplicate"]
+    assert held.message.startswith("exists in the CRM, moved out of the folder")
+    assert held.details == {"crm_ids": [theirs.id], "provider_ids": [added.id],
+                            "key": "email:ann@x.com"}  # fmt: skip
+
+
+@pytest.mark.parametrize("reason", ["schedule", "resync"])
+def test_a_crm_person_whose_email_is_linked_already_is_not_copied_again(world, reason) -> None:
+    # Given Ann copied to the address book and linked
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    # When a second CRM person with her email appears, read incrementally or in a full listing
+    crm.put(person("Annie Lee", "ann@x.com"))
+    message = SyncMessage(connection_id=CID, reason=reason)
+    assert run_pass(CID, message, context(store, crm, provider)).status == "done"
+    # Then the address book still holds her once, and the second person waits for review
+    assert emails(provider) == ["ann@x.com"]
+    assert any("linked to another contact already" in e.message for _, e in store.log)
+
+
+def test_two_crm_persons_sharing_an_email_are_not_both_copied(world) -> None:
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    crm.put(person("Annie Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    assert provider.contacts == {}
+    [held] = [e for cid, e in store.log if e.kind == "duplicate"]
+    assert len(held.details["crm_ids"]) == 2 and held.details["provider_ids"] == []
 
 
 def test_a_stopped_connection_is_not_synced(world) -> None:

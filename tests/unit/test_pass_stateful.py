@@ -32,8 +32,8 @@ from tests.unit.test_engine_properties import ADDRESSES, ORGS, WEBSITES, reforma
 
 CID = "conn"
 REGION = "US"
-CRASH_POINTS = ["after_pending", "after_provider_call", "before_mapping_write",
-                "before_cursor_advance"]  # fmt: skip
+CRASH_POINTS = ["after_pending", "before_create", "after_provider_call",
+                "before_mapping_write", "before_cursor_advance"]  # fmt: skip
 # The CRM carries fewer fields than the provider, as Pipedrive does.
 CRM_FIELDS = frozenset(ALL_FIELDS) - {"birthday", "middle_name", "websites"}
 EDITABLE = ["job_title", "organization", "notes", "birthday", "family_name", "addresses",

@@ -435,6 +435,83 @@ def test_out_of_scope_new_contacts_are_skipped() -> None:
     assert (plan.outcomes, plan.skipped) == ((), (("c3", "owned by another user"),))
 
 
+def test_two_crm_persons_sharing_an_email_are_one_review_item_and_neither_is_copied() -> None:
+    # Given two CRM persons with the same email and nothing like them in the provider
+    twin = BASE.with_fields(given_name="Annie", phones=())
+    plan = pass_of(unmapped_crm=[crm(BASE, number=1), crm(twin, number=2)])
+    # Then nothing is copied: one review item names both
+    assert plan.outcomes == ()
+    (duplicate,) = plan.duplicates
+    assert (duplicate.crm_ids, duplicate.provider_ids) == (("c1", "c2"), ())
+    assert "2 CRM contacts share email:ann@x.com" in duplicate.reason
+    assert {contact_id for contact_id, _ in plan.skipped} == {"c1", "c2"}
+
+
+def test_two_contacts_sharing_only_a_phone_are_both_copied() -> None:
+    # Given two provider contacts sharing an office phone, different people
+    ann = Contact(given_name="Ann", phones=(Phone("+1 415 555 0100"),))
+    bob = Contact(given_name="Bob", phones=(Phone("+1 415 555 0100"),))
+    plan = pass_of(unmapped_provider=[provider(ann, number=1), provider(bob, number=2)])
+    # Then both are copied: a shared phone is not a duplicate on its own
+    assert [o.kind for o in plan.outcomes] == ["create", "create"]
+
+
+def found_pass(new: RemoteContact, found: Sequence[RemoteContact], **extra: object) -> Plan:
+    """A to_crm pass with one new provider contact and what the CRM look-up found for it."""
+    settings = SyncSettings(direction="to_crm")
+    inp = PassInput(settings, [], [], [new], 5, found_crm=found, **extra)  # type: ignore[arg-type]
+    return plan_pass(inp, new_mapping_id=ids())
+
+
+def test_a_new_contact_found_in_the_other_sides_book_is_linked_not_copied() -> None:
+    # Given a new Outlook contact and a CRM person with its email that did not change this pass
+    existing = crm(BASE.with_fields(job_title="CTO"), number=9)
+    plan = found_pass(provider(BASE, number=4), [existing])
+    # Then they are linked: no second CRM person
+    (outcome,) = plan.outcomes
+    assert (outcome.kind, outcome.crm_id, outcome.provider_id) == ("link", "c9", "p4")
+    assert all(w.kind != "create" for w in outcome.writes)
+
+
+def test_found_contacts_that_match_nothing_are_never_copied() -> None:
+    # Given a found CRM person that shares no key with the new contact (searches over-return)
+    stranger = crm(Contact(given_name="Zed", emails=(Email("zed@y.com"),)), number=9)
+    plan = found_pass(provider(BASE, number=4), [stranger])
+    # Then the new contact is created and the found person is left alone (not skipped, not sent)
+    (outcome,) = plan.outcomes
+    assert (outcome.kind, outcome.provider_id) == ("create", "p4")
+    assert plan.skipped == ()
+
+
+def test_a_new_contact_matching_two_found_persons_is_held_for_review() -> None:
+    plan = found_pass(provider(BASE, number=4), [crm(BASE, number=8), crm(BASE, number=9)])
+    assert plan.outcomes == ()
+    (duplicate,) = plan.duplicates
+    assert (duplicate.crm_ids, duplicate.provider_ids) == (("c8", "c9"), ("p4",))
+
+
+def test_a_new_contact_whose_crm_match_is_owned_by_another_user_is_held() -> None:
+    # Given a CRM person with the same email owned by a colleague
+    theirs = crm(BASE, number=9, in_scope=False, scope_reason="owned by Bo Chen")
+    plan = found_pass(provider(BASE, number=4), [theirs])
+    # Then the new contact is neither copied nor linked, and the reason names the owner
+    assert plan.outcomes == ()
+    (duplicate,) = plan.duplicates
+    assert (duplicate.crm_ids, duplicate.provider_ids) == (("c9",), ("p4",))
+    assert plan.skipped == (("p4", duplicate.reason),)
+    assert duplicate.reason.startswith("exists in the CRM, owned by Bo Chen")
+
+
+def test_a_new_contact_whose_match_is_linked_already_is_held() -> None:
+    # Given a CRM person with the same email, linked to another Outlook contact
+    linked = crm(BASE, number=9)
+    plan = found_pass(provider(BASE, number=4), [linked], found_linked=frozenset({("crm", "c9")}))
+    # Then the second Outlook contact does not make a second CRM person, nor steals the link
+    assert plan.outcomes == ()
+    (duplicate,) = plan.duplicates
+    assert "linked to another contact already" in duplicate.reason
+
+
 # --- Guard ----------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,10 @@ contacts still unmatched are grouped by the keys they share with the *other* sid
 - any bigger group (one contact matching several, or several on one side sharing the key) is a
   possible duplicate: nothing in it is linked or created, a person has to decide.
 
+Two contacts on the *same* side sharing an email are a possible duplicate too, even with nothing
+like them on the other side: copying both would make the other side hold the same person twice.
+(Only emails: two people sharing a phone, a family's or an office's, are common and distinct.)
+
 A contact whose first matching key already settled it is never looked at by a later key, so
 matching can never link one contact to two.
 """
@@ -75,15 +79,22 @@ MATCH_KEYS: tuple[Callable[[Contact, str], set[str]], ...] = (_email_keys, _phon
 _Node = tuple[str, str]  # ("crm" | "provider", contact id)
 
 
-def _groups(keys: dict[_Node, set[str]]) -> list[tuple[list[_Node], list[str]]]:
-    """Contacts connected through keys held on both sides, with the keys that connect them."""
+def _groups(
+    keys: dict[_Node, set[str]], same_side: bool = False
+) -> list[tuple[list[_Node], list[str]]]:
+    """Contacts connected through keys held on both sides (or, with ``same_side``, by two
+    contacts of any sides), with the keys that connect them."""
     sides_of_key: dict[str, set[str]] = {}
     holders: dict[str, list[_Node]] = {}
     for node, node_keys in keys.items():
         for key in node_keys:
             sides_of_key.setdefault(key, set()).add(node[0])
             holders.setdefault(key, []).append(node)
-    shared = {key for key, sides in sides_of_key.items() if len(sides) == 2}
+    shared = {
+        key
+        for key, sides in sides_of_key.items()
+        if len(sides) == 2 or (same_side and len(holders[key]) > 1)
+    }
     seen: set[_Node] = set()
     groups: list[tuple[list[_Node], list[str]]] = []
     for start, start_keys in keys.items():
@@ -118,7 +129,7 @@ def match_unmapped(
     duplicates: list[DuplicateCandidate] = []
     for keys_of in MATCH_KEYS:
         keys = {node: keys_of(remote.contact, region) for node, remote in left.items()}
-        for nodes, shared in _groups(keys):
+        for nodes, shared in _groups(keys, same_side=keys_of is _email_keys):
             crm_ids = tuple(node[1] for node in nodes if node[0] == "crm")
             provider_ids = tuple(node[1] for node in nodes if node[0] == "provider")
             if len(crm_ids) == 1 and len(provider_ids) == 1:
@@ -129,6 +140,12 @@ def match_unmapped(
                     f"{len(crm_ids)} CRM and {len(provider_ids)} provider contacts share "
                     f"{', '.join(shared)}; link them by hand"
                 )
+                if not crm_ids or not provider_ids:
+                    where = "CRM" if crm_ids else "provider"
+                    reason = (
+                        f"{len(nodes)} {where} contacts share {', '.join(shared)}: none is "
+                        "copied until they are merged or told apart by hand"
+                    )
                 duplicates.append(DuplicateCandidate(crm_ids, provider_ids, shared[0], reason))
                 skipped.extend((i, AMBIGUOUS) for i in (*crm_ids, *provider_ids))
             for node in nodes:

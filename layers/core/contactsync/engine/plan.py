@@ -29,7 +29,13 @@ from contactsync.contacts.normalize import (
     element_state,
     field_key,
 )
-from contactsync.engine.matching import DuplicateCandidate, Match, email_keys, match_unmapped
+from contactsync.engine.matching import (
+    MATCH_KEYS,
+    DuplicateCandidate,
+    Match,
+    email_keys,
+    match_unmapped,
+)
 from contactsync.engine.merge import (
     Conflict,
     ConflictPolicy,
@@ -140,6 +146,13 @@ class PassInput:
     on_hold: frozenset[tuple[str, str]] = frozenset()
     # What earlier passes applied lately (None: nothing, the window is closed).
     window: ChangeWindow | None = None
+    # Contacts a look-up found in each side's whole book (``ContactSide.lookup``) by the keys of
+    # those this pass would copy there. They are matched against, never copied. One that is
+    # linked already (``found_linked``: ("crm"/"provider", id)) or out of scope (a CRM person
+    # owned by another user) is never linked either: a new contact sharing a key with it is held.
+    found_crm: Sequence[RemoteContact] = ()
+    found_provider: Sequence[RemoteContact] = ()
+    found_linked: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -630,6 +643,43 @@ def _made_again_elsewhere(
         outcomes[i] = replace(merged, kind="merge", reason=reason)  # saved: the pair moves
 
 
+_KeyIndex = list[dict[str, list[RemoteContact]]]  # per MATCH_KEYS function: key -> holders
+
+
+def _index(contacts: Sequence[RemoteContact], region: str) -> _KeyIndex:
+    index: _KeyIndex = [{} for _ in MATCH_KEYS]
+    for remote in contacts:
+        for by_key, keys_of in zip(index, MATCH_KEYS, strict=True):
+            for key in keys_of(remote.contact, region):
+                by_key.setdefault(key, []).append(remote)
+    return index
+
+
+def _taken(
+    remote: RemoteContact, source: Side, blockers: _KeyIndex, inp: PassInput
+) -> DuplicateCandidate | None:
+    """A contact about to be copied that shares a match key with a contact the look-up found on
+    the other side which cannot be linked to it (linked already, or out of scope): held."""
+    region = inp.settings.phone_region
+    target = _other(source)
+    for by_key, keys_of in zip(blockers, MATCH_KEYS, strict=True):
+        shared = sorted(k for k in keys_of(remote.contact, region) if k in by_key)
+        if not shared:
+            continue
+        key = shared[0]
+        hits = list({b.id: b for k in shared for b in by_key[k]}.values())
+        why = [
+            "linked to another contact already"
+            if (target, b.id) in inp.found_linked
+            else (b.scope_reason or "out of scope")
+            for b in hits
+        ]
+        reason = f"exists in {SIDE_NAMES[target]}, {'; '.join(dict.fromkeys(why))} ({key})"
+        ids = {source: (remote.id,), target: tuple(b.id for b in hits)}
+        return DuplicateCandidate(ids["crm"], ids["provider"], key, reason)
+    return None
+
+
 def plan_pass(inp: PassInput, *, new_mapping_id: Callable[[], str]) -> Plan:
     """Everything one pass should do, in the order: changed pairs, links, creations."""
     settings = inp.settings
@@ -639,27 +689,45 @@ def plan_pass(inp: PassInput, *, new_mapping_id: Callable[[], str]) -> Plan:
         "provider": list(inp.unmapped_provider),
     }
     _made_again_elsewhere(inp.pairs, outcomes, unmapped, settings)
+    # What the look-up found: free contacts are matched as if changed; the others hold.
+    looked_up: set[tuple[Side, str]] = set()
+    blockers: dict[Side, list[RemoteContact]] = {"crm": [], "provider": []}
+    for side, found_here in zip(SIDES, (inp.found_crm, inp.found_provider), strict=True):
+        known = {r.id for r in unmapped[side]}
+        for remote in found_here:
+            if remote.id in known or (side, remote.id) in looked_up:
+                continue
+            looked_up.add((side, remote.id))
+            if remote.in_scope and (side, remote.id) not in inp.found_linked:
+                unmapped[side].append(remote)
+            else:
+                blockers[side].append(remote)
     found = match_unmapped(unmapped["crm"], unmapped["provider"], settings.phone_region)
     outcomes.extend(_link(match, settings, new_mapping_id()) for match in found.matches)
-    skipped = list(found.skipped)
-    for source, unmatched in zip(
-        SIDES, (found.unmatched_crm, found.unmatched_provider), strict=True
-    ):
+    skipped = [s for s in found.skipped if not any((n, s[0]) in looked_up for n in SIDES)]
+    duplicates = list(found.duplicates)
+    indexes = {side: _index(blockers[side], settings.phone_region) for side in SIDES}
+    for source, left in zip(SIDES, (found.unmatched_crm, found.unmatched_provider), strict=True):
         target: Side = "provider" if source == "crm" else "crm"
+        unmatched = [r for r in left if (source, r.id) not in looked_up]
         if not settings.may_write(target):
             reason = f"direction {settings.direction} does not write {SIDE_NAMES[target]}"
             skipped.extend((remote.id, reason) for remote in unmatched)
             continue
         held = [r for r in unmatched if (source, r.id) in inp.on_hold]
         skipped.extend((r.id, "a possible duplicate, waiting for review") for r in held)
-        outcomes.extend(
-            _copy(source, remote, settings, new_mapping_id)
-            for remote in unmatched
-            if (source, remote.id) not in inp.on_hold
-        )
+        for remote in unmatched:
+            if (source, remote.id) in inp.on_hold:
+                continue
+            taken = _taken(remote, source, indexes[target], inp)
+            if taken is not None:
+                duplicates.append(taken)
+                skipped.append((remote.id, taken.reason))
+                continue
+            outcomes.append(_copy(source, remote, settings, new_mapping_id))
     return Plan(
         outcomes=tuple(outcomes),
-        duplicates=found.duplicates,
+        duplicates=tuple(duplicates),
         skipped=tuple(skipped),
         held=_guard(inp, outcomes),
     )

@@ -102,6 +102,14 @@ class ContactSide(Protocol):
         """The contact carrying our mapping id, if the side has one (lost-response recovery)."""
         ...
 
+    def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
+        """Contacts anywhere in the side's book that may be one of ``contacts``: sharing an email,
+        a phone, or a name. The CRM searches the whole company (any owner: ``in_scope`` and
+        ``scope_reason`` say whose), a provider the user's whole address book. Costs calls in
+        proportion to ``contacts``, never a listing of the book; returning too much is fine (the
+        engine compares normalised keys), leaving out a contact that shares an email is not."""
+        ...
+
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]: ...
 
     def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]: ...

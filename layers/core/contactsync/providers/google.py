@@ -210,6 +210,36 @@ class GoogleContacts:
                 return None
             params = {**params, "pageToken": str(body["nextPageToken"])}
 
+    def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
+        """Contacts of the group sharing an email, a phone or a name with these:
+        ``people:searchContacts``, once with an empty query (the warm-up Google asks for before
+        searching, which refreshes its search cache), then once per email, phone and name."""
+        terms = list(
+            dict.fromkeys(
+                value.strip()
+                for contact in contacts
+                for value in (
+                    *(e.value for e in contact.emails),
+                    *(p.value for p in contact.phones),
+                    contact.full_name,
+                )
+                if value.strip()
+            )
+        )
+        if not terms:
+            return []
+        found: dict[str, RemoteContact] = {}
+        for query in ["", *terms]:
+            params = {"query": query, "readMask": PERSON_FIELDS, "pageSize": "30"}
+            body = self._json(self._send("GET", "/v1/people:searchContacts", params=params))
+            for result in body.get("results") or []:
+                if not (result.get("person") or {}).get("resourceName"):
+                    continue
+                remote = self._remote(result["person"])
+                if remote.in_scope:
+                    found[remote.id] = remote
+        return list(found.values())
+
     # --- writing ------------------------------------------------------------------------------
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:

@@ -18,6 +18,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -52,6 +53,8 @@ SAME_SECOND_WINDOW = timedelta(seconds=5)
 EPOCH_MARK = "1970-01-01T00:00:00Z"
 MAX_SKIP = 1000  # beyond this many same-second persons, re-read them rather than bloat the position
 IDS_PER_REQUEST = 100  # the v2 ``ids`` filter takes at most 100 ids
+# Beyond this many searches, one look-up first tries listing the company (500 persons a page).
+LOOKUP_LIST_FROM = 20
 EMAIL_LABELS = frozenset({"work", "home", "other"})
 PHONE_LABELS = frozenset({"work", "home", "mobile", "other"})
 PERMISSION_NAMES = {"can_add_people": "add people", "can_add_organizations": "add organizations"}
@@ -143,6 +146,8 @@ class PipedrivePersons:
         self._burst_limit = burst_limit
         self._sent: deque[float] = deque()
         self._org_names: dict[int, str] = {}
+        self._owners: dict[str, int] = {}  # person id -> owner id, for persons not the user's
+        self._user_names: dict[int, str] = {}
         self._org_ids: dict[str, int] = {}
         # Whether the company has contact sync on (None: not known yet). Without it the v2 API
         # leaves its fields out of every person and refuses (403) a write that sets one.
@@ -230,6 +235,65 @@ class PipedrivePersons:
         candidates = [r for r in self.fetch(ids).values() if r is not None and r.tag == tag]
         candidates.sort(key=lambda r: (not r.in_scope, int(r.id)))
         return candidates[0] if candidates else None
+
+    def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
+        """The company's persons (any owner) that may be one of ``contacts``: one exact-match
+        search per email, phone and name, then one ``ids`` read per 100 hits. When that many
+        searches would cost more than listing the whole company (an initial sync's creates),
+        the company is listed instead, at most one page per search it replaces."""
+        terms = list(
+            dict.fromkeys(
+                (field, value.strip())
+                for contact in contacts
+                for field, values in (
+                    ("email", [e.value for e in contact.emails]),
+                    ("phone", [p.value for p in contact.phones]),
+                    ("name", [contact.full_name]),
+                )
+                for value in values
+                if value.strip()
+            )
+        )
+        if not terms:
+            return []
+        listed = self._list_company(len(terms)) if len(terms) > LOOKUP_LIST_FROM else None
+        if listed is not None:
+            hits = [r for r in listed if _may_be_one_of(r.contact, terms)]
+        else:
+            ids: list[str] = []
+            for field, term in terms:
+                params = {"term": term, "fields": field, "exact_match": "true", "limit": 50}
+                body = self._call("GET", "/api/v2/persons/search", params=params)
+                items = (body.get("data") or {}).get("items") or []
+                ids += [str(item["item"]["id"]) for item in items if item.get("item")]
+            hits = [r for r in self.fetch(list(dict.fromkeys(ids))).values() if r is not None]
+        return [self._owner_named(r) for r in hits]
+
+    def _list_company(self, pages: int) -> list[RemoteContact] | None:
+        """Every person of the company, if that takes at most ``pages`` pages; else None."""
+        found: list[JSON] = []
+        params: JSON = {"limit": 500}
+        for _ in range(pages):
+            body = self._call("GET", "/api/v2/persons", params=params)
+            found += body.get("data") or []
+            cursor = (body.get("additional_data") or {}).get("next_cursor")
+            if not cursor:
+                return self._remotes(found)
+            params = {"limit": 500, "cursor": cursor}
+        return None
+
+    def _owner_named(self, remote: RemoteContact) -> RemoteContact:
+        """A person owned by someone else says by whom ("owned by Bo Chen")."""
+        owner = self._owners.get(remote.id)
+        if remote.in_scope or owner is None:
+            return remote
+        if owner not in self._user_names:
+            try:
+                user = self._call("GET", f"/api/v1/users/{owner}").get("data") or {}
+                self._user_names[owner] = str(user.get("name") or f"user {owner}")
+            except NotFound:
+                self._user_names[owner] = f"user {owner}"
+        return replace(remote, scope_reason=f"owned by {self._user_names[owner]}")
 
     # --- ContactSide: writing ------------------------------------------------------------------
 
@@ -378,6 +442,8 @@ class PipedrivePersons:
             self._learn_org_names([person["org_id"]])
         owner = person.get("owner_id")
         in_scope = owner == self.owner_id
+        if isinstance(owner, int) and not in_scope:
+            self._owners[str(person["id"])] = owner
         tag = (person.get("custom_fields") or {}).get(self._tag_field())
         return RemoteContact(
             id=str(person["id"]),
@@ -661,6 +727,20 @@ def _person_path(person_id: str) -> str:
     if not person_id.isdigit():
         raise NotFound(f"no Pipedrive person {person_id!r}", status=404)
     return f"/api/v2/persons/{person_id}"
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _may_be_one_of(contact: Contact, terms: Sequence[tuple[str, str]]) -> bool:
+    """Whether a listed person shares an email, a phone (its last 7 digits) or a name with
+    the terms searched for; loose on purpose, the engine compares normalised keys."""
+    mine = {("email", e.value.strip().casefold()) for e in contact.emails}
+    mine |= {("phone", _digits(p.value)[-7:]) for p in contact.phones if _digits(p.value)}
+    mine.add(("name", contact.full_name.strip().casefold()))
+    wanted = {(f, _digits(v)[-7:] if f == "phone" else v.casefold()) for f, v in terms}
+    return bool(mine & wanted)
 
 
 def _chunks(values: Sequence[str], size: int) -> Iterable[list[str]]:

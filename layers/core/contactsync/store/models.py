@@ -14,6 +14,7 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
 - CRM grant:     PK=USER#<company>#<user>  SK=CRM
 - CRM sign-in:   PK=USER#<company>#<user>  SK=CRM_AUTH (in-flight authorization, TTL 1 hour)
 - pass outcomes: PK=STATUS#<provider>#<minute>#<shard>  SK=COUNTS (status page counters, TTL 1 day)
+- key claim:     PK=CLAIM#<company>#<user>  SK=KEY#<normalised contact key> (a few minutes, TTL)
 
 Table name, endpoint and region are read from the environment once at import (TABLE_NAME,
 DYNAMODB_ENDPOINT_URL, AWS_REGION) and can be re-pointed with ``configure`` (tests use a fresh
@@ -380,6 +381,20 @@ class ReviewHold(Model):
     created_at = UnicodeAttribute()
 
 
+class KeyClaim(Model):
+    """One of a user's connections is about to make a person in the CRM with this normalised key
+    ("email:ann@x.com"): the user's other connections do not make it too while it lasts."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")  # CLAIM#<company>#<user>
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")  # KEY#<key>
+    owner = UnicodeAttribute()  # the connection holding it
+    until = UnicodeAttribute()  # ISO time it lapses (TTL deletes it later, at leisure)
+    expires_at = TTLAttribute()
+
+
 class PassOutcomes(Model):
     """How many passes touching one provider ended, and how many in error, in one minute.
 
@@ -410,6 +425,7 @@ MODELS: tuple[type[Model], ...] = (
     CrmGrant,
     CrmAuthorization,
     ReviewHold,
+    KeyClaim,
     PassOutcomes,
 )
 

@@ -41,6 +41,7 @@ from contactsync.store.models import (
     CrmAuthorization,
     CrmGrant,
     Cursor,
+    KeyClaim,
     Mapping,
     PassOutcomes,
     PendingWrite,
@@ -711,6 +712,36 @@ PASS_OUTCOME_RETENTION = timedelta(days=1)
 
 def _minute(moment: datetime) -> str:
     return iso(moment)[:16]  # "2025-03-01T12:34"
+
+
+def claim_key(
+    company_id: str,
+    user_id: str,
+    key: str,
+    *,
+    owner: str,
+    seconds: float,
+    now: datetime | None = None,
+) -> bool:
+    """Claim a normalised contact key for ``owner`` (a connection) among the user's connections,
+    for ``seconds``: a conditional put that succeeds when the key is free, lapsed, or already
+    ``owner``'s. False when another connection holds it."""
+    moment = _now(now)
+    claim = KeyClaim(
+        f"CLAIM#{company_id}#{user_id}",
+        f"KEY#{key}",
+        owner=owner,
+        until=iso(moment + timedelta(seconds=seconds)),
+        expires_at=moment + timedelta(seconds=seconds) + timedelta(hours=1),
+    )
+    free = KeyClaim.pk.does_not_exist() | (KeyClaim.until <= iso(moment))
+    try:
+        claim.save(condition=free | (KeyClaim.owner == owner))
+    except PynamoDBException as error:
+        if _conditional_failure(error):
+            return False
+        raise
+    return True
 
 
 def review_holds(connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:

@@ -38,6 +38,7 @@ class InMemoryStore:
     log: list[tuple[str, AuditEntry]] = field(default_factory=list)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     holds: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    claims: dict[tuple[str, str, str], tuple[str, datetime]] = field(default_factory=dict)
 
     def add_connection(self, connection_id: str, **values: Any) -> None:
         base = {"company_id": "c1", "user_id": "u1", "provider": "microsoft", "state": "active"}
@@ -135,6 +136,15 @@ class InMemoryStore:
         for op_id in op_ids:
             self.ops.get(connection_id, {}).pop(op_id, None)
 
+    def claim_key(
+        self, company_id: str, user_id: str, key: str, *, owner: str, now: datetime, seconds: float
+    ) -> bool:
+        held = self.claims.get((company_id, user_id, key))
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self.claims[(company_id, user_id, key)] = (owner, now + timedelta(seconds=seconds))
+        return True
+
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
         held = self.holds.get(connection_id, {})
         return {c for c in contact_ids if (side, c) in held}
@@ -222,6 +232,19 @@ class InMemorySide:
         self._count("find_tagged")
         return next((c for c in self.contacts.values() if c.tag == tag), None)
 
+    def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
+        self._count("lookup")
+        emails = {e.value.strip().casefold() for c in contacts for e in c.emails}
+        phones = {_digits(p.value)[-7:] for c in contacts for p in c.phones}
+        names = {c.full_name.casefold() for c in contacts if c.full_name}
+        return [
+            r
+            for r in self.contacts.values()
+            if emails & {e.value.strip().casefold() for e in r.contact.emails}
+            or phones & {_digits(p.value)[-7:] for p in r.contact.phones}
+            or (r.contact.full_name and r.contact.full_name.casefold() in names)
+        ]
+
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
         self._count("create")
         return [WriteResult(key=i.tag, remote=self.put(i.contact, tag=i.tag)) for i in items]
@@ -265,3 +288,7 @@ class InMemorySide:
         for item in items:
             self.remove(item.id)
         return [WriteResult(key=i.id) for i in items]
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())

@@ -127,6 +127,13 @@ class PassStore(Protocol):
 
     def audit(self, connection_id: str, entries: Sequence[AuditEntry]) -> None: ...
 
+    def claim_key(
+        self, company_id: str, user_id: str, key: str, *, owner: str, now: datetime, seconds: float
+    ) -> bool:
+        """Claim a normalised contact key among one user's connections for ``seconds`` (a
+        conditional write): False while another connection holds it."""
+        ...
+
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
         """Which of these unlinked contacts wait for a person's review (possible duplicates)."""
         ...

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
-from contactsync.engine.matching import email_keys
+from contactsync.engine.matching import MATCH_KEYS, email_keys
 from contactsync.engine.plan import (
     UNCHANGED,
     ChangeWindow,
@@ -86,6 +86,11 @@ Status = Literal[
 # The cap is short because the retry holds the connection's FIFO group: a user's resync or
 # confirm waits behind it, and after an outage every connection should be back within minutes.
 RETRY_FIRST_SECONDS = 10.0
+# A person about to be made in the CRM claims its normalised keys among the user's connections for
+# this long: well past a pass, so the other connection's next look-up finds the person instead.
+CLAIM_SECONDS = 300
+# A pass that could not claim a key plans that contact again this soon (and finds the person).
+CLAIM_RETRY_SECONDS = 5
 RETRY_MAX_SECONDS = 120.0
 
 
@@ -140,7 +145,8 @@ class PassContext:
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex
     owner: str = field(default_factory=lambda: uuid.uuid4().hex)
     # Test hook: called with a point name before each step that can crash ("after_pending",
-    # "after_provider_call", "before_mapping_write", "before_cursor_advance").
+    # "before_create" (CRM creates, after the look-around and claims), "after_provider_call",
+    # "before_mapping_write", "before_cursor_advance").
     crash_point: Callable[[str], None] = lambda _point: None
 
 
@@ -235,6 +241,8 @@ class _Pass:
         self.own_tags: set[str] = set()  # mapping ids of the pending writes
         self.linked_instead: set[str] = set()  # ops whose CRM create found its person made
         self.crm_made: dict[str, RemoteContact] = {}  # CRM persons made or changed meanwhile
+        self.found_ids: set[tuple[str, str]] = set()  # what look-ups before creating found
+        self.unclaimed: set[str] = set()  # ops whose CRM create another connection had claimed
         self.progress = dict(conn.progress)
         self.linked_before: set[str] = set()  # mapping ids of the pairs read that were linked
         self.pass_input: PassInput | None = None
@@ -515,13 +523,21 @@ class _Pass:
             wait = max((until - now).total_seconds(), 1.0)
             changes["next_run_at"] = min(changes["next_run_at"], until)
             status, message = "settling", "creates, deletes or unlinks wait for the rest of a burst"
+        # Writes refused as stale, and persons another connection of the user claimed (its pass
+        # makes them; the next look-up finds them), are planned again a few seconds later.
+        soon = [recheck_delay(self.refusals)] if 0 < self.refusals <= RECHECK_TRIES else []
+        if self.unclaimed:
+            soon.append(CLAIM_RETRY_SECONDS)
+            changes["next_run_at"] = min(
+                changes["next_run_at"], now + timedelta(seconds=CLAIM_RETRY_SECONDS)
+            )
         self.store.update_connection(self.cid, **changes)
-        if 0 < self.refusals <= RECHECK_TRIES and not 0 < wait < recheck_delay(self.refusals):
-            # (what settles comes back sooner: that pass plans the refused writes again too)
+        if soon and not 0 < wait < min(soon):
+            # (what settles comes back sooner: that pass plans these again too)
             return PassResult(
                 "recheck",
-                "writes refused as stale are planned again shortly",
-                retry_after=recheck_delay(self.refusals),
+                "writes refused as stale or claimed by another sync are planned again shortly",
+                retry_after=min(soon),
                 counts=self.counts,
             )
         return PassResult(status, message, retry_after=wait, counts=self.counts)
@@ -673,9 +689,37 @@ class _Pass:
             window=self.open_window(),
         )
         plan = plan_pass(self.pass_input, new_mapping_id=self.ctx.new_id)
+        known = {name: {r.id for r in unmapped[name]} for name in SIDES}
+        # A provider side listed in full this pass holds its whole scope already: what is not
+        # unmapped there is linked (no look-up, which would cost a search per contact to copy
+        # on an initial sync). The CRM lists only the user's persons: it is always searched.
+        listed = {
+            "provider": [
+                entry[2]
+                for entry in pairs.values()
+                if isinstance(entry[2], RemoteContact) and entry[2].in_scope
+            ]
+            if provider.full
+            else None
+        }
+        found = self.look_up_copies(plan, unmapped, known, listed)
+        if any(found.values()):
+            linked = frozenset(
+                (name, r.id)
+                for name in SIDES
+                for r in found[name]
+                if listed.get(name) is not None
+                or self.store.mapping_for(self.cid, name, r.id) is not None
+            )
+            self.pass_input = replace(
+                self.pass_input,
+                found_crm=found["crm"],
+                found_provider=found["provider"],
+                found_linked=linked,
+            )
+            plan = plan_pass(self.pass_input, new_mapping_id=self.ctx.new_id)
         # Versions of contacts that are linked or created now: known from what was read.
-        by_id = {("crm", r.id): r for r in unmapped["crm"]}
-        by_id.update({("provider", r.id): r for r in unmapped["provider"]})
+        by_id = {(name, r.id): r for name in SIDES for r in (*found[name], *unmapped[name])}
         for outcome in plan.outcomes:
             if outcome.mapping_id not in versions:
                 crm_remote = by_id.get(("crm", outcome.crm_id))
@@ -685,6 +729,41 @@ class _Pass:
                     prv_remote.version if prv_remote else "",
                 )
         return plan, versions
+
+    def look_up_copies(
+        self,
+        plan: Plan,
+        unmapped: dict[str, list[RemoteContact]],
+        known: dict[str, set[str]],
+        listed: dict[str, list[RemoteContact] | None],
+    ) -> dict[str, list[RemoteContact]]:
+        """The contacts this plan would copy, looked up in the other side's whole book: what a
+        pass reads is what changed, so a contact that exists there unchanged (or, in the CRM,
+        owned by another user) is only seen this way. One search per contact to copy, never a
+        listing. Contacts the pass read already are left out: the plan has them."""
+        by_id = {(name, r.id): r for name in SIDES for r in unmapped[name]}
+        wanted: dict[str, list[Contact]] = {"crm": [], "provider": []}
+        for outcome in plan.outcomes:
+            if outcome.kind != "create":
+                continue
+            (write,) = outcome.writes
+            source = "provider" if write.side == "crm" else "crm"
+            remote = by_id.get((source, outcome.crm_id or outcome.provider_id))
+            if remote is not None:
+                wanted[write.side].append(remote.contact)
+        found: dict[str, list[RemoteContact]] = {"crm": [], "provider": []}
+        for name, contacts in wanted.items():
+            if not contacts:
+                continue
+            linked_here = listed.get(name)
+            if linked_here is not None:
+                found[name] = linked_here
+                continue
+            hits = self.sides.of(name).lookup(contacts)
+            self.counts["lookups"] = self.counts.get("lookups", 0) + len(contacts)
+            found[name] = [r for r in hits if r.id not in known[name]]
+            self.found_ids |= {(name, r.id) for r in found[name]}
+        return found
 
     def read_partners_of_returns(self, pairs: dict[str, list[Any]]) -> None:
         """A contact back in scope is merged with what its partner holds now. While they were
@@ -719,9 +798,16 @@ class _Pass:
 
     def record_findings(self, plan: Plan, full_listing: bool) -> None:
         """Duplicate candidates and contacts left alone, in the audit log, so 'explain' can
-        answer for them. Only on full listings: incremental passes would repeat them."""
+        answer for them. Only on full listings (incremental passes would repeat them), and for
+        what a look-up found: a new contact held because it exists on the other side."""
+        duplicates = plan.duplicates
         if not full_listing:
-            return
+            duplicates = tuple(
+                d
+                for d in plan.duplicates
+                if self.found_ids & {*(("crm", i) for i in d.crm_ids),
+                                     *(("provider", i) for i in d.provider_ids)}
+            )  # fmt: skip
         entries = [
             AuditEntry(
                 kind="duplicate",
@@ -732,8 +818,12 @@ class _Pass:
                     "key": d.key,
                 },
             )
-            for d in plan.duplicates
+            for d in duplicates
         ]
+        if not full_listing:
+            if entries:
+                self.store.audit(self.cid, entries)
+            return
         self.counts["duplicates"] = len(plan.duplicates)
         self.counts["skipped"] = len(plan.skipped)
         if entries:
@@ -818,6 +908,19 @@ class _Pass:
         finished: list[str] = []
         audit: list[AuditEntry] = []
         for op in chunk:
+            if op.op_id in self.unclaimed:
+                finished.append(op.op_id)  # nothing sent: planned again from a fresh read
+                audit.append(
+                    AuditEntry(
+                        kind="pass",
+                        side="crm",
+                        provider_id=op.provider_id,
+                        mapping_id=op.mapping_id,
+                        message="another sync of this user is making the same person in the "
+                        "CRM right now: not made here; planned again in a few seconds",
+                    )
+                )
+                continue
             op_results = [results.get((op.op_id, w.side)) for w in op.writes]
             if any(r is None for r in op_results):
                 continue  # not sent (the side stopped us): stays pending
@@ -902,7 +1005,9 @@ class _Pass:
                 else:
                     deletes.append((op, write))
         if creates and side_name == "crm":
-            creates = self.made_meanwhile(creates, out)
+            creates = self.claimed(self.made_meanwhile(creates, out))
+            if creates:
+                self.ctx.crash_point("before_create")
         if creates:
             made = side.create(
                 [NewContact(tag=op.mapping_id, contact=w.after) for op, w in creates]
@@ -926,6 +1031,32 @@ class _Pass:
                 out[(op.op_id, side_name)] = result
         sent = len(out) - before
         self.counts[f"{side_name}_writes"] = self.counts.get(f"{side_name}_writes", 0) + sent
+
+    def claimed(self, creates: list[tuple[PendingOp, Write]]) -> list[tuple[PendingOp, Write]]:
+        """Claim the strongest keys of each new person among the user's connections (the
+        user's Outlook and Google syncs may make the same person within milliseconds, too close
+        for any look-around). A create whose key another connection holds is not sent: it is
+        dropped and its contact planned again shortly, when the look-up finds that person."""
+        region, now = self.settings.phone_region, self.ctx.clock()
+        left: list[tuple[PendingOp, Write]] = []
+        for op, write in creates:
+            keys = _claim_keys(write.after, region) if op.kind == "create" else []
+            if all(
+                self.store.claim_key(
+                    self.conn.company_id,
+                    self.conn.user_id,
+                    key,
+                    owner=self.cid,
+                    now=now,
+                    seconds=CLAIM_SECONDS,
+                )
+                for key in keys
+            ):
+                left.append((op, write))
+                continue
+            self.unclaimed.add(op.op_id)
+            self.recheck.append(("", op.provider_id))
+        return left
 
     def made_meanwhile(
         self, creates: list[tuple[PendingOp, Write]], out: dict[tuple[str, str], WriteResult]
@@ -1137,6 +1268,15 @@ class _SideChanges:
             "full": self.full,
             "taken_at": taken_at.isoformat(),
         }
+
+
+def _claim_keys(contact: Contact, region: str) -> list[str]:
+    """What a new person is claimed by: its emails, else its phones, else its name."""
+    for keys_of in MATCH_KEYS:
+        keys = keys_of(contact, region)
+        if keys:
+            return sorted(keys)
+    return []
 
 
 def _version(remote: RemoteContact | Unchanged | None, stored: str) -> str:
