@@ -39,6 +39,9 @@ from contactsync.sync.sides import (
 from contactsync.sync.subscriptions import subscribe
 
 DIRECTIONS = ("two_way", "to_crm", "to_provider")
+# The CRM's visible_to for the persons a sync creates: owner only, the owner's visibility group,
+# the entire company (Pipedrive's Professional / Enterprise values; the CRM refuses others).
+VISIBILITIES = {"owner": 1, "group": 3, "company": 7}
 CONFLICT_POLICIES = ("newest_wins", "crm_wins", "provider_wins")
 RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
 
@@ -76,12 +79,15 @@ class ConnectionService:
         )
         return {"authorization_url": url}
 
-    def finish_crm_authorization(self, query: dict[str, str]) -> dict[str, Any]:
+    def finish_crm_authorization(self, query: dict[str, str], caller: Caller) -> dict[str, Any]:
         state = query.get("state", "")
         parts = state.split(".")
         if len(parts) != 4 or parts[0] != "crm":
             raise InvalidRequest("the state parameter is missing or not ours")
         _, company_id, user_id, _ = parts
+        if (company_id, user_id) != (caller.company_id, caller.user_id):
+            # Only the user who started the authorization may finish it.
+            raise NotFoundError("no CRM authorization of yours is in progress for this state")
         pending = repo.get_crm_pending_state(company_id, user_id)
         if pending is None:
             raise InvalidRequest("no CRM authorization is in progress for this state")
@@ -138,9 +144,13 @@ class ConnectionService:
             raise UpstreamError(f"could not start the sign-in: {exc}") from exc
         return url, self.wiring.vault.seal_json(flow, connection_context(connection_id))
 
-    def finish_authorization(self, provider: str, query: dict[str, str]) -> dict[str, Any]:
+    def finish_authorization(
+        self, provider: str, query: dict[str, str], caller: Caller
+    ) -> dict[str, Any]:
+        """Attach the account the provider signed in to the connection whose sign-in this is,
+        only for the user who started it: anyone else's completion attaches nothing."""
         if provider == "pipedrive":
-            return self.finish_crm_authorization(query)
+            return self.finish_crm_authorization(query, caller)
         if provider not in PROVIDERS:
             raise NotFoundError(f"unknown provider {provider!r}")
         state = query.get("state", "")
@@ -148,6 +158,8 @@ class ConnectionService:
         conn = repo.get_connection(connection_id) if connection_id else None
         if conn is None or conn.oauth_state is None or conn.provider != provider:
             raise InvalidRequest("no sign-in is in progress for this state")
+        if (conn.company_id, conn.user_id) != (caller.company_id, caller.user_id):
+            raise NotFoundError("no sign-in of yours is in progress for this state")
         context = connection_context(connection_id)
         flow = self.wiring.vault.open_json(bytes(conn.oauth_state), context)
         if not secrets.compare_digest(str(flow.get("state", "")), state):
@@ -183,6 +195,7 @@ class ConnectionService:
         return {
             "connected": provider,
             "connection_id": connection_id,
+            "account": signed.username,
             "same_account": same_account,
         }
 
@@ -222,6 +235,9 @@ class ConnectionService:
                     details={"example": "US, GB, DE"},
                 )
             update["phone_region"] = region
+        if changes.get("visibility") is not None:
+            chosen = _one_of("visibility", changes["visibility"], tuple(VISIBILITIES))
+            update["visible_to"] = VISIBILITIES[chosen]
         folder_id = changes.get("folder_id")
         if folder_id is not None:
             if conn.state in RUNNING_STATES and folder_id != conn.folder_id:
@@ -375,6 +391,7 @@ class ConnectionService:
             "folder": {"id": conn.folder_id, "name": conn.folder_name} if conn.folder_id else None,
             "conflict_policy": conn.conflict_policy,
             "phone_region": conn.phone_region,
+            "visibility": _visibility_name(conn.visible_to),
             "progress": progress,
             "last_success_at": conn.last_success_at,
             "last_error": last_error,
@@ -401,6 +418,13 @@ def _eta_seconds(progress: dict[str, Any], now: datetime) -> int | None:
         return None
     per_item = _age_seconds(str(started), now) / done
     return round(per_item * (total - done))
+
+
+def _visibility_name(visible_to: Any) -> str | None:
+    """The setting's name for a stored ``visible_to`` (None: the CRM's default applies)."""
+    if visible_to is None:
+        return None
+    return next((k for k, v in VISIBILITIES.items() if v == int(visible_to)), None)
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:

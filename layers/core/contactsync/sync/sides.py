@@ -137,13 +137,16 @@ class Wiring:
 
     # --- sides ---------------------------------------------------------------------------------
 
-    def crm_side(self, company_id: str, user_id: str) -> PipedrivePersons:
+    def crm_side(
+        self, company_id: str, user_id: str, *, visible_to: int | None = None
+    ) -> PipedrivePersons:
         return PipedrivePersons(
             base_url=self.settings.pipedrive_base_url,
             token=self._crm_token(company_id, user_id),
             owner_id=int(user_id),
             client=self.http,
             burst_wait_s=2.5,  # one short burst-window wait; longer limits re-queue the pass
+            visible_to=visible_to,
         )
 
     def provider_side(self, connection_id: str, provider: str, folder_id: str) -> ContactSide:
@@ -170,7 +173,7 @@ class Wiring:
 
     def sides_for(self, view: ConnectionView) -> Sides:
         return Sides(
-            crm=self.crm_side(view.company_id, view.user_id),
+            crm=self.crm_side(view.company_id, view.user_id, visible_to=view.visible_to),
             provider=self.provider_side(view.connection_id, view.provider, view.folder_id),
         )
 
