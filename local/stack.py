@@ -18,6 +18,7 @@ from local.event_sources import QueuePoller, ScheduleTicker
 from local.gateway import build_gateway
 from local.issuer import LocalIssuer
 from local.lambda_runtime import handler_for
+from local.sign_in import SIGN_IN_PATH, sign_in_routes
 from sandbox.google import RunningGoogle, start_google_sandbox
 from sandbox.graph.running import RunningGraph, start_graph_sandbox
 from sandbox.pipedrive import RunningPipedrive, start_pipedrive_sandbox
@@ -115,7 +116,10 @@ def start_stack(
         os.environ.update(env)
         _reset_cached_wiring()
         issuer = LocalIssuer()
-        api = start(build_gateway(issuer.check), port=port)
+        gateway = build_gateway(
+            issuer.check, local_routes=sign_in_routes(issuer, pipedrive.sandbox)
+        )
+        api = start(gateway, port=port)
         sqs = aws.client("sqs")
         poller = QueuePoller(sqs, aws.queue_url, handler_for("ReconcilerFunction")).start()
         ticker = ScheduleTicker(
@@ -141,10 +145,17 @@ def start_stack(
     )
 
 
-def describe(stack: LocalStack, tokens: dict[str, str]) -> dict[str, Any]:
+def describe(
+    stack: LocalStack, tokens: dict[str, str], *, demo_user_id: int | str | None = None
+) -> dict[str, Any]:
     """What ``.local/stack.json`` holds for scripts and people driving the running stack."""
+    sign_in = f"{stack.api_url}{SIGN_IN_PATH}"
     return {
         "api": stack.api_url,
+        # Opening it signs the demo user in (local stack only); sign_in picks anyone seeded.
+        "settings_page": f"{sign_in}?user={demo_user_id}" if demo_user_id else sign_in,
+        "sign_in": sign_in,
+        "status_page": f"{stack.api_url}/status-page",
         "openapi": f"{stack.api_url}/openapi.json",
         "docs": f"{stack.api_url}/docs",
         "sandboxes": {
@@ -153,6 +164,7 @@ def describe(stack: LocalStack, tokens: dict[str, str]) -> dict[str, Any]:
             "graph": stack.graph.graph_url,
             "graph_control": stack.graph.control_url,
             "microsoft_identity": stack.graph.authority,
+            "microsoft_identity_ca_file": stack.graph.ca_file,
             "google": stack.google.people_url,
             "google_control": stack.google.control_url,
         },
