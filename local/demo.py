@@ -61,7 +61,8 @@ def seed(
 
     google = stack.google.sandbox
     google.add_user(DEMO_EMAIL, "Dana Demo")
-    google.signed_in = DEMO_EMAIL
+    google.signed_in = DEMO_EMAIL  # scripts sign in without the consent form; a browser
+    gs.signed_in = DEMO_EMAIL  # test clears these to go through it like a person
     group = google.add_group(DEMO_EMAIL, FOLDER_NAME)
 
     pd.seed_persons(user, persons, seed=1)

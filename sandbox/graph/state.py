@@ -207,6 +207,8 @@ class GraphSandbox:
         self.access_token_lifetime = timedelta(hours=1)
         self.limits = Limits()
         self.users: dict[str, User] = {}
+        # The account the authorize endpoint signs in without asking (None: it shows its form)
+        self.signed_in: str | None = None
         self.folders: dict[str, Folder] = {}
         self.contacts: dict[str, StoredContact] = {}
         self.subscriptions: dict[str, Subscription] = {}

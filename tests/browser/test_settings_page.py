@@ -104,6 +104,8 @@ def dana(stack: LocalStack, browser: Browser) -> Iterator[Setup]:
     """Dana in the browser, with the CRM and Microsoft 365 connected through the page and the
     first sync done."""
     demo, data = seed(stack, persons=20, contacts=20)
+    # Nobody named on the identity sandboxes: their authorize pages ask, as they would a person
+    stack.graph.sandbox.signed_in = stack.google.sandbox.signed_in = None
     # The identity sandbox's certificate comes from the stack's throwaway CA.
     context = browser.new_context(ignore_https_errors=True, viewport={"width": 1100, "height": 900})
     context.set_default_timeout(WAIT_MS)
@@ -119,10 +121,11 @@ def dana(stack: LocalStack, browser: Browser) -> Iterator[Setup]:
     expect(page.locator("#finish")).to_contain_text("The CRM is connected")
     page.get_by_role("link", name="Back to Contact sync settings").click()
     page.get_by_role("button", name="Add Microsoft 365 account").click()
+    consent(page, demo.email, "01-microsoft-consent")
     # Then the page she lands on names the account about to be synced, before any sync
     expect(page.locator("#finish")).to_contain_text(f"Signed in to Microsoft 365 as {demo.email}")
     expect(page.locator("#finish")).to_contain_text("Nothing syncs yet")
-    shot(page, "01-signed-in-microsoft")
+    shot(page, "01-signed-in-microsoft-landing")
     page.get_by_role("link", name=re.compile("Continue with the Microsoft 365 account")).click()
     card = page.locator("article.card").first
     expect(card.get_by_role("heading")).to_have_text(f"Microsoft 365 — {demo.email}")
@@ -145,6 +148,14 @@ def dana(stack: LocalStack, browser: Browser) -> Iterator[Setup]:
     shot(page, "03-syncing")
     yield demo, data, page, connection_id
     context.close()
+
+
+def consent(page: Page, email: str, screenshot: str) -> None:
+    """On the identity provider's sign-in page: choose the account and allow."""
+    expect(page.get_by_role("heading", name="Sign in to Microsoft")).to_be_visible()
+    page.get_by_label(re.compile(re.escape(email))).check()
+    shot(page, screenshot)
+    page.get_by_role("button", name="Allow").click()
 
 
 def troubleshoot(page: Page) -> None:
@@ -257,6 +268,7 @@ def test_contacts_that_stopped_updating_heal_by_signing_in_again(stack, dana) ->
     persons_before, contacts_before = len(crm_owned(stack, demo)), len(outlook(stack, demo))
     # When she signs in again from the banner, in the browser
     banner.get_by_role("button", name="Sign in again").click()
+    consent(page, demo.email, "08-microsoft-consent-again")
     expect(page.locator("#finish")).to_contain_text(f"Signed in to Microsoft 365 as {demo.email}")
     page.get_by_role("link", name=re.compile("Continue with the Microsoft 365 account")).click()
     # Then the sync is active again, the edit arrives, and nothing is duplicated
@@ -279,6 +291,29 @@ def test_contacts_that_stopped_updating_heal_by_signing_in_again(stack, dana) ->
     shot(page, "09-healed")
 
 
+def test_a_company_admin_sees_the_companys_connections(stack, dana, browser) -> None:
+    demo, _, _, connection_id = dana
+    context = browser.new_context(viewport={"width": 390, "height": 844})  # on a phone
+    page = context.new_page()
+    # When the company admin signs in on the local sign-in page
+    page.goto(f"{stack.api_url}{SIGN_IN_PATH}")
+    page.get_by_label(re.compile(r"Ada Admin")).check()
+    page.get_by_role("button", name="Sign in and open Contact sync").click()
+    # Then the page says so and lists Dana's connection, naming whose it is
+    expect(page.locator("#who")).to_contain_text("company admin")
+    card = page.locator(f"#connection-{connection_id}")
+    expect(card.get_by_role("heading")).to_contain_text(f"{demo.email} (user {demo.user_id})")
+    # And every form control on the page has a label a screen reader reads out
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('select, input:not([type=hidden])')]
+              .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+              .map(e => e.id || e.name)"""
+    )
+    assert unlabelled == []
+    shot(page, "10-admin-on-a-phone")
+    context.close()
+
+
 def test_the_status_page_shows_a_degraded_provider(stack, dana, browser) -> None:
     # Given Google passes that mostly failed in the last minutes
     now = datetime.now(UTC)
@@ -294,5 +329,5 @@ def test_the_status_page_shows_a_degraded_provider(stack, dana, browser) -> None
     expect(page.locator('li[data-provider="microsoft"]')).to_contain_text("Working")
     expect(page.locator('li[data-provider="pipedrive"]')).to_contain_text("Working")
     assert dana[0].email not in page.content()
-    shot(page, "10-status-page-degraded")
+    shot(page, "11-status-page-degraded")
     context.close()

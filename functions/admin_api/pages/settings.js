@@ -33,7 +33,7 @@ const VISIBILITIES = {
   company: "Entire company",
 };
 
-const page = { token: "", selected: "", cards: new Map(), ids: "" };
+const page = { token: "", selected: "", cards: new Map(), ids: "", admin: false };
 
 // --- small DOM and API helpers --------------------------------------------------------------
 
@@ -78,6 +78,8 @@ function notify(message, ok = false) {
   const box = document.getElementById("notice");
   box.className = ok ? "ok" : "";
   box.textContent = message;
+  clearTimeout(notify.timer);
+  if (ok) notify.timer = setTimeout(() => notify(""), 10000); // good news does not linger
 }
 
 // Every button runs its action with the notice cleared first and any refusal shown in words.
@@ -187,11 +189,13 @@ function card(view) {
   );
 
   function update(fresh) {
-    title.textContent = `${provider} — ${fresh.account || "not signed in yet"}`;
+    title.textContent =
+      `${provider} — ${fresh.account || "not signed in yet"}` +
+      (page.admin ? ` (user ${fresh.user_id})` : "");
     status.replaceChildren(...statusView(fresh, provider));
     settings.update(fresh);
     const running = ["syncing_initial", "active", "needs_attention"].includes(fresh.state);
-    buttons.start.hidden = running;
+    buttons.start.hidden = running || fresh.state === "needs_reauth"; // sign in again instead
     buttons.stop.hidden = !running && fresh.state !== "needs_reauth";
     buttons.resync.hidden = !running;
     buttons.preview.hidden = !fresh.account;
@@ -571,6 +575,7 @@ async function main() {
     return;
   }
   const who = claims(page.token);
+  page.admin = who.role === "admin";
   document.getElementById("who").textContent =
     `Signed in as user ${who.sub || "?"} of company ${who.company_id || "?"}` +
     (who.role === "admin" ? " (company admin: you see the company's connections)" : "");

@@ -384,6 +384,7 @@ class ConnectionService:
         expiries = [sub.expires_at_iso for sub in repo.subscriptions_of(conn)]
         return {
             "id": conn.connection_id,
+            "user_id": conn.user_id,
             "provider": conn.provider,
             "account": conn.provider_account_email,
             "state": conn.state,
