@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait()
     finally:
         print("\nStopping ...")
-        stack.stop()
+        stack.stop(within=2.0)
     return 0
 
 
@@ -191,4 +192,9 @@ def summarize(stack: LocalStack, demo: Any, data: Any) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # Everything that holds state outside this process is stopped by now; what is left are
+    # daemon threads (a pass mid-write), which the interpreter's shutdown would wait on.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,13 +47,31 @@ class LocalStack:
     def token(self, user_id: int | str, company_id: int | str, *, role: str = "user") -> str:
         return self.issuer.token(user_id=str(user_id), company_id=str(company_id), role=role)
 
-    def stop(self) -> None:
-        for part in (self.ticker, self.poller, self.api, self.graph, self.google, self.pipedrive):
-            try:
-                part.stop()
-            except Exception:  # noqa: S112 - stopping everything matters more than one failure
-                continue
+    def stop(self, *, within: float | None = None) -> None:
+        """Stop every part. ``within`` seconds (Ctrl-C on ``make run``): the parts stop side by
+        side and whatever is still busy then (a pass mid-write, a slow client) is left to the
+        process's exit; the AWS emulators, separate processes, are always stopped."""
+        parts = (self.ticker, self.poller, self.api, self.graph, self.google, self.pipedrive)
+        if within is None:
+            for part in parts:
+                _stop_quietly(part)
+        else:
+            stopping = [
+                threading.Thread(target=_stop_quietly, args=(part,), daemon=True) for part in parts
+            ]
+            for thread in stopping:
+                thread.start()
+            deadline = time.monotonic() + within
+            for thread in stopping:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.aws.stop()
+
+
+def _stop_quietly(part: Any) -> None:
+    try:
+        part.stop()
+    except Exception:  # stopping everything matters more than one failure
+        return
 
 
 def _reset_cached_wiring() -> None:
