@@ -62,6 +62,11 @@ class ConnectionSettings(BaseModel):
     )
 
 
+class NewGroup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"\S")
+
+
 class DuplicateMerge(BaseModel):
     model_config = ConfigDict(extra="forbid")
     keep: CrmPersonId
@@ -182,6 +187,13 @@ def get_connection(connection_id: ConnectionId) -> dict[str, Any]:
 @app.get("/connections/<connection_id>/groups")
 def list_groups(connection_id: ConnectionId) -> dict[str, Any]:
     return {"groups": service().groups(caller_from(app.current_event), connection_id)}
+
+
+@app.post("/connections/<connection_id>/groups")
+def create_group(connection_id: ConnectionId, body: NewGroup) -> Response[Any]:
+    """A new folder (Outlook) or contact group (Google) made for the sync, to choose next."""
+    created = service().create_group(caller_from(app.current_event), connection_id, body.name)
+    return Response(status_code=201, content_type="application/json", body=created)
 
 
 @app.patch("/connections/<connection_id>")

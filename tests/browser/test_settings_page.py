@@ -130,6 +130,17 @@ def dana(stack: LocalStack, browser: Browser) -> Iterator[Setup]:
     card = page.locator("article.card").first
     expect(card.get_by_role("heading")).to_have_text(f"Microsoft 365 — {demo.email}")
     connection_id = str(card.get_attribute("id")).removeprefix("connection-")
+    # When she makes a new folder for the sync from the page, Then Outlook has it
+    card.get_by_label("Or a new folder for the sync").fill("Made on the page")
+    card.get_by_role("button", name="Create folder").click()
+    expect(page.locator("#notice")).to_contain_text("Created “Made on the page”")
+    expect(card.get_by_label("Folder to sync")).to_have_value(
+        next(
+            f.id
+            for f in stack.graph.sandbox.folders.values()
+            if f.display_name == "Made on the page"
+        )
+    )
     # When she picks her folder and persons visible to herself only, and saves
     card.get_by_label("Folder to sync").select_option(label=FOLDER_NAME)
     card.get_by_label("Who sees persons the sync creates in the CRM").select_option("owner")
@@ -220,6 +231,42 @@ def test_duplicates_are_merged_from_the_page(stack, dana) -> None:
     assert crm_count(stack, demo, twin) == 1
 
 
+def test_activity_shows_before_and_after_and_undoes_from_the_page(stack, dana) -> None:
+    demo, data, page, _ = dana
+    email = data.same_email[10]
+
+    def crm_title() -> str:
+        person = next(p for p in crm_owned(stack, demo) if email in str(p.emails))
+        return str(person.job_title or "")
+
+    old_title = crm_title()
+    # Given a job title edited in Outlook reached the CRM
+    contact = next(c for c in outlook(stack, demo) if email in str(c.props))
+    stack.graph.sandbox.update_contact(demo.graph_user_id, contact.id, {"jobTitle": "Undo Me"})
+    eventually(lambda: crm_title() == "Undo Me", what="the title in the CRM")
+    quiet(stack)
+    # When Dana opens the activity, Then the write shows its before and after
+    troubleshoot(page)
+    page.get_by_role("button", name="Show recent activity").click()
+    row = page.locator("#activity tr").filter(has_text="job_title: Undo Me").first
+    expect(row.get_by_role("button", name=re.compile("^Undo"))).to_be_visible()
+    shot(page, "07-activity")
+    # When she undoes it, Then the CRM has its old title back, and Outlook follows
+    row.get_by_role("button", name=re.compile("^Undo")).click()
+    expect(page.locator("#notice")).to_contain_text("Undone")
+    assert crm_title() == old_title
+    eventually(
+        lambda: (
+            str(
+                next(c for c in outlook(stack, demo) if email in str(c.props)).props.get("jobTitle")
+                or ""
+            )
+            == old_title
+        ),
+        what="Outlook to follow the undo",
+    )
+
+
 def test_a_held_mass_delete_is_shown_and_confirmed_from_the_page(stack, dana) -> None:
     demo, _, page, connection_id = dana
     quiet(stack)
@@ -241,7 +288,7 @@ def test_a_held_mass_delete_is_shown_and_confirmed_from_the_page(stack, dana) ->
     expect(banner).to_contain_text("It would delete 25")
     expect(card.locator(".state")).to_have_text("Waiting for your decision")
     assert len(crm_owned(stack, demo)) == crm_before
-    shot(page, "07-mass-delete-held")
+    shot(page, "08-mass-delete-held")
     # When Dana confirms it on the page
     banner.get_by_role("button", name="Confirm: apply these changes").click()
     # Then the deletes go through and the sync is active again
@@ -264,11 +311,11 @@ def test_contacts_that_stopped_updating_heal_by_signing_in_again(stack, dana) ->
     banner = card.locator(".banner.bad")
     expect(banner).to_contain_text("The sign-in to Microsoft 365 has expired", timeout=WAIT_MS)
     expect(card.locator(".state")).to_have_text("Needs you to sign in again")
-    shot(page, "08-needs-reauth")
+    shot(page, "09-needs-reauth")
     persons_before, contacts_before = len(crm_owned(stack, demo)), len(outlook(stack, demo))
     # When she signs in again from the banner, in the browser
     banner.get_by_role("button", name="Sign in again").click()
-    consent(page, demo.email, "08-microsoft-consent-again")
+    consent(page, demo.email, "09-microsoft-consent-again")
     expect(page.locator("#finish")).to_contain_text(f"Signed in to Microsoft 365 as {demo.email}")
     page.get_by_role("link", name=re.compile("Continue with the Microsoft 365 account")).click()
     # Then the sync is active again, the edit arrives, and nothing is duplicated
@@ -288,7 +335,7 @@ def test_contacts_that_stopped_updating_heal_by_signing_in_again(stack, dana) ->
     for shared in data.same_email:
         assert crm_count(stack, demo, shared) == 1, shared
         assert outlook_count(stack, demo, shared) == 1, shared
-    shot(page, "09-healed")
+    shot(page, "10-healed")
 
 
 def test_a_company_admin_sees_the_companys_connections(stack, dana, browser) -> None:
@@ -310,7 +357,7 @@ def test_a_company_admin_sees_the_companys_connections(stack, dana, browser) -> 
               .map(e => e.id || e.name)"""
     )
     assert unlabelled == []
-    shot(page, "10-admin-on-a-phone")
+    shot(page, "11-admin-on-a-phone")
     context.close()
 
 
@@ -329,5 +376,5 @@ def test_the_status_page_shows_a_degraded_provider(stack, dana, browser) -> None
     expect(page.locator('li[data-provider="microsoft"]')).to_contain_text("Working")
     expect(page.locator('li[data-provider="pipedrive"]')).to_contain_text("Working")
     assert dana[0].email not in page.content()
-    shot(page, "11-status-page-degraded")
+    shot(page, "12-status-page-degraded")
     context.close()

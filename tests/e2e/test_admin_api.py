@@ -175,6 +175,23 @@ def test_the_visibility_of_created_persons_is_a_setting(prepared) -> None:
     assert view["visibility"] == "owner"
 
 
+def test_a_new_folder_is_made_for_the_sync(stack, prepared) -> None:
+    demo, _, client, cid = prepared
+    # When the user makes a folder for the sync
+    status, made = client.call("POST", f"/connections/{cid}/groups", json={"name": "For sync"})
+    # Then Outlook has it and it is among the folders to choose from
+    assert status == 201, made
+    assert made["name"] == "For sync"
+    assert made in client.ok("GET", f"/connections/{cid}/groups")["groups"]
+    # And the same name again, or no name, is refused in words and makes nothing
+    again = client.call("POST", f"/connections/{cid}/groups", json={"name": "for SYNC"})
+    assert again[0] == 409 and "exists already" in again[1]["error"]["message"]
+    assert client.call("POST", f"/connections/{cid}/groups", json={"name": "   "})[0] == 422
+    folders = stack.graph.sandbox.folders.values()
+    names = [f.display_name for f in folders if f.user_id == demo.graph_user_id]
+    assert names.count("For sync") == 1
+
+
 def test_another_company_or_user_finds_nothing(stack, prepared) -> None:
     demo, _, _, cid = prepared
     stranger = Client(stack, stack.token(990001, 990002))

@@ -338,10 +338,19 @@ function settingsForm(view) {
     VISIBILITIES,
   );
   const save = el("button", { type: "submit", text: "Save settings" });
+  const newName = el("input", { id: `new-group-${id}`, type: "text", maxlength: 100 });
+  const create = el("button", { type: "button", class: "secondary", text: `Create ${word}` });
+  const createBox = el(
+    "div",
+    {},
+    el("label", { for: `new-group-${id}`, text: `Or a new ${word} for the sync` }),
+    el("div", { class: "row" }, newName, create),
+  );
   const form = el(
     "form",
     { class: "settings", "aria-label": `Settings of the ${PROVIDERS[view.provider]} connection` },
     folderBox,
+    createBox,
     directionBox,
     policyBox,
     visibilityBox,
@@ -368,6 +377,16 @@ function settingsForm(view) {
     }
   }
 
+  create.addEventListener(
+    "click",
+    action(async () => {
+      const made = await api("POST", `${path}/groups`, { name: newName.value });
+      await loadFolders(made.id);
+      touched = true;
+      newName.value = "";
+      notify(`Created “${made.name}”: save the settings to sync it.`, true);
+    }),
+  );
   form.addEventListener(
     "submit",
     action(async () => {

@@ -10,9 +10,10 @@ import contextlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import phonenumbers
 
@@ -44,6 +45,8 @@ DIRECTIONS = ("two_way", "to_crm", "to_provider")
 VISIBILITIES = {"owner": 1, "group": 3, "company": 7}
 CONFLICT_POLICIES = ("newest_wins", "crm_wins", "provider_wins")
 RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
+
+T = TypeVar("T")
 
 STOP_WAIT_SECONDS = 10.0  # under API Gateway's 29 s; a pass lets go between chunks
 
@@ -215,6 +218,30 @@ class ConnectionService:
         except ProviderError as exc:
             raise UpstreamError(f"the provider did not answer: {exc.message}") from exc
         return [{"id": folder_id, "name": name} for folder_id, name in folders]
+
+    def create_group(self, caller: Caller, connection_id: str, name: str) -> dict[str, str]:
+        """A new folder or group in the account, made for the sync, to choose next."""
+        conn = self._signed_in(caller, connection_id)
+        name = name.strip()
+        if not name:
+            raise InvalidRequest("give the new folder or group a name")
+        existing = {n.casefold() for _, n in self._provider_call(
+            lambda: self.wiring.list_groups(connection_id, conn.provider))}  # fmt: skip
+        if name.casefold() in existing:
+            raise ConflictError(f"{name!r} exists already: choose it from the list")
+        group_id, group_name = self._provider_call(
+            lambda: self.wiring.create_group(connection_id, conn.provider, name)
+        )
+        return {"id": group_id, "name": group_name}
+
+    @staticmethod
+    def _provider_call(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except AuthExpired as exc:
+            raise ConflictError(f"sign in again: {exc.message}") from exc
+        except ProviderError as exc:
+            raise UpstreamError(f"the provider did not answer: {exc.message}") from exc
 
     def update_settings(
         self, caller: Caller, connection_id: str, changes: dict[str, Any]

@@ -135,6 +135,15 @@ class Wiring:
             return side.list_groups()
         raise ValueError(f"unknown provider {provider!r}")
 
+    def create_group(self, connection_id: str, provider: str, name: str) -> tuple[str, str]:
+        """A new contact folder (Outlook) or contact group (Google) to sync."""
+        side = self.provider_side(connection_id, provider, "")
+        if isinstance(side, MicrosoftContacts):
+            return side.create_folder(name)
+        if isinstance(side, GoogleContacts):
+            return side.create_group(name)
+        raise ValueError(f"unknown provider {provider!r}")
+
     # --- sides ---------------------------------------------------------------------------------
 
     def crm_side(
