@@ -481,10 +481,12 @@ async function explain(crmPersonId, name) {
   box.replaceChildren(
     el("h4", { text: `${name}: ${answer.syncing ? "syncing" : "not syncing"}` }),
     el("ul", { class: "reasons" }, answer.reasons.map((r) => el("li", { text: r }))),
-    answer.history && answer.history.length
-      ? el("details", {}, el("summary", { text: "History" }), activityTable(answer.history, false))
-      : null,
   );
+  if (answer.history && answer.history.length) {
+    box.append(
+      el("details", {}, el("summary", { text: "History" }), activityTable(answer.history, false)),
+    );
+  }
 }
 
 async function loadDuplicates() {
