@@ -154,7 +154,7 @@ def create_connection(body: NewConnection) -> Response[Any]:
     return Response(status_code=201, content_type="application/json", body=created)
 
 
-@app.get("/oauth/<provider>/callback")
+@app.get("/oauth/<provider>/callback", include_in_schema=False)
 def oauth_landing(provider: Annotated[str, Path(min_length=1, max_length=32)]) -> Response[str]:
     """Where the provider sends the browser back: a page of the settings UI that finishes the
     sign-in with the signed-in user's own credentials (this GET alone attaches nothing)."""
