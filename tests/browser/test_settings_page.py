@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from local.demo import FOLDER_NAME, DemoData, DemoUser, seed
 from local.sign_in import SIGN_IN_PATH
-from local.stack import LocalStack, start_stack
+from local.stack import LocalStack, describe, start_stack
 
 pytestmark = pytest.mark.browser
 
@@ -371,6 +371,23 @@ def test_a_company_admin_sees_the_companys_connections(stack, dana, browser) -> 
     context.close()
 
 
+def test_stack_json_opens_the_settings_page_signed_in_and_names_the_ca(
+    stack, dana, browser
+) -> None:
+    demo = dana[0]
+    described = describe(stack, {}, demo_user_id=demo.user_id)
+    assert Path(described["sandboxes"]["microsoft_identity_ca_file"]).is_file()
+    context = browser.new_context()
+    page = context.new_page()
+    # When someone opens settings_page from .local/stack.json, Then they are Dana on the page
+    page.goto(described["settings_page"])
+    expect(page.locator("#who")).to_contain_text(f"user {demo.user_id} of company")
+    expect(page.get_by_role("heading", name=f"Microsoft 365 — {demo.email}")).to_be_visible()
+    # And the token left the address bar
+    assert "token" not in page.url
+    context.close()
+
+
 def test_the_status_page_shows_a_degraded_provider(stack, dana, browser) -> None:
     # Given Google passes that mostly failed in the last minutes
     now = datetime.now(UTC)
@@ -379,7 +396,7 @@ def test_the_status_page_shows_a_degraded_provider(stack, dana, browser) -> None
     # When anyone opens the public status page, signed in or not
     context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
     page = context.new_page()
-    page.goto(f"{stack.api_url}/status-page")
+    page.goto(describe(stack, {})["status_page"])
     # Then Google is degraded and the others work, with no tenant data on the page
     expect(page.locator("#summary")).to_contain_text("Some contact syncs are slower or failing")
     expect(page.locator('li[data-provider="google"]')).to_contain_text("Degraded")
