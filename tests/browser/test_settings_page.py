@@ -347,6 +347,22 @@ def test_contacts_that_stopped_updating_heal_by_signing_in_again(stack, dana) ->
     shot(page, "10-healed")
 
 
+def test_a_google_account_is_added_through_googles_consent_form(stack, dana) -> None:
+    demo, _, page, _ = dana
+    page.goto(f"{stack.api_url}/settings")
+    # When Dana adds a Google account and Google asks which account and whether to allow
+    page.get_by_role("button", name="Add Google account").click()
+    expect(page.get_by_role("heading", name="Sign in to Google")).to_be_visible()
+    page.get_by_label(re.compile(re.escape(demo.email))).check()
+    page.get_by_role("button", name="Allow").click()
+    # Then the landing page names the account before anything syncs, and the page lists it
+    expect(page.locator("#finish")).to_contain_text(f"Signed in to Google as {demo.email}")
+    page.get_by_role("link", name=re.compile("Continue with the Google account")).click()
+    card = page.locator("article.card").filter(has_text="Google —")
+    expect(card.locator(".state")).to_have_text("Not started")
+    expect(card.get_by_label("Contact group to sync")).to_contain_text(FOLDER_NAME)
+
+
 def test_a_company_admin_sees_the_companys_connections(stack, dana, browser) -> None:
     demo, _, _, connection_id = dana
     context = browser.new_context(viewport={"width": 390, "height": 844})  # on a phone
