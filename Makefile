@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+CHROMIUM := /usr/bin/chromium
 DEMO ?= 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck cfn-lint unit integration e2e bench chaos fuzz package clean
+.PHONY: help install run test lint typecheck cfn-lint unit integration e2e browser bench chaos fuzz package clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,6 +27,12 @@ $(NODE_STAMP): package.json
 
 install: $(STAMP) $(NODE_STAMP) ## Create the virtualenv and install Python and Node dependencies
 
+# The browser tests drive Debian's Chromium through playwright (browser downloads do not work
+# everywhere; the distribution's package does).
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium
+
 run: install ## Start the whole service locally (DEMO=0: no demo connection)
 	$(BIN)/python -m local.run --demo $(DEMO)
 
@@ -39,7 +46,7 @@ typecheck: $(STAMP) ## mypy strict on the core layer
 cfn-lint: $(STAMP) ## Lint the SAM template
 	$(BIN)/cfn-lint template.yaml
 
-test: install lint typecheck cfn-lint ## Lint, type-check and run every test (chaos and fuzz in their short settings)
+test: install $(CHROMIUM) lint typecheck cfn-lint ## Lint, type-check and run every test (chaos and fuzz in their short settings)
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 unit: $(STAMP) ## Only the unit tests (no sockets)
@@ -50,6 +57,9 @@ integration: install ## Only the integration tests (sandboxes and emulators on l
 
 e2e: install ## Only the end-to-end tests (the whole local stack)
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests/e2e
+
+browser: install $(CHROMIUM) ## Only the browser tests (Chromium on the local stack; screenshots in .local/screenshots)
+	$(BIN)/python -m pytest tests/browser
 
 chaos: install ## The long chaos run (CHAOS_OPS operations, CHAOS_SEED to replay a seed)
 	CHAOS_OPS=$${CHAOS_OPS:-3000} CHAOS_SEED=$${CHAOS_SEED:-$$RANDOM} \

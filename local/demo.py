@@ -1,7 +1,8 @@
 """The demo company, its data, and a user going through "add new account" over the real API.
 
 Used by ``make run`` and by the end-to-end tests: every step is an HTTP call a browser or the
-CRM's settings page would make (the OAuth consent screens of the sandboxes approve at once).
+CRM's settings page would make (the sandboxes' consent screens approve at once for the account
+named by ``login_hint``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def seed(
 
     google = stack.google.sandbox
     google.add_user(DEMO_EMAIL, "Dana Demo")
-    google.signed_in = DEMO_EMAIL
+    google.signed_in = DEMO_EMAIL  # scripts sign in without the consent form; a browser
+    gs.signed_in = DEMO_EMAIL  # test clears these to go through it like a person
     group = google.add_group(DEMO_EMAIL, FOLDER_NAME)
 
     pd.seed_persons(user, persons, seed=1)
@@ -175,7 +177,9 @@ class Api:
         response = httpx.get(authorization_url, follow_redirects=False, verify=verify, timeout=30)
         if response.status_code not in (302, 303):
             raise RuntimeError(f"consent failed: {response.status_code} {response.text}")
-        callback = httpx.get(response.headers["location"], timeout=30)
+        # The callback is finished by the user who started the sign-in, with their token (a
+        # browser lands on the settings UI's page that does the same).
+        callback = self.http.post(response.headers["location"])
         if callback.status_code != 200:
             raise RuntimeError(f"callback failed: {callback.status_code} {callback.text}")
         return callback.text

@@ -100,7 +100,9 @@ def build_gateway(
     *,
     routes: list[ApiRoute] | None = None,
     handlers: dict[str, Callable[[dict[str, Any], Any], Any]] | None = None,
+    local_routes: list[Route] | None = None,
 ) -> Starlette:
+    """The gateway; ``local_routes`` (the local sign-in page) are served before the API's."""
     table = routes if routes is not None else routes_from_template()
     handlers = handlers or {}
 
@@ -131,7 +133,9 @@ def build_gateway(
         return JSONResponse({"message": "Not Found"}, status_code=404)
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
-    return Starlette(routes=[Route("/{path:path}", dispatch, methods=methods)])
+    return Starlette(
+        routes=[*(local_routes or []), Route("/{path:path}", dispatch, methods=methods)]
+    )
 
 
 def _authorize(request: Request, check: JwtCheck) -> dict[str, Any] | None:

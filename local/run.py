@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -37,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         demo, data = seed(stack)
         tokens = {"demo_user": demo.token, "demo_admin": demo.admin_token}
         state_file = ROOT / ".local" / "stack.json"
-        state_file.write_text(json.dumps(describe(stack, tokens), indent=2))
+        described = describe(stack, tokens, demo_user_id=demo.user_id)
+        state_file.write_text(json.dumps(described, indent=2))
+        print(f"Settings:   {described['settings_page']}   (signs Dana in; anyone: "
+              f"{described['sign_in']})")  # fmt: skip
+        print(f"Status:     {described['status_page']}")
         print(f"API:        {stack.api_url}   (OpenAPI: {stack.api_url}/openapi.json)")
         print(
             f"Sandboxes:  Pipedrive {stack.pipedrive.url}   Graph {stack.graph.graph_url}   "
@@ -45,15 +50,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"Stack info and bearer tokens: {state_file.relative_to(ROOT)}")
         if args.demo:
-            run_demo(stack, demo, data)
+            # In its own thread, so Ctrl-C stops everything at once, even mid first sync.
+            threading.Thread(
+                target=demo_then_wait, args=(stack, demo, data, stop), daemon=True
+            ).start()
         else:
             print("Demo data seeded; no connection made (DEMO=0).")
-        print("\nRunning. Press Ctrl-C to stop everything.")
+            print("\nRunning. Press Ctrl-C to stop everything.")
         stop.wait()
     finally:
         print("\nStopping ...")
-        stack.stop()
+        stack.stop(within=2.0)
     return 0
+
+
+def demo_then_wait(stack: LocalStack, demo: Any, data: Any, stop: threading.Event) -> None:
+    try:
+        run_demo(stack, demo, data)
+    except Exception as exc:
+        if not stop.is_set():
+            print(f"\nThe demo stopped: {exc}")
+        return
+    if not stop.is_set():
+        print("\nRunning. Press Ctrl-C to stop everything.")
 
 
 def run_demo(stack: LocalStack, demo: Any, data: Any) -> None:
@@ -162,14 +181,20 @@ def summarize(stack: LocalStack, demo: Any, data: Any) -> None:
           "(GET /connections/<id>/explain says why)")  # fmt: skip
     print("\nTry it:")
     print(
-        f"  curl -s -X POST {stack.graph.control_url}/users/{demo.graph_user_id}/contacts/<id> "
-        '-d \'{"jobTitle": "CTO"}\'   # edit in Outlook, watch the CRM'
+        f"  curl -s -X POST {stack.graph.control_url}/users/{demo.graph_user_id}/contacts/"
+        f'{contact.id} -d \'{{"jobTitle": "CTO"}}\'   # edit in Outlook, watch the CRM'
     )
     print(
-        f"  curl -s -H 'authorization: Bearer $TOKEN' {stack.api_url}/connections"
-        "   # token: .local/stack.json"
+        '  TOKEN=$(python3 -c \'import json; print(json.load(open(".local/stack.json"))'
+        '["tokens"]["demo_user"])\')'
     )
+    print(f'  curl -s -H "authorization: Bearer $TOKEN" {stack.api_url}/connections')
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    # Everything that holds state outside this process is stopped by now; what is left are
+    # daemon threads (a pass mid-write), which the interpreter's shutdown would wait on.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from local.event_sources import QueuePoller, ScheduleTicker
 from local.gateway import build_gateway
 from local.issuer import LocalIssuer
 from local.lambda_runtime import handler_for
+from local.sign_in import SIGN_IN_PATH, sign_in_routes
 from sandbox.google import RunningGoogle, start_google_sandbox
 from sandbox.graph.running import RunningGraph, start_graph_sandbox
 from sandbox.pipedrive import RunningPipedrive, start_pipedrive_sandbox
@@ -44,13 +47,31 @@ class LocalStack:
     def token(self, user_id: int | str, company_id: int | str, *, role: str = "user") -> str:
         return self.issuer.token(user_id=str(user_id), company_id=str(company_id), role=role)
 
-    def stop(self) -> None:
-        for part in (self.ticker, self.poller, self.api, self.graph, self.google, self.pipedrive):
-            try:
-                part.stop()
-            except Exception:  # noqa: S112 - stopping everything matters more than one failure
-                continue
+    def stop(self, *, within: float | None = None) -> None:
+        """Stop every part. ``within`` seconds (Ctrl-C on ``make run``): the parts stop side by
+        side and whatever is still busy then (a pass mid-write, a slow client) is left to the
+        process's exit; the AWS emulators, separate processes, are always stopped."""
+        parts = (self.ticker, self.poller, self.api, self.graph, self.google, self.pipedrive)
+        if within is None:
+            for part in parts:
+                _stop_quietly(part)
+        else:
+            stopping = [
+                threading.Thread(target=_stop_quietly, args=(part,), daemon=True) for part in parts
+            ]
+            for thread in stopping:
+                thread.start()
+            deadline = time.monotonic() + within
+            for thread in stopping:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self.aws.stop()
+
+
+def _stop_quietly(part: Any) -> None:
+    try:
+        part.stop()
+    except Exception:  # stopping everything matters more than one failure
+        return
 
 
 def _reset_cached_wiring() -> None:
@@ -117,7 +138,10 @@ def start_stack(
         os.environ.update(env)
         _reset_cached_wiring()
         issuer = LocalIssuer()
-        api = start(build_gateway(issuer.check), port=port)
+        gateway = build_gateway(
+            issuer.check, local_routes=sign_in_routes(issuer, pipedrive.sandbox)
+        )
+        api = start(gateway, port=port)
         sqs = aws.client("sqs")
         poller = QueuePoller(sqs, aws.queue_url, handler_for("ReconcilerFunction")).start()
         ticker = ScheduleTicker(
@@ -143,10 +167,17 @@ def start_stack(
     )
 
 
-def describe(stack: LocalStack, tokens: dict[str, str]) -> dict[str, Any]:
+def describe(
+    stack: LocalStack, tokens: dict[str, str], *, demo_user_id: int | str | None = None
+) -> dict[str, Any]:
     """What ``.local/stack.json`` holds for scripts and people driving the running stack."""
+    sign_in = f"{stack.api_url}{SIGN_IN_PATH}"
     return {
         "api": stack.api_url,
+        # Opening it signs the demo user in (local stack only); sign_in picks anyone seeded.
+        "settings_page": f"{sign_in}?user={demo_user_id}" if demo_user_id else sign_in,
+        "sign_in": sign_in,
+        "status_page": f"{stack.api_url}/status-page",
         "openapi": f"{stack.api_url}/openapi.json",
         "docs": f"{stack.api_url}/docs",
         "sandboxes": {
@@ -155,6 +186,7 @@ def describe(stack: LocalStack, tokens: dict[str, str]) -> dict[str, Any]:
             "graph": stack.graph.graph_url,
             "graph_control": stack.graph.control_url,
             "microsoft_identity": stack.graph.authority,
+            "microsoft_identity_ca_file": stack.graph.ca_file,
             "google": stack.google.people_url,
             "google_control": stack.google.control_url,
         },

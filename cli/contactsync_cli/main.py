@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlsplit
 
 from contactsync_cli.api import AdminApi, ApiError, find_target, path_part
 from contactsync_cli.render import (
@@ -53,6 +55,36 @@ class Run:
 # --- commands -----------------------------------------------------------------------------------
 
 
+FINISH_HINT = (
+    "Your browser then lands on a page of ours; finish there from the settings page's tab, or\n"
+    "here with the address it landed on: contactsync signed-in 'ADDRESS'"
+)
+CALLBACK_PATH = re.compile(r"^/oauth/[a-z]{1,32}/callback$")
+
+
+def signed_in(run: Run) -> None:
+    """Finish a sign-in with the address the provider sent the browser back to: only the user
+    who started it can (their token goes with the call)."""
+    parts = urlsplit(run.args.address)
+    if not CALLBACK_PATH.match(parts.path):
+        raise ApiError(
+            "that is not the address a sign-in comes back to (…/oauth/PROVIDER/callback?code=…)"
+        )
+    answer = run.api.call("POST", parts.path, params=dict(parse_qsl(parts.query)))
+
+    def text(a: dict[str, Any]) -> str:
+        provider = str(a.get("connected", ""))
+        if provider == "pipedrive":
+            return "The CRM is connected."
+        name = PROVIDER_NAMES.get(provider, provider)
+        return (
+            f"Signed in to {name} as {a.get('account')} (connection {a.get('connection_id')}).\n"
+            f"Nothing syncs yet: contactsync settings {a.get('connection_id')} --folder NAME"
+        )
+
+    run.show(answer, text)
+
+
 def connect(run: Run) -> None:
     provider = run.args.provider
     if provider == "crm":
@@ -61,7 +93,8 @@ def connect(run: Run) -> None:
             answer,
             lambda a: (
                 "Open this address to let contactsync act on your CRM persons:\n"
-                f"  {a.get('authorization_url')}"
+                f"  {a.get('authorization_url')}\n"
+                f"{FINISH_HINT}"
             ),
         )
         return
@@ -73,6 +106,7 @@ def connect(run: Run) -> None:
             f"Connection {cid} created.\n"
             f"Open this address to sign in to {PROVIDER_NAMES.get(provider, provider)}:\n"
             f"  {a.get('authorization_url')}\n"
+            f"{FINISH_HINT}\n"
             f"Then choose what to sync: contactsync settings {cid} --folder NAME"
         )
 
@@ -197,7 +231,8 @@ def reconnect(run: Run) -> None:
         answer,
         lambda a: (
             "Open this address to sign in again (the same account keeps its links):\n"
-            f"  {a.get('authorization_url')}"
+            f"  {a.get('authorization_url')}\n"
+            f"{FINISH_HINT}"
         ),
     )
 
@@ -327,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("connect", connect, "add an account: print the address to sign in at")
     sub.add_argument("provider", choices=["microsoft", "google", "crm"])
+    sub = command("signed-in", signed_in, "finish a sign-in with the address it came back to")
+    sub.add_argument("address", help="the address the browser landed on after signing in")
     command("list", list_connections, "list connections and what they are set up to do")
     sub = command("status", status, "how one or all connections are doing")
     sub.add_argument("id", nargs="?", help="one connection (default: all)")

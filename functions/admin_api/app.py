@@ -8,6 +8,7 @@ errors in one place below, always as ``{"error": {"code", "message", "details"}}
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -22,7 +23,7 @@ from contactsync.runtime.wiring import build_queue, build_wiring
 from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN
 from contactsync.sync.connections import Caller, ConnectionService
 from contactsync.sync.errors import ServiceError
-from contactsync.sync.support import SupportService, service_status
+from contactsync.sync.support import SupportService, public_status, service_status
 from pydantic import BaseModel, ConfigDict, Field
 
 OPENAPI: dict[str, Any] = {
@@ -54,6 +55,16 @@ class ConnectionSettings(BaseModel):
     direction: Literal["two_way", "to_crm", "to_provider"] | None = None
     conflict_policy: Literal["newest_wins", "crm_wins", "provider_wins"] | None = None
     phone_region: str | None = Field(default=None, min_length=2, max_length=2)
+    visibility: Literal["owner", "group", "company"] | None = Field(
+        default=None,
+        description="Who sees the CRM persons the sync creates: the owner only, the owner's "
+        "visibility group, or the entire company (unset: the CRM's default).",
+    )
+
+
+class NewGroup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"\S")
 
 
 class DuplicateMerge(BaseModel):
@@ -143,15 +154,24 @@ def create_connection(body: NewConnection) -> Response[Any]:
     return Response(status_code=201, content_type="application/json", body=created)
 
 
-@app.get("/oauth/<provider>/callback")
+@app.get("/oauth/<provider>/callback", include_in_schema=False)
+def oauth_landing(provider: Annotated[str, Path(min_length=1, max_length=32)]) -> Response[str]:
+    """Where the provider sends the browser back: a page of the settings UI that finishes the
+    sign-in with the signed-in user's own credentials (this GET alone attaches nothing)."""
+    return page("signed-in.html")
+
+
+@app.post("/oauth/<provider>/callback")
 def oauth_callback(
     provider: Annotated[str, Path(min_length=1, max_length=32)],
     state: Annotated[str, Query(min_length=1, max_length=512)],
     code: Annotated[str | None, Query(max_length=4096)] = None,
     error: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
+    """Finish a sign-in: only the user who started it can, with their bearer token."""
+    caller = caller_from(app.current_event)
     query = {k: v for k, v in (app.current_event.query_string_parameters or {}).items()}
-    return service().finish_authorization(provider, query)
+    return service().finish_authorization(provider, query, caller)
 
 
 @app.get("/connections")
@@ -167,6 +187,13 @@ def get_connection(connection_id: ConnectionId) -> dict[str, Any]:
 @app.get("/connections/<connection_id>/groups")
 def list_groups(connection_id: ConnectionId) -> dict[str, Any]:
     return {"groups": service().groups(caller_from(app.current_event), connection_id)}
+
+
+@app.post("/connections/<connection_id>/groups")
+def create_group(connection_id: ConnectionId, body: NewGroup) -> Response[Any]:
+    """A new folder (Outlook) or contact group (Google) made for the sync, to choose next."""
+    created = service().create_group(caller_from(app.current_event), connection_id, body.name)
+    return Response(status_code=201, content_type="application/json", body=created)
 
 
 @app.patch("/connections/<connection_id>")
@@ -221,6 +248,15 @@ def explain(
     )
 
 
+@app.get("/connections/<connection_id>/contacts")
+def find_contacts(
+    connection_id: ConnectionId,
+    q: Annotated[str, Query(min_length=2, max_length=100)],
+) -> dict[str, Any]:
+    """CRM persons by name or email (anyone's), to pick one to explain."""
+    return support().find(caller_from(app.current_event), connection_id, q)
+
+
 @app.get("/connections/<connection_id>/duplicates")
 def duplicates(connection_id: ConnectionId) -> dict[str, Any]:
     return support().duplicates(caller_from(app.current_event), connection_id)
@@ -263,6 +299,60 @@ def discard(connection_id: ConnectionId) -> dict[str, Any]:
 def status() -> dict[str, Any]:
     caller_from(app.current_event)  # any signed-in caller may look
     return service_status(service().wiring.clock())
+
+
+@app.get("/public/status")
+def status_for_everyone() -> dict[str, Any]:
+    """The public status page's data: per provider working or degraded, nothing of any tenant."""
+    return public_status(service().wiring.clock())
+
+
+# --- the settings page and the public status page (static files, same origin as the API) -------
+
+PAGES = FilePath(__file__).resolve().parent / "pages"
+PAGE_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+PAGE_HEADERS = {
+    # Nothing but our own files runs or loads; no framing; the callback URL (it carries the
+    # provider's one-time code) is never sent on as a referrer.
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+AssetName = Annotated[str, Path(max_length=64, pattern=r"^[a-z-]+\.(js|css)$")]
+
+
+def page(name: str) -> Response[str]:
+    """One of the files in ``pages/``, with the headers every page carries."""
+    path = PAGES / name
+    if not path.is_file():
+        return _error(404, "not_found", f"no page {name!r}")
+    return Response(
+        status_code=200,
+        content_type=PAGE_TYPES[path.suffix],
+        body=path.read_text(encoding="utf-8"),
+        headers=dict(PAGE_HEADERS),
+    )
+
+
+@app.get("/settings", include_in_schema=False)
+def settings_page() -> Response[str]:
+    return page("settings.html")
+
+
+@app.get("/status-page", include_in_schema=False)
+def status_page() -> Response[str]:
+    return page("status.html")
+
+
+@app.get("/assets/<name>", include_in_schema=False)
+def asset(name: AssetName) -> Response[str]:
+    return page(name)
 
 
 @app.get("/openapi.json", include_in_schema=False)

@@ -1,9 +1,11 @@
 """Google's OAuth 2.0 endpoints, just enough for a web-server app: authorize and token.
 
-``/o/oauth2/v2/auth`` has no UI: it consents at once as ``login_hint`` (or the signed-in user)
-and redirects back with ``code`` and ``state``. ``/token`` redeems a code (PKCE checked when a
-challenge was sent) or a refresh token, answering in Google's shape. No id_token is issued: an
-unsigned one would teach clients bad habits and we do not need one.
+``/o/oauth2/v2/auth`` shows a sign-in and consent form (choose the account; allow or deny) unless
+``login_hint`` or the control API's ``signed_in`` names the account: then it consents at once.
+Either way it redirects back with ``code`` and ``state`` (or ``error=access_denied``). ``/token``
+redeems a code (PKCE checked when a challenge was sent) or a refresh token, answering in Google's
+shape. No id_token is issued: an unsigned one would teach clients bad habits and we do not need
+one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from sandbox.consent import authorize_request, consent_page
 from sandbox.google.state import GoogleSandbox, OAuthError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -43,7 +46,7 @@ def oauth_routes(sb: GoogleSandbox) -> list[Route]:
 
     async def authorize(request: Request) -> Response:
         sb.count("oauth.authorize")
-        q = dict(request.query_params)
+        q, account, decision = await authorize_request(request)
         if q.get("client_id") != sb.client_id:
             return error_page("invalid_client", "The OAuth client was not found.")
         redirect = q.get("redirect_uri", "")
@@ -55,9 +58,14 @@ def oauth_routes(sb: GoogleSandbox) -> list[Route]:
             return error_page("invalid_request", "Missing required parameter: scope")
         if q.get("code_challenge_method", "S256") not in ("S256", "plain"):
             return error_page("invalid_request", "Invalid code_challenge_method.")
-        email = q.get("login_hint") or sb.signed_in
+        email = account if decision is not None else q.get("login_hint") or sb.signed_in
+        if not email:  # nobody named: a person chooses the account and consents
+            accounts = [(u["email"], f"{u['name']} <{u['email']}>") for u in sb.users()]
+            return consent_page("Google", "contactsync", accounts, q)
         known = {u["email"].lower() for u in sb.users()}
-        if email and email.lower() in known:
+        if decision is not None and decision != "approve":
+            params = {"error": "access_denied"}
+        elif email.lower() in known:
             params = {"code": sb.issue_code(email, q), "scope": q["scope"]}
         else:
             params = {"error": "access_denied"}
@@ -104,6 +112,6 @@ def oauth_routes(sb: GoogleSandbox) -> list[Route]:
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     return [
-        Route("/o/oauth2/v2/auth", authorize, methods=["GET"]),
+        Route("/o/oauth2/v2/auth", authorize, methods=["GET", "POST"]),
         Route("/token", token, methods=["POST"]),
     ]

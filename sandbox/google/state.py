@@ -232,8 +232,6 @@ class GoogleSandbox:
             for rn, (short, _) in SYSTEM_GROUPS.items():
                 user.groups[rn] = Group(rn, short, now, self._etag(), system=True)
             self._users[email.lower()] = user
-            if self.signed_in is None:
-                self.signed_in = email
             return user.resource_name
 
     def user(self, email: str) -> User:

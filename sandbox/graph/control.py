@@ -142,6 +142,18 @@ def control_routes(sb: GraphSandbox) -> list[Route]:
                     sb.delivery[key] = body[key]
             return dict(sb.delivery)
 
+    def sign_in(request: Request, body: dict[str, Any]) -> Any:
+        with sb.lock:
+            sb.signed_in = body.get("email")
+        return {"signed_in": sb.signed_in}
+
+    def user_token(request: Request, body: dict[str, Any]) -> Any:
+        with sb.lock:
+            user = sb.find_user(p(request, "uid"))
+        if user is None:
+            raise GraphError(404, "ResourceNotFound", "No such user.")
+        return {"access_token": sb.access_token_for(user.id)}
+
     def requests_seen(request: Request, body: dict[str, Any]) -> Any:
         with sb.lock:
             return list(sb.requests)
@@ -150,6 +162,8 @@ def control_routes(sb: GraphSandbox) -> list[Route]:
     table: list[tuple[str, str, Callable[[Request, dict[str, Any]], Any]]] = [
         ("POST", "/users", add_user),
         ("GET", "/users", list_users),
+        ("POST", "/signed_in", sign_in),
+        ("POST", "/users/{uid}/token", user_token),
         ("POST", "/users/{uid}/folders", add_folder),
         ("POST", "/users/{uid}/folders/{fid}/seed", seed),
         ("POST", "/users/{uid}/folders/{fid}/contacts", create),

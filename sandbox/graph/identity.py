@@ -1,10 +1,11 @@
 """The identity listener: just enough of the Microsoft identity platform (v2.0) for MSAL.
 
-Served over TLS (MSAL refuses non-https authorities). ``/{tenant}/oauth2/v2.0/authorize`` has no
-UI: it approves at once for the user named by ``login_hint`` (or the first user) and redirects
-back with ``code`` and ``state``. The token endpoint checks the client secret and the PKCE
-verifier, and answers like Entra ID (token_type, scope, expires_in, access/refresh/id tokens and
-``client_info``, which MSAL uses to build the account's home id).
+Served over TLS (MSAL refuses non-https authorities). ``/{tenant}/oauth2/v2.0/authorize`` shows a
+sign-in and consent form (choose the account; allow or deny) unless ``login_hint`` or the control
+API's ``signed_in`` names the account: then it approves at once. Either way it redirects back with
+``code`` and ``state`` (or ``error=access_denied``). The token endpoint checks the client secret
+and the PKCE verifier, and answers like Entra ID (token_type, scope, expires_in, access/refresh/id
+tokens and ``client_info``, which MSAL uses to build the account's home id).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from sandbox.consent import authorize_request, consent_page
 from sandbox.graph.state import GraphError, GraphSandbox, User
 
 RESERVED_SCOPES = {"openid", "profile", "offline_access", "email"}
@@ -94,7 +96,7 @@ def identity_app(sb: GraphSandbox) -> Starlette:
         return JSONResponse({"keys": [jwk]})
 
     async def authorize(request: Request) -> Response:
-        q = dict(request.query_params)
+        q, account, decision = await authorize_request(request)
         if q.get("client_id") != sb.client_id:
             return oauth_error("unauthorized_client", "AADSTS700016: Application not found.")
         redirect = q.get("redirect_uri", "")
@@ -103,9 +105,18 @@ def identity_app(sb: GraphSandbox) -> Starlette:
         if q.get("response_type") != "code":
             return oauth_error("unsupported_response_type", "Only response_type=code is served.")
         with sb.lock:
-            hint = q.get("login_hint")
-            user = sb.find_user(hint) if hint else next(iter(sb.users.values()), None)
-        if user is None:
+            named = account if decision is not None else q.get("login_hint") or sb.signed_in
+            if not named:  # nobody named: a person chooses the account and consents
+                accounts = [(u.email, f"{u.display_name} <{u.email}>") for u in sb.users.values()]
+                return consent_page("Microsoft", "contactsync", accounts, q)
+            user = sb.find_user(named)
+        if decision is not None and decision != "approve":
+            params = {
+                "error": "access_denied",
+                "error_description": "AADSTS65004: User declined to consent to access the app.",
+                "state": q.get("state", ""),
+            }
+        elif user is None:
             params = {
                 "error": "access_denied",
                 "error_description": "No such user.",
@@ -183,7 +194,7 @@ def identity_app(sb: GraphSandbox) -> Starlette:
         routes=[
             Route("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration),
             Route("/{tenant}/discovery/v2.0/keys", keys),
-            Route("/{tenant}/oauth2/v2.0/authorize", authorize),
+            Route("/{tenant}/oauth2/v2.0/authorize", authorize, methods=["GET", "POST"]),
             Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
         ]
     )

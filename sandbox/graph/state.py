@@ -230,6 +230,8 @@ class GraphSandbox:
         self.access_token_lifetime = timedelta(hours=1)
         self.limits = Limits()
         self.users: dict[str, User] = {}
+        # The account the authorize endpoint signs in without asking (None: it shows its form)
+        self.signed_in: str | None = None
         self.folders: dict[str, Folder] = {}
         self.contacts: dict[str, StoredContact] = {}  # by immutable id
         self._by_rest_id: dict[str, str] = {}  # current default id -> immutable id

@@ -106,12 +106,25 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+# ``visible_to`` a plan allows (the API's role-settings documentation): Essential / Advanced know
+# owner & followers (1) and the entire company (3); Professional / Enterprise add visibility
+# groups: owner only (1), owner's visibility group (3), its sub-groups too (5), entire company (7).
+VISIBILITY_BY_PLAN = {
+    "essential": (1, 3),
+    "advanced": (1, 3),
+    "professional": (1, 3, 5, 7),
+    "enterprise": (1, 3, 5, 7),
+}
+
+
 @dataclass
 class Company:
     id: int
     name: str
     domain: str
     contact_sync: bool = False  # the company turned on Pipedrive's contact sync
+
+    plan: str = "professional"
 
 
 @dataclass

@@ -27,6 +27,7 @@ from sandbox.pipedrive.records import (
     LISTED_PERMISSION_KEYS,
     PERMISSION_KEYS,
     PERSON_KEYS,
+    VISIBILITY_BY_PLAN,
     ApiError,
     Company,
     Organization,
@@ -747,6 +748,13 @@ class PipedriveSandbox:
             if org is None or org.company_id != user.company_id or org.deleted:
                 raise ApiError(400, "Organization not found")
             values["org_id"] = org.id
+        if values.get("visible_to") is not None:
+            allowed = VISIBILITY_BY_PLAN[self.companies[user.company_id].plan]
+            value = values["visible_to"]
+            if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+                raise ApiError(
+                    400, f"visible_to must be one of {', '.join(str(v) for v in allowed)}"
+                )
         if values.get("birthday") is not None:
             try:
                 datetime.strptime(values["birthday"], "%Y-%m-%d")

@@ -65,7 +65,7 @@ class Api:
         page = httpx.get(url, follow_redirects=False, verify=verify, timeout=30)
         if page.status_code not in (302, 303):
             raise RuntimeError(f"consent failed: {page.status_code} {page.text}")
-        callback = httpx.get(page.headers["location"], timeout=30)
+        callback = self.http.post(page.headers["location"])
         if callback.status_code != 200:
             raise RuntimeError(f"callback failed: {callback.status_code} {callback.text}")
 

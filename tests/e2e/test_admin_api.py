@@ -162,6 +162,36 @@ def test_preview_shows_what_a_one_way_direction_leaves_out(prepared) -> None:
     assert preview["left_out"]["direction to_crm does not write the provider"] >= 20
 
 
+def test_the_visibility_of_created_persons_is_a_setting(prepared) -> None:
+    _, _, client, cid = prepared
+    assert client.ok("GET", f"/connections/{cid}")["visibility"] is None  # the CRM's default
+    # When the user picks a value the API does not know
+    status, body = client.call("PATCH", f"/connections/{cid}", json={"visibility": "public"})
+    # Then it is a 422 naming the field, and nothing changed
+    assert status == 422 and "visibility" in json.dumps(body["error"]["details"]), body
+    assert client.ok("GET", f"/connections/{cid}")["visibility"] is None
+    # When they choose "owner only" (the sync tests below then check the persons it creates)
+    view = client.ok("PATCH", f"/connections/{cid}", json={"visibility": "owner"})
+    assert view["visibility"] == "owner"
+
+
+def test_a_new_folder_is_made_for_the_sync(stack, prepared) -> None:
+    demo, _, client, cid = prepared
+    # When the user makes a folder for the sync
+    status, made = client.call("POST", f"/connections/{cid}/groups", json={"name": "For sync"})
+    # Then Outlook has it and it is among the folders to choose from
+    assert status == 201, made
+    assert made["name"] == "For sync"
+    assert made in client.ok("GET", f"/connections/{cid}/groups")["groups"]
+    # And the same name again, or no name, is refused in words and makes nothing
+    again = client.call("POST", f"/connections/{cid}/groups", json={"name": "for SYNC"})
+    assert again[0] == 409 and "exists already" in again[1]["error"]["message"]
+    assert client.call("POST", f"/connections/{cid}/groups", json={"name": "   "})[0] == 422
+    folders = stack.graph.sandbox.folders.values()
+    names = [f.display_name for f in folders if f.user_id == demo.graph_user_id]
+    assert names.count("For sync") == 1
+
+
 def test_another_company_or_user_finds_nothing(stack, prepared) -> None:
     demo, _, _, cid = prepared
     stranger = Client(stack, stack.token(990001, 990002))
@@ -223,6 +253,14 @@ def test_the_openapi_document_is_served_and_matches_the_committed_one(stack) -> 
 
 
 # --- troubleshooting on a running sync -------------------------------------------------------
+
+
+def test_persons_the_sync_created_are_visible_to_their_owner_only(stack, synced) -> None:
+    demo = synced[0]
+    # The persons the sync created carry its mapping tag in a custom field; seeded ones do not
+    created = [p for p in crm_owned(stack, demo) if any(p.custom_fields.values())]
+    assert len(created) >= 20
+    assert {p.visible_to for p in created} == {1}
 
 
 def test_explain_a_linked_contact(stack, synced) -> None:

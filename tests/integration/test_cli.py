@@ -422,12 +422,32 @@ def test_connect_prints_where_to_sign_in(
     assert {a.authorization for a in canned.asked} == {"Bearer canned-token"}
 
 
+def test_signed_in_finishes_the_sign_in_with_the_users_token(
+    canned: CannedApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the address a Microsoft sign-in came back to
+    done = {"connected": "microsoft", "connection_id": "c1", "account": "dana@acme.example"}
+    canned.answer("POST", "/oauth/microsoft/callback", (200, done))
+    address = "http://127.0.0.1:3000/oauth/microsoft/callback?code=abc&state=c1.nonce"
+    # When the user hands it to the CLI
+    answer = run_cli(capsys, *canned.args("signed-in", address))
+    # Then the callback is POSTed with the code, the state and the user's token
+    assert answer.code == 0, answer.err
+    assert "Signed in to Microsoft 365 as dana@acme.example" in answer.out
+    asked = canned.asked[-1]
+    assert (asked.method, asked.query) == ("POST", {"code": "abc", "state": "c1.nonce"})
+    assert asked.authorization == "Bearer canned-token"
+    # And an address that is not a callback is refused before anything is sent
+    wrong = run_cli(capsys, *canned.args("signed-in", "http://127.0.0.1:3000/connections"))
+    assert wrong.code != 0 and "not the address a sign-in comes back to" in wrong.err
+
+
 def test_reconnect_and_resync(canned: CannedApi, capsys: pytest.CaptureFixture[str]) -> None:
     canned.answer("POST", "/connections/c1/reconnect", (200, {"authorization_url": "https://x/"}))
     canned.answer("POST", "/connections/c1/resync", (200, view(state="syncing_initial")))
     reconnect = run_cli(capsys, *canned.args("reconnect", "c1"))
     resync = run_cli(capsys, *canned.args("resync", "c1"))
-    assert reconnect.out.splitlines()[-1] == "  https://x/"
+    assert "  https://x/" in reconnect.out.splitlines()
     assert resync.out.splitlines()[0] == "Connection c1 is syncing_initial."
 
 

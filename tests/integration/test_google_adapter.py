@@ -467,6 +467,15 @@ def test_whoami_and_groups(account: Account) -> None:
     assert [name for _, name in groups[1:]] == ["Clients", "Suppliers"]
 
 
+def test_a_group_made_for_the_sync_is_listed(account: Account) -> None:
+    adapter = account.adapter()
+    # When a contact group is made for the sync
+    made = adapter.create_group("Synced with the CRM")
+    # Then Google has it as a user group, listed for the user to choose
+    assert made[0].startswith("contactGroups/") and made[1] == "Synced with the CRM"
+    assert made in adapter.list_groups()
+
+
 # --- mapping ----------------------------------------------------------------------------------
 
 labels = st.sampled_from(["work", "home", "other", "mobile"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -708,3 +710,22 @@ def test_search_contacts_needs_a_warm_up_and_matches_prefix_phrases(g: RunningGo
                     client_options={"api_endpoint": g.url})  # fmt: skip
     found = service.people().searchContacts(query="foo", readMask="names").execute()
     assert [r["person"]["names"][0]["givenName"] for r in found["results"]] == ["Foo"]
+
+
+def test_authorize_shows_a_consent_form_unless_an_account_is_named(g: RunningGoogle) -> None:
+    # Given nobody named (no login_hint, no signed-in account)
+    g.sandbox.signed_in = None
+    form = authorize(g, "v" * 64, login_hint="")
+    # Then a person gets a form to choose the account and allow or deny
+    assert form.status_code == 200 and ADA in form.text
+    assert 'value="approve"' in form.text and 'value="deny"' in form.text
+    fields = dict(re.findall(r'type="hidden" name="([^"]+)" value="([^"]*)"', form.text))
+    fields = {k: html.unescape(v) for k, v in fields.items()}
+    # When they allow as Ada, Then the redirect carries a code for the state
+    allowed = httpx.post(g.authorize_url, data={**fields, "account": ADA, "decision": "approve"})
+    back = parse_qs(urlsplit(allowed.headers["location"]).query)
+    assert allowed.status_code == 302 and back["state"] == ["xyz"] and back["code"]
+    # When they deny, Then access_denied and no code
+    denied = httpx.post(g.authorize_url, data={**fields, "account": ADA, "decision": "deny"})
+    back = parse_qs(urlsplit(denied.headers["location"]).query)
+    assert back["error"] == ["access_denied"] and "code" not in back

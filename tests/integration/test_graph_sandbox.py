@@ -422,3 +422,64 @@ def test_contacts_filter_on_email_addresses_takes_only_any_eq_on_address(mailbox
     assert [c["displayName"] for c in by_email.json()["value"]] == ["Ann Lee"]
     assert [c["displayName"] for c in by_name.json()["value"]] == ["Ann Lee"]
     assert [r.status_code for r in refused] == [400, 400, 400]
+
+
+def _authorize_params(graph: RunningGraph, **extra: str) -> dict[str, str]:
+    return {
+        "client_id": graph.client_id,
+        "redirect_uri": "http://127.0.0.1/cb",
+        "response_type": "code",
+        "scope": "Contacts.ReadWrite offline_access",
+        "state": "st-1",
+        **extra,
+    }
+
+
+def test_authorize_asks_a_person_to_choose_and_consent_unless_an_account_is_named(
+    graph: RunningGraph,
+) -> None:
+    graph.sandbox.add_user("ada@contoso.example", "Ada")
+    graph.sandbox.add_user("bob@contoso.example", "Bob")
+    url = f"{graph.authority}/oauth2/v2.0/authorize"
+    with httpx.Client(verify=graph.ca_file) as http:
+        # When nobody is named, Then a sign-in and consent form lists the accounts
+        form = http.get(url, params=_authorize_params(graph))
+        assert form.status_code == 200 and "text/html" in form.headers["content-type"]
+        assert "ada@contoso.example" in form.text and "bob@contoso.example" in form.text
+        assert 'value="approve"' in form.text and 'value="deny"' in form.text
+        # When the person picks Bob and allows, Then the code is Bob's
+        approved = http.post(
+            url,
+            data={
+                **_authorize_params(graph),
+                "account": "bob@contoso.example",
+                "decision": "approve",
+            },
+        )
+        assert approved.status_code == 302
+        back = dict(parse_qsl(urlsplit(approved.headers["location"]).query))
+        assert back["state"] == "st-1" and back["code"]
+        # When the person denies, Then the app gets access_denied and no code
+        denied = http.post(
+            url,
+            data={
+                **_authorize_params(graph),
+                "account": "ada@contoso.example",
+                "decision": "deny",
+            },
+        )
+        back = dict(parse_qsl(urlsplit(denied.headers["location"]).query))
+        assert back["error"] == "access_denied" and "code" not in back
+        # When login_hint, or the control API, names the account, Then it answers at once
+        hinted = http.get(url, params=_authorize_params(graph, login_hint="ada@contoso.example"))
+        assert hinted.status_code == 302 and "code=" in hinted.headers["location"]
+        control(graph, "POST", "/signed_in", {"email": "bob@contoso.example"})
+        named = http.get(url, params=_authorize_params(graph))
+        assert named.status_code == 302 and "code=" in named.headers["location"]
+
+
+def test_the_control_api_hands_out_a_user_token(graph: RunningGraph) -> None:
+    uid = graph.sandbox.add_user("tok@contoso.example", "Tok")
+    token = control(graph, "POST", "/users/tok@contoso.example/token")["access_token"]
+    me = httpx.get(f"{graph.graph_url}/me", headers={"authorization": f"Bearer {token}"})
+    assert me.status_code == 200 and me.json()["id"] == uid

@@ -552,3 +552,42 @@ def test_lookup_of_many_contacts_lists_a_small_company_instead(pipedrive: Pipedr
     assert [r.id for r in found] == [str(theirs["id"])]
     assert pipedrive.requests("GET /api/v2/persons/search") == 0
     assert pipedrive.requests("GET /api/v2/persons") == 1
+
+
+@pytest.mark.parametrize("visible_to", [1, 3, 7])
+def test_created_persons_carry_the_connections_visibility(
+    pipedrive: PipedriveWorld, visible_to: int
+) -> None:
+    # Given a side set to create persons visible to the owner, their group or the company
+    side = pipedrive.adapter(visible_to=visible_to)
+    # When a contact is created
+    [result] = side.create([NewContact("t-vis", Contact(given_name="Vi", family_name="Sible"))])
+    # Then the CRM person has that visibility
+    assert result.ok and result.remote is not None
+    assert pipedrive.sandbox.persons[int(result.remote.id)].visible_to == visible_to
+
+
+def test_without_a_visibility_the_crm_default_applies(pipedrive: PipedriveWorld) -> None:
+    side = pipedrive.adapter()
+    [result] = side.create([NewContact("t-def", Contact(given_name="De", family_name="Fault"))])
+    assert result.remote is not None
+    assert pipedrive.sandbox.persons[int(result.remote.id)].visible_to == 3
+
+
+@pytest.mark.parametrize(
+    ("plan", "value"),
+    [("professional", 2), ("professional", 0), ("professional", "7"), ("essential", 7)],
+)
+def test_the_crm_refuses_a_visibility_its_plan_does_not_have(
+    pipedrive: PipedriveWorld, plan: str, value: Any
+) -> None:
+    # Given a company on a plan (Essential / Advanced know only 1 and 3)
+    for company in pipedrive.sandbox.companies.values():
+        company.plan = plan
+    # When a person is created with a visible_to the plan does not have
+    with pipedrive.http() as http:
+        answer = http.post("/api/v2/persons", json={"name": "Vis Ible", "visible_to": value})
+    # Then the CRM answers 400 naming the field, and creates nothing
+    assert answer.status_code == 400
+    assert "visible_to" in answer.text
+    assert not any(p.name == "Vis Ible" for p in pipedrive.sandbox.persons.values())

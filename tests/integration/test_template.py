@@ -533,6 +533,10 @@ def test_only_admin_routes_sit_behind_the_jwt_authorizer(template: dict[str, Any
                 open_routes.add((event["Properties"]["Method"], event["Properties"]["Path"]))
     assert open_routes == {
         ("GET", "/oauth/{provider}/callback"),
+        ("GET", "/settings"),
+        ("GET", "/assets/{name}"),
+        ("GET", "/status-page"),
+        ("GET", "/public/status"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("POST", "/webhooks/microsoft"),

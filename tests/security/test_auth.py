@@ -4,7 +4,9 @@
   expired, wrongly signed, wrong-audience (and a few more kinds of bad) JWT.
 - A user cannot read or change another user's connection; a company admin sees the company's
   connections and nobody sees another company's (404, as if it did not exist).
-- OAuth callbacks with a missing, wrong or replayed ``state`` get a 4xx and change nothing.
+- OAuth callbacks with a missing, wrong or replayed ``state`` get a 4xx and change nothing; a
+  sign-in is finished only by the user who started it (their token on the callback's POST):
+  the callback page alone, a colleague or an admin attaches nothing.
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ def admin_routes() -> list[tuple[str, str]]:
     from functions.admin_api.app import app
 
     document = app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)
-    open_paths = {r.path for r in routes_from_template() if not r.authorized}
+    open_routes = {(r.method, r.path) for r in routes_from_template() if not r.authorized}
     routes = []
     for path, operations in document["paths"].items():
-        if path in open_paths:
-            continue
         concrete = re.sub(r"\{[^}]+\}", PLACEHOLDER, path)
-        routes += [(method.upper(), concrete) for method in operations]
+        routes += [
+            (method.upper(), concrete)
+            for method in operations
+            if (method.upper(), path) not in open_routes
+        ]
     return sorted(routes)
 
 
@@ -105,7 +109,9 @@ def test_the_admin_routes_are_read_from_the_admin_app() -> None:
     routes = admin_routes()
     assert ("GET", "/connections") in routes and ("POST", "/connections") in routes
     assert ("PATCH", f"/connections/{PLACEHOLDER}") in routes
-    assert not any(path.startswith("/oauth/") for _, path in routes)
+    # The OAuth callback is finished by its POST, with the user's token; its GET is a page
+    assert ("POST", f"/oauth/{PLACEHOLDER}/callback") in routes
+    assert ("GET", f"/oauth/{PLACEHOLDER}/callback") not in routes
 
 
 def test_every_admin_route_rejects_every_bad_jwt(stack: LocalStack) -> None:
@@ -223,11 +229,20 @@ def test_a_company_admin_sees_the_companys_connections(tenants: Tenants) -> None
     assert tenants.connection_id in [c["id"] for c in listed]
 
 
-# --- OAuth callbacks check state -----------------------------------------------------------------
+# --- OAuth callbacks check state, and only their starter finishes them ---------------------------
 
 
-def _callback(stack: LocalStack, provider: str, **query: str) -> httpx.Response:
-    return httpx.get(f"{stack.api_url}/oauth/{provider}/callback", params=query, timeout=30)
+def _callback(
+    stack: LocalStack, provider: str, token: str | None = None, **query: str
+) -> httpx.Response:
+    """The callback as a client holding ``token`` finishes it (a stranger's token by default)."""
+    token = token or stack.token("stranger", "company-s")
+    return httpx.post(
+        f"{stack.api_url}/oauth/{provider}/callback",
+        params=query,
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+    )
 
 
 @pytest.mark.parametrize("provider", ["microsoft", "pipedrive"])
@@ -253,17 +268,30 @@ def test_a_callback_with_a_forged_state_for_a_real_sign_in_is_refused(
     connection_id = tenants.connection_id
     crm_url = tenants.owner.post("/crm/connect").json()["authorization_url"]
     crm_state = httpx.URL(crm_url).params["state"]
-    # When the callback comes back with the right prefix but a forged nonce
+    owner_token = tenants.owner.headers["authorization"].removeprefix("Bearer ")
+    # When the callback comes back, with the owner's token, with the right prefix but a forged
+    # nonce
     forged = [
         ("microsoft", f"{connection_id}.forged-nonce"),
         ("pipedrive", crm_state.rsplit(".", 1)[0] + ".forged-nonce"),
     ]
     for provider, state in forged:
         # Then it is refused
-        assert 400 <= _callback(stack, provider, state=state, code="x").status_code < 500
+        answer = _callback(stack, provider, owner_token, state=state, code="x")
+        assert 400 <= answer.status_code < 500
     # And the connection is still waiting for its sign-in
     view = tenants.owner.get(f"/connections/{connection_id}").json()
     assert view["account"] is None and view["state"] == "configuring"
+
+
+def _signed_in_redirect(stack: LocalStack, http: httpx.Client, email: str) -> str:
+    """Start "add new account" for Microsoft 365 as ``http``'s user and consent as ``email``:
+    the URL the identity provider sends the browser back to (code and state)."""
+    created = http.post("/connections", json={"provider": "microsoft"}).json()
+    url = f"{created['authorization_url']}&login_hint={email}"
+    consent = httpx.get(url, verify=stack.graph.ca_file, timeout=30)
+    assert consent.status_code == 302, consent.text
+    return str(consent.headers["location"])
 
 
 def test_a_callback_replayed_after_sign_in_is_refused(stack: LocalStack) -> None:
@@ -274,12 +302,77 @@ def test_a_callback_replayed_after_sign_in_is_refused(stack: LocalStack) -> None
     http = httpx.Client(
         base_url=stack.api_url, headers={"authorization": f"Bearer {token}"}, timeout=30
     )
-    created = http.post("/connections", json={"provider": "microsoft"}).json()
-    consent = httpx.get(created["authorization_url"], verify=stack.graph.ca_file, timeout=30)
-    callback_url = consent.headers["location"]
-    assert httpx.get(callback_url, timeout=30).status_code == 200
+    callback_url = _signed_in_redirect(stack, http, "replay@tenant.example")
+    assert http.post(callback_url).status_code == 200
     # When the same callback (code and state) is replayed
-    replay = httpx.get(callback_url, timeout=30)
+    replay = http.post(callback_url)
     # Then it is refused
     assert 400 <= replay.status_code < 500
     http.close()
+
+
+def test_the_callback_page_alone_attaches_nothing(stack: LocalStack) -> None:
+    # Given a user's sign-in that came back from the identity provider with a code
+    stack.graph.sandbox.add_user("page@tenant.example", "Page User")
+    token = stack.token("page-owner", "company-p")
+    http = httpx.Client(
+        base_url=stack.api_url, headers={"authorization": f"Bearer {token}"}, timeout=30
+    )
+    callback_url = _signed_in_redirect(stack, http, "page@tenant.example")
+    connection_id = httpx.URL(callback_url).params["state"].split(".", 1)[0]
+    # When a browser without the user's credentials opens the callback URL
+    page = httpx.get(callback_url, timeout=30)
+    # Then it gets the settings UI's page that finishes sign-ins, and nothing is attached
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    view = http.get(f"/connections/{connection_id}").json()
+    assert view["account"] is None and view["state"] == "configuring"
+    # And the user's own client still finishes it with the same code
+    assert http.post(callback_url).json()["account"] == "page@tenant.example"
+    http.close()
+
+
+@pytest.mark.parametrize("who", ["colleague", "admin_a", "admin_b"])
+def test_a_sign_in_finished_by_anyone_else_attaches_nothing(
+    stack: LocalStack, tenants: Tenants, who: str
+) -> None:
+    # Given the owner started "add new account" and a colleague's Microsoft account consented
+    # (the owner's link opened in someone else's browser)
+    email = f"{who.replace('_', '-')}@tenant.example"
+    stack.graph.sandbox.add_user(email, f"Someone {who}")
+    callback_url = _signed_in_redirect(stack, tenants.owner, email)
+    connection_id = httpx.URL(callback_url).params["state"].split(".", 1)[0]
+    # When someone else (a colleague, the company's admin, another company's admin) finishes it
+    # with their own token
+    other: httpx.Client = getattr(tenants, who)
+    answer = other.post(callback_url)
+    # Then it is refused and the owner's connection has no account attached
+    assert answer.status_code == 404, answer.text
+    view = tenants.owner.get(f"/connections/{connection_id}").json()
+    assert view["account"] is None and view["state"] == "configuring"
+    # And nobody else got a connection out of it
+    for http in (tenants.colleague, tenants.admin_a, tenants.admin_b):
+        listed = http.get("/connections").json()["connections"]
+        assert email not in [c["account"] for c in listed]
+
+
+def test_a_crm_authorization_finished_by_a_colleague_attaches_nothing(stack: LocalStack) -> None:
+    # Given a CRM user who started the CRM authorization, and the CRM consented
+    pd = stack.pipedrive.sandbox
+    company = pd.add_company("Bound Inc")
+    owner, colleague = (pd.add_user(company, f"U{i}", f"u{i}@bound.example") for i in (1, 2))
+    pd.login_as(owner)
+
+    def client(user: int) -> httpx.Client:
+        token = stack.token(user, company)
+        headers = {"authorization": f"Bearer {token}"}
+        return httpx.Client(base_url=stack.api_url, headers=headers, timeout=30)
+
+    with client(owner) as mine, client(colleague) as theirs:
+        consent = httpx.get(mine.post("/crm/connect").json()["authorization_url"], timeout=30)
+        assert consent.status_code in (302, 303), consent.text
+        # When a colleague finishes it with their own token
+        answer = theirs.post(consent.headers["location"])
+        # Then it is refused, and the owner can still finish it
+        assert answer.status_code == 404, answer.text
+        assert mine.post(consent.headers["location"]).status_code == 200

@@ -300,6 +300,12 @@ class GoogleContacts:
         primary = [e for e in emails if _is_primary(e)] or emails
         return str(me["resourceName"]), str(primary[0].get("value", "")) if primary else ""
 
+    def create_group(self, name: str) -> tuple[str, str]:
+        """A new contact group for the sync (the CRM's advice: not "My Contacts")."""
+        body = {"contactGroup": {"name": name}}
+        group = self._json(self._send("POST", "/v1/contactGroups", json=body, retry=False))
+        return str(group["resourceName"]), str(group.get("name") or name)
+
     def list_groups(self) -> list[tuple[str, str]]:
         """My Contacts first, then the user's own groups by name."""
         mine = "My Contacts"

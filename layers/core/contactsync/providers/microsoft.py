@@ -309,6 +309,12 @@ class MicrosoftContacts:
             url = page.get("@odata.nextLink")
         return folders
 
+    def create_folder(self, name: str) -> tuple[str, str]:
+        """A new contact folder for the sync (the CRM's advice: not the whole address book)."""
+        body = {"displayName": name}
+        folder = self._json(self._send("POST", f"{self._base}/me/contactFolders", json=body))
+        return str(folder["id"]), str(folder.get("displayName") or name)
+
     def create_subscription(
         self, *, notification_url: str, lifecycle_url: str, client_state: str, expires_at: datetime
     ) -> tuple[str, datetime]:

@@ -131,6 +131,7 @@ class PipedrivePersons:
         burst_wait_s: float = 0.0,
         tag_field_key: str | None = None,
         burst_limit: int = 36,
+        visible_to: int | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
         self._token = token
@@ -144,6 +145,7 @@ class PipedrivePersons:
         self._burst_wait_s = burst_wait_s
         self._tag_key = tag_field_key  # known from an earlier pass: saves a personFields call
         self._burst_limit = burst_limit
+        self._visible_to = visible_to  # who sees the persons we create; None: the CRM's default
         self._sent: deque[float] = deque()
         self._org_names: dict[int, str] = {}
         self._owners: dict[str, int] = {}  # person id -> owner id, for persons not the user's
@@ -295,6 +297,18 @@ class PipedrivePersons:
                 self._user_names[owner] = f"user {owner}"
         return replace(remote, scope_reason=f"owned by {self._user_names[owner]}")
 
+    def search(self, term: str, limit: int = 20) -> list[RemoteContact]:
+        """Persons of the company this user may see whose name or email contains ``term``
+        (owned by anyone: support asks why one that is not the user's does not sync)."""
+        if len(term.strip()) < 2:
+            return []
+        params = {"term": term.strip(), "fields": "name,email", "limit": limit}
+        body = self._call("GET", "/api/v2/persons/search", params=params)
+        items = (body.get("data") or {}).get("items") or []
+        ids = [str(item["item"]["id"]) for item in items if item.get("item")]
+        found = self.fetch(ids)
+        return [r for i in ids if (r := found.get(i)) is not None]
+
     # --- ContactSide: writing ------------------------------------------------------------------
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
@@ -302,6 +316,8 @@ class PipedrivePersons:
             payload = self._fit(self._payload(item.contact))
             payload["owner_id"] = self.owner_id
             payload["custom_fields"] = {self._tag_field(): item.tag}
+            if self._visible_to is not None:
+                payload["visible_to"] = self._visible_to
             if item.contact.organization.strip():
                 payload["org_id"] = self._org_id_for(item.contact.organization)
             try:

@@ -175,6 +175,7 @@ class Connection(Model):
     folder_name = UnicodeAttribute(null=True)
     conflict_policy = UnicodeAttribute(default="newest_wins")
     phone_region = UnicodeAttribute(default="US")
+    visible_to = NumberAttribute(null=True)  # the CRM's visible_to for persons we create
     poll_seconds = NumberAttribute(default=0)  # the adaptive polling interval last chosen
     credentials = BinaryAttribute(null=True, legacy_encoding=False)  # vault-sealed tokens
     oauth_state = BinaryAttribute(null=True, legacy_encoding=False)  # vault-sealed flow / PKCE

@@ -55,6 +55,7 @@ def _view(conn: Connection | None) -> ConnectionView | None:
         direction=conn.direction,
         conflict_policy=conn.conflict_policy,
         phone_region=conn.phone_region,
+        visible_to=int(conn.visible_to) if conn.visible_to is not None else None,
         folder_id=conn.folder_id or "",
         inflight_ops=tuple(str(op) for op in conn.inflight_ops or ()),
         plan_open=bool(conn.plan_open),

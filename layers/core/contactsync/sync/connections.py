@@ -10,9 +10,10 @@ import contextlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import phonenumbers
 
@@ -39,8 +40,13 @@ from contactsync.sync.sides import (
 from contactsync.sync.subscriptions import subscribe
 
 DIRECTIONS = ("two_way", "to_crm", "to_provider")
+# The CRM's visible_to for the persons a sync creates: owner only, the owner's visibility group,
+# the entire company (Pipedrive's Professional / Enterprise values; the CRM refuses others).
+VISIBILITIES = {"owner": 1, "group": 3, "company": 7}
 CONFLICT_POLICIES = ("newest_wins", "crm_wins", "provider_wins")
 RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
+
+T = TypeVar("T")
 
 STOP_WAIT_SECONDS = 10.0  # under API Gateway's 29 s; a pass lets go between chunks
 
@@ -76,12 +82,15 @@ class ConnectionService:
         )
         return {"authorization_url": url}
 
-    def finish_crm_authorization(self, query: dict[str, str]) -> dict[str, Any]:
+    def finish_crm_authorization(self, query: dict[str, str], caller: Caller) -> dict[str, Any]:
         state = query.get("state", "")
         parts = state.split(".")
         if len(parts) != 4 or parts[0] != "crm":
             raise InvalidRequest("the state parameter is missing or not ours")
         _, company_id, user_id, _ = parts
+        if (company_id, user_id) != (caller.company_id, caller.user_id):
+            # Only the user who started the authorization may finish it.
+            raise NotFoundError("no CRM authorization of yours is in progress for this state")
         pending = repo.get_crm_pending_state(company_id, user_id)
         if pending is None:
             raise InvalidRequest("no CRM authorization is in progress for this state")
@@ -138,9 +147,13 @@ class ConnectionService:
             raise UpstreamError(f"could not start the sign-in: {exc}") from exc
         return url, self.wiring.vault.seal_json(flow, connection_context(connection_id))
 
-    def finish_authorization(self, provider: str, query: dict[str, str]) -> dict[str, Any]:
+    def finish_authorization(
+        self, provider: str, query: dict[str, str], caller: Caller
+    ) -> dict[str, Any]:
+        """Attach the account the provider signed in to the connection whose sign-in this is,
+        only for the user who started it: anyone else's completion attaches nothing."""
         if provider == "pipedrive":
-            return self.finish_crm_authorization(query)
+            return self.finish_crm_authorization(query, caller)
         if provider not in PROVIDERS:
             raise NotFoundError(f"unknown provider {provider!r}")
         state = query.get("state", "")
@@ -148,6 +161,8 @@ class ConnectionService:
         conn = repo.get_connection(connection_id) if connection_id else None
         if conn is None or conn.oauth_state is None or conn.provider != provider:
             raise InvalidRequest("no sign-in is in progress for this state")
+        if (conn.company_id, conn.user_id) != (caller.company_id, caller.user_id):
+            raise NotFoundError("no sign-in of yours is in progress for this state")
         context = connection_context(connection_id)
         flow = self.wiring.vault.open_json(bytes(conn.oauth_state), context)
         if not secrets.compare_digest(str(flow.get("state", "")), state):
@@ -183,6 +198,7 @@ class ConnectionService:
         return {
             "connected": provider,
             "connection_id": connection_id,
+            "account": signed.username,
             "same_account": same_account,
         }
 
@@ -203,6 +219,30 @@ class ConnectionService:
             raise UpstreamError(f"the provider did not answer: {exc.message}") from exc
         return [{"id": folder_id, "name": name} for folder_id, name in folders]
 
+    def create_group(self, caller: Caller, connection_id: str, name: str) -> dict[str, str]:
+        """A new folder or group in the account, made for the sync, to choose next."""
+        conn = self._signed_in(caller, connection_id)
+        name = name.strip()
+        if not name:
+            raise InvalidRequest("give the new folder or group a name")
+        existing = {n.casefold() for _, n in self._provider_call(
+            lambda: self.wiring.list_groups(connection_id, conn.provider))}  # fmt: skip
+        if name.casefold() in existing:
+            raise ConflictError(f"{name!r} exists already: choose it from the list")
+        group_id, group_name = self._provider_call(
+            lambda: self.wiring.create_group(connection_id, conn.provider, name)
+        )
+        return {"id": group_id, "name": group_name}
+
+    @staticmethod
+    def _provider_call(call: Callable[[], T]) -> T:
+        try:
+            return call()
+        except AuthExpired as exc:
+            raise ConflictError(f"sign in again: {exc.message}") from exc
+        except ProviderError as exc:
+            raise UpstreamError(f"the provider did not answer: {exc.message}") from exc
+
     def update_settings(
         self, caller: Caller, connection_id: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
@@ -222,6 +262,9 @@ class ConnectionService:
                     details={"example": "US, GB, DE"},
                 )
             update["phone_region"] = region
+        if changes.get("visibility") is not None:
+            chosen = _one_of("visibility", changes["visibility"], tuple(VISIBILITIES))
+            update["visible_to"] = VISIBILITIES[chosen]
         folder_id = changes.get("folder_id")
         if folder_id is not None:
             if conn.state in RUNNING_STATES and folder_id != conn.folder_id:
@@ -368,6 +411,7 @@ class ConnectionService:
         expiries = [sub.expires_at_iso for sub in repo.subscriptions_of(conn)]
         return {
             "id": conn.connection_id,
+            "user_id": conn.user_id,
             "provider": conn.provider,
             "account": conn.provider_account_email,
             "state": conn.state,
@@ -375,6 +419,7 @@ class ConnectionService:
             "folder": {"id": conn.folder_id, "name": conn.folder_name} if conn.folder_id else None,
             "conflict_policy": conn.conflict_policy,
             "phone_region": conn.phone_region,
+            "visibility": _visibility_name(conn.visible_to),
             "progress": progress,
             "last_success_at": conn.last_success_at,
             "last_error": last_error,
@@ -402,6 +447,13 @@ def _eta_seconds(progress: dict[str, Any], now: datetime) -> int | None:
         return None
     per_item = _age_seconds(str(started), now) / done
     return round(per_item * (total - done))
+
+
+def _visibility_name(visible_to: Any) -> str | None:
+    """The setting's name for a stored ``visible_to`` (None: the CRM's default applies)."""
+    if visible_to is None:
+        return None
+    return next((k for k, v in VISIBILITIES.items() if v == int(visible_to)), None)
 
 
 def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:

@@ -37,6 +37,7 @@ class ConnectionView:
     direction: str = "two_way"
     conflict_policy: str = "newest_wins"
     phone_region: str = "US"
+    visible_to: int | None = None  # who sees the CRM persons the sync creates (None: default)
     folder_id: str = ""
     inflight_ops: tuple[str, ...] = ()
     plan_open: bool = False  # the last pass stored a plan and did not finish or hand it over

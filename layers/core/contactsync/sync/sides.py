@@ -135,15 +135,27 @@ class Wiring:
             return side.list_groups()
         raise ValueError(f"unknown provider {provider!r}")
 
+    def create_group(self, connection_id: str, provider: str, name: str) -> tuple[str, str]:
+        """A new contact folder (Outlook) or contact group (Google) to sync."""
+        side = self.provider_side(connection_id, provider, "")
+        if isinstance(side, MicrosoftContacts):
+            return side.create_folder(name)
+        if isinstance(side, GoogleContacts):
+            return side.create_group(name)
+        raise ValueError(f"unknown provider {provider!r}")
+
     # --- sides ---------------------------------------------------------------------------------
 
-    def crm_side(self, company_id: str, user_id: str) -> PipedrivePersons:
+    def crm_side(
+        self, company_id: str, user_id: str, *, visible_to: int | None = None
+    ) -> PipedrivePersons:
         return PipedrivePersons(
             base_url=self.settings.pipedrive_base_url,
             token=self._crm_token(company_id, user_id),
             owner_id=int(user_id),
             client=self.http,
             burst_wait_s=2.5,  # one short burst-window wait; longer limits re-queue the pass
+            visible_to=visible_to,
         )
 
     def provider_side(self, connection_id: str, provider: str, folder_id: str) -> ContactSide:
@@ -170,7 +182,7 @@ class Wiring:
 
     def sides_for(self, view: ConnectionView) -> Sides:
         return Sides(
-            crm=self.crm_side(view.company_id, view.user_id),
+            crm=self.crm_side(view.company_id, view.user_id, visible_to=view.visible_to),
             provider=self.provider_side(view.connection_id, view.provider, view.folder_id),
         )
 

@@ -52,6 +52,7 @@ from contactsync.sync.runner import PassRunner
 from contactsync.sync.sides import Wiring
 
 STATUS_PROVIDERS = ("microsoft", "google", "pipedrive")
+PROVIDER_NAMES = {"microsoft": "Microsoft 365", "google": "Google Contacts", "pipedrive": "CRM"}
 STATUS_WINDOW_MINUTES = 15
 DEGRADED_SHARE = 0.20  # more than this share of passes in error ...
 DEGRADED_MIN_PASSES = 5  # ... out of at least this many
@@ -230,6 +231,25 @@ def service_status(now: datetime) -> dict[str, Any]:
         "as_of": iso(now),
         "degraded": any(h.degraded for h in health),
         "providers": [h.view() for h in health],
+    }
+
+
+def public_status(now: datetime) -> dict[str, Any]:
+    """What the public status page shows: per provider working or degraded, and when, from the
+    same figures as :func:`service_status` but without counts or error codes."""
+    full = service_status(now)
+    return {
+        "as_of": full["as_of"],
+        "window_minutes": full["window_minutes"],
+        "degraded": full["degraded"],
+        "providers": [
+            {
+                "provider": p["provider"],
+                "name": PROVIDER_NAMES.get(p["provider"], p["provider"]),
+                "status": "degraded" if p["degraded"] else "working",
+            }
+            for p in full["providers"]
+        ],
     }
 
 
@@ -417,6 +437,31 @@ class SupportService:
         if contact_id not in found:
             return None, f"{SIDE_NAMES[side]} left it out of its answer: try again"
         return found[contact_id], ""
+
+    # --- finding a contact to explain ----------------------------------------------------------
+
+    def find(self, caller: Caller, connection_id: str, term: str) -> dict[str, Any]:
+        """CRM persons whose name or email contains ``term``, owned by the user or not, each
+        with whether it is linked: what the settings page lists before explaining one."""
+        conn = connection_of(caller, connection_id)
+        if len(term.strip()) < 2:
+            raise InvalidRequest("type at least two characters of a name or an email")
+        with provider_errors("the CRM"):
+            hits = self.wiring.crm_side(conn.company_id, conn.user_id).search(term)
+        found = []
+        for remote in hits:
+            mapping = repo.mapping_by_crm_id(connection_id, remote.id)
+            found.append(
+                {
+                    "crm_person_id": remote.id,
+                    "name": remote.contact.full_name,
+                    "emails": [e.value for e in remote.contact.emails],
+                    "in_scope": remote.in_scope,
+                    "scope_reason": remote.scope_reason,
+                    "linked_to": mapping.provider_id if mapping and not mapping.detached else None,
+                }
+            )
+        return {"persons": found}
 
     # --- duplicates --------------------------------------------------------------------------
 
