@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError
 from contactsync.runtime.observability import logger
 from contactsync.runtime.wiring import build_queue, build_wiring
-from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN
+from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN, owner_id
 from contactsync.sync.connections import Caller, ConnectionService
 from contactsync.sync.errors import ServiceError
 from contactsync.sync.support import SupportService, service_status
@@ -86,6 +86,11 @@ def caller_from(event: Any) -> Caller:
     company_id = str(claims.get("company_id") or "")
     if not user_id or not company_id:
         raise Unauthorized("the token names no user or company")
+    try:
+        owner_id(user_id, "the token's sub")
+        owner_id(company_id, "the token's company_id")
+    except ValueError as exc:
+        raise Unauthorized(str(exc)) from exc
     return Caller(user_id=user_id, company_id=company_id, is_admin=claims.get("role") == "admin")
 
 

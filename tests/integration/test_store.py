@@ -470,12 +470,44 @@ def test_a_crm_grant_is_stored_per_user() -> None:
     assert repo.get_crm_grant("c1", "u1") is None
 
 
-def test_a_crm_sign_in_state_is_kept_until_cleared() -> None:
-    assert repo.get_crm_pending_state("c1", "u1") is None
-    repo.put_crm_pending_state("c1", "u1", b"sealed-state")
-    assert repo.get_crm_pending_state("c1", "u1") == b"sealed-state"
-    repo.put_crm_pending_state("c1", "u1", None)
-    assert repo.get_crm_pending_state("c1", "u1") is None
+def test_a_crm_sign_in_is_found_by_its_state_alone_until_deleted() -> None:
+    # Given a sign-in started by a user of a company whose id holds dots
+    assert repo.get_crm_sign_in("crm.nonce") is None
+    repo.put_crm_sign_in("acme.eu", "u.1", "crm.nonce", b"sealed-state")
+    # Then its state finds who started it, and another state finds nothing
+    found = repo.get_crm_sign_in("crm.nonce")
+    assert found is not None
+    assert (found.company_id, found.user_id, found.oauth_state) == (
+        "acme.eu",
+        "u.1",
+        b"sealed-state",
+    )
+    assert repo.get_crm_sign_in("crm.other") is None
+    repo.delete_crm_sign_in("crm.nonce")
+    assert repo.get_crm_sign_in("crm.nonce") is None
+
+
+@pytest.mark.parametrize("user_id", ["a#b", "a#", "", "a b", "x" * 129])
+def test_an_id_that_could_reach_another_owners_keys_is_refused(user_id: str) -> None:
+    # Given user "a" with a connection
+    repo.create_connection(company_id="c1", user_id="a", provider="google", connection_id="ca")
+    # When an id with a key separator (or none at all) is used, Then nothing is stored or listed
+    with pytest.raises(ValueError, match="user id"):
+        repo.create_connection(company_id="c1", user_id=user_id, provider="google")
+    with pytest.raises(ValueError, match="user id"):
+        repo.list_connections("c1", user_id)
+    with pytest.raises(ValueError, match="user id"):
+        repo.put_crm_grant("c1", user_id, b"sealed")
+    assert [c.connection_id for c in repo.list_connections("c1")] == ["ca"]
+
+
+def test_one_users_listing_never_holds_a_user_whose_id_starts_like_it() -> None:
+    # Given users "a" and "a.b" (a dot is allowed) of one company
+    repo.create_connection(company_id="c1", user_id="a", provider="google", connection_id="ca")
+    repo.create_connection(company_id="c1", user_id="a.b", provider="google", connection_id="cab")
+    # Then each lists their own only
+    assert [c.connection_id for c in repo.list_connections("c1", "a")] == ["ca"]
+    assert [c.connection_id for c in repo.list_connections("c1", "a.b")] == ["cab"]
 
 
 # --- forgetting and deleting --------------------------------------------------------------------

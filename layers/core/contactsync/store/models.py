@@ -12,7 +12,7 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
 - audit:         PK=CONN#<id>  SK=LOG#<iso time>#<seq>, TTL on expires_at
 - subscription:  PK=SUB#<provider subscription id>  SK=SUBSCRIPTION
 - CRM grant:     PK=USER#<company>#<user>  SK=CRM
-- CRM sign-in:   PK=USER#<company>#<user>  SK=CRM_AUTH (in-flight authorization, TTL 1 hour)
+- CRM sign-in:   PK=CRMAUTH#<sha256 of the state>  SK=CRM_AUTH (in-flight authorization, TTL 1 hour)
 - pass outcomes: PK=STATUS#<provider>#<minute>#<shard>  SK=COUNTS (status page counters, TTL 1 day)
 
 Table name, endpoint and region are read from the environment once at import (TABLE_NAME,

@@ -97,6 +97,24 @@ def due_shard(connection_id: str) -> str:
     return f"DUE#{int.from_bytes(digest[:4], 'big') % DUE_SHARDS}"
 
 
+# Ids from outside (a token's user and company, a provider's subscription id) become parts of keys
+# joined with "#": one that holds a "#" could reach another owner's items (user "a#b" under the
+# prefix "USER#a#"). Visible ASCII without "#", as long as a key part may be.
+OWNER_ID_PATTERN = r"^[\x21\x22\x24-\x7e]{1,128}$"
+_OWNER_ID = re.compile(OWNER_ID_PATTERN)
+
+
+def owner_id(value: str, what: str = "id") -> str:
+    """``value`` if it can be a part of a key; ValueError (naming ``what``) otherwise."""
+    if not _OWNER_ID.fullmatch(value):
+        raise ValueError(f"{what} must be 1 to 128 visible ASCII characters other than '#'")
+    return value
+
+
+def user_pk(company_id: str, user_id: str) -> str:
+    return f"USER#{owner_id(company_id, 'company id')}#{owner_id(user_id, 'user id')}"
+
+
 def hash_secret(secret: str) -> str:
     """sha256 hex of a shared secret (Graph clientState, CRM webhook password): what we store."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -126,8 +144,8 @@ def create_connection(
     conn = Connection(
         conn_pk(connection_id),
         CONNECTION_SK,
-        gsi1pk=f"COMPANY#{company_id}",
-        gsi1sk=f"USER#{user_id}#CONN#{connection_id}",
+        gsi1pk=f"COMPANY#{owner_id(company_id, 'company id')}",
+        gsi1sk=f"USER#{owner_id(user_id, 'user id')}#CONN#{owner_id(connection_id)}",
         connection_id=connection_id,
         company_id=company_id,
         user_id=user_id,
@@ -155,8 +173,14 @@ def get_connection(connection_id: str) -> Connection | None:
 
 def list_connections(company_id: str, user_id: str | None = None) -> list[Connection]:
     """A company's connections (GSI1), or only one user's."""
-    condition = Connection.gsi1sk.startswith(f"USER#{user_id}#") if user_id is not None else None
-    return list(Connection.by_owner.query(f"COMPANY#{company_id}", condition))
+    condition = (
+        Connection.gsi1sk.startswith(f"USER#{owner_id(user_id, 'user id')}#CONN#")
+        if user_id is not None
+        else None
+    )
+    return list(
+        Connection.by_owner.query(f"COMPANY#{owner_id(company_id, 'company id')}", condition)
+    )
 
 
 def save_connection(conn: Connection, *, now: datetime | None = None) -> Connection:
@@ -772,7 +796,7 @@ def put_crm_grant(
 ) -> CrmGrant:
     """Store a user's CRM tokens; ``tokens`` must already be sealed by the vault."""
     grant = CrmGrant(
-        f"USER#{company_id}#{user_id}",
+        user_pk(company_id, user_id),
         "CRM",
         company_id=company_id,
         user_id=user_id,
@@ -785,41 +809,44 @@ def put_crm_grant(
 
 def get_crm_grant(company_id: str, user_id: str) -> CrmGrant | None:
     try:
-        return CrmGrant.get(f"USER#{company_id}#{user_id}", "CRM", consistent_read=True)
+        return CrmGrant.get(user_pk(company_id, user_id), "CRM", consistent_read=True)
     except CrmGrant.DoesNotExist:
         return None
 
 
 def delete_crm_grant(company_id: str, user_id: str) -> None:
-    CrmGrant(f"USER#{company_id}#{user_id}", "CRM").delete()
+    CrmGrant(user_pk(company_id, user_id), "CRM").delete()
 
 
-def put_crm_pending_state(company_id: str, user_id: str, sealed_state: bytes | None) -> None:
-    """Keep the sealed state of a CRM sign-in in flight (expires in an hour); None clears it."""
-    pk = f"USER#{company_id}#{user_id}"
-    if sealed_state is None:
-        CrmAuthorization(pk, "CRM_AUTH").delete()
-        return
+def _crm_sign_in_pk(state: str) -> str:
+    # The state travels in URLs; the table keeps only its hash.
+    return f"CRMAUTH#{hashlib.sha256(state.encode()).hexdigest()}"
+
+
+def put_crm_sign_in(company_id: str, user_id: str, state: str, sealed_flow: bytes) -> None:
+    """Keep a CRM sign-in in flight (it expires in an hour), found again by its state alone."""
     moment = utcnow()
     CrmAuthorization(
-        pk,
+        _crm_sign_in_pk(state),
         "CRM_AUTH",
-        company_id=company_id,
-        user_id=user_id,
-        oauth_state=sealed_state,
+        company_id=owner_id(company_id, "company id"),
+        user_id=owner_id(user_id, "user id"),
+        oauth_state=sealed_flow,
         created_at=iso(moment),
         expires_at=moment + CRM_AUTHORIZATION_LIFETIME,
     ).save()
 
 
-def get_crm_pending_state(company_id: str, user_id: str) -> bytes | None:
-    """The sealed state of the user's CRM sign-in, unless none is in flight or it expired."""
+def get_crm_sign_in(state: str) -> CrmAuthorization | None:
+    """The CRM sign-in this state started, unless there is none or it expired."""
     try:
-        item = CrmAuthorization.get(
-            f"USER#{company_id}#{user_id}", "CRM_AUTH", consistent_read=True
-        )
+        item = CrmAuthorization.get(_crm_sign_in_pk(state), "CRM_AUTH", consistent_read=True)
     except CrmAuthorization.DoesNotExist:
         return None
     if item.expires_at <= utcnow():  # TTL deletion is lazy: check the time ourselves
         return None
-    return bytes(item.oauth_state)
+    return item
+
+
+def delete_crm_sign_in(state: str) -> None:
+    CrmAuthorization(_crm_sign_in_pk(state), "CRM_AUTH").delete()

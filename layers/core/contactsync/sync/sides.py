@@ -52,6 +52,11 @@ def crm_context(company_id: str, user_id: str) -> dict[str, str]:
     return {"purpose": "crm-token", "company_id": company_id, "user_id": user_id}
 
 
+def crm_sign_in_context(company_id: str, user_id: str) -> dict[str, str]:
+    """A CRM sign-in in flight: never opened with a token's context, nor a token with this one."""
+    return {"purpose": "crm-sign-in", "company_id": company_id, "user_id": user_id}
+
+
 @dataclass
 class Wiring:
     settings: Settings
@@ -145,6 +150,16 @@ class Wiring:
             client=self.http,
             burst_wait_s=2.5,  # one short burst-window wait; longer limits re-queue the pass
         )
+
+    def crm_user(self, grant: pipedrive_auth.PipedriveGrant) -> dict[str, Any]:
+        """Who approved a fresh CRM grant (``users/me``): ``id``, ``company_id``, …"""
+        persons = PipedrivePersons(
+            base_url=self.settings.pipedrive_base_url,
+            token=lambda _refresh: grant.access_token,
+            owner_id=0,
+            client=self.http,
+        )
+        return persons.whoami()
 
     def provider_side(self, connection_id: str, provider: str, folder_id: str) -> ContactSide:
         if provider == "microsoft":
