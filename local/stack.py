@@ -8,6 +8,7 @@ The Lambda handlers run in this process, invoked as AWS would invoke them.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,7 @@ def _reset_cached_wiring() -> None:
         wiring.build_queue,
         wiring.build_wiring,
         wiring.build_passes,
+        wiring.webhook_key,
     ):
         builder.cache_clear()
     from functions.admin_api import app as admin_app  # noqa: PLC0415
@@ -105,6 +107,7 @@ def start_stack(
             "PIPEDRIVE_OAUTH_URL": pipedrive.url,
             "PIPEDRIVE_CLIENT_ID": pipedrive.client_id,
             "PIPEDRIVE_CLIENT_SECRET": pipedrive.client_secret,
+            "WEBHOOK_KEY": secrets.token_urlsafe(32),
             "PASS_BUDGET_SECONDS": str(pass_budget_seconds),
             "POWERTOOLS_SERVICE_NAME": "contactsync",
             "POWERTOOLS_METRICS_NAMESPACE": "contactsync",

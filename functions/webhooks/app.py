@@ -15,18 +15,24 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.runtime.observability import logger
-from contactsync.runtime.wiring import bind_store, build_doorbell, build_queue
+from contactsync.runtime.wiring import bind_store, build_doorbell, build_queue, webhook_key
 from contactsync.sync import push
 
 app = APIGatewayHttpResolver()
 
 
 def _validation_echo() -> Response[str] | None:
-    """Graph's subscription handshake: echo ``validationToken`` as text/plain."""
+    """Graph's subscription handshake (a POST without a body): echo ``validationToken`` as
+    plain text that no browser would sniff into anything else."""
     token = app.current_event.get_query_string_value("validationToken")
-    if token is None:
+    if token is None or app.current_event.body:
         return None
-    return Response(status_code=200, content_type="text/plain", body=token[:1024])
+    return Response(
+        status_code=200,
+        content_type="text/plain; charset=utf-8",
+        body=token[:1024],
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _body() -> bytes | None:
@@ -81,6 +87,7 @@ def _graph(lifecycle: bool) -> Response[Any]:
     try:
         outcome = push.handle_graph_notifications(
             _body(),
+            webhook_key=webhook_key(),
             find_subscriptions=_subscriptions,
             queue=build_queue(),
             doorbell=build_doorbell(),

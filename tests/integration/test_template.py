@@ -163,6 +163,17 @@ def _names_our_resource(value: Any, resources: dict[str, Any]) -> bool:
     return True
 
 
+def _within(value: Any, expected: Any) -> bool:
+    """``value`` is the expected scope, or one name under a scope that ends in ``/*``."""
+    if value == expected:
+        return True
+    wanted, given = (expected or {}).get("Fn::Sub"), (value or {}).get("Fn::Sub")
+    if not isinstance(wanted, str) or not isinstance(given, str) or not wanted.endswith("/*"):
+        return False
+    name = given.removeprefix(wanted[:-1])
+    return given.startswith(wanted[:-1]) and bool(name) and not set("*/$") & set(name)
+
+
 def _getatt_target(value: Any) -> str | None:
     target = value.get("Fn::GetAtt") if isinstance(value, dict) else None
     return str(target[0]) if isinstance(target, list) and target else None
@@ -227,7 +238,7 @@ def _check_function_policies(findings: _Findings, template: dict[str, Any]) -> N
                     findings.violations.append(f"{name}: {kind} is not a policy we scope")
                     continue
                 param, expected = SCOPED_POLICY_TEMPLATES[kind]
-                if (params or {}).get(param) != expected:
+                if not _within((params or {}).get(param), expected):
                     findings.violations.append(
                         f"{name}: {kind} is not scoped to {json.dumps(expected)}"
                     )

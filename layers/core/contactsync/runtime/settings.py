@@ -7,6 +7,7 @@ need down.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -41,6 +42,9 @@ class Settings(BaseModel):
     pipedrive_client_secret: str = Field(default="", repr=False)
     pipedrive_oauth_url: str = "https://oauth.pipedrive.com"
 
+    # Signs the clientState of Graph subscriptions, so notifications are checked without a read.
+    webhook_key: str = Field(default="", repr=False)
+
     # SSM Parameter Store path of the client secrets (SecureStrings), read once per cold start
     # for any secret not given directly (the local stack gives them directly).
     secrets_path: str = ""
@@ -73,11 +77,13 @@ SECRET_PARAMETERS = {
     "microsoft_client_secret": "microsoft-client-secret",
     "google_client_secret": "google-client-secret",
     "pipedrive_client_secret": "pipedrive-client-secret",
+    "webhook_key": "webhook-key",
 }
 
 
-def with_secrets(settings: Settings, ssm: Any) -> Settings:
-    """``settings`` with every client secret it lacks read from SSM (one call, decrypted).
+def with_secrets(settings: Settings, ssm: Any, only: Sequence[str] | None = None) -> Settings:
+    """``settings`` with every secret it lacks (of ``only``, if given) read from SSM (one call,
+    decrypted).
 
     Secrets live only as SecureStrings under ``secrets_path`` and in this process's memory: never
     in the template, an environment variable or a log.
@@ -85,7 +91,7 @@ def with_secrets(settings: Settings, ssm: Any) -> Settings:
     wanted = {
         field: f"{settings.secrets_path.rstrip('/')}/{name}"
         for field, name in SECRET_PARAMETERS.items()
-        if not getattr(settings, field)
+        if not getattr(settings, field) and (only is None or field in only)
     }
     if not settings.secrets_path or not wanted:
         return settings

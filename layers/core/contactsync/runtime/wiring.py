@@ -29,6 +29,17 @@ def build_queue() -> SqsPassQueue:
 
 
 @lru_cache(maxsize=1)
+def webhook_key() -> str:
+    """The key that signs Graph clientStates: from SSM once per cold start, like the secrets."""
+    import boto3  # noqa: PLC0415
+
+    s = get_settings()
+    if s.secrets_path and not s.webhook_key:
+        s = with_secrets(s, boto3.client("ssm", region_name=s.region), only=["webhook_key"])
+    return s.webhook_key
+
+
+@lru_cache(maxsize=1)
 def build_doorbell() -> DynamoDoorbell:
     from contactsync.store.pass_store import DynamoDoorbell  # noqa: PLC0415
 
