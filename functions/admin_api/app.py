@@ -7,6 +7,9 @@ errors in one place below, always as ``{"error": {"code", "message", "details"}}
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
@@ -17,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError
+from contactsync.runtime.json_body import body_problem
 from contactsync.runtime.observability import logger
 from contactsync.runtime.wiring import build_queue, build_wiring
 from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN, owner_id
@@ -280,6 +284,26 @@ def openapi_json() -> str:
     return app.get_openapi_json_schema(**OPENAPI)
 
 
+def _hostile_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A 400 for a body too large, too deep or with too long a number, before it is parsed."""
+    body = event.get("body")
+    if event.get("isBase64Encoded") and isinstance(body, str):
+        try:
+            body = base64.b64decode(body)
+        except binascii.Error:
+            body = None  # the resolver answers it as an undecodable body
+    problem = body_problem(body)
+    if problem is None:
+        return None
+    refusal = {"error": {"code": "invalid_request", "message": problem.message, "details": {}}}
+    return {
+        "statusCode": problem.status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(refusal),
+        "isBase64Encoded": False,
+    }
+
+
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return _hostile_body(event) or app.resolve(event, context)

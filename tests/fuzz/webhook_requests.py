@@ -1,7 +1,8 @@
 """Hostile webhook requests (hypothesis strategies) and the checker that sends them.
 
 Each request goes to one of the three webhook routes with a body that must be turned away:
-malformed JSON, wrong types, huge bodies (> 1 MB), odd Unicode and invalid UTF-8, unknown
+malformed JSON, wrong types, huge bodies (> 1 MB), JSON nested 1,000 or 100,000 deep or with an
+integer of thousands of digits, odd Unicode and invalid UTF-8, unknown
 subscription ids, a wrong or missing ``clientState``, missing or wrong basic auth. The real
 secrets appear only next to something else that is wrong, so no request should be accepted.
 """
@@ -17,6 +18,8 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+
+from tests.fuzz.hostile_json import hostile_bodies
 
 GRAPH_PATHS = ("/webhooks/microsoft", "/webhooks/microsoft/lifecycle")
 CRM_PATH = "/webhooks/pipedrive"
@@ -111,6 +114,7 @@ def graph_bodies(known: KnownSecrets) -> st.SearchStrategy[bytes]:
         json_values.map(_dump),
         not_json,
         huge,
+        hostile_bodies(["value"]),
     )
 
 
@@ -129,6 +133,7 @@ def crm_bodies() -> st.SearchStrategy[bytes]:
         json_values.map(_dump),
         not_json,
         huge,
+        hostile_bodies(["meta", "data", "previous"]),
     )
 
 
