@@ -23,8 +23,9 @@ from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderEr
 from contactsync.runtime.json_body import body_problem
 from contactsync.runtime.observability import logger
 from contactsync.runtime.wiring import build_queue, build_wiring
-from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN, owner_id
+from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN, OWNER_ID_PATTERN, owner_id
 from contactsync.sync.connections import Caller, ConnectionService
+from contactsync.sync.erasure import Erasure
 from contactsync.sync.errors import ServiceError
 from contactsync.sync.support import SupportService, service_status
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +46,7 @@ ConnectionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za
 CrmPersonId = Annotated[str, Field(min_length=1, max_length=18, pattern=r"^[0-9]+$")]
 ProviderContactId = r"^[A-Za-z0-9_=+/.:-]+$"
 EntryId = Annotated[str, Path(max_length=40, pattern=AUDIT_ENTRY_ID_PATTERN)]
+OwnerId = Annotated[str, Path(min_length=1, max_length=128, pattern=OWNER_ID_PATTERN)]
 
 
 class NewConnection(BaseModel):
@@ -75,6 +77,10 @@ class Unauthorized(ServiceError):
 def service() -> ConnectionService:
     """Built on first use, once per cold start."""
     return ConnectionService(build_wiring(), build_queue())
+
+
+def erasure() -> Erasure:
+    return Erasure(service())
 
 
 def support() -> SupportService:
@@ -182,6 +188,26 @@ def list_groups(connection_id: ConnectionId) -> dict[str, Any]:
 def update_connection(connection_id: ConnectionId, body: ConnectionSettings) -> dict[str, Any]:
     changes = body.model_dump(exclude_none=True)
     return service().update_settings(caller_from(app.current_event), connection_id, changes)
+
+
+@app.delete("/connections/<connection_id>")
+def remove_connection(connection_id: ConnectionId) -> dict[str, Any]:
+    """Remove the connection for good: its sync stops, the provider's grant is revoked where the
+    provider allows it, and its tokens, links, history and activity log are erased."""
+    return erasure().remove_connection(caller_from(app.current_event), connection_id)
+
+
+@app.delete("/users/<user_id>")
+def remove_user(user_id: OwnerId) -> dict[str, Any]:
+    """Remove a user of the caller's company for good (admins; or the user themself): every
+    connection as above, and the CRM grant (revoked, erased)."""
+    return erasure().remove_user(caller_from(app.current_event), user_id)
+
+
+@app.delete("/companies/<company_id>")
+def remove_company(company_id: OwnerId) -> dict[str, Any]:
+    """Remove everything stored for the caller's company (admins only)."""
+    return erasure().remove_company(caller_from(app.current_event), company_id)
 
 
 @app.post("/connections/<connection_id>/start")

@@ -49,6 +49,9 @@ class Settings(BaseModel):
     # for any secret not given directly (the local stack gives them directly).
     secrets_path: str = ""
 
+    # How long the activity log (it holds contact snapshots) keeps an entry.
+    activity_retention_days: int = Field(default=90, ge=1, le=3650)
+
     # The reconciler's pass budget (well under the Lambda timeout) and the lease on a connection.
     pass_budget_seconds: float = 60.0
     lease_seconds: int = 150

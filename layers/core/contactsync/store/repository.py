@@ -50,7 +50,8 @@ from contactsync.store.models import (
     utcnow,
 )
 
-AUDIT_RETENTION = timedelta(days=90)
+AUDIT_RETENTION_DAYS = 90  # the default of the ACTIVITY_RETENTION_DAYS setting
+_audit_retention = timedelta(days=AUDIT_RETENTION_DAYS)
 CRM_AUTHORIZATION_LIFETIME = timedelta(hours=1)
 CONNECTION_SK = "CONNECTION"
 # Written only by their own conditional updates, never by save_connection (webhooks change the
@@ -115,6 +116,12 @@ def user_pk(company_id: str, user_id: str) -> str:
     return f"USER#{owner_id(company_id, 'company id')}#{owner_id(user_id, 'user id')}"
 
 
+def keep_activity_for(days: int) -> None:
+    """How long the activity log keeps an entry (the table's TTL then deletes it)."""
+    global _audit_retention  # noqa: PLW0603 - one setting, set once per cold start
+    _audit_retention = timedelta(days=days)
+
+
 def hash_secret(secret: str) -> str:
     """sha256 hex of a shared secret (Graph clientState, CRM webhook password): what we store."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -173,11 +180,8 @@ def get_connection(connection_id: str) -> Connection | None:
 
 def list_connections(company_id: str, user_id: str | None = None) -> list[Connection]:
     """A company's connections (GSI1), or only one user's."""
-    condition = (
-        Connection.gsi1sk.startswith(f"USER#{owner_id(user_id, 'user id')}#CONN#")
-        if user_id is not None
-        else None
-    )
+    prefix = f"USER#{owner_id(user_id, 'user id')}#CONN#" if user_id is not None else "USER#"
+    condition = Connection.gsi1sk.startswith(prefix)  # (CRM grants share the index)
     return list(
         Connection.by_owner.query(f"COMPANY#{owner_id(company_id, 'company id')}", condition)
     )
@@ -607,7 +611,8 @@ def add_audit(
     details: Any = None,
     now: datetime | None = None,
 ) -> AuditEntry:
-    """Append an audit entry (kept 90 days). ``before``/``after``/``details`` are JSON-ready."""
+    """Append an audit entry (kept for the activity retention, 90 days unless configured).
+    ``before``/``after``/``details`` are JSON-ready."""
     moment = _now(now)
     at = iso(moment)
     entry = AuditEntry(
@@ -624,7 +629,7 @@ def add_audit(
         before=before,
         after=after,
         details=details,
-        expires_at=moment + AUDIT_RETENTION,
+        expires_at=moment + _audit_retention,
     )
     entry.save()
     return entry
@@ -792,9 +797,19 @@ def pass_outcomes(providers: Sequence[str], now: datetime, minutes: int) -> list
 
 
 def put_crm_grant(
-    company_id: str, user_id: str, tokens: bytes, *, now: datetime | None = None
-) -> CrmGrant:
-    """Store a user's CRM tokens; ``tokens`` must already be sealed by the vault."""
+    company_id: str,
+    user_id: str,
+    tokens: bytes,
+    *,
+    replacing: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Store a user's CRM tokens; ``tokens`` must already be sealed by the vault.
+
+    With ``replacing`` (the ``updated_at`` of the grant they were refreshed from), only if
+    nobody stored newer ones meanwhile: False then, and nothing is written. Two connections of
+    a user share one grant, and a rotated refresh token must never be overwritten by a stale one.
+    """
     grant = CrmGrant(
         user_pk(company_id, user_id),
         "CRM",
@@ -802,9 +817,23 @@ def put_crm_grant(
         user_id=user_id,
         tokens=tokens,
         updated_at=iso(_now(now)),
+        gsi1pk=f"COMPANY#{company_id}",
+        gsi1sk=f"CRM#USER#{user_id}",
     )
-    grant.save()
-    return grant
+    try:
+        grant.save(condition=CrmGrant.updated_at == replacing if replacing else None)
+    except PynamoDBException as error:
+        if replacing and _conditional_failure(error):
+            return False
+        raise
+    return True
+
+
+def crm_grant_users(company_id: str) -> list[str]:
+    """The users of a company who connected their CRM account (GSI1)."""
+    key = f"COMPANY#{owner_id(company_id, 'company id')}"
+    grants = CrmGrant.by_company.query(key, CrmGrant.gsi1sk.startswith("CRM#USER#"))
+    return [grant.user_id for grant in grants]
 
 
 def get_crm_grant(company_id: str, user_id: str) -> CrmGrant | None:

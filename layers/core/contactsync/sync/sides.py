@@ -230,32 +230,52 @@ class Wiring:
 
     def _crm_token(self, company_id: str, user_id: str) -> TokenSource:
         def load(force_refresh: bool) -> str:
-            grant_item = repo.get_crm_grant(company_id, user_id)
-            if grant_item is None:
+            stored = repo.get_crm_grant(company_id, user_id)
+            if stored is None:
                 raise AuthExpired("the CRM account is not connected")
-            data = self.vault.open_json(bytes(grant_item.tokens), crm_context(company_id, user_id))
-            grant = pipedrive_auth.PipedriveGrant(
-                access_token=data["access_token"],
-                refresh_token=data["refresh_token"],
-                expires_at=datetime.fromisoformat(data["expires_at"]),
-            )
-            if force_refresh or grant.expires_at <= self.clock() + timedelta(seconds=60):
+            grant = self._open_crm_grant(company_id, user_id, stored)
+            if not force_refresh and grant.expires_at > self.clock() + timedelta(seconds=60):
+                return grant.access_token
+            try:
                 grant = pipedrive_auth.refresh(self.pipedrive, grant, client=self.http)
-                self.save_crm_grant(company_id, user_id, grant)
+            except AuthExpired:
+                # Another connection of the user may have refreshed first (and so spent the
+                # rotated refresh token): its grant is the one to use.
+                latest = repo.get_crm_grant(company_id, user_id)
+                if latest is None or latest.updated_at == stored.updated_at:
+                    raise
+                return self._open_crm_grant(company_id, user_id, latest).access_token
+            # Stored only over the grant it was refreshed from: never over a newer one.
+            self.save_crm_grant(company_id, user_id, grant, replacing=stored.updated_at)
             return grant.access_token
 
         return _remembered(load)
 
+    def _open_crm_grant(
+        self, company_id: str, user_id: str, stored: Any
+    ) -> pipedrive_auth.PipedriveGrant:
+        data = self.vault.open_json(bytes(stored.tokens), crm_context(company_id, user_id))
+        return pipedrive_auth.PipedriveGrant(
+            access_token=data["access_token"],
+            refresh_token=data["refresh_token"],
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+        )
+
     def save_crm_grant(
-        self, company_id: str, user_id: str, grant: pipedrive_auth.PipedriveGrant
-    ) -> None:
+        self,
+        company_id: str,
+        user_id: str,
+        grant: pipedrive_auth.PipedriveGrant,
+        *,
+        replacing: str | None = None,
+    ) -> bool:
         data = {
             "access_token": grant.access_token,
             "refresh_token": grant.refresh_token,
             "expires_at": grant.expires_at.isoformat(),
         }
         sealed = self.vault.seal_json(data, crm_context(company_id, user_id))
-        repo.put_crm_grant(company_id, user_id, sealed)
+        return repo.put_crm_grant(company_id, user_id, sealed, replacing=replacing)
 
 
 def _remembered(load: TokenSource) -> TokenSource:
