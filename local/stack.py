@@ -79,7 +79,10 @@ def start_stack(
     schedule_every: float = 60.0,
     pass_budget_seconds: float = 20.0,
     extra_env: dict[str, str] | None = None,
+    reconciler_timeout: float | None = None,
 ) -> LocalStack:
+    """The whole service on loopback. ``reconciler_timeout`` replaces the template's Timeout of
+    the reconciler (a test of the timeout in seconds rather than minutes)."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="contactsync-stack-"))
     workdir.mkdir(parents=True, exist_ok=True)
     aws = start_local_aws()
@@ -120,7 +123,8 @@ def start_stack(
         issuer = LocalIssuer()
         api = start(build_gateway(issuer.check), port=port)
         sqs = aws.client("sqs")
-        poller = QueuePoller(sqs, aws.queue_url, handler_for("ReconcilerFunction")).start()
+        reconciler = handler_for("ReconcilerFunction", timeout_seconds=reconciler_timeout)
+        poller = QueuePoller(sqs, aws.queue_url, reconciler).start()
         ticker = ScheduleTicker(
             handler_for("SchedulerFunction"), every_seconds=schedule_every
         ).start()

@@ -1,7 +1,10 @@
 """Reconciler: runs sync passes for the connections named by messages on the FIFO sync queue.
 
 Messages of one connection share a message group, so passes over a connection never overlap.
-A batch's messages for the same connection are coalesced into one pass. Failures are reported
+A batch's messages for the same connection are coalesced into one pass. Passes of a batch run one
+after another, each within the invocation's remaining time (less a margin): a connection whose
+pass could not finish in time is not started and goes back on the queue at once, so the function
+never times out with finished passes in its batch. Failures are reported
 per message (ReportBatchItemFailures); SQS redelivers them and, after maxReceiveCount, parks them
 in the dead-letter queue.
 """
@@ -26,6 +29,11 @@ processor.raise_on_entire_batch_failure = False  # report failures per message, 
 _batch: dict[str, SyncMessage] = {}  # connection id -> coalesced message, for the current batch
 _done: set[str] = set()
 _delays: dict[str, float] = {}  # connection id -> when its failed messages should come back
+_invocation: list[LambdaContext] = []  # the current invocation's context (its time left)
+
+
+class NotStarted(Exception):
+    """Too little of the invocation is left for a pass: its message goes back at once."""
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -35,8 +43,18 @@ def record_handler(record: SQSRecord) -> None:
     _done.add(message.connection_id)
     coalesced = _batch.get(message.connection_id, message)
     attempt = int(record.attributes.approximate_receive_count or 1)
+    passes = build_passes()
+    budget = passes.budget(_invocation[0].get_remaining_time_in_millis() / 1000)
+    if budget is None:
+        # Started now, it could outlive the invocation: Lambda would cut it off and the whole
+        # batch, finished passes included, would come back. Returned at once instead.
+        _delays[message.connection_id] = 0
+        logger.info(
+            "pass not started: too little time left", extra={"connection_id": message.connection_id}
+        )
+        raise NotStarted("too little time left in this invocation")
     try:
-        result = build_passes().run(coalesced)
+        result = passes.run(coalesced, budget_seconds=budget)
     except Exception:
         # A fault of ours, not the providers': back off exponentially; SQS redrive parks a
         # message that keeps failing in the DLQ.
@@ -65,6 +83,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     _batch.clear()
     _done.clear()
     _delays.clear()
+    _invocation[:] = [context]
     for raw in event.get("Records", []):
         try:
             message = SyncMessage.model_validate_json(raw.get("body", ""))

@@ -53,7 +53,12 @@ class Settings(BaseModel):
     activity_retention_days: int = Field(default=90, ge=1, le=3650)
 
     # The reconciler's pass budget (well under the Lambda timeout) and the lease on a connection.
+    # Each pass's budget is also bounded by the invocation's remaining time less the margin (the
+    # pass's reads, its last chunk, letting go); with less than the minimum left, the pass is not
+    # started and its message goes back on the queue at once.
     pass_budget_seconds: float = 60.0
+    pass_margin_seconds: float = 20.0
+    pass_min_seconds: float = 5.0
     lease_seconds: int = 150
 
     # Polling and subscription renewal.

@@ -48,9 +48,11 @@ class PassRunner:
     # Test hook, handed to every pass: called before each step that can crash (chaos tests).
     crash_point: Callable[[str], None] = field(default=lambda _point: None)
 
-    def context(self, failures: dict[str, str | None] | None = None) -> PassContext:
+    def context(
+        self, failures: dict[str, str | None] | None = None, budget_seconds: float | None = None
+    ) -> PassContext:
         """``failures`` gets every provider the pass talks to (None) and the error it failed
-        with, if any."""
+        with, if any. ``budget_seconds`` bounds the pass's budget below the setting."""
         s = self.wiring.settings
         seen = failures if failures is not None else {}
 
@@ -68,16 +70,24 @@ class PassRunner:
             sides_for=sides_for,
             crash_point=self.crash_point,
             clock=self.wiring.clock,
-            budget_seconds=s.pass_budget_seconds,
+            budget_seconds=min(s.pass_budget_seconds, budget_seconds or s.pass_budget_seconds),
             lease_seconds=s.lease_seconds,
             polling=PollPolicy(
                 s.poll_min_seconds, s.poll_max_seconds, s.safety_poll_seconds, s.poll_floor_seconds
             ),
         )
 
-    def run(self, message: SyncMessage) -> PassResult:
+    def budget(self, remaining_seconds: float) -> float | None:
+        """The budget of a pass that must end within ``remaining_seconds`` (the invocation's
+        time left), or None when too little is left to start one."""
+        s = self.wiring.settings
+        budget = min(s.pass_budget_seconds, remaining_seconds - s.pass_margin_seconds)
+        return budget if budget >= s.pass_min_seconds else None
+
+    def run(self, message: SyncMessage, budget_seconds: float | None = None) -> PassResult:
         failures: dict[str, str | None] = {}
-        result = run_pass(message.connection_id, message, self.context(failures))
+        context = self.context(failures, budget_seconds)
+        result = run_pass(message.connection_id, message, context)
         if result.status not in ("skipped", "busy"):
             self.record_health(failures)
         if result.status == "continue":
