@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError
 from contactsync.runtime.json_body import body_problem
-from contactsync.runtime.observability import logger
+from contactsync.runtime.observability import logger, metrics, tracer
 from contactsync.runtime.wiring import build_queue, build_wiring
 from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN, OWNER_ID_PATTERN, owner_id
 from contactsync.sync.connections import Caller, ConnectionService
@@ -331,5 +331,7 @@ def _hostile_body(event: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _hostile_body(event) or app.resolve(event, context)

@@ -11,6 +11,7 @@ in the dead-letter queue.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import (
@@ -20,7 +21,16 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.runtime.messages import SyncMessage
-from contactsync.runtime.observability import logger
+from contactsync.runtime.observability import (
+    PASS_METRICS,
+    PASSES_NOT_STARTED,
+    PROPAGATION_DELAY,
+    count,
+    logger,
+    metrics,
+    milliseconds,
+    tracer,
+)
 from contactsync.runtime.wiring import build_passes, build_queue
 from contactsync.sync.reconcile import RETRY_MAX_SECONDS
 
@@ -49,10 +59,14 @@ def record_handler(record: SQSRecord) -> None:
         # Started now, it could outlive the invocation: Lambda would cut it off and the whole
         # batch, finished passes included, would come back. Returned at once instead.
         _delays[message.connection_id] = 0
+        count(PASSES_NOT_STARTED)
         logger.info(
             "pass not started: too little time left", extra={"connection_id": message.connection_id}
         )
         raise NotStarted("too little time left in this invocation")
+    sent_ms = record.attributes.sent_timestamp
+    if sent_ms and attempt == 1:
+        milliseconds(PROPAGATION_DELAY, max(0.0, time.time() * 1000 - float(sent_ms)))
     try:
         result = passes.run(coalesced, budget_seconds=budget)
     except Exception:
@@ -60,6 +74,8 @@ def record_handler(record: SQSRecord) -> None:
         # message that keeps failing in the DLQ.
         _delays[message.connection_id] = min(5 * 2**attempt, RETRY_MAX_SECONDS)
         raise
+    if result.status in PASS_METRICS:
+        count(PASS_METRICS[result.status])
     said = {} if result.status == "done" else {"detail": result.message}
     logger.info(
         "pass finished",
@@ -79,6 +95,8 @@ def record_handler(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     _batch.clear()
     _done.clear()

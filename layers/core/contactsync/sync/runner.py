@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from contactsync.providers.base import ContactSide, ProviderError
 from contactsync.runtime.messages import SyncMessage
+from contactsync.runtime.observability import PROVIDER_ERRORS, PROVIDER_THROTTLES, count
 from contactsync.runtime.queue import PassQueue
 from contactsync.store import repository as repo
 from contactsync.store.pass_store import DynamoPassStore
@@ -99,10 +100,13 @@ class PassRunner:
         return result
 
     def record_health(self, failures: dict[str, str | None]) -> None:
-        """Count this pass for each provider it talked to, failed or not (``GET /status``)."""
+        """Count this pass for each provider it talked to, failed or not (``GET /status``), and
+        the provider errors and throttles as metrics."""
         now = self.wiring.clock()
         for provider, error in failures.items():
             repo.record_pass_outcome(provider, error is None, error, now)
+            if error is not None:
+                count(PROVIDER_THROTTLES if error == "RateLimited" else PROVIDER_ERRORS)
 
     def keep_subscription(self, message: SyncMessage) -> None:
         """Graph subscriptions renewed before they lapse, made anew when Graph removed them."""
