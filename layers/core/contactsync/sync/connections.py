@@ -35,6 +35,7 @@ from contactsync.sync.sides import (
     Wiring,
     connection_context,
     crm_sign_in_context,
+    sign_in_context,
 )
 from contactsync.sync.subscriptions import subscribe
 
@@ -144,7 +145,7 @@ class ConnectionService:
             url, flow = self.wiring.start_sign_in(provider, state)
         except ValueError as exc:
             raise UpstreamError(f"could not start the sign-in: {exc}") from exc
-        return url, self.wiring.vault.seal_json(flow, connection_context(connection_id))
+        return url, self.wiring.vault.seal_json(flow, sign_in_context(connection_id))
 
     def finish_authorization(self, provider: str, query: dict[str, str]) -> dict[str, Any]:
         if provider == "pipedrive":
@@ -157,7 +158,7 @@ class ConnectionService:
         if conn is None or conn.oauth_state is None or conn.provider != provider:
             raise InvalidRequest("no sign-in is in progress for this state")
         context = connection_context(connection_id)
-        flow = self.wiring.vault.open_json(bytes(conn.oauth_state), context)
+        flow = self.wiring.vault.open_json(bytes(conn.oauth_state), sign_in_context(connection_id))
         if not secrets.compare_digest(str(flow.get("state", "")), state):
             raise InvalidRequest("the state parameter does not match the sign-in in progress")
         try:

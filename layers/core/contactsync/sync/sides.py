@@ -48,6 +48,12 @@ def connection_context(connection_id: str) -> dict[str, str]:
     return {"purpose": "provider-token", "connection_id": connection_id}
 
 
+def sign_in_context(connection_id: str) -> dict[str, str]:
+    """A provider sign-in in flight: never opened with the credentials' context, nor they with
+    this one."""
+    return {"purpose": "provider-sign-in", "connection_id": connection_id}
+
+
 def crm_context(company_id: str, user_id: str) -> dict[str, str]:
     return {"purpose": "crm-token", "company_id": company_id, "user_id": user_id}
 
