@@ -8,6 +8,7 @@ sealed again whenever a refresh changed them.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -246,9 +247,9 @@ class Wiring:
                 grant = pipedrive_auth.refresh(self.pipedrive, grant, client=self.http)
             except AuthExpired:
                 # Another connection of the user may have refreshed first (and so spent the
-                # rotated refresh token): its grant is the one to use.
-                latest = repo.get_crm_grant(company_id, user_id)
-                if latest is None or latest.updated_at == stored.updated_at:
+                # rotated refresh token): its grant, stored a moment later, is the one to use.
+                latest = _newer_crm_grant(company_id, user_id, stored.updated_at)
+                if latest is None:
                     raise
                 return self._open_crm_grant(company_id, user_id, latest).access_token
             # Stored only over the grant it was refreshed from: never over a newer one.
@@ -282,6 +283,21 @@ class Wiring:
         }
         sealed = self.vault.seal_json(data, crm_context(company_id, user_id))
         return repo.put_crm_grant(company_id, user_id, sealed, replacing=replacing)
+
+
+CRM_GRANT_WAIT_SECONDS = 2.0  # how long a refresh refused as spent waits for the other's grant
+
+
+def _newer_crm_grant(company_id: str, user_id: str, than: str) -> Any:
+    """The user's CRM grant if one newer than ``than`` is (or within a moment gets) stored."""
+    deadline = time.monotonic() + CRM_GRANT_WAIT_SECONDS
+    while True:
+        latest = repo.get_crm_grant(company_id, user_id)
+        if latest is not None and latest.updated_at != than:
+            return latest
+        if latest is None or time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
 
 
 def _remembered(load: TokenSource) -> TokenSource:
