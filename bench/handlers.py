@@ -47,7 +47,14 @@ def reset_cold_start() -> None:
     from contactsync.runtime import settings, wiring
 
     settings.get_settings.cache_clear()
-    for name in ("bind_store", "build_queue", "build_doorbell", "build_wiring", "build_passes"):
+    for name in (
+        "bind_store",
+        "build_queue",
+        "build_doorbell",
+        "build_wiring",
+        "build_passes",
+        "webhook_key",
+    ):
         builder = getattr(wiring, name, None)
         if builder is not None:
             builder.cache_clear()

@@ -9,13 +9,16 @@ burst of pushes finds it, and must queue nothing more.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contactsync.store import repository as repo
+from contactsync.sync.push import graph_client_state
 
 from bench.handlers import CountingQueue, basic, context, handler_with_queue, http_event
 from bench.meters import DynamoMeter
@@ -28,12 +31,14 @@ P99_TARGET = 0.020
 FUNCTION = "functions.webhooks.app"
 
 
-def _connection_with_subscription(state: str) -> tuple[str, str, str]:
-    """A connection with a Graph subscription and a CRM webhook secret: (cid, sub id, secret)."""
+def _connection_with_subscription() -> tuple[str, str, str, str]:
+    """A connection with a Graph subscription and a CRM webhook secret: (cid, sub id, Graph
+    clientState, CRM secret)."""
     conn = repo.create_connection(
         company_id="1", user_id=str(secrets.randbelow(10**6)), provider="microsoft", state="active"
     )
-    sub_id = f"sub-{conn.connection_id}"
+    state = graph_client_state(_webhook_key(), conn.connection_id)
+    sub_id = str(uuid.uuid4())
     repo.put_subscription(
         subscription_id=sub_id,
         connection_id=conn.connection_id,
@@ -45,7 +50,12 @@ def _connection_with_subscription(state: str) -> tuple[str, str, str]:
     repo.update_connection(
         conn.connection_id, crm_webhook_secret_hash=repo.hash_secret(webhook_secret)
     )
-    return conn.connection_id, sub_id, webhook_secret
+    return conn.connection_id, sub_id, state, webhook_secret
+
+
+def _webhook_key() -> str:
+    """The key the webhooks function signs clientStates with (one per bench run if unset)."""
+    return os.environ.setdefault("WEBHOOK_KEY", secrets.token_urlsafe(32))
 
 
 def _graph_batch(subs: list[tuple[str, str]], per_sub: int) -> dict[str, Any]:
@@ -115,9 +125,7 @@ def run(world: World) -> Table:
     try:
         subs = []
         for _ in range(10):
-            state = secrets.token_urlsafe(16)
-            cid, sub_id, crm_secret = _connection_with_subscription(state)
-            subs.append((cid, sub_id, state, crm_secret))
+            subs.append(_connection_with_subscription())
         cases: list[tuple[str, Callable[[int], dict[str, Any]], int]] = [
             (
                 "Graph: 1 notification (one edit)",

@@ -2,7 +2,8 @@
 
 - ``QueuePoller`` is the SQS event source mapping: it long-polls the sync queue, hands batches to
   the reconciler as SQS events, deletes what succeeded and leaves reported failures on the queue
-  (they come back after a visibility timeout, and after maxReceiveCount go to the DLQ).
+  (they come back after a visibility timeout, and after maxReceiveCount go to the DLQ). An
+  invocation cut off at the function's timeout (see ``lambda_runtime``) leaves its whole batch.
 - ``ScheduleTicker`` is the EventBridge schedule: it invokes the scheduler with a scheduled event.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from local.lambda_runtime import LambdaContext
+from local.lambda_runtime import InvocationTimedOut, LambdaContext
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -39,6 +40,7 @@ class QueuePoller:
         self._paused = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
         self.invocations = 0
+        self.timeouts = 0  # invocations cut off at the function's timeout
         self.errors: list[str] = []
 
     def start(self) -> QueuePoller:
@@ -102,7 +104,8 @@ class QueuePoller:
                 {"Records": records}, LambdaContext(function_name=self._function)
             )
             failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
-        except Exception as exc:  # a crashed invocation: the whole batch comes back
+        except Exception as exc:  # crashed or timed out: the whole batch comes back
+            self.timeouts += isinstance(exc, InvocationTimedOut)
             self.errors.append(repr(exc))
             failed = {m["MessageId"] for m in messages}
         for message in messages:

@@ -8,6 +8,7 @@ The Lambda handlers run in this process, invoked as AWS would invoke them.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 import threading
 import time
@@ -84,6 +85,7 @@ def _reset_cached_wiring() -> None:
         wiring.build_queue,
         wiring.build_wiring,
         wiring.build_passes,
+        wiring.webhook_key,
     ):
         builder.cache_clear()
     from functions.admin_api import app as admin_app  # noqa: PLC0415
@@ -99,7 +101,10 @@ def start_stack(
     pass_budget_seconds: float = 20.0,
     change_settle_seconds: float = 1.0,
     extra_env: dict[str, str] | None = None,
+    reconciler_timeout: float | None = None,
 ) -> LocalStack:
+    """The whole service on loopback. ``reconciler_timeout`` replaces the template's Timeout of
+    the reconciler (a test of the timeout in seconds rather than minutes)."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="contactsync-stack-"))
     workdir.mkdir(parents=True, exist_ok=True)
     aws = start_local_aws()
@@ -127,6 +132,7 @@ def start_stack(
             "PIPEDRIVE_OAUTH_URL": pipedrive.url,
             "PIPEDRIVE_CLIENT_ID": pipedrive.client_id,
             "PIPEDRIVE_CLIENT_SECRET": pipedrive.client_secret,
+            "WEBHOOK_KEY": secrets.token_urlsafe(32),
             "PASS_BUDGET_SECONDS": str(pass_budget_seconds),
             "CHANGE_SETTLE_SECONDS": str(change_settle_seconds),
             "POWERTOOLS_SERVICE_NAME": "contactsync",
@@ -143,7 +149,8 @@ def start_stack(
         )
         api = start(gateway, port=port)
         sqs = aws.client("sqs")
-        poller = QueuePoller(sqs, aws.queue_url, handler_for("ReconcilerFunction")).start()
+        reconciler = handler_for("ReconcilerFunction", timeout_seconds=reconciler_timeout)
+        poller = QueuePoller(sqs, aws.queue_url, reconciler).start()
         ticker = ScheduleTicker(
             handler_for("SchedulerFunction"), every_seconds=schedule_every
         ).start()

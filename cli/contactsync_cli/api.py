@@ -123,6 +123,9 @@ class AdminApi:
     def patch(self, path: str, body: dict[str, Any]) -> Any:
         return self.call("PATCH", path, body=body)
 
+    def delete(self, path: str) -> Any:
+        return self.call("DELETE", path)
+
 
 def _error_from(response: httpx.Response) -> ApiError:
     """``{"error": {"code", "message", "details"}}`` from our handlers, ``{"message"}`` from

@@ -225,6 +225,24 @@ def lifecycle(action: str, hint: str = "") -> Callable[[Run], None]:
     return command
 
 
+def remove(run: Run) -> None:
+    """A connection (by id), or with --user / --company a whole user or company (admins)."""
+    if run.args.user:
+        path, what = f"/users/{path_part(run.args.user)}", f"User {run.args.user}"
+    elif run.args.company:
+        path, what = f"/companies/{path_part(run.args.company)}", f"Company {run.args.company}"
+    elif run.args.id:
+        path, what = run.connection_path(), f"Connection {run.args.id}"
+    else:
+        raise ApiError("name a connection id, --user USER or --company COMPANY")
+    answer = run.api.delete(path)
+    removed = answer.get("removed", {})
+    run.show(
+        answer,
+        lambda a: f"{what} is removed for good ({removed.get('connections', 0)} connection(s)).",
+    )
+
+
 def reconnect(run: Run) -> None:
     answer = run.api.post(run.connection_path("reconnect"))
     run.show(
@@ -383,6 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     with_id("stop", lifecycle("stop"), "stop syncing (links are kept)")
     with_id("reconnect", reconnect, "sign in to the provider again")
+    sub = command(
+        "remove",
+        remove,
+        "remove a connection for good (or, for admins, a whole user or company): stops it, "
+        "revokes the grant where the provider allows, erases its tokens, links and activity",
+    )
+    target = sub.add_mutually_exclusive_group(required=True)
+    target.add_argument("id", nargs="?", help="connection id (see: contactsync list)")
+    target.add_argument("--user", metavar="USER", help="a user of your company, everything")
+    target.add_argument("--company", metavar="COMPANY", help="your company, everything")
     with_id(
         "resync",
         lifecycle("resync", "Follow it: contactsync status {id} --watch"),

@@ -7,6 +7,9 @@ errors in one place below, always as ``{"error": {"code", "message", "details"}}
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from functools import lru_cache
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
@@ -18,10 +21,12 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError
-from contactsync.runtime.observability import logger
+from contactsync.runtime.json_body import body_problem
+from contactsync.runtime.observability import logger, metrics, tracer
 from contactsync.runtime.wiring import build_queue, build_wiring
-from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN
+from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN, OWNER_ID_PATTERN, owner_id
 from contactsync.sync.connections import Caller, ConnectionService
+from contactsync.sync.erasure import Erasure
 from contactsync.sync.errors import ServiceError
 from contactsync.sync.support import SupportService, public_status, service_status
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +47,7 @@ ConnectionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za
 CrmPersonId = Annotated[str, Field(min_length=1, max_length=18, pattern=r"^[0-9]+$")]
 ProviderContactId = r"^[A-Za-z0-9_=+/.:-]+$"
 EntryId = Annotated[str, Path(max_length=40, pattern=AUDIT_ENTRY_ID_PATTERN)]
+OwnerId = Annotated[str, Path(min_length=1, max_length=128, pattern=OWNER_ID_PATTERN)]
 
 
 class NewConnection(BaseModel):
@@ -84,6 +90,10 @@ def service() -> ConnectionService:
     return ConnectionService(build_wiring(), build_queue())
 
 
+def erasure() -> Erasure:
+    return Erasure(service())
+
+
 def support() -> SupportService:
     """Cheap to build: it shares the connection service's wiring and queue."""
     built = service()
@@ -97,6 +107,11 @@ def caller_from(event: Any) -> Caller:
     company_id = str(claims.get("company_id") or "")
     if not user_id or not company_id:
         raise Unauthorized("the token names no user or company")
+    try:
+        owner_id(user_id, "the token's sub")
+        owner_id(company_id, "the token's company_id")
+    except ValueError as exc:
+        raise Unauthorized(str(exc)) from exc
     return Caller(user_id=user_id, company_id=company_id, is_admin=claims.get("role") == "admin")
 
 
@@ -200,6 +215,26 @@ def create_group(connection_id: ConnectionId, body: NewGroup) -> Response[Any]:
 def update_connection(connection_id: ConnectionId, body: ConnectionSettings) -> dict[str, Any]:
     changes = body.model_dump(exclude_none=True)
     return service().update_settings(caller_from(app.current_event), connection_id, changes)
+
+
+@app.delete("/connections/<connection_id>")
+def remove_connection(connection_id: ConnectionId) -> dict[str, Any]:
+    """Remove the connection for good: its sync stops, the provider's grant is revoked where the
+    provider allows it, and its tokens, links, history and activity log are erased."""
+    return erasure().remove_connection(caller_from(app.current_event), connection_id)
+
+
+@app.delete("/users/<user_id>")
+def remove_user(user_id: OwnerId) -> dict[str, Any]:
+    """Remove a user of the caller's company for good (admins; or the user themself): every
+    connection as above, and the CRM grant (revoked, erased)."""
+    return erasure().remove_user(caller_from(app.current_event), user_id)
+
+
+@app.delete("/companies/<company_id>")
+def remove_company(company_id: OwnerId) -> dict[str, Any]:
+    """Remove everything stored for the caller's company (admins only)."""
+    return erasure().remove_company(caller_from(app.current_event), company_id)
 
 
 @app.post("/connections/<connection_id>/start")
@@ -365,6 +400,28 @@ def openapi_json() -> str:
     return app.get_openapi_json_schema(**OPENAPI)
 
 
+def _hostile_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A 400 for a body too large, too deep or with too long a number, before it is parsed."""
+    body = event.get("body")
+    if event.get("isBase64Encoded") and isinstance(body, str):
+        try:
+            body = base64.b64decode(body)
+        except binascii.Error:
+            body = None  # the resolver answers it as an undecodable body
+    problem = body_problem(body)
+    if problem is None:
+        return None
+    refusal = {"error": {"code": "invalid_request", "message": problem.message, "details": {}}}
+    return {
+        "statusCode": problem.status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(refusal),
+        "isBase64Encoded": False,
+    }
+
+
 @logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return _hostile_body(event) or app.resolve(event, context)

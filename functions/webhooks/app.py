@@ -14,19 +14,32 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from contactsync.runtime.observability import logger
-from contactsync.runtime.wiring import bind_store, build_doorbell, build_queue
+from contactsync.runtime.observability import (
+    WEBHOOK_ACCEPTED,
+    WEBHOOK_REJECTIONS,
+    count,
+    logger,
+    metrics,
+    tracer,
+)
+from contactsync.runtime.wiring import bind_store, build_doorbell, build_queue, webhook_key
 from contactsync.sync import push
 
 app = APIGatewayHttpResolver()
 
 
 def _validation_echo() -> Response[str] | None:
-    """Graph's subscription handshake: echo ``validationToken`` as text/plain."""
+    """Graph's subscription handshake (a POST without a body): echo ``validationToken`` as
+    plain text that no browser would sniff into anything else."""
     token = app.current_event.get_query_string_value("validationToken")
-    if token is None:
+    if token is None or app.current_event.body:
         return None
-    return Response(status_code=200, content_type="text/plain", body=token[:1024])
+    return Response(
+        status_code=200,
+        content_type="text/plain; charset=utf-8",
+        body=token[:1024],
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _body() -> bytes | None:
@@ -45,6 +58,7 @@ def _body() -> bytes | None:
 
 
 def _rejected(exc: push.PushRejected) -> Response[Any]:
+    count(WEBHOOK_REJECTIONS)
     return Response(
         status_code=exc.status,
         content_type="application/json",
@@ -81,6 +95,7 @@ def _graph(lifecycle: bool) -> Response[Any]:
     try:
         outcome = push.handle_graph_notifications(
             _body(),
+            webhook_key=webhook_key(),
             find_subscriptions=_subscriptions,
             queue=build_queue(),
             doorbell=build_doorbell(),
@@ -90,6 +105,7 @@ def _graph(lifecycle: bool) -> Response[Any]:
         logger.warning("graph notification rejected", extra={"reason": exc.message})
         return _rejected(exc)
     logger.info("graph notifications", extra={"accepted": outcome.accepted})
+    count(WEBHOOK_ACCEPTED, outcome.accepted)
     return Response(status_code=202, content_type="application/json", body={})
 
 
@@ -116,11 +132,14 @@ def pipedrive() -> Response[Any]:
     except push.PushRejected as exc:
         logger.warning("crm webhook rejected", extra={"reason": exc.message})
         return _rejected(exc)
+    count(WEBHOOK_ACCEPTED)
     return Response(
         status_code=200, content_type="application/json", body={"queued": outcome.enqueued}
     )
 
 
 @logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

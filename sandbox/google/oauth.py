@@ -111,7 +111,18 @@ def oauth_routes(sb: GoogleSandbox) -> list[Route]:
             return oauth_error(err)
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
+    async def revoke(request: Request) -> Response:
+        sb.count("oauth.revoke")
+        form = dict(parse_qsl((await request.body()).decode(errors="replace")))
+        token = form.get("token") or request.query_params.get("token", "")
+        try:
+            sb.revoke_token(token)
+        except OAuthError as err:
+            return oauth_error(err)
+        return JSONResponse({})
+
     return [
         Route("/o/oauth2/v2/auth", authorize, methods=["GET", "POST"]),
         Route("/token", token, methods=["POST"]),
+        Route("/revoke", revoke, methods=["POST"]),
     ]

@@ -723,6 +723,22 @@ class GoogleSandbox:
                 raise unauthenticated("ACCESS_TOKEN_EXPIRED")
             return grant.email, set(grant.scope.split())
 
+    def signed_in_grants(self, email: str) -> int:
+        """How many refresh tokens of the user work (tests: was the grant revoked?)."""
+        with self.lock:
+            return sum(1 for g in self._refresh.values() if g.email == email.lower())
+
+    def revoke_token(self, token: str) -> None:
+        """``POST /revoke``: a refresh or access token ends the whole grant of its user (Google
+        revokes the grant a token belongs to); an unknown token is Google's 400."""
+        with self.lock:
+            refresh = self._refresh.get(digest(token))
+            access = self._access.get(digest(token))
+            email = refresh.email if refresh is not None else access.email if access else None
+        if email is None:
+            raise OAuthError("invalid_token", "Token expired or revoked")
+        self.revoke(email)
+
     def revoke(self, email: str) -> None:
         """The user removed our app: their refresh and access tokens stop working."""
         with self.lock:

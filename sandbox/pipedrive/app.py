@@ -357,8 +357,21 @@ def build_app(sandbox: PipedriveSandbox) -> Starlette:
         grant["api_domain"] = str(request.base_url).rstrip("/")
         return JSONResponse(grant, headers={"cache-control": "no-store"})
 
+    async def revoke(request: Request) -> Response:
+        sandbox.count("POST /oauth/revoke")
+        client = _basic_credentials(request.headers.get("authorization", ""))
+        if client is None or not sandbox.client_ok(*client):
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        try:
+            sandbox.revoke_refresh_token(client[0], form.get("token", ""))
+        except ApiError:
+            return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        return JSONResponse({})
+
     routes.append(Route("/oauth/authorize", authorize, methods=["GET"]))
     routes.append(Route("/oauth/token", token, methods=["POST"]))
+    routes.append(Route("/oauth/revoke", revoke, methods=["POST"]))
 
     routes.extend(_control_routes(sandbox))
     return Starlette(routes=routes)

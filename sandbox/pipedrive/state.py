@@ -316,8 +316,25 @@ class PipedriveSandbox:
             found = self._refresh.get(refresh_token)
             if found is None or found[1] != client_id:
                 raise ApiError(400, "invalid_grant")
-            grant = self._grant(found[0], client_id, refresh_token=refresh_token)
-            return grant
+            # Pipedrive rotates refresh tokens: the answer carries a new one, the old one is spent.
+            del self._refresh[refresh_token]
+            return self._grant(found[0], client_id)
+
+    def refresh_tokens_of(self, user_id: int) -> int:
+        """How many refresh tokens of the user work (tests: was the grant revoked?)."""
+        with self._lock:
+            return sum(1 for u, _ in self._refresh.values() if u == user_id)
+
+    def revoke_refresh_token(self, client_id: str, refresh_token: str) -> None:
+        """``POST /oauth/revoke``: the grant's refresh token and the user's access tokens for
+        the app stop working."""
+        with self._lock:
+            found = self._refresh.get(refresh_token)
+            if found is None or found[1] != client_id:
+                raise ApiError(400, "invalid_grant")
+            del self._refresh[refresh_token]
+            for token in [t for t, g in self._access.items() if g.user_id == found[0]]:
+                del self._access[token]
 
     def _grant(
         self, user_id: int, client_id: str, refresh_token: str | None = None

@@ -168,8 +168,19 @@ def test_bad_webhooks_get_a_4xx_and_enqueue_nothing(stack, synced) -> None:
 def test_validation_handshake_echoes_the_token(stack) -> None:
     response = httpx.post(f"{stack.api_url}/webhooks/microsoft?validationToken=abc%20123")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.headers["x-content-type-options"] == "nosniff"
     assert response.text == "abc 123"
+
+
+def test_the_token_is_echoed_only_for_the_handshake(stack) -> None:
+    # Given a request with a validationToken and a body (the handshake has none)
+    url = f"{stack.api_url}/webhooks/microsoft?validationToken=%3Cscript%3E"
+    body = {"value": [{"subscriptionId": "nope", "clientState": "x"}]}
+    response = httpx.post(url, json=body)
+    # Then it is a notification like any other: refused, and the token is not echoed
+    assert response.status_code == 403
+    assert "<script>" not in response.text
 
 
 def test_a_removed_subscription_is_made_anew_and_pushes_resume(stack, synced) -> None:

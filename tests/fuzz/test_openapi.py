@@ -28,6 +28,7 @@ from local.gateway import build_gateway
 from local.lambda_runtime import handler_for
 from local.stack import LocalStack, start_stack
 from sandbox.server import serve
+from tests.fuzz.hostile_json import hostile_bodies
 from tests.fuzz.webhook_requests import EXAMPLES
 
 pytestmark = pytest.mark.e2e
@@ -111,6 +112,77 @@ def test_the_admin_api_survives_schemathesis(
     # Then nothing answered 5xx and every documented answer matched the document
     assert report.server_errors == 0
     assert report.failures == [], "\n".join(report.failures[:5])
+
+
+def body_fields(document: dict[str, Any], operation: dict[str, Any]) -> list[str]:
+    """The top-level fields of an operation's JSON body, per the document."""
+    schema = (
+        operation.get("requestBody", {})
+        .get("content", {})
+        .get("application/json", {})
+        .get("schema", {})
+    )
+    if "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return sorted(schema.get("properties", {}))
+
+
+def test_every_admin_route_refuses_hostile_json_with_a_4xx(
+    stack: LocalStack, figure: Callable[[str], None]
+) -> None:
+    # Given every operation of the document, on a connection the caller owns
+    token = stack.token("hostile-user", "fuzz-company")
+    headers = {"authorization": f"Bearer {token}"}
+    created = httpx.post(
+        f"{stack.api_url}/connections", json={"provider": "google"}, headers=headers, timeout=30
+    )
+    assert created.status_code == 201, created.text
+    connection_id = created.json()["connection"]["id"]
+    document = httpx.get(f"{stack.api_url}/openapi.json", timeout=30).json()
+    routes = [
+        (method.upper(), path, body_fields(document, operation))
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    ]
+    assert len(routes) >= 20
+    answers: dict[int, int] = {}
+    wrong: list[str] = []
+
+    @settings(
+        max_examples=max(2 * len(routes), EXAMPLES // 3),
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(route=st.sampled_from(routes), data=st.data())
+    def send(route: tuple[str, str, list[str]], data: st.DataObject) -> None:
+        method, template, fields = route
+        body = data.draw(hostile_bodies(fields))
+        path = template.replace("{connection_id}", connection_id).replace(
+            "{entry_id}", "2025-03-01T12:00:00.000000Z-000001"
+        )
+        path = path.replace("{provider}", "google")
+        response = httpx.request(
+            method,
+            f"{stack.api_url}{path}",
+            content=body,
+            headers={**headers, "content-type": "application/json"},
+            params={"state": "crm.x"} if "{provider}" in template else None,
+            timeout=60,
+        )
+        answers[response.status_code] = answers.get(response.status_code, 0) + 1
+        if not 400 <= response.status_code < 500:
+            wrong.append(f"{method} {template}: {response.status_code} for {body[:60]!r}")
+
+    # When each route gets bodies nested 1,000 or 100,000 deep or with 5,000-digit integers
+    send()
+    figure(
+        f"hostile JSON: {sum(answers.values())} requests over {len(routes)} routes, "
+        f"answers {dict(sorted(answers.items()))}"
+    )
+    # Then every answer is a 4xx
+    assert wrong == [], "\n".join(wrong[:5])
 
 
 def test_the_api_checker_catches_a_handler_that_fails_on_unknown_ids(stack: LocalStack) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,15 +39,16 @@ def known(stack: LocalStack) -> KnownSecrets:
     """A connection with a Graph subscription and a CRM webhook, secrets known to the test."""
     from contactsync.runtime.wiring import bind_store
     from contactsync.store import repository
-    from contactsync.sync.push import secret_hash
+    from contactsync.sync.push import graph_client_state, secret_hash
 
     bind_store()
-    client_state, password = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    password = secrets.token_urlsafe(32)
     conn = repository.create_connection(
         company_id="c-fuzz", user_id="u-fuzz", provider="microsoft", state="active"
     )
+    client_state = graph_client_state(stack.env["WEBHOOK_KEY"], conn.connection_id)
     repository.update_connection(conn.connection_id, crm_webhook_secret_hash=secret_hash(password))
-    subscription_id = f"sub-{secrets.token_hex(8)}"
+    subscription_id = str(uuid.uuid4())
     repository.put_subscription(
         subscription_id=subscription_id,
         connection_id=conn.connection_id,

@@ -1,7 +1,8 @@
 """Hostile webhook requests (hypothesis strategies) and the checker that sends them.
 
 Each request goes to one of the three webhook routes with a body that must be turned away:
-malformed JSON, wrong types, huge bodies (> 1 MB), odd Unicode and invalid UTF-8, unknown
+malformed JSON, wrong types, huge bodies (> 1 MB), JSON nested 1,000 or 100,000 deep or with an
+integer of thousands of digits, odd Unicode and invalid UTF-8, unknown
 subscription ids, a wrong or missing ``clientState``, missing or wrong basic auth. The real
 secrets appear only next to something else that is wrong, so no request should be accepted.
 """
@@ -17,6 +18,8 @@ from typing import Any
 import httpx
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+
+from tests.fuzz.hostile_json import hostile_bodies
 
 GRAPH_PATHS = ("/webhooks/microsoft", "/webhooks/microsoft/lifecycle")
 CRM_PATH = "/webhooks/pipedrive"
@@ -111,6 +114,7 @@ def graph_bodies(known: KnownSecrets) -> st.SearchStrategy[bytes]:
         json_values.map(_dump),
         not_json,
         huge,
+        hostile_bodies(["value"]),
     )
 
 
@@ -129,6 +133,7 @@ def crm_bodies() -> st.SearchStrategy[bytes]:
         json_values.map(_dump),
         not_json,
         huge,
+        hostile_bodies(["meta", "data", "previous"]),
     )
 
 
@@ -170,7 +175,8 @@ def webhook_requests(known: KnownSecrets) -> st.SearchStrategy[WebhookRequest]:
     def crm_request(auth: dict[str, str], body: bytes, q: dict[str, str]) -> WebhookRequest:
         headers = {k: v for k, v in auth.items() if k != "real"}
         if "real" in auth:
-            body = body if not body.startswith(b'{"meta"') else b'{"meta": 1}'
+            # (a "meta" anywhere could make it a real delivery)
+            body = body if b'"meta"' not in body else b'{"meta": 1}'
         return WebhookRequest(CRM_PATH, body, headers, q)
 
     crm = st.builds(crm_request, crm_auth(known), crm_bodies(), query)
@@ -181,14 +187,18 @@ def webhook_requests(known: KnownSecrets) -> st.SearchStrategy[WebhookRequest]:
 
 
 def expected_answer(request: WebhookRequest, response: httpx.Response) -> bool:
-    """A 4xx, or for Graph's validation handshake the token echoed as text with a 200."""
+    """A 4xx, or for Graph's validation handshake (no body) the token echoed as plain text that
+    is not to be sniffed, with a 200."""
     if 400 <= response.status_code < 500:
         return True
-    handshake = request.path in GRAPH_PATHS and "validationToken" in request.query
+    handshake = (
+        request.path in GRAPH_PATHS and "validationToken" in request.query and not request.body
+    )
     return (
         handshake
         and response.status_code == 200
-        and response.headers.get("content-type", "").startswith("text/plain")
+        and response.headers.get("content-type") == "text/plain; charset=utf-8"
+        and response.headers.get("x-content-type-options") == "nosniff"
     )
 
 

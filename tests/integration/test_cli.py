@@ -361,7 +361,7 @@ class CannedApi:
 @pytest.fixture(scope="module")
 def canned_server() -> Iterator[CannedApi]:
     canned = CannedApi()
-    methods = ["GET", "POST", "PATCH"]
+    methods = ["GET", "POST", "PATCH", "DELETE"]
     app = Starlette(routes=[Route("/{path:path}", canned.respond, methods=methods)])
     canned.server = start(app)
     try:
@@ -440,6 +440,30 @@ def test_signed_in_finishes_the_sign_in_with_the_users_token(
     # And an address that is not a callback is refused before anything is sent
     wrong = run_cli(capsys, *canned.args("signed-in", "http://127.0.0.1:3000/connections"))
     assert wrong.code != 0 and "not the address a sign-in comes back to" in wrong.err
+
+
+def test_remove_a_connection_a_user_or_a_company(
+    canned: CannedApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the API removes what it is asked to
+    canned.answer("DELETE", "/connections/c1", (200, {"removed": {"connections": 1}}))
+    canned.answer("DELETE", "/users/u%231", (200, {"removed": {"connections": 2, "users": 1}}))
+    canned.answer("DELETE", "/companies/acme", (200, {"removed": {"connections": 3, "users": 2}}))
+    # When the admin removes a connection, a user and the company
+    one = run_cli(capsys, *canned.args("remove", "c1"))
+    user = run_cli(capsys, *canned.args("remove", "--user", "u#1"))
+    company = run_cli(capsys, *canned.args("remove", "--company", "acme"))
+    # Then each DELETE went to its route and the answer says what went
+    assert one.code == user.code == company.code == 0, (one.err, user.err, company.err)
+    assert [(a.method, a.path) for a in canned.asked] == [
+        ("DELETE", "/connections/c1"),
+        ("DELETE", "/users/u%231"),
+        ("DELETE", "/companies/acme"),
+    ]
+    assert one.out.strip() == "Connection c1 is removed for good (1 connection(s))."
+    assert user.out.strip() == "User u#1 is removed for good (2 connection(s))."
+    # And naming nothing, or two things, is refused before any call
+    assert run_cli(capsys, *canned.args("remove", "c1", "--user", "u")).code != 0
 
 
 def test_reconnect_and_resync(canned: CannedApi, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from contactsync.auth.pipedrive import (
     authorization_url,
     exchange_code,
     refresh,
+    revoke,
 )
 from contactsync.contacts.model import Address, Contact, Email, Phone
 from contactsync.providers.base import (
@@ -419,7 +420,10 @@ def test_oauth_code_exchange_and_refresh(pipedrive: PipedriveWorld):
     assert grant.api_domain == pipedrive.url
     assert fresh.api_domain == pipedrive.url
     assert fresh.access_token != grant.access_token
-    assert fresh.refresh_token == grant.refresh_token
+    # And the refresh token rotates, as Pipedrive's does: the old one is spent
+    assert fresh.refresh_token != grant.refresh_token
+    with pytest.raises(AuthExpired):
+        refresh(cfg, grant)
     side = PipedrivePersons(
         base_url=grant.api_domain or "",
         token=lambda f: fresh.access_token,
@@ -429,7 +433,7 @@ def test_oauth_code_exchange_and_refresh(pipedrive: PipedriveWorld):
     # And after the user uninstalls the app, refreshing is AuthExpired
     pipedrive.sandbox.revoke_tokens(pipedrive.other_id)
     with pytest.raises(AuthExpired):
-        refresh(cfg, grant)
+        refresh(cfg, fresh)
     with pytest.raises(AuthExpired):
         exchange_code(cfg, "used-or-unknown", redirect)
 
@@ -591,3 +595,21 @@ def test_the_crm_refuses_a_visibility_its_plan_does_not_have(
     assert answer.status_code == 400
     assert "visible_to" in answer.text
     assert not any(p.name == "Vis Ible" for p in pipedrive.sandbox.persons.values())
+
+
+def test_a_revoked_refresh_token_stops_working(pipedrive: PipedriveWorld):
+    running = pipedrive.running
+    cfg = PipedriveOAuthConfig(
+        running.client_id, running.client_secret, running.authorize_url, running.token_url
+    )
+    redirect = "http://127.0.0.1:1/oauth/pipedrive/callback"
+    pipedrive.sandbox.login_as(pipedrive.other_id)
+    answer = httpx.get(authorization_url(cfg, redirect, "st-2"))
+    code = parse_qs(urlparse(answer.headers["location"]).query)["code"][0]
+    grant = exchange_code(cfg, code, redirect)
+    # When the grant is revoked (POST /oauth/revoke), Then it cannot be refreshed any more
+    revoke(cfg, grant.refresh_token)
+    with pytest.raises(AuthExpired):
+        refresh(cfg, grant)
+    # And revoking it again is no error (the goal is reached)
+    revoke(cfg, grant.refresh_token)

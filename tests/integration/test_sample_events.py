@@ -67,6 +67,33 @@ def test_webhooks_from_strangers_are_refused_and_queue_nothing(
     assert queued(local_aws) == before
 
 
+def emitted_metrics(out: str) -> dict[str, Any]:
+    """The CloudWatch EMF documents a handler printed: metric name -> value."""
+    found: dict[str, Any] = {}
+    for line in out.splitlines():
+        if '"_aws"' not in line:
+            continue
+        document = json.loads(line)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "contactsync"
+            for metric in directive["Metrics"]:
+                found[metric["Name"]] = document[metric["Name"]]
+    return found
+
+
+def test_webhook_refusals_and_pass_delays_are_metrics(
+    handlers: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # When a stranger's webhook is refused, and the reconciler takes a message
+    invoke("WebhooksFunction", sample("webhooks_pipedrive.json"))
+    refused = emitted_metrics(capsys.readouterr().out)
+    invoke("ReconcilerFunction", sample("reconciler_sqs.json"))
+    reconciled = emitted_metrics(capsys.readouterr().out)
+    # Then each printed its metric as CloudWatch EMF
+    assert refused == {"WebhookRejections": [1.0]}
+    assert reconciled["PropagationDelay"][0] > 0
+
+
 def test_the_reconciler_reports_no_failure_for_a_gone_connection(handlers: None) -> None:
     assert invoke("ReconcilerFunction", sample("reconciler_sqs.json")) == {"batchItemFailures": []}
 

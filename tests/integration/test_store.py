@@ -504,12 +504,85 @@ def test_a_crm_grant_is_stored_per_user() -> None:
     assert repo.get_crm_grant("c1", "u1") is None
 
 
-def test_a_crm_sign_in_state_is_kept_until_cleared() -> None:
-    assert repo.get_crm_pending_state("c1", "u1") is None
-    repo.put_crm_pending_state("c1", "u1", b"sealed-state")
-    assert repo.get_crm_pending_state("c1", "u1") == b"sealed-state"
-    repo.put_crm_pending_state("c1", "u1", None)
-    assert repo.get_crm_pending_state("c1", "u1") is None
+def test_the_activity_log_keeps_entries_for_the_configured_days() -> None:
+    from contactsync.runtime.settings import Settings
+
+    assert Settings().activity_retention_days == repo.AUDIT_RETENTION_DAYS == 90
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        repo.keep_activity_for(
+            Settings.from_env({"ACTIVITY_RETENTION_DAYS": "7"}).activity_retention_days
+        )
+        entry = repo.add_audit("c-ret", "write", "kept a week", now=moment)
+    finally:
+        repo.keep_activity_for(repo.AUDIT_RETENTION_DAYS)
+    assert entry.expires_at == moment + timedelta(days=7)
+    assert repo.add_audit("c-ret", "write", "default", now=moment).expires_at == moment + timedelta(
+        days=90
+    )
+
+
+def test_a_refreshed_crm_grant_never_overwrites_a_newer_one() -> None:
+    # Given a grant two connections of the user share
+    repo.put_crm_grant("c1", "u1", b"sealed-0")
+    first = repo.get_crm_grant("c1", "u1")
+    assert first is not None
+    # When one connection stores its refresh over it, Then it is written
+    assert repo.put_crm_grant("c1", "u1", b"sealed-1", replacing=first.updated_at)
+    # And the other connection's refresh, made from the same (now stale) grant, is not
+    assert not repo.put_crm_grant("c1", "u1", b"sealed-stale", replacing=first.updated_at)
+    latest = repo.get_crm_grant("c1", "u1")
+    assert latest is not None and latest.tokens == b"sealed-1"
+
+
+def test_a_companys_crm_grants_are_listed_by_user() -> None:
+    repo.put_crm_grant("c1", "u1", b"sealed-1")
+    repo.put_crm_grant("c1", "u2", b"sealed-2")
+    repo.put_crm_grant("c2", "u3", b"sealed-3")
+    repo.create_connection(company_id="c1", user_id="u1", provider="google", connection_id="x")
+    assert sorted(repo.crm_grant_users("c1")) == ["u1", "u2"]
+    # And the company's connection listing holds connections only
+    assert [c.connection_id for c in repo.list_connections("c1")] == ["x"]
+
+
+def test_a_crm_sign_in_is_found_by_its_state_alone_until_deleted() -> None:
+    # Given a sign-in started by a user of a company whose id holds dots
+    assert repo.get_crm_sign_in("crm.nonce") is None
+    repo.put_crm_sign_in("acme.eu", "u.1", "crm.nonce", b"sealed-state")
+    # Then its state finds who started it, and another state finds nothing
+    found = repo.get_crm_sign_in("crm.nonce")
+    assert found is not None
+    assert (found.company_id, found.user_id, found.oauth_state) == (
+        "acme.eu",
+        "u.1",
+        b"sealed-state",
+    )
+    assert repo.get_crm_sign_in("crm.other") is None
+    repo.delete_crm_sign_in("crm.nonce")
+    assert repo.get_crm_sign_in("crm.nonce") is None
+
+
+@pytest.mark.parametrize("user_id", ["a#b", "a#", "", "a b", "x" * 129])
+def test_an_id_that_could_reach_another_owners_keys_is_refused(user_id: str) -> None:
+    # Given user "a" with a connection
+    repo.create_connection(company_id="c1", user_id="a", provider="google", connection_id="ca")
+    # When an id with a key separator (or none at all) is used, Then nothing is stored or listed
+    with pytest.raises(ValueError, match="user id"):
+        repo.create_connection(company_id="c1", user_id=user_id, provider="google")
+    with pytest.raises(ValueError, match="user id"):
+        repo.list_connections("c1", user_id)
+    with pytest.raises(ValueError, match="user id"):
+        repo.put_crm_grant("c1", user_id, b"sealed")
+    assert [c.connection_id for c in repo.list_connections("c1")] == ["ca"]
+
+
+def test_one_users_listing_never_holds_a_user_whose_id_starts_like_it() -> None:
+    # Given users "a" and "a.b" (a dot is allowed) of one company
+    repo.create_connection(company_id="c1", user_id="a", provider="google", connection_id="ca")
+    repo.create_connection(company_id="c1", user_id="a.b", provider="google", connection_id="cab")
+    # Then each lists their own only
+    assert [c.connection_id for c in repo.list_connections("c1", "a")] == ["ca"]
+    assert [c.connection_id for c in repo.list_connections("c1", "a.b")] == ["cab"]
 
 
 # --- forgetting and deleting --------------------------------------------------------------------

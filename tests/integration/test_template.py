@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -163,6 +164,17 @@ def _names_our_resource(value: Any, resources: dict[str, Any]) -> bool:
     return True
 
 
+def _within(value: Any, expected: Any) -> bool:
+    """``value`` is the expected scope, or one name under a scope that ends in ``/*``."""
+    if value == expected:
+        return True
+    wanted, given = (expected or {}).get("Fn::Sub"), (value or {}).get("Fn::Sub")
+    if not isinstance(wanted, str) or not isinstance(given, str) or not wanted.endswith("/*"):
+        return False
+    name = given.removeprefix(wanted[:-1])
+    return given.startswith(wanted[:-1]) and bool(name) and not set("*/$") & set(name)
+
+
 def _getatt_target(value: Any) -> str | None:
     target = value.get("Fn::GetAtt") if isinstance(value, dict) else None
     return str(target[0]) if isinstance(target, list) and target else None
@@ -227,7 +239,7 @@ def _check_function_policies(findings: _Findings, template: dict[str, Any]) -> N
                     findings.violations.append(f"{name}: {kind} is not a policy we scope")
                     continue
                 param, expected = SCOPED_POLICY_TEMPLATES[kind]
-                if (params or {}).get(param) != expected:
+                if not _within((params or {}).get(param), expected):
                     findings.violations.append(
                         f"{name}: {kind} is not scoped to {json.dumps(expected)}"
                     )
@@ -262,6 +274,12 @@ def _check_queues(findings: _Findings, template: dict[str, Any]) -> None:
         )
         for q in queues
     } - {None}
+    # Queues that are an event source's dead-letter queue (the schedule's) are DLQs too.
+    for function in resources.values():
+        for event in (function.get("Properties", {}).get("Events") or {}).values():
+            config = (event.get("Properties") or {}).get("DeadLetterConfig") or {}
+            dead_letter.add(_getatt_target(config.get("Arn")))
+    dead_letter -= {None}
     alarmed = set()
     for alarm in (r for r in resources.values() if r.get("Type") == "AWS::CloudWatch::Alarm"):
         props = alarm.get("Properties", {})
@@ -517,9 +535,108 @@ def test_every_function_has_its_own_log_group_and_policies(
     assert "RetentionInDays" in group
     policies = props(template, function)["Policies"]
     table_policies = [p for p in policies if "DynamoDBCrudPolicy" in p or "DynamoDBReadPolicy" in p]
-    assert table_policies and all(
-        next(iter(p.values())) == {"TableName": {"Ref": "Table"}} for p in table_policies
+    assert all(next(iter(p.values())) == {"TableName": {"Ref": "Table"}} for p in table_policies)
+    # (or statements of its own, naming the table: the scheduler's Query and UpdateItem)
+    statements = [s for p in policies if "Statement" in p for s in p["Statement"]]
+    table_statements = [s for s in statements if "dynamodb:" in json.dumps(s.get("Action"))]
+    assert all("Table" in json.dumps(s["Resource"]) for s in table_statements)
+    assert table_policies or table_statements
+
+
+def test_the_scheduler_may_only_query_the_due_index_and_update_items(
+    template: dict[str, Any],
+) -> None:
+    policies = props(template, "SchedulerFunction")["Policies"]
+    assert not [p for p in policies if "DynamoDBCrudPolicy" in p or "DynamoDBReadPolicy" in p]
+    actions = {
+        s["Action"]: json.dumps(s["Resource"])
+        for p in policies
+        if "Statement" in p
+        for s in p["Statement"]
+    }
+    assert actions == {
+        "dynamodb:Query": json.dumps({"Fn::Sub": "${Table.Arn}/index/DueIndex"}),
+        "dynamodb:UpdateItem": json.dumps({"Fn::GetAtt": ["Table", "Arn"]}),
+    }
+
+
+def test_the_schedule_retries_and_keeps_what_it_could_not_deliver(
+    template: dict[str, Any],
+) -> None:
+    schedule = props(template, "SchedulerFunction")["Events"]["EveryMinute"]["Properties"]
+    assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert schedule["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}
+    policy = props(template, "ScheduleDeadLetterQueuePolicy")["PolicyDocument"]["Statement"][0]
+    assert policy["Principal"] == {"Service": "events.amazonaws.com"}
+
+
+def _alarms(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r.get("Type") == "AWS::CloudWatch::Alarm"
+    ]
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_every_function_has_error_and_throttle_alarms(
+    template: dict[str, Any], function: str, metric: str
+) -> None:
+    watching = [
+        a
+        for a in _alarms(template)
+        if a["Namespace"] == "AWS/Lambda"
+        and a["MetricName"] == metric
+        and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+    ]
+    assert len(watching) == 1 and watching[0]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "metric"),
+    [
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage"),
+        ("contactsync", "WebhookRejections"),
+        ("contactsync", "GuardHolds"),
+    ],
+)
+def test_the_queue_age_webhook_rejections_and_guard_holds_are_alarmed(
+    template: dict[str, Any], namespace: str, metric: str
+) -> None:
+    watching = [
+        a for a in _alarms(template) if (a["Namespace"], a["MetricName"]) == (namespace, metric)
+    ]
+    assert len(watching) == 1 and watching[0]["AlarmActions"]
+
+
+def test_alarm_texts_say_the_configured_receive_count(template: dict[str, Any]) -> None:
+    receives = props(template, "SyncQueue")["RedrivePolicy"]["maxReceiveCount"]
+    text = json.dumps(template, default=str)
+    assert f"{receives} receives" in text
+    assert not re.search(rf"\b(?!{receives}\b)\d+ (failed )?receives", text)
+    assert not re.search(r"failed \d+ times", text)
+
+
+def test_webhook_routes_are_throttled_apart_and_functions_have_reserved_concurrency(
+    template: dict[str, Any],
+) -> None:
+    routes = props(template, "HttpApi")["RouteSettings"]
+    assert set(routes) == {
+        "POST /webhooks/microsoft",
+        "POST /webhooks/microsoft/lifecycle",
+        "POST /webhooks/pipedrive",
+    }
+    assert all(
+        r["ThrottlingRateLimit"] > 0 and r["ThrottlingBurstLimit"] > 0 for r in routes.values()
     )
+    for function in ("WebhooksFunction", "AdminApiFunction"):
+        assert props(template, function)["ReservedConcurrentExecutions"] > 0
+
+
+def test_the_jwt_issuer_and_audience_have_no_default(template: dict[str, Any]) -> None:
+    for name in ("JwtIssuer", "JwtAudience"):
+        assert "Default" not in template["Parameters"][name]
 
 
 def test_only_admin_routes_sit_behind_the_jwt_authorizer(template: dict[str, Any]) -> None:

@@ -108,3 +108,29 @@ def test_no_token_is_stored_in_plain_text(
     stored = repo.get_connection(conn.connection_id)
     assert stored is not None and stored.credentials is not None
     assert vault.open_json(bytes(stored.credentials), context) == TOKENS
+
+
+def test_sign_in_state_and_credentials_never_open_with_each_others_context(
+    vault: TokenVault,
+) -> None:
+    from contactsync.sync.sides import (
+        connection_context,
+        crm_context,
+        crm_sign_in_context,
+        sign_in_context,
+    )
+
+    # Given each kind of sealed secret under its own context
+    pairs = [
+        (sign_in_context("c1"), connection_context("c1")),
+        (crm_sign_in_context("co", "u1"), crm_context("co", "u1")),
+    ]
+    for flow_context, credentials_context in pairs:
+        flow = vault.seal_json({"state": "s"}, flow_context)
+        credentials = vault.seal_json(TOKENS, credentials_context)
+        # Then neither opens under the other's context, and each under its own
+        with pytest.raises(VaultError):
+            vault.open_json(flow, credentials_context)
+        with pytest.raises(VaultError):
+            vault.open_json(credentials, flow_context)
+        assert vault.open_json(flow, flow_context) == {"state": "s"}

@@ -184,6 +184,7 @@ ATTEMPTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/groups", None),
     ("POST", "/start", None),
     ("POST", "/stop", None),
+    ("DELETE", "", None),
 ]
 
 
@@ -209,17 +210,69 @@ def test_nobody_else_reads_or_changes_a_users_connection(tenants: Tenants, who: 
     )
 
 
+# Valid values for every other placeholder and body, so that only ownership can refuse a call.
+VALID_ENTRY_ID = "2025-03-01T12:00:00.000000Z-000001"
+VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PATCH", "/connections/{connection_id}"): {"direction": "to_crm"},
+    ("POST", "/connections/{connection_id}/duplicates/merge"): {"keep": "1", "merge": ["2"]},
+}
+VALID_QUERIES: dict[str, dict[str, str]] = {
+    "/connections/{connection_id}/explain": {"crm_person_id": "1"},
+}
+
+
+def connection_routes() -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path template, a valid body) of every admin operation on one connection."""
+    from functions.admin_api.app import app
+
+    document = app.get_openapi_schema().model_dump(by_alias=True, exclude_none=True)
+    return [
+        (method.upper(), path, VALID_BODIES.get((method.upper(), path), {}))
+        for path, operations in document["paths"].items()
+        if path.startswith("/connections/{connection_id}")
+        for method in operations
+    ]
+
+
 @pytest.mark.parametrize("who", ["colleague", "admin_b"])
 def test_no_connection_route_answers_for_someone_else(tenants: Tenants, who: str) -> None:
-    # Given every admin route about one connection
+    # Given every admin route about one connection, with valid ids and bodies
     http: httpx.Client = getattr(tenants, who)
-    routes = [(m, p) for m, p in admin_routes() if p.startswith(f"/connections/{PLACEHOLDER}")]
+    routes = connection_routes()
     assert len(routes) >= 5
-    for method, template_path in routes:
-        path = template_path.replace(PLACEHOLDER, tenants.connection_id, 1)
-        response = http.request(method, path, json={})
-        # Then none succeeds: not found, or refused as invalid before anything is looked up
-        assert response.status_code in (404, 422), (method, path, response.status_code)
+    for method, template_path, body in routes:
+        path = template_path.replace("{connection_id}", tenants.connection_id).replace(
+            "{entry_id}", VALID_ENTRY_ID
+        )
+        response = http.request(method, path, json=body, params=VALID_QUERIES.get(template_path))
+        # Then none answers but with "not found": the connection is not theirs
+        assert response.status_code == 404, (method, path, response.status_code, response.text)
+
+
+def test_the_valid_bodies_pass_validation(tenants: Tenants) -> None:
+    # The owner gets past validation with the same bodies (else the 404s above prove nothing)
+    for method, template_path, body in connection_routes():
+        if body or (method == "GET" and template_path in VALID_QUERIES):
+            path = template_path.replace("{connection_id}", tenants.connection_id)
+            params = VALID_QUERIES.get(template_path)
+            response = tenants.owner.request(method, path, json=body, params=params)
+            assert response.status_code != 422, (method, path, response.text)
+
+
+@pytest.mark.parametrize("claim", ["sub", "company_id"])
+def test_a_token_whose_ids_hold_a_key_separator_is_refused(stack: LocalStack, claim: str) -> None:
+    # Given user "a-owner" of company-a with a connection, and a token naming "a-owner#x"
+    ids = {"sub": "a-owner", "company_id": "company-a"}
+    ids[claim] += "#x"
+    token = stack.token(ids["sub"], ids["company_id"])
+    headers = {"authorization": f"Bearer {token}"}
+    # When it lists or creates connections, Then 401 says what is wrong and nothing is listed
+    listed = httpx.get(f"{stack.api_url}/connections", headers=headers, timeout=30)
+    assert listed.status_code == 401 and "'#'" in listed.json()["error"]["message"]
+    created = httpx.post(
+        f"{stack.api_url}/connections", headers=headers, json={"provider": "google"}, timeout=30
+    )
+    assert created.status_code == 401
 
 
 def test_a_company_admin_sees_the_companys_connections(tenants: Tenants) -> None:
@@ -273,7 +326,7 @@ def test_a_callback_with_a_forged_state_for_a_real_sign_in_is_refused(
     # nonce
     forged = [
         ("microsoft", f"{connection_id}.forged-nonce"),
-        ("pipedrive", crm_state.rsplit(".", 1)[0] + ".forged-nonce"),
+        ("pipedrive", crm_state[:-4] + "abcd"),
     ]
     for provider, state in forged:
         # Then it is refused
@@ -376,3 +429,80 @@ def test_a_crm_authorization_finished_by_a_colleague_attaches_nothing(stack: Loc
         # Then it is refused, and the owner can still finish it
         assert answer.status_code == 404, answer.text
         assert mine.post(consent.headers["location"]).status_code == 200
+
+
+# --- CRM sign-in: the approving CRM user must be the caller ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crm_company(stack: LocalStack) -> tuple[int, int, int]:
+    """A CRM company with two users: (company, user, colleague)."""
+    crm = stack.pipedrive.sandbox
+    company = crm.add_company("Signin Co")
+    user = crm.add_user(company, "Sam Signin", "sam@signin.example")
+    colleague = crm.add_user(company, "Cole League", "cole@signin.example")
+    return company, user, colleague
+
+
+def _connect_crm(stack: LocalStack, token: str) -> httpx.Response:
+    headers = {"authorization": f"Bearer {token}"}
+    started = httpx.post(f"{stack.api_url}/crm/connect", headers=headers, timeout=30)
+    assert started.status_code == 200, started.text
+    url = started.json()["authorization_url"]
+    consent = httpx.get(url, follow_redirects=False, timeout=30)
+    return httpx.post(consent.headers["location"], headers=headers, timeout=30)
+
+
+def test_the_crm_state_names_nobody(stack: LocalStack) -> None:
+    # Given a company id with dots (it used to split the state apart)
+    token = stack.token("7", "acme.eu.1")
+    started = httpx.post(
+        f"{stack.api_url}/crm/connect", headers={"authorization": f"Bearer {token}"}, timeout=30
+    )
+    state = httpx.URL(started.json()["authorization_url"]).params["state"]
+    # Then the state carries neither the company nor the user, only a nonce
+    assert "acme" not in state and state.count(".") == 1 and len(state) > 40
+
+
+def test_a_crm_sign_in_approved_by_another_crm_user_is_refused(
+    stack: LocalStack, crm_company: tuple[int, int, int]
+) -> None:
+    from contactsync.store import repository as repo
+
+    company, user, colleague = crm_company
+    # Given the user starts the CRM sign-in but the colleague approves it in the CRM
+    stack.pipedrive.sandbox.login_as(colleague)
+    answer = _connect_crm(stack, stack.token(str(user), str(company)))
+    # Then 403 says whose account approved, and no grant is stored for the user
+    assert answer.status_code == 403, answer.text
+    assert "not yours" in answer.json()["error"]["message"]
+    assert repo.get_crm_grant(str(company), str(user)) is None
+
+
+def test_a_crm_sign_in_for_another_company_is_refused(
+    stack: LocalStack, crm_company: tuple[int, int, int]
+) -> None:
+    company, user, _ = crm_company
+    # Given a token naming the right user id but another company
+    stack.pipedrive.sandbox.login_as(user)
+    answer = _connect_crm(stack, stack.token(str(user), str(company + 1000)))
+    # Then it is refused too
+    assert answer.status_code == 403, answer.text
+
+
+def test_a_crm_sign_in_by_the_caller_connects_once(
+    stack: LocalStack, crm_company: tuple[int, int, int]
+) -> None:
+    company, user, _ = crm_company
+    # Given the user approves their own sign-in
+    stack.pipedrive.sandbox.login_as(user)
+    headers = {"authorization": f"Bearer {stack.token(str(user), str(company))}"}
+    url = httpx.post(f"{stack.api_url}/crm/connect", headers=headers, timeout=30).json()[
+        "authorization_url"
+    ]
+    callback = httpx.get(url, follow_redirects=False, timeout=30).headers["location"]
+    answer = httpx.post(callback, headers=headers, timeout=30)
+    # Then it connects; and the same callback replayed is refused
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"connected": "crm", "company_id": str(company), "user_id": str(user)}
+    assert httpx.post(callback, headers=headers, timeout=30).status_code == 422

@@ -123,6 +123,18 @@ def refresh(cfg: GoogleOAuthConfig, grant: GoogleGrant, *, client: httpx.Client)
     return _grant_from(body, previous_refresh=grant.refresh_token)
 
 
+def revoke(cfg: GoogleOAuthConfig, refresh_token: str, *, client: httpx.Client) -> None:
+    """End the user's grant (``POST /revoke`` next to the token endpoint). A token already
+    revoked answers 400: the goal is reached."""
+    url = cfg.token_url.rsplit("/", 1)[0] + "/revoke"
+    try:
+        response = client.post(url, data={"token": refresh_token})
+    except httpx.HTTPError as exc:
+        raise Transient(f"Google revoke endpoint unreachable: {type(exc).__name__}") from exc
+    if response.status_code >= 500:
+        raise Transient("Google did not revoke the grant", status=response.status_code)
+
+
 def grant_to_dict(grant: GoogleGrant) -> dict[str, str]:
     """A JSON-ready form of the grant (the caller encrypts it before storing)."""
     return {

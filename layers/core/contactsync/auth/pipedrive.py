@@ -75,6 +75,26 @@ def refresh(
     return fresh
 
 
+def revoke(
+    cfg: PipedriveOAuthConfig, refresh_token: str, *, client: httpx.Client | None = None
+) -> None:
+    """Uninstall for this user: the refresh token (and with it the grant) stops working. A grant
+    already gone is the goal reached."""
+    url = cfg.token_url.rsplit("/", 1)[0] + "/revoke"
+    form = {"token": refresh_token, "token_type_hint": "refresh_token"}
+    auth = httpx.BasicAuth(cfg.client_id, cfg.client_secret)
+    try:
+        if client is not None:
+            response = client.post(url, data=form, auth=auth)
+        else:
+            with httpx.Client(timeout=DEFAULT_TIMEOUT) as own:
+                response = own.post(url, data=form, auth=auth)
+    except httpx.HTTPError as exc:
+        raise Transient(f"Pipedrive revoke endpoint unreachable: {type(exc).__name__}") from exc
+    if response.status_code >= 500 or response.status_code == 401:
+        raise Transient("Pipedrive did not revoke the grant", status=response.status_code)
+
+
 def _post_token(
     cfg: PipedriveOAuthConfig, form: dict[str, str], client: httpx.Client | None
 ) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.metrics import MetricUnit
 
 MASK = "***"
 
@@ -120,3 +121,28 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 
 logger = Logger(service="contactsync", logger_formatter=RedactingFormatter())
 metrics = Metrics(namespace="contactsync", service="contactsync")
+tracer = Tracer(service="contactsync")  # off outside Lambda and where POWERTOOLS_TRACE_DISABLED
+
+# The metrics (CloudWatch EMF, namespace "contactsync") the handlers emit and the alarms watch.
+PASS_METRICS = {  # a pass's status -> its metric
+    "done": "PassesDone",
+    "continue": "PassesContinued",
+    "held": "GuardHolds",
+    "throttled": "PassesThrottled",
+    "failed": "PassesFailed",
+    "needs_reauth": "PassesNeedingReauth",
+}
+PASSES_NOT_STARTED = "PassesNotStarted"
+PROVIDER_ERRORS = "ProviderErrors"
+PROVIDER_THROTTLES = "ProviderThrottles"
+PROPAGATION_DELAY = "PropagationDelay"  # from a pass request's enqueueing to its pass
+WEBHOOK_REJECTIONS = "WebhookRejections"
+WEBHOOK_ACCEPTED = "WebhookAccepted"
+
+
+def count(name: str, value: float = 1) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def milliseconds(name: str, value: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)

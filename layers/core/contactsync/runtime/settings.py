@@ -7,6 +7,7 @@ need down.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -41,12 +42,23 @@ class Settings(BaseModel):
     pipedrive_client_secret: str = Field(default="", repr=False)
     pipedrive_oauth_url: str = "https://oauth.pipedrive.com"
 
+    # Signs the clientState of Graph subscriptions, so notifications are checked without a read.
+    webhook_key: str = Field(default="", repr=False)
+
     # SSM Parameter Store path of the client secrets (SecureStrings), read once per cold start
     # for any secret not given directly (the local stack gives them directly).
     secrets_path: str = ""
 
+    # How long the activity log (it holds contact snapshots) keeps an entry.
+    activity_retention_days: int = Field(default=90, ge=1, le=3650)
+
     # The reconciler's pass budget (well under the Lambda timeout) and the lease on a connection.
+    # Each pass's budget is also bounded by the invocation's remaining time less the margin (the
+    # pass's reads, its last chunk, letting go); with less than the minimum left, the pass is not
+    # started and its message goes back on the queue at once.
     pass_budget_seconds: float = 60.0
+    pass_margin_seconds: float = 20.0
+    pass_min_seconds: float = 5.0
     lease_seconds: int = 150
 
     # Polling and subscription renewal.
@@ -79,11 +91,13 @@ SECRET_PARAMETERS = {
     "microsoft_client_secret": "microsoft-client-secret",
     "google_client_secret": "google-client-secret",
     "pipedrive_client_secret": "pipedrive-client-secret",
+    "webhook_key": "webhook-key",
 }
 
 
-def with_secrets(settings: Settings, ssm: Any) -> Settings:
-    """``settings`` with every client secret it lacks read from SSM (one call, decrypted).
+def with_secrets(settings: Settings, ssm: Any, only: Sequence[str] | None = None) -> Settings:
+    """``settings`` with every secret it lacks (of ``only``, if given) read from SSM (one call,
+    decrypted).
 
     Secrets live only as SecureStrings under ``secrets_path`` and in this process's memory: never
     in the template, an environment variable or a log.
@@ -91,7 +105,7 @@ def with_secrets(settings: Settings, ssm: Any) -> Settings:
     wanted = {
         field: f"{settings.secrets_path.rstrip('/')}/{name}"
         for field, name in SECRET_PARAMETERS.items()
-        if not getattr(settings, field)
+        if not getattr(settings, field) and (only is None or field in only)
     }
     if not settings.secrets_path or not wanted:
         return settings

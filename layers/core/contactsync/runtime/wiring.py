@@ -17,15 +17,27 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=1)
 def bind_store() -> None:
-    from contactsync.store import models  # noqa: PLC0415 - pynamodb only where it is used
+    from contactsync.store import models, repository  # noqa: PLC0415 - pynamodb where used
 
     s = get_settings()
     models.configure(s.table_name, s.dynamodb_endpoint_url, s.region)
+    repository.keep_activity_for(s.activity_retention_days)
 
 
 @lru_cache(maxsize=1)
 def build_queue() -> SqsPassQueue:
     return SqsPassQueue(get_settings().sync_queue_url)
+
+
+@lru_cache(maxsize=1)
+def webhook_key() -> str:
+    """The key that signs Graph clientStates: from SSM once per cold start, like the secrets."""
+    import boto3  # noqa: PLC0415
+
+    s = get_settings()
+    if s.secrets_path and not s.webhook_key:
+        s = with_secrets(s, boto3.client("ssm", region_name=s.region), only=["webhook_key"])
+    return s.webhook_key
 
 
 @lru_cache(maxsize=1)

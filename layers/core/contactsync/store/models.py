@@ -12,7 +12,8 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
 - audit:         PK=CONN#<id>  SK=LOG#<iso time>#<seq>, TTL on expires_at
 - subscription:  PK=SUB#<provider subscription id>  SK=SUBSCRIPTION
 - CRM grant:     PK=USER#<company>#<user>  SK=CRM
-- CRM sign-in:   PK=USER#<company>#<user>  SK=CRM_AUTH (in-flight authorization, TTL 1 hour)
+                 GSI1 COMPANY#<company> / CRM#USER#<user>
+- CRM sign-in:   PK=CRMAUTH#<sha256 of the state>  SK=CRM_AUTH (in-flight authorization, TTL 1 hour)
 - pass outcomes: PK=STATUS#<provider>#<minute>#<shard>  SK=COUNTS (status page counters, TTL 1 day)
 - key claim:     PK=CLAIM#<company>#<user>  SK=KEY#<normalised contact key> (a few minutes, TTL)
 
@@ -338,6 +339,17 @@ class AuditEntry(Model):
     expires_at = TTLAttribute()
 
 
+class GrantsByCompany(GlobalSecondaryIndex["CrmGrant"]):  # type: ignore[no-untyped-call]
+    """GSI1 for CRM grants: ``COMPANY#<company>`` / ``CRM#USER#<user>`` (erasing a company)."""
+
+    class Meta:
+        index_name = "GSI1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
+
+
 class CrmGrant(Model):
     """A user's CRM OAuth tokens, sealed by the vault."""
 
@@ -350,6 +362,9 @@ class CrmGrant(Model):
     user_id = UnicodeAttribute()
     tokens = BinaryAttribute(legacy_encoding=False)
     updated_at = UnicodeAttribute()
+    gsi1pk = UnicodeAttribute(null=True, attr_name="GSI1PK")
+    gsi1sk = UnicodeAttribute(null=True, attr_name="GSI1SK")
+    by_company = GrantsByCompany()
 
 
 class CrmAuthorization(Model):

@@ -51,7 +51,8 @@ from contactsync.store.models import (
     utcnow,
 )
 
-AUDIT_RETENTION = timedelta(days=90)
+AUDIT_RETENTION_DAYS = 90  # the default of the ACTIVITY_RETENTION_DAYS setting
+_audit_retention = timedelta(days=AUDIT_RETENTION_DAYS)
 CRM_AUTHORIZATION_LIFETIME = timedelta(hours=1)
 CONNECTION_SK = "CONNECTION"
 # Written only by their own conditional updates, never by save_connection (webhooks change the
@@ -98,6 +99,30 @@ def due_shard(connection_id: str) -> str:
     return f"DUE#{int.from_bytes(digest[:4], 'big') % DUE_SHARDS}"
 
 
+# Ids from outside (a token's user and company, a provider's subscription id) become parts of keys
+# joined with "#": one that holds a "#" could reach another owner's items (user "a#b" under the
+# prefix "USER#a#"). Visible ASCII without "#", as long as a key part may be.
+OWNER_ID_PATTERN = r"^[\x21\x22\x24-\x7e]{1,128}$"
+_OWNER_ID = re.compile(OWNER_ID_PATTERN)
+
+
+def owner_id(value: str, what: str = "id") -> str:
+    """``value`` if it can be a part of a key; ValueError (naming ``what``) otherwise."""
+    if not _OWNER_ID.fullmatch(value):
+        raise ValueError(f"{what} must be 1 to 128 visible ASCII characters other than '#'")
+    return value
+
+
+def user_pk(company_id: str, user_id: str) -> str:
+    return f"USER#{owner_id(company_id, 'company id')}#{owner_id(user_id, 'user id')}"
+
+
+def keep_activity_for(days: int) -> None:
+    """How long the activity log keeps an entry (the table's TTL then deletes it)."""
+    global _audit_retention  # noqa: PLW0603 - one setting, set once per cold start
+    _audit_retention = timedelta(days=days)
+
+
 def hash_secret(secret: str) -> str:
     """sha256 hex of a shared secret (Graph clientState, CRM webhook password): what we store."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -127,8 +152,8 @@ def create_connection(
     conn = Connection(
         conn_pk(connection_id),
         CONNECTION_SK,
-        gsi1pk=f"COMPANY#{company_id}",
-        gsi1sk=f"USER#{user_id}#CONN#{connection_id}",
+        gsi1pk=f"COMPANY#{owner_id(company_id, 'company id')}",
+        gsi1sk=f"USER#{owner_id(user_id, 'user id')}#CONN#{owner_id(connection_id)}",
         connection_id=connection_id,
         company_id=company_id,
         user_id=user_id,
@@ -156,8 +181,11 @@ def get_connection(connection_id: str) -> Connection | None:
 
 def list_connections(company_id: str, user_id: str | None = None) -> list[Connection]:
     """A company's connections (GSI1), or only one user's."""
-    condition = Connection.gsi1sk.startswith(f"USER#{user_id}#") if user_id is not None else None
-    return list(Connection.by_owner.query(f"COMPANY#{company_id}", condition))
+    prefix = f"USER#{owner_id(user_id, 'user id')}#CONN#" if user_id is not None else "USER#"
+    condition = Connection.gsi1sk.startswith(prefix)  # (CRM grants share the index)
+    return list(
+        Connection.by_owner.query(f"COMPANY#{owner_id(company_id, 'company id')}", condition)
+    )
 
 
 def save_connection(conn: Connection, *, now: datetime | None = None) -> Connection:
@@ -594,7 +622,8 @@ def add_audit(
     details: Any = None,
     now: datetime | None = None,
 ) -> AuditEntry:
-    """Append an audit entry (kept 90 days). ``before``/``after``/``details`` are JSON-ready."""
+    """Append an audit entry (kept for the activity retention, 90 days unless configured).
+    ``before``/``after``/``details`` are JSON-ready."""
     moment = _now(now)
     at = iso(moment)
     entry = AuditEntry(
@@ -611,7 +640,7 @@ def add_audit(
         before=before,
         after=after,
         details=details,
-        expires_at=moment + AUDIT_RETENTION,
+        expires_at=moment + _audit_retention,
     )
     entry.save()
     return entry
@@ -809,58 +838,85 @@ def pass_outcomes(providers: Sequence[str], now: datetime, minutes: int) -> list
 
 
 def put_crm_grant(
-    company_id: str, user_id: str, tokens: bytes, *, now: datetime | None = None
-) -> CrmGrant:
-    """Store a user's CRM tokens; ``tokens`` must already be sealed by the vault."""
+    company_id: str,
+    user_id: str,
+    tokens: bytes,
+    *,
+    replacing: str | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Store a user's CRM tokens; ``tokens`` must already be sealed by the vault.
+
+    With ``replacing`` (the ``updated_at`` of the grant they were refreshed from), only if
+    nobody stored newer ones meanwhile: False then, and nothing is written. Two connections of
+    a user share one grant, and a rotated refresh token must never be overwritten by a stale one.
+    """
     grant = CrmGrant(
-        f"USER#{company_id}#{user_id}",
+        user_pk(company_id, user_id),
         "CRM",
         company_id=company_id,
         user_id=user_id,
         tokens=tokens,
         updated_at=iso(_now(now)),
+        gsi1pk=f"COMPANY#{company_id}",
+        gsi1sk=f"CRM#USER#{user_id}",
     )
-    grant.save()
-    return grant
+    try:
+        grant.save(condition=CrmGrant.updated_at == replacing if replacing else None)
+    except PynamoDBException as error:
+        if replacing and _conditional_failure(error):
+            return False
+        raise
+    return True
+
+
+def crm_grant_users(company_id: str) -> list[str]:
+    """The users of a company who connected their CRM account (GSI1)."""
+    key = f"COMPANY#{owner_id(company_id, 'company id')}"
+    grants = CrmGrant.by_company.query(key, CrmGrant.gsi1sk.startswith("CRM#USER#"))
+    return [grant.user_id for grant in grants]
 
 
 def get_crm_grant(company_id: str, user_id: str) -> CrmGrant | None:
     try:
-        return CrmGrant.get(f"USER#{company_id}#{user_id}", "CRM", consistent_read=True)
+        return CrmGrant.get(user_pk(company_id, user_id), "CRM", consistent_read=True)
     except CrmGrant.DoesNotExist:
         return None
 
 
 def delete_crm_grant(company_id: str, user_id: str) -> None:
-    CrmGrant(f"USER#{company_id}#{user_id}", "CRM").delete()
+    CrmGrant(user_pk(company_id, user_id), "CRM").delete()
 
 
-def put_crm_pending_state(company_id: str, user_id: str, sealed_state: bytes | None) -> None:
-    """Keep the sealed state of a CRM sign-in in flight (expires in an hour); None clears it."""
-    pk = f"USER#{company_id}#{user_id}"
-    if sealed_state is None:
-        CrmAuthorization(pk, "CRM_AUTH").delete()
-        return
+def _crm_sign_in_pk(state: str) -> str:
+    # The state travels in URLs; the table keeps only its hash.
+    return f"CRMAUTH#{hashlib.sha256(state.encode()).hexdigest()}"
+
+
+def put_crm_sign_in(company_id: str, user_id: str, state: str, sealed_flow: bytes) -> None:
+    """Keep a CRM sign-in in flight (it expires in an hour), found again by its state alone."""
     moment = utcnow()
     CrmAuthorization(
-        pk,
+        _crm_sign_in_pk(state),
         "CRM_AUTH",
-        company_id=company_id,
-        user_id=user_id,
-        oauth_state=sealed_state,
+        company_id=owner_id(company_id, "company id"),
+        user_id=owner_id(user_id, "user id"),
+        oauth_state=sealed_flow,
         created_at=iso(moment),
         expires_at=moment + CRM_AUTHORIZATION_LIFETIME,
     ).save()
 
 
-def get_crm_pending_state(company_id: str, user_id: str) -> bytes | None:
-    """The sealed state of the user's CRM sign-in, unless none is in flight or it expired."""
+def get_crm_sign_in(state: str) -> CrmAuthorization | None:
+    """The CRM sign-in this state started, unless there is none or it expired."""
     try:
-        item = CrmAuthorization.get(
-            f"USER#{company_id}#{user_id}", "CRM_AUTH", consistent_read=True
-        )
+        item = CrmAuthorization.get(_crm_sign_in_pk(state), "CRM_AUTH", consistent_read=True)
     except CrmAuthorization.DoesNotExist:
         return None
     if item.expires_at <= utcnow():  # TTL deletion is lazy: check the time ourselves
         return None
-    return bytes(item.oauth_state)
+    return item
+
+
+def delete_crm_sign_in(state: str) -> None:
+    CrmAuthorization(_crm_sign_in_pk(state), "CRM_AUTH").delete()

@@ -35,7 +35,8 @@ from contactsync.sync.sides import (
     PROVIDERS,
     Wiring,
     connection_context,
-    crm_context,
+    crm_sign_in_context,
+    sign_in_context,
 )
 from contactsync.sync.subscriptions import subscribe
 
@@ -70,13 +71,15 @@ class ConnectionService:
     # --- the CRM account ---------------------------------------------------------------------
 
     def crm_authorization(self, caller: Caller) -> dict[str, str]:
-        """Where to send the user to let us act on their CRM persons."""
-        nonce = secrets.token_urlsafe(24)
-        state = f"crm.{caller.company_id}.{caller.user_id}.{nonce}"
+        """Where to send the user to let us act on their CRM persons.
+
+        The state is a nonce and nothing else: whose sign-in it is stays in the table.
+        """
+        state = f"crm.{secrets.token_urlsafe(32)}"
         sealed = self.wiring.vault.seal_json(
-            {"state": state}, crm_context(caller.company_id, caller.user_id)
+            {"state": state}, crm_sign_in_context(caller.company_id, caller.user_id)
         )
-        repo.put_crm_pending_state(caller.company_id, caller.user_id, sealed)
+        repo.put_crm_sign_in(caller.company_id, caller.user_id, state, sealed)
         url = pipedrive_auth.authorization_url(
             self.wiring.pipedrive, self.wiring.redirect_uri("pipedrive"), state
         )
@@ -84,18 +87,19 @@ class ConnectionService:
 
     def finish_crm_authorization(self, query: dict[str, str], caller: Caller) -> dict[str, Any]:
         state = query.get("state", "")
-        parts = state.split(".")
-        if len(parts) != 4 or parts[0] != "crm":
-            raise InvalidRequest("the state parameter is missing or not ours")
-        _, company_id, user_id, _ = parts
-        if (company_id, user_id) != (caller.company_id, caller.user_id):
+        pending = repo.get_crm_sign_in(state) if state.startswith("crm.") else None
+        if pending is not None and (pending.company_id, pending.user_id) != (
+            caller.company_id,
+            caller.user_id,
+        ):
             # Only the user who started the authorization may finish it.
             raise NotFoundError("no CRM authorization of yours is in progress for this state")
-        pending = repo.get_crm_pending_state(company_id, user_id)
         if pending is None:
             raise InvalidRequest("no CRM authorization is in progress for this state")
-        expected = self.wiring.vault.open_json(pending, crm_context(company_id, user_id))
-        if not secrets.compare_digest(expected["state"], state):
+        company_id, user_id = pending.company_id, pending.user_id
+        context = crm_sign_in_context(company_id, user_id)
+        expected = self.wiring.vault.open_json(bytes(pending.oauth_state), context)
+        if not secrets.compare_digest(str(expected.get("state", "")), state):
             raise InvalidRequest("the state parameter does not match")
         if "code" not in query:
             raise InvalidRequest(f"the CRM refused: {query.get('error', 'no code returned')}")
@@ -106,10 +110,18 @@ class ConnectionService:
                 self.wiring.redirect_uri("pipedrive"),
                 client=self.wiring.http,
             )
+            approver = self.wiring.crm_user(grant)
         except AuthExpired as exc:
             raise InvalidRequest(f"the CRM did not accept the authorization: {exc}") from exc
+        except ProviderError as exc:
+            raise UpstreamError(f"the CRM did not answer: {exc.message}") from exc
+        repo.delete_crm_sign_in(state)  # one use, whatever the outcome from here
+        if (str(approver.get("id")), str(approver.get("company_id"))) != (user_id, company_id):
+            raise ForbiddenError(
+                "the CRM account that approved is not yours: sign in to the CRM as yourself "
+                "and connect again"
+            )
         self.wiring.save_crm_grant(company_id, user_id, grant)
-        repo.put_crm_pending_state(company_id, user_id, None)
         return {"connected": "crm", "company_id": company_id, "user_id": user_id}
 
     # --- connections -------------------------------------------------------------------------
@@ -145,7 +157,7 @@ class ConnectionService:
             url, flow = self.wiring.start_sign_in(provider, state)
         except ValueError as exc:
             raise UpstreamError(f"could not start the sign-in: {exc}") from exc
-        return url, self.wiring.vault.seal_json(flow, connection_context(connection_id))
+        return url, self.wiring.vault.seal_json(flow, sign_in_context(connection_id))
 
     def finish_authorization(
         self, provider: str, query: dict[str, str], caller: Caller
@@ -164,7 +176,7 @@ class ConnectionService:
         if (conn.company_id, conn.user_id) != (caller.company_id, caller.user_id):
             raise NotFoundError("no sign-in of yours is in progress for this state")
         context = connection_context(connection_id)
-        flow = self.wiring.vault.open_json(bytes(conn.oauth_state), context)
+        flow = self.wiring.vault.open_json(bytes(conn.oauth_state), sign_in_context(connection_id))
         if not secrets.compare_digest(str(flow.get("state", "")), state):
             raise InvalidRequest("the state parameter does not match the sign-in in progress")
         try:

@@ -5,8 +5,11 @@ itself reads the changes. A burst of pushes for one connection queues one pass, 
 push: while a pass request waits on the queue, further pushes only ring the doorbell (their CRM
 ids are remembered on the connection, and the waiting pass reads them).
 
-Nothing here trusts the payload: a notification counts only when its subscription is ours and
-its ``clientState`` matches; a CRM delivery only with the connection's basic-auth secret.
+Nothing here trusts the payload: a notification counts only when its ``clientState`` is our
+signature of a connection id and its subscription is that connection's; a CRM delivery only with
+the connection's basic-auth secret. Unauthenticated traffic stays cheap: a notification is
+checked (subscription id shaped as a GUID, ``clientState`` signed with the server's webhook key)
+before anything is read, and a request with more than a few that fail is refused at once.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -27,6 +31,12 @@ from contactsync.runtime.queue import PassQueue, coalesce
 M = TypeVar("M", bound=BaseModel)
 
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
+GRAPH_SUBSCRIPTION_ID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+# Graph batches only what is ours: a request with more notifications than this that are not
+# (wrong shape, wrong signature) is refused without looking at the rest.
+MAX_UNKNOWN_NOTIFICATIONS = 10
 
 
 class Doorbell(Protocol):
@@ -61,6 +71,29 @@ def same_secret(secret: str, expected_hash: str | None) -> bool:
 # --- Microsoft Graph -------------------------------------------------------------------------
 
 
+def graph_client_state(webhook_key: str, connection_id: str) -> str:
+    """The ``clientState`` of a connection's subscriptions: its id and our signature of it.
+
+    Graph echoes it in every notification, so a notification is checked without a read. (The
+    subscription id is not known before Graph answers the request that must carry the
+    ``clientState``; the subscription is matched to the connection after the check.)
+    """
+    if not webhook_key:
+        raise ValueError("no webhook key is configured")
+    mac = hmac.new(webhook_key.encode(), f"graph:{connection_id}".encode(), hashlib.sha256)
+    signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+    return f"{connection_id}.{signature}"
+
+
+def signed_connection(webhook_key: str, client_state: str) -> str | None:
+    """The connection id a ``clientState`` carries, if we signed it; None otherwise."""
+    connection_id, dot, _ = client_state.rpartition(".")
+    if not webhook_key or not dot or not connection_id:
+        return None
+    expected = graph_client_state(webhook_key, connection_id)
+    return connection_id if hmac.compare_digest(expected, client_state) else None
+
+
 class GraphNotification(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -91,19 +124,35 @@ class PushOutcome:
 def handle_graph_notifications(
     body: str | bytes | None,
     *,
+    webhook_key: str,
     find_subscriptions: Callable[[Sequence[str]], Mapping[str, SubscriptionRecord]],
     queue: PassQueue,
     doorbell: Doorbell,
     lifecycle: bool = False,
 ) -> PushOutcome:
     batch = _parse(GraphNotificationBatch, body)
-    messages: list[SyncMessage] = []
+    signed: list[tuple[GraphNotification, str]] = []
     rejected = 0
-    # One read for the whole batch (a notification names a subscription of ours, or no one's).
-    records = find_subscriptions([n.subscription_id for n in batch.value])
     for note in batch.value:
+        connection_id = (
+            signed_connection(webhook_key, note.client_state)
+            if GRAPH_SUBSCRIPTION_ID.fullmatch(note.subscription_id)
+            else None
+        )
+        if connection_id is None:
+            rejected += 1
+            if rejected > MAX_UNKNOWN_NOTIFICATIONS:
+                raise PushRejected(403, "too many notifications in the request are not ours")
+            continue
+        signed.append((note, connection_id))
+    if not signed:
+        raise PushRejected(403, "no notification in the request belongs to a known subscription")
+    # One read for the signed ones: is the subscription still the connection's?
+    records = find_subscriptions([note.subscription_id for note, _ in signed])
+    messages: list[SyncMessage] = []
+    for note, connection_id in signed:
         record = records.get(note.subscription_id)
-        if record is None or not same_secret(note.client_state, record.client_state_hash):
+        if record is None or record.connection_id != connection_id:
             rejected += 1
             continue
         if lifecycle:
@@ -112,13 +161,13 @@ def handle_graph_notifications(
                 continue
             messages.append(
                 SyncMessage(
-                    connection_id=record.connection_id,
+                    connection_id=connection_id,
                     reason="lifecycle",
                     lifecycle_event=note.lifecycle_event,
                 )
             )
         else:
-            messages.append(SyncMessage(connection_id=record.connection_id, reason="provider_push"))
+            messages.append(SyncMessage(connection_id=connection_id, reason="provider_push"))
     if not messages:
         raise PushRejected(403, "no notification in the request belongs to a known subscription")
     enqueued = _request_passes(messages, queue, doorbell)
@@ -219,8 +268,10 @@ __all__: Sequence[str] = (
     "PushOutcome",
     "PushRejected",
     "SubscriptionRecord",
+    "graph_client_state",
     "handle_crm_webhook",
     "handle_graph_notifications",
     "same_secret",
     "secret_hash",
+    "signed_connection",
 )

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from contactsync.providers.base import ContactSide, ProviderError
 from contactsync.runtime.messages import SyncMessage
+from contactsync.runtime.observability import PROVIDER_ERRORS, PROVIDER_THROTTLES, count
 from contactsync.runtime.queue import PassQueue
 from contactsync.store import repository as repo
 from contactsync.store.pass_store import DynamoPassStore
@@ -49,9 +50,11 @@ class PassRunner:
     # Test hook, handed to every pass: called before each step that can crash (chaos tests).
     crash_point: Callable[[str], None] = field(default=lambda _point: None)
 
-    def context(self, failures: dict[str, str | None] | None = None) -> PassContext:
+    def context(
+        self, failures: dict[str, str | None] | None = None, budget_seconds: float | None = None
+    ) -> PassContext:
         """``failures`` gets every provider the pass talks to (None) and the error it failed
-        with, if any."""
+        with, if any. ``budget_seconds`` bounds the pass's budget below the setting."""
         s = self.wiring.settings
         seen = failures if failures is not None else {}
 
@@ -69,7 +72,7 @@ class PassRunner:
             sides_for=sides_for,
             crash_point=self.crash_point,
             clock=self.wiring.clock,
-            budget_seconds=s.pass_budget_seconds,
+            budget_seconds=min(s.pass_budget_seconds, budget_seconds or s.pass_budget_seconds),
             lease_seconds=s.lease_seconds,
             full_listing_every=timedelta(seconds=s.full_listing_seconds),
             settle_seconds=s.change_settle_seconds,
@@ -78,9 +81,17 @@ class PassRunner:
             ),
         )
 
-    def run(self, message: SyncMessage) -> PassResult:
+    def budget(self, remaining_seconds: float) -> float | None:
+        """The budget of a pass that must end within ``remaining_seconds`` (the invocation's
+        time left), or None when too little is left to start one."""
+        s = self.wiring.settings
+        budget = min(s.pass_budget_seconds, remaining_seconds - s.pass_margin_seconds)
+        return budget if budget >= s.pass_min_seconds else None
+
+    def run(self, message: SyncMessage, budget_seconds: float | None = None) -> PassResult:
         failures: dict[str, str | None] = {}
-        result = run_pass(message.connection_id, message, self.context(failures))
+        context = self.context(failures, budget_seconds)
+        result = run_pass(message.connection_id, message, context)
         if result.status not in ("skipped", "busy"):
             self.record_health(failures)
         if result.status == "continue":
@@ -92,10 +103,13 @@ class PassRunner:
         return result
 
     def record_health(self, failures: dict[str, str | None]) -> None:
-        """Count this pass for each provider it talked to, failed or not (``GET /status``)."""
+        """Count this pass for each provider it talked to, failed or not (``GET /status``), and
+        the provider errors and throttles as metrics."""
         now = self.wiring.clock()
         for provider, error in failures.items():
             repo.record_pass_outcome(provider, error is None, error, now)
+            if error is not None:
+                count(PROVIDER_THROTTLES if error == "RateLimited" else PROVIDER_ERRORS)
 
     def keep_subscription(self, message: SyncMessage) -> None:
         """Graph subscriptions renewed before they lapse, made anew when Graph removed them."""

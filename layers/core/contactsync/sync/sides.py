@@ -8,6 +8,7 @@ sealed again whenever a refresh changed them.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -48,8 +49,19 @@ def connection_context(connection_id: str) -> dict[str, str]:
     return {"purpose": "provider-token", "connection_id": connection_id}
 
 
+def sign_in_context(connection_id: str) -> dict[str, str]:
+    """A provider sign-in in flight: never opened with the credentials' context, nor they with
+    this one."""
+    return {"purpose": "provider-sign-in", "connection_id": connection_id}
+
+
 def crm_context(company_id: str, user_id: str) -> dict[str, str]:
     return {"purpose": "crm-token", "company_id": company_id, "user_id": user_id}
+
+
+def crm_sign_in_context(company_id: str, user_id: str) -> dict[str, str]:
+    """A CRM sign-in in flight: never opened with a token's context, nor a token with this one."""
+    return {"purpose": "crm-sign-in", "company_id": company_id, "user_id": user_id}
 
 
 @dataclass
@@ -158,6 +170,16 @@ class Wiring:
             visible_to=visible_to,
         )
 
+    def crm_user(self, grant: pipedrive_auth.PipedriveGrant) -> dict[str, Any]:
+        """Who approved a fresh CRM grant (``users/me``): ``id``, ``company_id``, …"""
+        persons = PipedrivePersons(
+            base_url=self.settings.pipedrive_base_url,
+            token=lambda _refresh: grant.access_token,
+            owner_id=0,
+            client=self.http,
+        )
+        return persons.whoami()
+
     def provider_side(self, connection_id: str, provider: str, folder_id: str) -> ContactSide:
         if provider == "microsoft":
             return MicrosoftContacts(
@@ -227,32 +249,67 @@ class Wiring:
 
     def _crm_token(self, company_id: str, user_id: str) -> TokenSource:
         def load(force_refresh: bool) -> str:
-            grant_item = repo.get_crm_grant(company_id, user_id)
-            if grant_item is None:
+            stored = repo.get_crm_grant(company_id, user_id)
+            if stored is None:
                 raise AuthExpired("the CRM account is not connected")
-            data = self.vault.open_json(bytes(grant_item.tokens), crm_context(company_id, user_id))
-            grant = pipedrive_auth.PipedriveGrant(
-                access_token=data["access_token"],
-                refresh_token=data["refresh_token"],
-                expires_at=datetime.fromisoformat(data["expires_at"]),
-            )
-            if force_refresh or grant.expires_at <= self.clock() + timedelta(seconds=60):
+            grant = self._open_crm_grant(company_id, user_id, stored)
+            if not force_refresh and grant.expires_at > self.clock() + timedelta(seconds=60):
+                return grant.access_token
+            try:
                 grant = pipedrive_auth.refresh(self.pipedrive, grant, client=self.http)
-                self.save_crm_grant(company_id, user_id, grant)
+            except AuthExpired:
+                # Another connection of the user may have refreshed first (and so spent the
+                # rotated refresh token): its grant, stored a moment later, is the one to use.
+                latest = _newer_crm_grant(company_id, user_id, stored.updated_at)
+                if latest is None:
+                    raise
+                return self._open_crm_grant(company_id, user_id, latest).access_token
+            # Stored only over the grant it was refreshed from: never over a newer one.
+            self.save_crm_grant(company_id, user_id, grant, replacing=stored.updated_at)
             return grant.access_token
 
         return _remembered(load)
 
+    def _open_crm_grant(
+        self, company_id: str, user_id: str, stored: Any
+    ) -> pipedrive_auth.PipedriveGrant:
+        data = self.vault.open_json(bytes(stored.tokens), crm_context(company_id, user_id))
+        return pipedrive_auth.PipedriveGrant(
+            access_token=data["access_token"],
+            refresh_token=data["refresh_token"],
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+        )
+
     def save_crm_grant(
-        self, company_id: str, user_id: str, grant: pipedrive_auth.PipedriveGrant
-    ) -> None:
+        self,
+        company_id: str,
+        user_id: str,
+        grant: pipedrive_auth.PipedriveGrant,
+        *,
+        replacing: str | None = None,
+    ) -> bool:
         data = {
             "access_token": grant.access_token,
             "refresh_token": grant.refresh_token,
             "expires_at": grant.expires_at.isoformat(),
         }
         sealed = self.vault.seal_json(data, crm_context(company_id, user_id))
-        repo.put_crm_grant(company_id, user_id, sealed)
+        return repo.put_crm_grant(company_id, user_id, sealed, replacing=replacing)
+
+
+CRM_GRANT_WAIT_SECONDS = 2.0  # how long a refresh refused as spent waits for the other's grant
+
+
+def _newer_crm_grant(company_id: str, user_id: str, than: str) -> Any:
+    """The user's CRM grant if one newer than ``than`` is (or within a moment gets) stored."""
+    deadline = time.monotonic() + CRM_GRANT_WAIT_SECONDS
+    while True:
+        latest = repo.get_crm_grant(company_id, user_id)
+        if latest is not None and latest.updated_at != than:
+            return latest
+        if latest is None or time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
 
 
 def _remembered(load: TokenSource) -> TokenSource:

@@ -6,14 +6,13 @@ it gone). A connection without a live subscription would fall back to its hourly
 from __future__ import annotations
 
 import contextlib
-import secrets
 from datetime import timedelta
 from typing import Any
 
 from contactsync.providers.base import NotFound, ProviderError
 from contactsync.store import repository as repo
 from contactsync.store.models import iso
-from contactsync.sync.push import secret_hash
+from contactsync.sync.push import graph_client_state, secret_hash
 from contactsync.sync.sides import Wiring
 
 RENEW_BEFORE = timedelta(hours=24)
@@ -23,7 +22,7 @@ ASKED = ("reauthorizationRequired", "subscriptionRemoved")  # lifecycle events t
 
 def subscribe(wiring: Wiring, conn: Any) -> str:
     """A new subscription to the connection's folder; only a hash of its clientState is kept."""
-    client_state = secrets.token_urlsafe(32)
+    client_state = graph_client_state(wiring.settings.webhook_key, conn.connection_id)
     base = wiring.settings.public_base_url
     account = wiring.microsoft_account(conn.connection_id, conn.folder_id or "")
     sub_id, expires_at = account.create_subscription(
