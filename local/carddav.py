@@ -35,6 +35,7 @@ class RunningCardDav:
     url: str  # "http://127.0.0.1:PORT"
     users: dict[str, str] = field(repr=False)  # username -> password ({} when no auth)
     process: subprocess.Popen[bytes] = field(repr=False)
+    workdir: Path = field(repr=False)
     authenticates: bool = True
 
     def stop(self) -> None:
@@ -45,6 +46,16 @@ class RunningCardDav:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def set_password(self, user: str, password: str) -> None:
+        """A new (app-specific) password: the old one stops working at once (Radicale reads
+        its htpasswd file on every login)."""
+        self.users[user] = password
+        _write_users(self.workdir, self.users)
+
+    def collection_dir(self, user: str, slug: str) -> Path:
+        """Where Radicale keeps an address book on disk (its sync-token cache is in it)."""
+        return self.workdir / "collections" / "collection-root" / user / slug
 
     def auth(self, user: str) -> httpx.BasicAuth:
         return httpx.BasicAuth(user, self.users.get(user, ""))
@@ -90,8 +101,7 @@ def start_radicale(
     """Radicale with htpasswd authentication (plain entries: a throwaway local file)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    htpasswd = workdir / "users"
-    htpasswd.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+    htpasswd = _write_users(workdir, users)
     config = workdir / "radicale.conf"
     config.write_text(
         "[server]\n"
@@ -115,7 +125,7 @@ def start_radicale(
         stdout=subprocess.DEVNULL,
         stderr=(workdir / "radicale.log").open("wb"),
     )
-    running = RunningCardDav("radicale", f"http://{HOST}:{port}", dict(users), process)
+    running = RunningCardDav("radicale", f"http://{HOST}:{port}", dict(users), process, workdir)
     _wait_until_up(running)
     return running
 
@@ -148,7 +158,7 @@ def start_xandikos(workdir: Path, user: str = "user", *, port: int | None = None
         stderr=(workdir / "xandikos.log").open("wb"),
     )
     running = RunningCardDav(
-        "xandikos", f"http://{HOST}:{port}", {user: ""}, process, authenticates=False
+        "xandikos", f"http://{HOST}:{port}", {user: ""}, process, workdir, authenticates=False
     )
     _wait_until_up(running)
     return running
@@ -164,6 +174,12 @@ def running_carddav(kind: str, workdir: Path, users: dict[str, str]) -> Iterator
         yield running
     finally:
         running.stop()
+
+
+def _write_users(workdir: Path, users: dict[str, str]) -> Path:
+    htpasswd = workdir / "users"
+    htpasswd.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
+    return htpasswd
 
 
 def _wait_until_up(running: RunningCardDav, timeout: float = 30.0) -> None:

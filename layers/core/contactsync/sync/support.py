@@ -51,7 +51,7 @@ from contactsync.sync.reconcile import Sides, preview_pass
 from contactsync.sync.runner import PassRunner
 from contactsync.sync.sides import Wiring
 
-STATUS_PROVIDERS = ("microsoft", "google", "pipedrive")
+STATUS_PROVIDERS = ("microsoft", "google", "carddav", "pipedrive")
 STATUS_WINDOW_MINUTES = 15
 DEGRADED_SHARE = 0.20  # more than this share of passes in error ...
 DEGRADED_MIN_PASSES = 5  # ... out of at least this many

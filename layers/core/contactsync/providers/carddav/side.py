@@ -248,6 +248,26 @@ class CardDavContacts:
             self._members = vcard.read(got[0]).members if got is not None else frozenset()
         return self._members
 
+    def list_groups(self) -> list[tuple[str, str]]:
+        """(folder id, name) of the groups in this address book: group cards, then categories."""
+        cards: dict[str, str] = {}
+        categories: set[str] = set()
+        changed, _, _ = self._sync("")
+        for chunk in _chunks(changed, MULTIGET):
+            for path, got in self._bodies(chunk).items():
+                try:
+                    card = vcard.read(got[0]) if got is not None else None
+                except vcard.CardError:
+                    continue
+                if card is not None and card.is_group:
+                    cards[path] = card.group_name or path.rpartition("/")[2]
+                elif card is not None:
+                    categories.update(card.categories)
+        book = self._scope.book_url
+        groups = [(Scope(book, f"card:{path}").folder_id, name) for path, name in cards.items()]
+        groups += [(Scope(book, f"category:{c}").folder_id, c) for c in categories]
+        return sorted(groups, key=lambda g: (g[1].casefold(), g[0]))
+
     # --- writing ------------------------------------------------------------------------------
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
