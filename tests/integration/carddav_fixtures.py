@@ -54,8 +54,3 @@ def book(carddav_server: RunningCardDav) -> Iterator[Book]:
     url = carddav_server.make_address_book(USER, "Contacts", slug)
     with httpx.Client(timeout=20) as http:
         yield Book(carddav_server, url, http)
-
-
-def card(uid: str, *lines: str, version: str = "3.0") -> str:
-    body = "\r\n".join(("BEGIN:VCARD", f"VERSION:{version}", f"UID:{uid}", *lines, "END:VCARD"))
-    return body + "\r\n"

@@ -4,6 +4,8 @@ bodies (addressbook-multiget), conditional writes, our mapping id, groups, disco
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from contactsync.contacts.model import Address, Contact, Email, Phone
 from contactsync.providers.base import (
@@ -18,9 +20,18 @@ from contactsync.providers.carddav import REAUTH, DavClient, address_books, disc
 from contactsync.providers.carddav import side as side_module
 from contactsync.providers.carddav.vcard import TAG_PROPERTY
 
-from tests.integration.carddav_fixtures import PASSWORD, USER, Book, card
+if TYPE_CHECKING:
+    from tests.integration.carddav_fixtures import Book
 
 pytest_plugins = ["tests.integration.carddav_fixtures"]
+USER, PASSWORD = "dana", "app-specific-1"  # the fixtures' account
+
+
+def card(uid: str, *lines: str, version: str = "3.0") -> str:
+    """A vCard as another client would store it."""
+    body = "\r\n".join(("BEGIN:VCARD", f"VERSION:{version}", f"UID:{uid}", *lines, "END:VCARD"))
+    return body + "\r\n"
+
 
 PERSON = Contact(
     given_name="Ada",
@@ -200,6 +211,26 @@ def test_a_stale_version_is_refused_and_nothing_is_written(book: Book) -> None:
     # And a delete against the old version gets the server's own 412
     [gone] = side.delete([ContactDelete(remote.id, remote.version)])
     assert isinstance(gone.error, PreconditionFailed) and gone.error.status == 412
+
+
+def test_a_card_changed_between_our_read_and_our_write_gets_the_servers_412(book: Book) -> None:
+    # Given a card, and another client that edits it just before our PUT reaches the server
+    book.put("r.vcf", card("r", "FN:Race", "N:Race;;;;"))
+    side = book.side()
+    [remote] = side.read(None).contacts
+    request = side._dav.request
+
+    def edited_first(method: str, url: str, **kwargs: object) -> object:
+        if method == "PUT":
+            book.put("r.vcf", card("r", "FN:Race", "N:Race;;;;", "NOTE:theirs"))
+        return request(method, url, **kwargs)  # type: ignore[arg-type]
+
+    side._dav.request = edited_first  # type: ignore[method-assign]
+    after = remote.contact.with_fields(job_title="ours")
+    [result] = side.update([ContactUpdate(remote.id, remote.version, remote.contact, after)])
+    # Then the server refused our If-Match, and that is a PreconditionFailed to re-plan
+    assert isinstance(result.error, PreconditionFailed) and result.error.status == 412
+    assert "theirs" in book.get("r.vcf") and "ours" not in book.get("r.vcf")
 
 
 def test_delete_with_the_current_version_and_again(book: Book) -> None:
