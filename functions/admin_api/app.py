@@ -39,7 +39,7 @@ app.enable_swagger(path="/docs", **OPENAPI)
 
 ConnectionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 CrmPersonId = Annotated[str, Field(min_length=1, max_length=18, pattern=r"^[0-9]+$")]
-ProviderContactId = r"^[A-Za-z0-9_=+/.:-]+$"
+ProviderContactId = r"^[A-Za-z0-9_=+/.:@~-]+$"  # CardDAV ids are paths, with "@" at Fastmail
 EntryId = Annotated[str, Path(max_length=40, pattern=AUDIT_ENTRY_ID_PATTERN)]
 
 
