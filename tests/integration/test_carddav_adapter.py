@@ -292,6 +292,24 @@ def test_categories_scope_the_contacts(book: Book) -> None:
     assert "CATEGORIES:Clients" in book.get("t-cat.vcf")
 
 
+def test_the_groups_of_a_book_are_its_group_cards_and_categories(book: Book) -> None:
+    # Given a group card and contacts filed under categories
+    book.put("a.vcf", card("a", "FN:A A", "N:A;A;;;", "CATEGORIES:Clients"))
+    book.put("b.vcf", card("b", "FN:B B", "N:B;B;;;", "CATEGORIES:Family,Clients"))
+    group = card("g", "FN:Team", "N:Team;;;;", "X-ADDRESSBOOKSERVER-KIND:group",
+                 "X-ADDRESSBOOKSERVER-MEMBER:urn:uuid:a")  # fmt: skip
+    book.put("team.vcf", group)
+    # When we list the book's groups
+    groups = book.side().list_groups()
+    # Then each is there once, by name, and its folder id scopes a side to it
+    assert [name for _, name in groups] == ["Clients", "Family", "Team"]
+    folders = dict((name, folder) for folder, name in groups)
+    team = book.side(folders["Team"]).read(None).contacts
+    assert {r.contact.family_name: r.in_scope for r in team} == {"A": True, "B": False}
+    family = book.side(folders["Family"]).read(None).contacts
+    assert {r.contact.family_name: r.in_scope for r in family} == {"A": False, "B": True}
+
+
 # --- account ----------------------------------------------------------------------------------
 
 
