@@ -94,6 +94,7 @@ class CardDavContacts:
 
     name = "carddav"
     carries = frozenset(ALL_FIELDS)
+    limits: tuple[str, ...] = ()  # nothing a CardDAV account cannot sync
 
     def __init__(self, *, dav: DavClient, folder_id: str) -> None:
         self._dav = dav
