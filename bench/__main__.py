@@ -1,6 +1,6 @@
 """``python -m bench`` runs every table; ``python -m bench initial webhook ...`` runs some.
 
-Tables: initial, incremental, latency, webhook, coldstart, scheduler, cost. ``BENCH_SCALE``
+Tables: initial, incremental, latency, webhook, coldstart, scheduler, cost, carddav. ``BENCH_SCALE``
 (default 1.0) shrinks every size for a quick run.
 """
 
@@ -16,7 +16,16 @@ from collections.abc import Callable
 from bench.report import Table, scale
 from bench.world import World
 
-TABLES = ("initial", "incremental", "latency", "webhook", "coldstart", "scheduler", "cost")
+TABLES = (
+    "initial",
+    "incremental",
+    "latency",
+    "webhook",
+    "coldstart",
+    "scheduler",
+    "cost",
+    "carddav",
+)
 
 
 def runner(name: str) -> Callable[[World], Table]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from local.stack import LocalStack
+from local.stack import CARDDAV_USER, LocalStack
 
 FOLDER_NAME = "CRM contacts"  # the Outlook folder and the Google contact group the demo syncs
 DEMO_EMAIL = "dana@acme.example"
@@ -28,6 +28,7 @@ class DemoUser:
     graph_user_id: str
     folder_id: str
     google_group_id: str
+    carddav_book: str  # the URL of the CardDAV address book the demo syncs
     email: str
     token: str
     admin_token: str
@@ -40,6 +41,7 @@ class DemoData:
     crm_persons: int
     outlook_contacts: int
     google_contacts: int
+    carddav_contacts: int
     same_email: list[str]
     reformatted_phone: str
     ambiguous_email: str
@@ -69,7 +71,10 @@ def seed(
     gs.seed_contacts(graph_user, folder, contacts, seed=2)
     for name in google.seed_contacts(DEMO_EMAIL, contacts, seed=3):
         google.set_groups(DEMO_EMAIL, name, [MY_CONTACTS, group])
-    where = Where(graph_user, folder, group)
+    book = stack.carddav.make_address_book(CARDDAV_USER, FOLDER_NAME, "crm-contacts")
+    for i in range(contacts):
+        _card(stack, book, f"seed-{i}", ("Card", f"Person{i}"), f"card.{i}@cards.example", phone="")
+    where = Where(graph_user, folder, group, book)
 
     # People who exist on both sides: they must be linked, not duplicated.
     same_email = [f"shared.{i}@partner.example" for i in range(20)]
@@ -98,6 +103,7 @@ def seed(
         graph_user_id=graph_user,
         folder_id=folder,
         google_group_id=group,
+        carddav_book=book,
         email=DEMO_EMAIL,
         token=stack.token(user, company),
         admin_token=stack.token(admin, company, role="admin"),
@@ -106,6 +112,7 @@ def seed(
         crm_persons=persons + len(same_email) + 3,
         outlook_contacts=contacts + len(same_email) + 2,
         google_contacts=contacts + len(same_email) + 2,
+        carddav_contacts=contacts + len(same_email) + 2,
         same_email=same_email,
         reformatted_phone=reformatted,
         ambiguous_email=ambiguous,
@@ -128,17 +135,19 @@ def _crm_person(stack: LocalStack, owner: int, name: str, email: str, phone: str
 
 @dataclass(frozen=True)
 class Where:
-    """Where the demo user keeps contacts: an Outlook folder and a Google contact group."""
+    """Where the demo user keeps contacts: an Outlook folder, a Google contact group and a
+    CardDAV address book."""
 
     graph_user: str
     folder: str
     google_group: str
+    carddav_book: str
 
 
 def _provider_contacts(
     stack: LocalStack, where: Where, name: tuple[str, str], email: str, phone: str
 ) -> None:
-    """The same person in the Outlook folder and in the Google group."""
+    """The same person in the Outlook folder, in the Google group and in the address book."""
     given, family = name
     body: dict[str, Any] = {
         "givenName": given,
@@ -155,6 +164,27 @@ def _provider_contacts(
     if phone:
         person["phoneNumbers"] = [{"value": phone, "type": "work"}]
     stack.google.sandbox.add_contact(DEMO_EMAIL, person, groups=(MY_CONTACTS, where.google_group))
+    _card(stack, where.carddav_book, email.replace("@", "-at-"), name, email, phone=phone)
+
+
+def _card(
+    stack: LocalStack, book: str, slug: str, name: tuple[str, str], email: str, *, phone: str
+) -> None:
+    """A contact in the CardDAV address book, stored as an iPhone or Thunderbird would."""
+    given, family = name
+    lines = [
+        "BEGIN:VCARD",
+        "VERSION:3.0",
+        f"UID:{slug}",
+        f"N:{family};{given};;;",
+        f"FN:{given} {family}",
+        f"EMAIL;TYPE=INTERNET,WORK:{email}",
+    ]
+    if phone:
+        lines.append(f"TEL;TYPE=WORK:{phone}")
+    stack.carddav.put_card(
+        book, f"{slug}.vcf", "\r\n".join([*lines, "END:VCARD", ""]), CARDDAV_USER
+    )
 
 
 class Api:
@@ -196,6 +226,18 @@ class Api:
     def connect_google(self) -> str:
         created = self.call("POST", "/connections", json={"provider": "google"})
         self._consent(created["authorization_url"])
+        return str(created["connection"]["id"])
+
+    def connect_carddav(self) -> str:
+        """Connect the local CardDAV server as a user would iCloud: server, username and an
+        app-specific password; its one address book is chosen by itself."""
+        body = {
+            "provider": "carddav",
+            "server_url": self.stack.carddav.url,
+            "username": CARDDAV_USER,
+            "password": self.stack.carddav.users[CARDDAV_USER],
+        }
+        created = self.call("POST", "/connections", json=body)
         return str(created["connection"]["id"])
 
     def choose_folder(self, connection_id: str, name: str, direction: str = "two_way") -> None:

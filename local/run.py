@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+from contactsync.providers.carddav import CardDavContacts, DavClient
 from contactsync_cli import render_status_table
 
 from local.demo import DEMO_EMAIL, FOLDER_NAME, Api, seed
-from local.stack import LocalStack, describe, start_stack
+from local.stack import CARDDAV_USER, LocalStack, describe, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"Sandboxes:  Pipedrive {stack.pipedrive.url}   Graph {stack.graph.graph_url}   "
             f"Google {stack.google.people_url}"
+        )
+        print(
+            f"CardDAV:    Radicale {stack.carddav.url} "
+            f"(user {CARDDAV_USER}, app password in the file below)"
         )
         print(f"Stack info and bearer tokens: {state_file.relative_to(ROOT)}")
         if args.demo:
@@ -79,35 +85,47 @@ def run_demo(stack: LocalStack, demo: Any, data: Any) -> None:
     api = Api(stack, demo.token)
     print(
         f"\nDemo user Dana (CRM user {demo.user_id}) owns {data.crm_persons} persons; her Outlook "
-        f"folder and her Google group '{FOLDER_NAME}' hold {data.outlook_contacts} and "
-        f"{data.google_contacts} contacts."
+        f"folder, her Google group and her CardDAV address book '{FOLDER_NAME}' hold "
+        f"{data.outlook_contacts}, {data.google_contacts} and {data.carddav_contacts} contacts."
     )
     api.connect_crm()
     microsoft = api.connect_microsoft()
     api.choose_folder(microsoft, FOLDER_NAME)
     google = api.connect_google()
     api.choose_folder(google, FOLDER_NAME)
-    print(f"Connected Microsoft 365 ({microsoft}) and Google ({google}) as {demo.email}.")
-    for name, connection_id in (("Microsoft 365", microsoft), ("Google", google)):
+    carddav = api.connect_carddav()
+    print(
+        f"Connected Microsoft 365 ({microsoft}), Google ({google}) and CardDAV ({carddav}) "
+        f"as {demo.email}."
+    )
+    syncs = (("Microsoft 365", microsoft), ("Google", google), ("CardDAV", carddav))
+    for name, connection_id in syncs:
         print(f"\nStarting the {name} sync:")
         api.start(connection_id)
         view = api.wait_until_active(connection_id, timeout=900, on_progress=_progress_line())
         print()
         print(f"  {name}: {view['state']}, {view.get('counts', {}).get('mapped', 0)} linked pairs")
-    print("\nLetting what each sync created in the CRM reach the other address book ...")
-    settle(stack)
-    for connection_id in (microsoft, google):
-        view = api.connection(connection_id)
-        if view["state"] == "needs_attention":
-            # The mass-change guard held a pass (here: the other sync's new CRM persons, more
-            # than 10 % of this connection's links): the user reads why and confirms.
-            print(f"  held for confirmation: {(view.get('held') or {}).get('message', '')}")
-            print("  confirming it, as the user would (POST /connections/<id>/confirm)")
-            api.call("POST", f"/connections/{connection_id}/confirm")
-    settle(stack)
+    print("\nLetting what each sync created in the CRM reach the other address books ...")
+    for _ in range(4):  # each sync's new CRM persons can make another connection's pass wait
+        settle(stack)
+        held = [c for c in (microsoft, google, carddav) if _confirm_if_held(api, c)]
+        if not held:
+            break
     summarize(stack, demo, data)
     print("\n$ contactsync status")
     print(render_status_table(api.call("GET", "/connections")["connections"]))
+
+
+def _confirm_if_held(api: Api, connection_id: str) -> bool:
+    """The mass-change guard held a pass (here: another sync's new CRM persons, more than 10 %
+    of this connection's links): the user reads why and confirms."""
+    view = api.connection(connection_id)
+    if view["state"] != "needs_attention":
+        return False
+    print(f"  held for confirmation: {(view.get('held') or {}).get('message', '')}")
+    print("  confirming it, as the user would (POST /connections/<id>/confirm)")
+    api.call("POST", f"/connections/{connection_id}/confirm")
+    return True
 
 
 def settle(stack: LocalStack, *, still_for: float = 5.0, limit: float = 600.0) -> None:
@@ -118,6 +136,20 @@ def settle(stack: LocalStack, *, still_for: float = 5.0, limit: float = 600.0) -
         time.sleep(0.5)
         if stack.poller.invocations != count:
             count, since = stack.poller.invocations, time.monotonic()
+
+
+def carddav_contacts(stack: LocalStack, demo: Any) -> list[Any]:
+    """The contacts in the demo's CardDAV address book, read with the adapter itself."""
+    dav = DavClient(
+        httpx.Client(timeout=30), lambda: (CARDDAV_USER, stack.carddav.users[CARDDAV_USER])
+    )
+    side = CardDavContacts(dav=dav, folder_id=demo.carddav_book)
+    page = side.read(None)
+    contacts = list(page.contacts)
+    while not page.complete:
+        page = side.read(page.position)
+        contacts.extend(page.contacts)
+    return [c.contact for c in contacts]
 
 
 def _progress_line() -> Any:
@@ -152,6 +184,8 @@ def summarize(stack: LocalStack, demo: Any, data: Any) -> None:
         if demo.google_group_id in str(p.get("memberships"))
     ]
     google = [e["value"].lower() for p in google_contacts for e in p.get("emailAddresses", [])]
+    cards = carddav_contacts(stack, demo)
+    carddav = [e.value.lower() for c in cards for e in c.emails]
 
     def mark(ok: bool) -> str:
         return "ok " if ok else "NOT"
@@ -160,9 +194,12 @@ def summarize(stack: LocalStack, demo: Any, data: Any) -> None:
     print(f"  CRM persons (owned):  {data.crm_persons} -> {len(owned)}")
     print(f"  Outlook contacts:     {data.outlook_contacts} -> {len(outlook_contacts)}")
     print(f"  Google contacts:      {data.google_contacts} -> {len(google_contacts)}")
+    print(f"  CardDAV contacts:     {data.carddav_contacts} -> {len(cards)}")
     print("\nHow each special case was handled:")
     shared = data.same_email
-    once = all(crm.count(e) == outlook.count(e) == google.count(e) == 1 for e in shared)
+    once = all(
+        crm.count(e) == outlook.count(e) == google.count(e) == carddav.count(e) == 1 for e in shared
+    )
     print(f"  [{mark(once)}] {len(shared)} people with the same email everywhere: linked, "
           "each still once per side")  # fmt: skip
     person = next(p for p in owned if "phone.format@" in str(p.emails))
@@ -173,10 +210,11 @@ def summarize(stack: LocalStack, demo: Any, data: Any) -> None:
     print(f"  [{mark(kept)}] phone '{outlook_phone}' (Outlook) and '{crm_phone}' (CRM): equal "
           "once normalised, so linked and neither rewritten")  # fmt: skip
     twin = data.ambiguous_email
-    left = crm.count(twin) == 2 and outlook.count(twin) == 1 and google.count(twin) == 1
+    left = crm.count(twin) == 2 and outlook.count(twin) == google.count(twin) == 1
+    left = left and carddav.count(twin) == 1
     print(f"  [{mark(left)}] '{twin}' is on two CRM persons: not guessed, left unlinked as a "
           "duplicate candidate (GET /connections/<id>/duplicates)")  # fmt: skip
-    alone = data.not_owned_email not in outlook and data.not_owned_email not in google
+    alone = all(data.not_owned_email not in book for book in (outlook, google, carddav))
     print(f"  [{mark(alone)}] '{data.not_owned_email}' belongs to another CRM user: not synced "
           "(GET /connections/<id>/explain says why)")  # fmt: skip
     print("\nTry it:")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from local.aws import LocalAws, start_local_aws
+from local.carddav import RunningCardDav, start_radicale
 from local.event_sources import QueuePoller, ScheduleTicker
 from local.gateway import build_gateway
 from local.issuer import LocalIssuer
@@ -27,6 +29,8 @@ from sandbox.graph.running import RunningGraph, start_graph_sandbox
 from sandbox.pipedrive import RunningPipedrive, start_pipedrive_sandbox
 from sandbox.server import RunningServer, free_port, start
 
+CARDDAV_USER = "dana"  # the demo user's account on the local CardDAV server
+
 
 @dataclass
 class LocalStack:
@@ -34,6 +38,7 @@ class LocalStack:
     graph: RunningGraph
     google: RunningGoogle
     pipedrive: RunningPipedrive
+    carddav: RunningCardDav  # a real CardDAV server (Radicale, with authentication)
     issuer: LocalIssuer
     api: RunningServer
     poller: QueuePoller
@@ -52,7 +57,10 @@ class LocalStack:
         """Stop every part. ``within`` seconds (Ctrl-C on ``make run``): the parts stop side by
         side and whatever is still busy then (a pass mid-write, a slow client) is left to the
         process's exit; the AWS emulators, separate processes, are always stopped."""
-        parts = (self.ticker, self.poller, self.api, self.graph, self.google, self.pipedrive)
+        parts = (
+            self.ticker, self.poller, self.api, self.graph, self.google, self.pipedrive,
+            self.carddav,
+        )  # fmt: skip
         if within is None:
             for part in parts:
                 _stop_quietly(part)
@@ -108,11 +116,14 @@ def start_stack(
     workdir = workdir or Path(tempfile.mkdtemp(prefix="contactsync-stack-"))
     workdir.mkdir(parents=True, exist_ok=True)
     aws = start_local_aws()
-    graph = google = pipedrive = None
+    graph = google = pipedrive = carddav = None
     try:
         graph = start_graph_sandbox(workdir / "graph")
         google = start_google_sandbox()
         pipedrive = start_pipedrive_sandbox()
+        # A fresh server per stack; the demo user's app-specific password is made up here.
+        shutil.rmtree(workdir / "carddav", ignore_errors=True)
+        carddav = start_radicale(workdir / "carddav", {CARDDAV_USER: secrets.token_urlsafe(12)})
         port = api_port or free_port()
         env = {
             **aws.env(),
@@ -128,6 +139,7 @@ def start_stack(
             "GOOGLE_AUTH_URL": google.authorize_url,
             "GOOGLE_TOKEN_URL": google.token_url,
             "GOOGLE_PEOPLE_BASE_URL": google.people_url,
+            "CARDDAV_ALLOW_HTTP": "true",  # the local server is plain http on loopback
             "PIPEDRIVE_BASE_URL": pipedrive.url,
             "PIPEDRIVE_OAUTH_URL": pipedrive.url,
             "PIPEDRIVE_CLIENT_ID": pipedrive.client_id,
@@ -155,7 +167,7 @@ def start_stack(
             handler_for("SchedulerFunction"), every_seconds=schedule_every
         ).start()
     except BaseException:
-        for part in (graph, google, pipedrive):
+        for part in (graph, google, pipedrive, carddav):
             if part is not None:
                 part.stop()
         aws.stop()
@@ -165,6 +177,7 @@ def start_stack(
         graph=graph,
         google=google,
         pipedrive=pipedrive,
+        carddav=carddav,
         issuer=issuer,
         api=api,
         poller=poller,
@@ -196,6 +209,11 @@ def describe(
             "microsoft_identity_ca_file": stack.graph.ca_file,
             "google": stack.google.people_url,
             "google_control": stack.google.control_url,
+        },
+        "carddav": {
+            "server": stack.carddav.url,
+            "username": CARDDAV_USER,
+            "password": stack.carddav.users[CARDDAV_USER],
         },
         "aws": {
             "dynamodb": stack.aws.dynamodb_url,

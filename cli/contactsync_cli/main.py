@@ -7,7 +7,9 @@ otherwise it is shown as aligned tables. An error prints the API's message and e
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import os
 import re
 import sys
 import time
@@ -28,7 +30,8 @@ from contactsync_cli.render import (
     render_status_table,
 )
 
-PROVIDER_NAMES = {"microsoft": "Microsoft 365", "google": "Google"}
+PROVIDER_NAMES = {"microsoft": "Microsoft 365", "google": "Google", "carddav": "CardDAV"}
+PASSWORD_VARIABLE = "CONTACTSYNC_CARDDAV_PASSWORD"  # noqa: S105 - the variable's name
 INITIAL_SYNC = "syncing_initial"
 
 
@@ -98,6 +101,9 @@ def connect(run: Run) -> None:
             ),
         )
         return
+    if provider == "carddav":
+        connect_carddav(run)
+        return
     answer = run.api.post("/connections", {"provider": provider})
 
     def text(a: dict[str, Any]) -> str:
@@ -111,6 +117,38 @@ def connect(run: Run) -> None:
         )
 
     run.show(answer, text)
+
+
+def connect_carddav(run: Run) -> None:
+    """A CardDAV account signs in at once: server (or email), username, app-specific password
+    (read from CONTACTSYNC_CARDDAV_PASSWORD or asked for, never taken from the command line)."""
+    args = run.args
+    if not args.username or not (args.server or args.email):
+        raise ApiError("carddav needs --username and --server URL (or --email ADDRESS)")
+    body = {"provider": "carddav", "username": args.username, "password": _carddav_password()}
+    body.update({k: v for k, v in (("server_url", args.server), ("email", args.email)) if v})
+    answer = run.api.post("/connections", body)
+
+    def text(a: dict[str, Any]) -> str:
+        conn = a.get("connection") or {}
+        cid = conn.get("id", "?")
+        folder = (conn.get("folder") or {}).get("name")
+        chosen = f"Syncing address book '{folder}'." if folder else ""
+        return (
+            f"Connection {cid} created and signed in as {conn.get('account')}. {chosen}\n"
+            f"Choose another address book or a group: contactsync settings {cid} --folder NAME"
+        )
+
+    run.show(answer, text)
+
+
+def _carddav_password() -> str:
+    password = os.environ.get(PASSWORD_VARIABLE, "")
+    if password:
+        return password
+    if sys.stdin.isatty():
+        return getpass.getpass("App-specific password: ")
+    return sys.stdin.readline().strip()
 
 
 def list_connections(run: Run) -> None:
@@ -244,6 +282,11 @@ def remove(run: Run) -> None:
 
 
 def reconnect(run: Run) -> None:
+    if run.args.new_password:  # CardDAV: sign in again at once with a new app password
+        body = {"password": _carddav_password()}
+        answer = run.api.post(run.connection_path("reconnect"), body)
+        run.show(answer, lambda a: _state_line(a, "The same account keeps its links."))
+        return
     answer = run.api.post(run.connection_path("reconnect"))
     run.show(
         answer,
@@ -379,7 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sub = command("connect", connect, "add an account: print the address to sign in at")
-    sub.add_argument("provider", choices=["microsoft", "google", "crm"])
+    sub.add_argument("provider", choices=["microsoft", "google", "carddav", "crm"])
+    sub.add_argument("--server", metavar="URL", help="carddav: the server, e.g. https://...")
+    sub.add_argument("--email", metavar="ADDRESS", help="carddav: find the server from it")
+    sub.add_argument("--username", help="carddav: the account's username (often the email)")
     sub = command("signed-in", signed_in, "finish a sign-in with the address it came back to")
     sub.add_argument("address", help="the address the browser landed on after signing in")
     command("list", list_connections, "list connections and what they are set up to do")
@@ -400,7 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
         "start syncing (the first sync links, then creates)",
     )
     with_id("stop", lifecycle("stop"), "stop syncing (links are kept)")
-    with_id("reconnect", reconnect, "sign in to the provider again")
+    sub = with_id("reconnect", reconnect, "sign in to the provider again")
+    sub.add_argument(
+        "--new-password",
+        action="store_true",
+        help=f"carddav: send a new app-specific password (from ${PASSWORD_VARIABLE} or asked for)",
+    )
     sub = command(
         "remove",
         remove,

@@ -18,23 +18,23 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError
 from contactsync.runtime.json_body import body_problem
 from contactsync.runtime.observability import logger, metrics, tracer
 from contactsync.runtime.wiring import build_queue, build_wiring
 from contactsync.store.repository import AUDIT_ENTRY_ID_PATTERN, OWNER_ID_PATTERN, owner_id
-from contactsync.sync.connections import Caller, ConnectionService
+from contactsync.sync.connections import Caller, CardDavLogin, ConnectionService
 from contactsync.sync.erasure import Erasure
 from contactsync.sync.errors import ServiceError
 from contactsync.sync.support import SupportService, public_status, service_status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 OPENAPI: dict[str, Any] = {
     "title": "contactsync admin API",
     "version": "1.0.0",
-    "description": "Connections between CRM persons and Microsoft 365 / Google contacts: "
+    "description": "Connections between CRM persons and Microsoft 365 / Google / CardDAV contacts: "
     "set-up, status, troubleshooting and history.",
     "security_schemes": {"bearer": HTTPBearer(bearerFormat="JWT")},
     "security": [{"bearer": []}],
@@ -45,14 +45,64 @@ app.enable_swagger(path="/docs", **OPENAPI)
 
 ConnectionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 CrmPersonId = Annotated[str, Field(min_length=1, max_length=18, pattern=r"^[0-9]+$")]
-ProviderContactId = r"^[A-Za-z0-9_=+/.:-]+$"
+ProviderContactId = r"^[A-Za-z0-9_=+/.:@~-]+$"  # CardDAV ids are paths, with "@" at Fastmail
 EntryId = Annotated[str, Path(max_length=40, pattern=AUDIT_ENTRY_ID_PATTERN)]
 OwnerId = Annotated[str, Path(min_length=1, max_length=128, pattern=OWNER_ID_PATTERN)]
 
 
 class NewConnection(BaseModel):
+    """``microsoft`` and ``google`` answer with a sign-in URL; ``carddav`` (iCloud, Fastmail,
+    Nextcloud, …) signs in at once with a username and an app-specific password, and the server
+    URL or the account's email address to find the server from."""
+
     model_config = ConfigDict(extra="forbid")
-    provider: Literal["microsoft", "google"]
+    provider: Literal["microsoft", "google", "carddav"]
+    server_url: str | None = Field(default=None, min_length=8, max_length=512)
+    email: str | None = Field(
+        default=None, min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"
+    )
+    username: str | None = Field(default=None, min_length=1, max_length=320)
+    password: SecretStr | None = Field(default=None, min_length=1, max_length=512)
+
+    @model_validator(mode="after")
+    def login_only_for_carddav(self) -> NewConnection:
+        given = [f for f in ("server_url", "email", "username", "password") if getattr(self, f)]
+        if self.provider != "carddav" and given:
+            raise ValueError(f"{', '.join(given)}: only for provider carddav")
+        if self.provider == "carddav":
+            missing = [f for f in ("username", "password") if not getattr(self, f)]
+            if not (self.server_url or self.email):
+                missing.append("server_url (or email)")
+            if missing:
+                raise ValueError(f"a carddav connection needs {', '.join(missing)}")
+        return self
+
+    def login(self) -> CardDavLogin | None:
+        if self.provider != "carddav":
+            return None
+        return CardDavLogin(
+            username=self.username or "",
+            password=self.password.get_secret_value() if self.password else "",
+            server_url=self.server_url or "",
+            email=self.email or "",
+        )
+
+
+class NewPassword(BaseModel):
+    """Reconnecting a CardDAV account: the new app-specific password (and, if they changed,
+    the username or server URL)."""
+
+    model_config = ConfigDict(extra="forbid")
+    password: SecretStr = Field(min_length=1, max_length=512)
+    username: str | None = Field(default=None, min_length=1, max_length=320)
+    server_url: str | None = Field(default=None, min_length=8, max_length=512)
+
+    def login(self) -> CardDavLogin:
+        return CardDavLogin(
+            username=self.username or "",
+            password=self.password.get_secret_value(),
+            server_url=self.server_url or "",
+        )
 
 
 class ConnectionSettings(BaseModel):
@@ -165,7 +215,7 @@ def connect_crm() -> dict[str, str]:
 
 @app.post("/connections")
 def create_connection(body: NewConnection) -> Response[Any]:
-    created = service().create(caller_from(app.current_event), body.provider)
+    created = service().create(caller_from(app.current_event), body.provider, body.login())
     return Response(status_code=201, content_type="application/json", body=created)
 
 
@@ -248,8 +298,11 @@ def stop(connection_id: ConnectionId) -> dict[str, Any]:
 
 
 @app.post("/connections/<connection_id>/reconnect")
-def reconnect(connection_id: ConnectionId) -> dict[str, Any]:
-    return service().reconnect(caller_from(app.current_event), connection_id)
+def reconnect(
+    connection_id: ConnectionId, body: Annotated[NewPassword | None, Body()] = None
+) -> dict[str, Any]:
+    login = body.login() if body is not None else None
+    return service().reconnect(caller_from(app.current_event), connection_id, login)
 
 
 @app.post("/connections/<connection_id>/resync")

@@ -493,7 +493,7 @@ def test_status_page_shows_error_rates_per_provider(stack, synced) -> None:
         repo.record_pass_outcome("google", ok, None if ok else "RateLimited", now)
     status = client.ok("GET", "/status")
     by_provider = {p["provider"]: p for p in status["providers"]}
-    assert set(by_provider) == {"microsoft", "google", "pipedrive"}
+    assert set(by_provider) == {"microsoft", "google", "carddav", "pipedrive"}
     google = by_provider["google"]
     assert (google["passes"], google["errors"], google["degraded"]) == (5, 2, True)
     assert google["error_codes"] == ["RateLimited"]

@@ -466,6 +466,35 @@ def test_remove_a_connection_a_user_or_a_company(
     assert run_cli(capsys, *canned.args("remove", "c1", "--user", "u")).code != 0
 
 
+def test_connect_and_reconnect_carddav_with_an_app_password(
+    canned: CannedApi, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the app-specific password in the environment (never on the command line)
+    monkeypatch.setenv("CONTACTSYNC_CARDDAV_PASSWORD", "abcd-efgh-ijkl-mnop")
+    created = view(provider="carddav", state="configuring", account="ada@icloud.com")
+    created["folder"] = {"id": "https://contacts.icloud.com/1/card/", "name": "Card"}
+    canned.answer("POST", "/connections", (201, {"connection": created}))
+    canned.answer("POST", "/connections/c1/reconnect", (200, {"connection": view()}))
+    # When the admin connects an iCloud account, and later sends a new password
+    made = run_cli(
+        capsys, *canned.args("connect", "carddav", "--email", "ada@icloud.com",
+                             "--username", "ada@icloud.com")
+    )  # fmt: skip
+    again = run_cli(capsys, *canned.args("reconnect", "c1", "--new-password"))
+    # Then the login went in the request bodies, and each says where the connection stands
+    assert made.code == again.code == 0
+    assert canned.asked[0].body == {
+        "provider": "carddav",
+        "username": "ada@icloud.com",
+        "password": "abcd-efgh-ijkl-mnop",
+        "email": "ada@icloud.com",
+    }
+    assert "signed in as ada@icloud.com. Syncing address book 'Card'." in made.out
+    assert canned.asked[1].body == {"password": "abcd-efgh-ijkl-mnop"}
+    assert again.out.splitlines()[0] == "Connection c1 is active."
+    assert "abcd-efgh" not in made.out + again.out
+
+
 def test_reconnect_and_resync(canned: CannedApi, capsys: pytest.CaptureFixture[str]) -> None:
     canned.answer("POST", "/connections/c1/reconnect", (200, {"authorization_url": "https://x/"}))
     canned.answer("POST", "/connections/c1/resync", (200, view(state="syncing_initial")))

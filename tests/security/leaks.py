@@ -50,6 +50,7 @@ class Watchlist:
         watch.tokens |= set(graph._access) | set(graph._refresh)
         watch.tokens |= set(crm._access) | set(crm._refresh)
         watch.tokens |= {user.api_token for user in crm.users.values()}
+        watch.tokens |= set(stack.carddav.users.values())  # CardDAV app-specific passwords
         watch.tokens |= {s.client_state for s in graph.subscriptions.values() if s.client_state}
         watch.tokens |= {
             h.http_auth_password for h in crm.webhooks.values() if h.http_auth_password

@@ -1,7 +1,8 @@
 """No token or secret stored in plain text, and no token, email or phone number in the logs.
 
 One local stack runs a whole sync (CRM and Microsoft 365 connected, first pass, an edit on each
-side arriving by push, a rejected webhook) while everything the handlers log is captured: the
+side arriving by push, a rejected webhook; a CardDAV account connected with its app-specific
+password and synced) while everything the handlers log is captured: the
 Powertools logger's own output (what Lambda ships to CloudWatch) and every other library's
 records at INFO. Then every item of the table and every captured line is searched for what the
 sandboxes know to be secret or personal.
@@ -77,6 +78,10 @@ def _drive_a_sync(stack: LocalStack) -> tuple[DemoUser, DemoData]:
     # And webhooks that are turned away (they log a warning with the reason)
     httpx.post(f"{stack.api_url}/webhooks/microsoft", json={"value": [{"subscriptionId": "x"}]})
     httpx.post(f"{stack.api_url}/webhooks/pipedrive", json={}, auth=(connection_id, "wrong"))
+    # A CardDAV account: its app-specific password goes through the API into the vault
+    carddav = api.connect_carddav()
+    api.start(carddav)
+    assert api.wait_until_active(carddav, timeout=120)["state"] == "active"
     _settle(stack)
     return demo, data
 

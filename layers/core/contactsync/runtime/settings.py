@@ -37,6 +37,10 @@ class Settings(BaseModel):
     google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
     google_people_base_url: str = "https://people.googleapis.com"
 
+    # CardDAV servers are the user's own (iCloud, Fastmail, Nextcloud): https only, except for
+    # the local stack's server on loopback.
+    carddav_allow_http: bool = False
+
     pipedrive_base_url: str = "https://api.pipedrive.com"
     pipedrive_client_id: str = ""
     pipedrive_client_secret: str = Field(default="", repr=False)

@@ -167,7 +167,7 @@ class Connection(Model):
     connection_id = UnicodeAttribute()
     company_id = UnicodeAttribute()
     user_id = UnicodeAttribute()
-    provider = UnicodeAttribute()  # "microsoft" | "google"
+    provider = UnicodeAttribute()  # "microsoft" | "google" | "carddav"
     provider_account_id = UnicodeAttribute(null=True)
     provider_account_email = UnicodeAttribute(null=True)
     state = UnicodeAttribute(default="configuring")

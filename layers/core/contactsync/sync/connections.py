@@ -11,14 +11,15 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import phonenumbers
 
 from contactsync.auth import pipedrive as pipedrive_auth
-from contactsync.providers.base import AuthExpired, ProviderError
+from contactsync.providers.base import AuthExpired, NotFound, ProviderError, Transient
+from contactsync.providers.carddav import server_for
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.queue import PassQueue
 from contactsync.store import repository as repo
@@ -33,6 +34,7 @@ from contactsync.sync.push import secret_hash
 from contactsync.sync.sides import (
     GOOGLE_DEFAULT_GROUP,
     PROVIDERS,
+    SignedIn,
     Wiring,
     connection_context,
     crm_sign_in_context,
@@ -50,6 +52,24 @@ RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
 T = TypeVar("T")
 
 STOP_WAIT_SECONDS = 10.0  # under API Gateway's 29 s; a pass lets go between chunks
+
+
+@dataclass(frozen=True)
+class CardDavLogin:
+    """What a user gives to connect a CardDAV account (no OAuth exists for it)."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    server_url: str = ""
+    email: str = ""
+
+
+CARDDAV_EXAMPLE = {
+    "provider": "carddav",
+    "server_url": "https://contacts.icloud.com",
+    "username": "you@icloud.com",
+    "password": "xxxx-xxxx-xxxx-xxxx",
+}
 
 
 @dataclass(frozen=True)
@@ -126,12 +146,17 @@ class ConnectionService:
 
     # --- connections -------------------------------------------------------------------------
 
-    def create(self, caller: Caller, provider: str) -> dict[str, Any]:
-        """A new connection ("add new account") and the provider's sign-in URL."""
+    def create(
+        self, caller: Caller, provider: str, login: CardDavLogin | None = None
+    ) -> dict[str, Any]:
+        """A new connection ("add new account") and the provider's sign-in URL; a CardDAV
+        connection signs in at once with the login given."""
         if provider not in PROVIDERS:
             raise InvalidRequest(
                 f"unknown provider {provider!r}", details={"allowed": list(PROVIDERS)}
             )
+        if provider == "carddav":
+            return self._create_carddav(caller, login)
         connection_id = uuid.uuid4().hex[:20]
         url, sealed = self._sign_in(provider, connection_id)
         repo.create_connection(
@@ -143,13 +168,88 @@ class ConnectionService:
         )
         return {"connection": self.view(self._get(caller, connection_id)), "authorization_url": url}
 
-    def reconnect(self, caller: Caller, connection_id: str) -> dict[str, Any]:
+    def reconnect(
+        self, caller: Caller, connection_id: str, login: CardDavLogin | None = None
+    ) -> dict[str, Any]:
         """Sign in again (an expired or revoked token). The same account keeps its links; another
-        account starts clean (decided when the callback arrives)."""
+        account starts clean (decided when the callback arrives). CardDAV signs in again at once
+        with the new (app-specific) password given."""
         conn = self._get(caller, connection_id)
+        if conn.provider == "carddav":
+            return self._reconnect_carddav(caller, conn, login)
         url, sealed = self._sign_in(conn.provider, connection_id)
         repo.update_connection(connection_id, oauth_state=sealed)
         return {"connection": self.view(self._get(caller, connection_id)), "authorization_url": url}
+
+    def _create_carddav(self, caller: Caller, login: CardDavLogin | None) -> dict[str, Any]:
+        if login is None or not (login.server_url or login.email):
+            raise InvalidRequest(
+                "a CardDAV connection needs username, password and server_url (or email)",
+                details={"example": CARDDAV_EXAMPLE},
+            )
+        signed = self._carddav_sign_in(login.server_url or server_for(login.email), login)
+        connection_id = uuid.uuid4().hex[:20]
+        repo.create_connection(
+            connection_id=connection_id,
+            company_id=caller.company_id,
+            user_id=caller.user_id,
+            provider="carddav",
+        )
+        conn = self._get(caller, connection_id)
+        self._signed_in_as(conn, signed)
+        with contextlib.suppress(ProviderError):
+            books = self.wiring.carddav_books(signed.secrets)
+            if len(books) == 1:  # the only address book is the one to sync
+                repo.update_connection(
+                    connection_id, folder_id=books[0][0], folder_name=books[0][1]
+                )
+        return {"connection": self.view(self._get(caller, connection_id))}
+
+    def _reconnect_carddav(
+        self, caller: Caller, conn: Any, login: CardDavLogin | None
+    ) -> dict[str, Any]:
+        if login is None or not login.password:
+            raise InvalidRequest(
+                "send the new app-specific password to reconnect a CardDAV account",
+                details={"example": {"password": "xxxx-xxxx-xxxx-xxxx"}},
+            )
+        old: dict[str, Any] = {}
+        if conn.credentials is not None:
+            context = connection_context(conn.connection_id)
+            old = self.wiring.vault.open_json(bytes(conn.credentials), context)
+        server = login.server_url or str(old.get("principal_url") or "")
+        if not server:
+            raise InvalidRequest("send the server_url of the CardDAV account")
+        username = login.username or str(old.get("username") or conn.provider_account_email or "")
+        signed = self._carddav_sign_in(server, replace(login, username=username))
+        result = self._signed_in_as(conn, signed)
+        return {"connection": self.view(self._get(caller, conn.connection_id)), **result}
+
+    def _carddav_sign_in(self, server_url: str, login: CardDavLogin) -> SignedIn:
+        """The login checked against the server: what to fix when it does not work."""
+        try:
+            return self.wiring.carddav_sign_in(server_url, login.username, login.password)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), details={"field": "server_url"}) from exc
+        except AuthExpired as exc:
+            raise InvalidRequest(
+                "the CardDAV server refused the username and password: sign in with an "
+                "app-specific password (iCloud requires one), not the account's own password",
+                details={"field": "password"},
+            ) from exc
+        except NotFound as exc:
+            raise InvalidRequest(
+                f"{exc.message}: check the server URL", details={"field": "server_url"}
+            ) from exc
+        except Transient as exc:
+            if exc.status is None:  # never answered: a wrong host, most likely
+                raise InvalidRequest(
+                    f"could not reach {server_url}: check the server URL",
+                    details={"field": "server_url"},
+                ) from exc
+            raise UpstreamError(f"the CardDAV server did not answer: {exc.message}") from exc
+        except ProviderError as exc:
+            raise UpstreamError(f"the CardDAV server did not answer: {exc.message}") from exc
 
     def _sign_in(self, provider: str, connection_id: str) -> tuple[str, bytes]:
         state = f"{connection_id}.{secrets.token_urlsafe(24)}"
@@ -175,7 +275,6 @@ class ConnectionService:
             raise InvalidRequest("no sign-in is in progress for this state")
         if (conn.company_id, conn.user_id) != (caller.company_id, caller.user_id):
             raise NotFoundError("no sign-in of yours is in progress for this state")
-        context = connection_context(connection_id)
         flow = self.wiring.vault.open_json(bytes(conn.oauth_state), sign_in_context(connection_id))
         if not secrets.compare_digest(str(flow.get("state", "")), state):
             raise InvalidRequest("the state parameter does not match the sign-in in progress")
@@ -185,6 +284,13 @@ class ConnectionService:
             raise InvalidRequest(f"the sign-in did not complete: {exc}") from exc
         except ProviderError as exc:
             raise UpstreamError(f"the provider did not answer: {exc.message}") from exc
+        return self._signed_in_as(conn, signed)
+
+    def _signed_in_as(self, conn: Any, signed: SignedIn) -> dict[str, Any]:
+        """Keep a finished sign-in: the same account keeps its links (and a connection waiting
+        for it resumes with a full re-listing); another account starts clean."""
+        connection_id, provider = conn.connection_id, conn.provider
+        context = connection_context(connection_id)
         same_account = conn.provider_account_id in (None, signed.account_id)
         changes: dict[str, Any] = {
             "credentials": self.wiring.vault.seal_json(signed.secrets, context),

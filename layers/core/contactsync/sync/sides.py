@@ -7,12 +7,14 @@ sealed again whenever a refresh changed them.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -20,6 +22,7 @@ from contactsync.auth import google as google_auth
 from contactsync.auth import microsoft as microsoft_auth
 from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.vault import TokenVault
+from contactsync.providers import carddav
 from contactsync.providers.base import AuthExpired, ContactSide
 from contactsync.providers.google import GoogleContacts
 from contactsync.providers.microsoft import MicrosoftContacts
@@ -31,7 +34,8 @@ from contactsync.sync.reconcile import Sides
 
 TokenSource = Callable[[bool], str]
 
-PROVIDERS = ("microsoft", "google")
+PROVIDERS = ("microsoft", "google", "carddav")
+OAUTH_PROVIDERS = ("microsoft", "google")  # CardDAV signs in with a username and password
 # Google's system group every contact belongs to: the default scope until the user picks another.
 GOOGLE_DEFAULT_GROUP = ("contactGroups/myContacts", "My Contacts")
 
@@ -138,8 +142,30 @@ class Wiring:
             return SignedIn(account_id, email, {"grant": google_auth.grant_to_dict(grant)})
         raise ValueError(f"unknown provider {provider!r}")
 
+    def carddav_sign_in(self, server_url: str, username: str, password: str) -> SignedIn:
+        """Check a CardDAV login by finding its address books. ValueError for a server URL we
+        will not call; AuthExpired when the server refuses the password; NotFound when nothing
+        there speaks CardDAV."""
+        url = carddav_url(server_url, allow_http=self.settings.carddav_allow_http)
+        dav = carddav.DavClient(self.http, lambda: (username, password))
+        account = carddav.discover(dav, url)
+        secrets = {
+            "username": username,
+            "password": password,
+            "home_url": account.home_url,
+            "principal_url": account.principal_url,
+        }
+        return SignedIn(account.principal_url, username, secrets)
+
+    def carddav_books(self, secrets: dict[str, Any]) -> list[tuple[str, str]]:
+        dav = carddav.DavClient(self.http, lambda: (secrets["username"], secrets["password"]))
+        return carddav.address_books(dav, str(secrets["home_url"]))
+
     def list_groups(self, connection_id: str, provider: str) -> list[tuple[str, str]]:
-        """The contact folders (Outlook) or contact groups (Google) the user can choose from."""
+        """The contact folders (Outlook) or contact groups (Google) the user can choose from;
+        for CardDAV the address books, each followed by the groups in it."""
+        if provider == "carddav":
+            return self._carddav_groups(connection_id)
         side = self.provider_side(connection_id, provider, "")
         if isinstance(side, MicrosoftContacts):
             return side.list_folders()
@@ -195,7 +221,22 @@ class Wiring:
                 group_id=folder_id,
                 client=self.http,
             )
+        if provider == "carddav":
+            return carddav.CardDavContacts(
+                dav=carddav.DavClient(self.http, self._carddav_login(connection_id)),
+                folder_id=folder_id,
+            )
         raise ValueError(f"unknown provider {provider!r}")
+
+    def _carddav_groups(self, connection_id: str) -> list[tuple[str, str]]:
+        secrets = self._carddav_secrets(connection_id)
+        out: list[tuple[str, str]] = []
+        for url, name in self.carddav_books(secrets):
+            out.append((url, name))
+            side = self.provider_side(connection_id, "carddav", url)
+            assert isinstance(side, carddav.CardDavContacts)
+            out.extend((folder, f"{name} / {group}") for folder, group in side.list_groups())
+        return out
 
     def microsoft_account(self, connection_id: str, folder_id: str = "") -> MicrosoftContacts:
         side = self.provider_side(connection_id, "microsoft", folder_id)
@@ -246,6 +287,19 @@ class Wiring:
             return grant.access_token
 
         return _remembered(load)
+
+    def _carddav_secrets(self, connection_id: str) -> dict[str, Any]:
+        conn = repo.get_connection(connection_id)
+        if conn is None or conn.credentials is None:
+            raise AuthExpired("the connection has no CardDAV login")
+        return self.vault.open_json(bytes(conn.credentials), connection_context(connection_id))
+
+    def _carddav_login(self, connection_id: str) -> carddav.dav.Credentials:
+        def login() -> tuple[str, str]:
+            secrets = self._carddav_secrets(connection_id)
+            return str(secrets["username"]), str(secrets["password"])
+
+        return login
 
     def _crm_token(self, company_id: str, user_id: str) -> TokenSource:
         def load(force_refresh: bool) -> str:
@@ -310,6 +364,25 @@ def _newer_crm_grant(company_id: str, user_id: str, than: str) -> Any:
         if latest is None or time.monotonic() >= deadline:
             return None
         time.sleep(0.2)
+
+
+def carddav_url(url: str, *, allow_http: bool) -> str:
+    """A CardDAV server URL we are willing to call: https (plain http only where the settings
+    allow it, the local stack), a host name, no credentials in it."""
+    parts = urlsplit(url.strip())
+    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
+        raise ValueError("the CardDAV server URL must start with https://")
+    if not parts.hostname or parts.username or parts.password:
+        raise ValueError("the CardDAV server URL must name a host (and hold no password)")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
+            parts.hostname
+        )
+    except ValueError:
+        address = None  # a host name
+    if address is not None and not allow_http and not address.is_global:
+        raise ValueError("the CardDAV server URL must name a public server")
+    return url.strip()
 
 
 def _remembered(load: TokenSource) -> TokenSource:

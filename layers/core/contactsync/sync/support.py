@@ -51,8 +51,13 @@ from contactsync.sync.reconcile import Sides, preview_pass
 from contactsync.sync.runner import PassRunner
 from contactsync.sync.sides import Wiring
 
-STATUS_PROVIDERS = ("microsoft", "google", "pipedrive")
-PROVIDER_NAMES = {"microsoft": "Microsoft 365", "google": "Google Contacts", "pipedrive": "CRM"}
+STATUS_PROVIDERS = ("microsoft", "google", "carddav", "pipedrive")
+PROVIDER_NAMES = {
+    "microsoft": "Microsoft 365",
+    "google": "Google Contacts",
+    "carddav": "CardDAV",
+    "pipedrive": "CRM",
+}
 STATUS_WINDOW_MINUTES = 15
 DEGRADED_SHARE = 0.20  # more than this share of passes in error ...
 DEGRADED_MIN_PASSES = 5  # ... out of at least this many

@@ -1,0 +1,20 @@
+"""CardDAV (RFC 6352): iCloud, Fastmail, Nextcloud and any CardDAV address book.
+
+``dav`` speaks the protocol, ``vcard`` maps cards to and from the canonical contact,
+``discovery`` finds a user's address books, ``side`` is the ``ContactSide`` the pass uses.
+"""
+
+from contactsync.providers.carddav.dav import REAUTH, DavClient
+from contactsync.providers.carddav.discovery import Account, address_books, discover, server_for
+from contactsync.providers.carddav.side import CardDavContacts, Scope
+
+__all__ = [
+    "REAUTH",
+    "Account",
+    "CardDavContacts",
+    "DavClient",
+    "Scope",
+    "address_books",
+    "discover",
+    "server_for",
+]

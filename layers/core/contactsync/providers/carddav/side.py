@@ -1,0 +1,473 @@
+"""The CardDAV side: one address book (optionally one group in it), over RFC 6352 and RFC 6578.
+
+Reads use ``sync-collection`` with the sync token as the cursor: an empty token lists every card
+with its ETag, a later token only what changed (a removed card answers 404). Bodies come with
+``addressbook-multiget``, 200 cards a request. A token the server no longer accepts
+(``DAV:valid-sync-token``) is CursorExpired: the pass lists again and re-matches. A truncated
+answer (507 on the collection) goes on from the token it carried.
+
+The folder id is the address book's URL, with ``#card:<path>`` for a group kept as a group card
+(iCloud, Fastmail: ``X-ADDRESSBOOKSERVER-KIND:group`` listing its members' UIDs) or
+``#category:<name>`` for a group kept as ``CATEGORIES``. A contact outside the group is read
+``in_scope=False``. When a group card changes, the group's members may have changed without
+their cards changing, so that read turns into a full listing.
+
+Writes are one PUT / DELETE per card (CardDAV has no batch): a create is PUT at
+``<book>/<mapping id>.vcf`` with ``If-None-Match: *`` and carries our mapping id in
+``X-CONTACTSYNC-ID``, so a create whose answer was lost is found again (a second attempt gets 412
+and finds its own card there), never made twice. An update reads the card first and writes it
+back with ``If-Match``: a card whose ETag is not the one the change was planned against, or a 412,
+is PreconditionFailed (re-read and re-planned). Only the fields that changed are rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urljoin, urlsplit
+
+from contactsync.contacts.model import ALL_FIELDS, Contact
+from contactsync.providers.base import (
+    AuthExpired,
+    ChangePage,
+    ContactDelete,
+    ContactUpdate,
+    CursorExpired,
+    InvalidContact,
+    NewContact,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    ProviderError,
+    RateLimited,
+    RemoteContact,
+    Transient,
+    WriteResult,
+)
+from contactsync.providers.carddav import vcard
+from contactsync.providers.carddav.dav import (
+    CARDDAV,
+    DAV,
+    DavClient,
+    href_of,
+    multiget_body,
+    parse_multistatus,
+    sync_collection_body,
+    tag,
+)
+
+MULTIGET = 200  # cards per addressbook-multiget
+PAGE = 500  # contacts per page of a listing
+CONTINUES = "{"  # a position continuing a listing is JSON; sync tokens are URIs
+NOT_IN_GROUP = "not in the contact group"
+A_GROUP = "a contact group card, not a contact"
+UNREADABLE = "not a vCard the sync can read"
+VCARD_TYPE = "text/vcard; charset=utf-8"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a connection's contacts live: an address book, and optionally a group in it."""
+
+    book_url: str
+    group: str = ""  # "card:<path>" or "category:<name>"
+
+    @classmethod
+    def parse(cls, folder_id: str) -> Scope:
+        book, _, group = folder_id.partition("#")
+        return cls(book if book.endswith("/") else book + "/", unquote(group))
+
+    @property
+    def folder_id(self) -> str:
+        return self.book_url + (f"#{quote(self.group, safe=':/')}" if self.group else "")
+
+    @property
+    def book_path(self) -> str:
+        return unquote(urlsplit(self.book_url).path)
+
+
+class CardDavContacts:
+    """A ``ContactSide`` over one CardDAV address book (or a group in it)."""
+
+    name = "carddav"
+    carries = frozenset(ALL_FIELDS)
+    limits: tuple[str, ...] | None = ()  # nothing a CardDAV account cannot sync
+
+    def __init__(self, *, dav: DavClient, folder_id: str) -> None:
+        self._dav = dav
+        self._scope = Scope.parse(folder_id)
+        # A book's deletions are all in scope; a group's feed reports every card of the book.
+        self.deletes_in_scope_only = not self._scope.group
+        self._members: frozenset[str] | None = None  # the group card's members, read once a read
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def read(self, position: str | None) -> ChangePage:
+        """One page of a full listing (from ``None``) or of the changes since a sync token."""
+        if position and position.startswith(CONTINUES):
+            state = json.loads(position)
+            return self._page(list(state["left"]), [], str(state["token"]), bool(state["full"]))
+        self._members = None
+        token = position or ""
+        changed, deleted, new_token = self._sync(token)
+        if token and self._scope.group.startswith("card:"):
+            group_path = self._scope.group.removeprefix("card:")
+            if group_path in changed or group_path in deleted:
+                # Who is in the group may have changed without any member's card changing.
+                return self.read(None)
+        return self._page(changed, deleted, new_token, full=not token)
+
+    def _page(self, left: list[str], deleted: list[str], token: str, full: bool) -> ChangePage:
+        now, later = left[:PAGE], left[PAGE:]
+        contacts = [r for r in self._get(now, listing=True).values() if r is not None]
+        if later:
+            state = json.dumps({"token": token, "left": later, "full": full})
+            return ChangePage(contacts, deleted, state, complete=False, full=full)
+        return ChangePage(contacts, deleted, token, complete=True, full=full)
+
+    def _sync(self, token: str) -> tuple[list[str], list[str], str]:
+        """Paths changed and deleted since ``token`` ("" lists all), and the new token."""
+        changed: dict[str, None] = {}
+        deleted: dict[str, None] = {}
+        while True:
+            resp = self._dav.report(self._scope.book_url, sync_collection_body(token))
+            if resp.status_code != 207:
+                if token and _invalid_token(resp.status_code, resp.text):
+                    raise CursorExpired(
+                        f"the CardDAV server no longer knows the sync token ({resp.status_code})",
+                        status=resp.status_code,
+                    )
+                raise _error(resp.status_code, "list the address book")
+            responses, token = parse_multistatus(resp.content, self._scope.book_url)
+            truncated = False
+            for r in responses:
+                if r.href.rstrip("/") == self._scope.book_path.rstrip("/"):
+                    truncated = r.status == 507
+                    continue
+                if r.status == 404:
+                    deleted[r.href] = None
+                    changed.pop(r.href, None)
+                elif r.href.endswith("/"):
+                    continue  # a sub-collection, not a card
+                else:
+                    changed[r.href] = None
+                    deleted.pop(r.href, None)
+            if not truncated:
+                return list(changed), list(deleted), token
+
+    def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
+        """Current state of these cards (multiget); None for a card that is gone."""
+        self._members = None
+        return self._get(list(ids))
+
+    def find_tagged(self, tag_value: str) -> RemoteContact | None:
+        """The card carrying our mapping id: where we create it (``<book>/<tag>.vcf``), else
+        anywhere in the book (a server that files cards under its own names)."""
+        found = self._get([self._path_for(tag_value)]).get(self._path_for(tag_value))
+        if found is not None and found.tag == tag_value:
+            return found
+        changed, _, _ = self._sync("")
+        for chunk in _chunks(changed, MULTIGET):
+            for remote in self._get(chunk, listing=True).values():
+                if remote is not None and remote.tag == tag_value:
+                    return remote
+        return None
+
+    def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
+        """Cards of the address book that may be one of ``contacts`` (an email, a phone's digits
+        or the full name in common). CardDAV's ``addressbook-query`` filters differ too much
+        between servers to trust with "not found", so the book is listed (one sync-collection
+        and a multiget per 200 cards): correct, but O(book), not O(contacts)."""
+        emails = {e.value.strip().casefold() for c in contacts for e in c.emails if e.value.strip()}
+        phones = {_digits(p.value) for c in contacts for p in c.phones if _digits(p.value)}
+        names = {" ".join(c.full_name.split()).casefold() for c in contacts if c.full_name.strip()}
+        if not (emails or phones or names):
+            return []
+        changed, _, _ = self._sync("")
+        found: list[RemoteContact] = []
+        for chunk in _chunks(changed, MULTIGET):
+            for remote in self._get(chunk, listing=True).values():
+                if remote is None:
+                    continue
+                card = remote.contact
+                if (
+                    {e.value.strip().casefold() for e in card.emails} & emails
+                    or {_digits(p.value) for p in card.phones} & phones
+                    or " ".join(card.full_name.split()).casefold() in names
+                ):
+                    found.append(remote)
+        return found
+
+    def _get(self, paths: list[str], *, listing: bool = False) -> dict[str, RemoteContact | None]:
+        """The cards at these paths: None for one the server says is gone (404). A group card,
+        or a card we cannot read, is out of scope (never read as deleted); a listing leaves
+        group cards out."""
+        cards = self._bodies(paths)
+        out: dict[str, RemoteContact | None] = {}
+        for path in paths:
+            if path not in cards:
+                raise Transient(f"the CardDAV server left out a card it was asked for ({path})")
+            got = cards[path]
+            if got is None:
+                out[path] = None
+                continue
+            body, etag = got
+            try:
+                card = vcard.read(body)
+            except vcard.CardError:
+                out[path] = RemoteContact(
+                    path, Contact(), etag, in_scope=False, scope_reason=UNREADABLE
+                )
+                continue
+            if card.is_group:
+                if not listing:
+                    out[path] = RemoteContact(
+                        path, Contact(), etag, in_scope=False, scope_reason=A_GROUP
+                    )
+                continue
+            out[path] = self._remote(path, card, etag)
+        return out
+
+    def _bodies(self, paths: list[str]) -> dict[str, tuple[str, str] | None]:
+        """path -> (vCard text, ETag), or None for a card the server says does not exist;
+        200 cards a multiget."""
+        out: dict[str, tuple[str, str] | None] = {}
+        for chunk in _chunks(paths, MULTIGET):
+            resp = self._dav.report(self._scope.book_url, multiget_body(chunk))
+            if resp.status_code != 207:
+                raise _error(resp.status_code, "read contacts")
+            responses, _ = parse_multistatus(resp.content, self._scope.book_url)
+            for r in responses:
+                data = r.text(tag(CARDDAV, "address-data"))
+                if r.status in (404, 410):
+                    out[r.href] = None
+                elif r.status == 200 and data:
+                    out[r.href] = (data, r.text(tag(DAV, "getetag")))
+        return out
+
+    def _remote(self, path: str, card: vcard.Card, etag: str) -> RemoteContact:
+        in_scope = self._in_group(card)
+        return RemoteContact(
+            id=path,
+            contact=card.contact,
+            version=etag,
+            in_scope=in_scope,
+            scope_reason="" if in_scope else NOT_IN_GROUP,
+            tag=card.tag,
+        )
+
+    def _in_group(self, card: vcard.Card) -> bool:
+        group = self._scope.group
+        if not group:
+            return True
+        if group.startswith("category:"):
+            return group.removeprefix("category:") in card.categories
+        return card.uid in self._group_members()
+
+    def _group_members(self) -> frozenset[str]:
+        if self._members is None:
+            group_path = self._scope.group.removeprefix("card:")
+            got = self._bodies([group_path]).get(group_path)
+            self._members = vcard.read(got[0]).members if got is not None else frozenset()
+        return self._members
+
+    def list_groups(self) -> list[tuple[str, str]]:
+        """(folder id, name) of the groups in this address book: group cards, then categories."""
+        cards: dict[str, str] = {}
+        categories: set[str] = set()
+        changed, _, _ = self._sync("")
+        for chunk in _chunks(changed, MULTIGET):
+            for path, got in self._bodies(chunk).items():
+                try:
+                    card = vcard.read(got[0]) if got is not None else None
+                except vcard.CardError:
+                    continue
+                if card is not None and card.is_group:
+                    cards[path] = card.group_name or path.rpartition("/")[2]
+                elif card is not None:
+                    categories.update(card.categories)
+        book = self._scope.book_url
+        groups = [(Scope(book, f"card:{path}").folder_id, name) for path, name in cards.items()]
+        groups += [(Scope(book, f"category:{c}").folder_id, c) for c in categories]
+        return sorted(groups, key=lambda g: (g[1].casefold(), g[0]))
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
+        """One PUT per card, ``If-None-Match: *``, at ``<book>/<mapping id>.vcf``."""
+        results: list[WriteResult] = []
+        stop: ProviderError | None = None
+        made_uids: list[str] = []
+        category = self._scope.group.removeprefix("category:")
+        categories = [category] if self._scope.group.startswith("category:") else []
+        for item in items:
+            if stop is not None:
+                results.append(WriteResult(item.tag, error=stop))
+                continue
+            uid = vcard.new_uid()
+            body = vcard.new_card(item.contact, uid=uid, tag=item.tag, categories=categories)
+            try:
+                result = self._put_new(item.tag, body)
+            except (RateLimited, Transient) as exc:
+                stop = exc
+                results.append(WriteResult(item.tag, error=exc))
+                continue
+            if result.ok:
+                made_uids.append(uid)
+            results.append(result)
+        if self._scope.group.startswith("card:") and made_uids:
+            self._add_members(made_uids)
+        return results
+
+    def _put_new(self, tag_value: str, body: str) -> WriteResult:
+        path = self._path_for(tag_value)
+        url = self._url(path)
+        headers = {"If-None-Match": "*", "Content-Type": VCARD_TYPE}
+        resp = self._dav.request("PUT", url, body=body.encode(), headers=headers, retry=False)
+        if resp.status_code in (200, 201, 204):
+            remote = self._written(path, body, resp.headers.get("ETag", ""))
+            return WriteResult(tag_value, remote=remote)
+        if resp.status_code == 412:
+            # Something is there already: ours, if an earlier attempt's answer was lost.
+            found = self._get([path]).get(path)
+            if found is not None and found.tag == tag_value:
+                return WriteResult(tag_value, remote=found)
+        return WriteResult(
+            tag_value, error=_error(resp.status_code, "create a contact", write=True)
+        )
+
+    def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
+        """Read each card, rewrite the fields that changed, PUT it back with ``If-Match``."""
+        results: dict[int, WriteResult] = {}
+        stop: ProviderError | None = None
+        current: dict[str, tuple[str, str] | None] = {}
+        try:
+            current = self._bodies([item.id for item in items])
+        except (RateLimited, Transient) as exc:
+            stop = exc
+        for i, item in enumerate(items):
+            if stop is not None:
+                results[i] = WriteResult(item.id, error=stop)
+                continue
+            got = current.get(item.id)
+            if got is None:
+                results[i] = WriteResult(item.id, error=NotFound("the contact is gone", status=404))
+                continue
+            text, etag = got
+            if item.version and etag and item.version != etag:
+                results[i] = WriteResult(
+                    item.id, error=PreconditionFailed("the contact changed since it was read")
+                )
+                continue
+            try:
+                results[i] = self._put_update(item, text, etag)
+            except (RateLimited, Transient) as exc:
+                stop = exc
+                results[i] = WriteResult(item.id, error=exc)
+            except vcard.CardError as exc:
+                results[i] = WriteResult(item.id, error=InvalidContact(str(exc)))
+        return [results[i] for i in range(len(items))]
+
+    def _put_update(self, item: ContactUpdate, text: str, etag: str) -> WriteResult:
+        new_text = vcard.updated_card(text, item.before, item.after)
+        headers = {"Content-Type": VCARD_TYPE}
+        if etag:
+            headers["If-Match"] = etag
+        resp = self._dav.request("PUT", self._url(item.id), body=new_text.encode(), headers=headers)
+        if resp.status_code in (200, 201, 204):
+            return WriteResult(
+                item.id, remote=self._written(item.id, new_text, resp.headers.get("ETag", ""))
+            )
+        return WriteResult(item.id, error=_error(resp.status_code, "update a contact", write=True))
+
+    def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
+        """One DELETE per card, ``If-Match`` its version; a card already gone counts as deleted."""
+        results: list[WriteResult] = []
+        stop: ProviderError | None = None
+        for item in items:
+            if stop is not None:
+                results.append(WriteResult(item.id, error=stop))
+                continue
+            headers = {"If-Match": item.version} if item.version else {}
+            try:
+                resp = self._dav.request("DELETE", self._url(item.id), headers=headers)
+            except (RateLimited, Transient) as exc:
+                stop = exc
+                results.append(WriteResult(item.id, error=exc))
+                continue
+            if resp.status_code in (200, 204, 404, 410):
+                results.append(WriteResult(item.id))
+            else:
+                error = _error(resp.status_code, "delete a contact", write=True)
+                results.append(WriteResult(item.id, error=error))
+        return results
+
+    def _written(self, path: str, body: str, etag: str) -> RemoteContact:
+        """The contact as we wrote it; a server that sent no ETag (it changed the card) is asked."""
+        if not etag:
+            found = self._get([path]).get(path)
+            if found is not None:
+                return found
+        return self._remote(path, vcard.read(body), etag)
+
+    def _add_members(self, uids: list[str]) -> None:
+        """Put new contacts in the chosen group card (re-read and retried when it changed)."""
+        group_path = self._scope.group.removeprefix("card:")
+        for _ in range(3):
+            got = self._bodies([group_path]).get(group_path)
+            if got is None:
+                return
+            text, etag = got
+            for uid in uids:
+                text = vcard.with_member(text, uid, present=True)
+            headers = {"Content-Type": VCARD_TYPE, **({"If-Match": etag} if etag else {})}
+            resp = self._dav.request(
+                "PUT", self._url(group_path), body=text.encode(), headers=headers
+            )
+            if resp.status_code != 412:
+                self._members = None
+                return
+
+    # --- pieces -------------------------------------------------------------------------------
+
+    def _path_for(self, tag_value: str) -> str:
+        return f"{self._scope.book_path}{_SAFE_NAME.sub('_', tag_value)}.vcf"
+
+    def _url(self, path: str) -> str:
+        return urljoin(self._scope.book_url, href_of(path))
+
+
+def _invalid_token(status: int, text: str) -> bool:
+    """RFC 6578: an unknown token fails the DAV:valid-sync-token precondition (403); servers
+    also answer 400, 409, 410 or 412 for it."""
+    return "valid-sync-token" in text or status in (400, 409, 410, 412)
+
+
+def _error(status: int, doing: str, *, write: bool = False) -> ProviderError:
+    message = f"the CardDAV server refused to {doing} ({status})"
+    if status == 401:
+        return AuthExpired(message, status=401)
+    if status == 403:
+        return PermissionDenied(message, missing=["write access to the address book"])
+    if status in (404, 410):
+        return NotFound(message, status=status)
+    if status == 412:
+        return PreconditionFailed(message, status=412)
+    if status >= 500:
+        return Transient(message, status=status)
+    if write and 400 <= status < 500:
+        return InvalidContact(message, status=status)
+    return ProviderError(message, status=status)
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _digits(phone: str) -> str:
+    """A phone's last ten digits (how the lookup compares numbers written differently)."""
+    return "".join(ch for ch in phone if ch.isdigit())[-10:]
