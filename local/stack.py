@@ -150,6 +150,8 @@ def start_stack(
             "POWERTOOLS_SERVICE_NAME": "contactsync",
             "POWERTOOLS_METRICS_NAMESPACE": "contactsync",
             "POWERTOOLS_TRACE_DISABLED": "true",
+            # EMF goes to stdout, where CloudWatch picks it up; locally it would only be noise
+            "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             **(extra_env or {}),
         }

@@ -82,8 +82,10 @@ def emitted_metrics(out: str) -> dict[str, Any]:
 
 
 def test_webhook_refusals_and_pass_delays_are_metrics(
-    handlers: None, capsys: pytest.CaptureFixture[str]
+    handlers: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # as in Lambda (the stack: true)
+    capsys.readouterr()
     # When a stranger's webhook is refused, and the reconciler takes a message
     invoke("WebhooksFunction", sample("webhooks_pipedrive.json"))
     refused = emitted_metrics(capsys.readouterr().out)

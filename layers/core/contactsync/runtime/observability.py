@@ -15,6 +15,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 MASK = "***"
 
@@ -141,8 +142,10 @@ WEBHOOK_ACCEPTED = "WebhookAccepted"
 
 
 def count(name: str, value: float = 1) -> None:
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    if not is_metrics_disabled():  # (Powertools keeps what it does not flush when disabled)
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def milliseconds(name: str, value: float) -> None:
-    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
+    if not is_metrics_disabled():
+        metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=value)
