@@ -47,7 +47,7 @@ cfn-lint: $(STAMP) ## Lint the SAM template
 	$(BIN)/cfn-lint template.yaml
 
 test: install $(CHROMIUM) lint typecheck cfn-lint ## Lint, type-check and run every test (chaos and fuzz in their short settings)
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25 tests
 
 unit: $(STAMP) ## Only the unit tests (no sockets)
 	$(BIN)/python -m pytest tests/unit

@@ -215,9 +215,12 @@ VALID_ENTRY_ID = "2025-03-01T12:00:00.000000Z-000001"
 VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/connections/{connection_id}"): {"direction": "to_crm"},
     ("POST", "/connections/{connection_id}/duplicates/merge"): {"keep": "1", "merge": ["2"]},
+    ("POST", "/connections/{connection_id}/groups"): {"name": "Synced from the CRM"},
+    ("POST", "/connections/{connection_id}/reconnect"): {"password": "a-new-app-password"},
 }
 VALID_QUERIES: dict[str, dict[str, str]] = {
     "/connections/{connection_id}/explain": {"crm_person_id": "1"},
+    "/connections/{connection_id}/contacts": {"q": "ann"},
 }
 
 

@@ -323,7 +323,11 @@ class PipedrivePersons:
             try:
                 body = self._write("POST", "/api/v2/persons", payload, retry=False)
             except PermissionDenied as exc:  # the write's 403 is the truth about permissions
-                raise PermissionDenied(exc.message, missing=["add people"]) from exc
+                raise PermissionDenied(
+                    "you need the CRM permission to add people: ask a CRM admin for it "
+                    f"({exc.message})",
+                    missing=["add people"],
+                ) from exc
             return self._remote(body["data"])
 
         return self._each(items, lambda i: i.tag, create_one)

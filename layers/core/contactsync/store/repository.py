@@ -773,6 +773,15 @@ def claim_key(
     return True
 
 
+def release_claims(company_id: str, user_id: str, owner: str) -> None:
+    """Forget the key claims ``owner`` (a connection) holds: they name contacts' keys."""
+    claims = KeyClaim.query(f"CLAIM#{company_id}#{user_id}", KeyClaim.sk.startswith("KEY#"))
+    with KeyClaim.batch_write() as batch:
+        for claim in claims:
+            if claim.owner == owner:
+                batch.delete(claim)
+
+
 def review_holds(connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
     """Which of ``contact_ids`` are held for review (a batch get by key, 100 at a time)."""
     keys = [(conn_pk(connection_id), f"HOLD#{side}#{c}") for c in dict.fromkeys(contact_ids)]

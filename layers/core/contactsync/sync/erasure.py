@@ -72,6 +72,7 @@ class Erasure:
             self.connections._unsubscribe(conn)
         self.connections._wait_for_running_pass(connection_id)
         self._revoke_provider_grant(conn)
+        repo.release_claims(conn.company_id, conn.user_id, connection_id)
         repo.delete_connection(connection_id)
 
     def _revoke_provider_grant(self, conn: Any) -> None:

@@ -47,6 +47,8 @@ from contactsync.providers.base import (
     ContactUpdate,
     CursorExpired,
     NewContact,
+    NotFound,
+    PermissionDenied,
     PreconditionFailed,
     ProviderError,
     RateLimited,
@@ -410,8 +412,17 @@ class _Pass:
         if not self.settle_until:
             until = self.ctx.clock() + timedelta(seconds=self.ctx.settle_seconds)
             self.settle_until = until.isoformat()
+        # Both contacts of a pair are read again, whatever the outcome names: a pair whose CRM
+        # person was deleted and is to be made again names no CRM id, and the next pass must
+        # still learn that it is gone (else it would plan an update of it).
+        pairs = self.pass_input.pairs if self.pass_input is not None else ()
+        linked = {p.mapping.mapping_id: p.mapping for p in pairs}
         for outcome in waiting:
-            for side, contact_id in (("crm", outcome.crm_id), ("provider", outcome.provider_id)):
+            mapping = linked.get(outcome.mapping_id)
+            ids = [("crm", outcome.crm_id), ("provider", outcome.provider_id)]
+            if mapping is not None:
+                ids += [("crm", mapping.crm_id), ("provider", mapping.provider_id)]
+            for side, contact_id in ids:
                 if contact_id:
                     self.waiting[side].add(contact_id)
         self.counts["waiting"] = len(waiting)
@@ -1113,9 +1124,11 @@ class _Pass:
         audit: list[AuditEntry] = []
         failed = refused = False
         for write, result in zip(op.writes, results, strict=True):
-            if isinstance(result.error, PreconditionFailed):
-                # Refused as stale: a pass soon reads both contacts again and plans afresh,
-                # even if neither changes again (the edit this write carried is not lost).
+            gone = isinstance(result.error, NotFound) and write.kind == "update"
+            if isinstance(result.error, PreconditionFailed) or gone:
+                # Refused as stale, or the contact is gone: a pass soon reads both contacts
+                # again and plans afresh (the edit this write carried is not lost, and a
+                # contact deleted meanwhile is seen deleted, not updated again and again).
                 self.recheck.append((op.crm_id, op.provider_id))
                 refused = True
             if result.error is not None:
@@ -1284,8 +1297,11 @@ def _version(remote: RemoteContact | Unchanged | None, stored: str) -> str:
 
 
 def _stops_the_side(error: ProviderError | None) -> bool:
-    """Errors that are about the side, not the contact: the write stays pending."""
-    return error is not None and (error.retryable or isinstance(error, AuthExpired))
+    """Errors that are about the side, not the contact: the write stays pending (a missing
+    permission too: the pass fails and says so in status until someone grants it)."""
+    return error is not None and (
+        error.retryable or isinstance(error, AuthExpired | PermissionDenied)
+    )
 
 
 def _first_error(results: Sequence[WriteResult]) -> ProviderError | None:
