@@ -294,6 +294,10 @@ def test_a_held_mass_delete_is_shown_and_confirmed_from_the_page(stack, dana) ->
     banner = card.locator(".banner.warn")
     expect(banner).to_contain_text("A sync pass is on hold", timeout=WAIT_MS)
     expect(banner).to_contain_text("It would delete 25")
+    # And who: every contact it would delete in the CRM, by name
+    listed = banner.locator("ul.held-changes li")
+    expect(listed).to_have_count(25)
+    expect(listed.first).to_contain_text("Delete in the CRM: ")
     expect(card.locator(".state")).to_have_text("Waiting for your decision")
     assert len(crm_owned(stack, demo)) == crm_before
     shot(page, "08-mass-delete-held")

@@ -15,6 +15,7 @@ from contactsync.engine.plan import (
     Plan,
     SyncSettings,
     Unchanged,
+    held_changes,
     plan_pass,
     preview,
 )
@@ -535,6 +536,19 @@ def test_many_deletes_hold_the_pass_but_keep_the_preview() -> None:
         in plan.held.message
     )
     assert len(plan.outcomes) == 21
+
+
+def test_a_held_pass_names_whom_it_would_change() -> None:
+    # Given a pass held for 21 deletes in the provider
+    pairs = [(mapping(BASE, n), None, UNCHANGED) for n in range(21)]
+    plan = pass_of(pairs, mapped_total=200)
+    # Then each contact it would delete is named, with its side and email
+    changes = held_changes(plan)
+    assert len(changes) == 21
+    assert {c["change"] for c in changes} == {"delete"}
+    assert {c["side"] for c in changes} == {"provider"}
+    assert changes[0]["name"] == BASE.full_name
+    assert changes[0]["email"] == BASE.emails[0].value
 
 
 def test_deletes_within_either_threshold_are_not_held() -> None:

@@ -259,6 +259,22 @@ function statusView(view, provider) {
   return parts;
 }
 
+const HELD_WORDS = { delete: "Delete", create: "Create", unlink: "Unlink" };
+const SIDE_WORDS = { crm: "in the CRM", provider: "in the address book" };
+
+function heldList(changes, total) {
+  // Who the held pass would change, so the decision is about people, not a number.
+  if (!changes.length) return el("span", {});
+  const items = changes.map((c) =>
+    el("li", {
+      text: `${HELD_WORDS[c.change] || c.change} ${SIDE_WORDS[c.side] || ""}: ${c.name}` +
+        (c.email && c.email !== c.name ? ` <${c.email}>` : ""),
+    }),
+  );
+  const more = total > changes.length ? el("p", { class: "muted", text: `and ${total - changes.length} more` }) : el("span", {});
+  return el("details", { open: true }, el("summary", { text: "What it would change" }), el("ul", { class: "held-changes" }, ...items), more);
+}
+
 function heldView(view) {
   const held = view.held || {};
   const path = `/connections/${encodeURIComponent(view.id)}`;
@@ -275,6 +291,7 @@ function heldView(view) {
       `It would delete ${deletes} and create ${creates} contacts ` +
         `(${held.mapped_total ?? "?"} are linked now). Nothing was written.`,
     ),
+    heldList(held.changes || [], deletes + creates),
     el(
       "div",
       { class: "buttons" },

@@ -733,6 +733,30 @@ def plan_pass(inp: PassInput, *, new_mapping_id: Callable[[], str]) -> Plan:
     )
 
 
+HELD_SHOWN = 100  # contacts a held pass lists by name (the counts say how many in all)
+
+
+def held_changes(plan: Plan) -> list[dict[str, str]]:
+    """What a held pass would create, delete or unlink, contact by contact (the first
+    ``HELD_SHOWN``), so the person asked to confirm sees who, not only how many."""
+    shown: list[dict[str, str]] = []
+    for outcome in plan.outcomes:
+        changes: list[tuple[str, str, Contact]] = [
+            (w.kind, w.side, w.before if w.kind == "delete" else w.after) for w in outcome.writes
+        ]
+        if outcome.kind == "unlink":
+            changes.append(("unlink", outcome.detached or "crm", outcome.new_base or Contact()))
+        for kind, side, contact in changes:
+            if kind == "update":
+                continue
+            email = next((e.value for e in contact.emails if e.value.strip()), "")
+            name = contact.full_name.strip() or email or "(no name)"
+            shown.append({"change": kind, "side": side, "name": name, "email": email})
+            if len(shown) >= HELD_SHOWN:
+                return shown
+    return shown
+
+
 _PREVIEW_NAMES = {"create": "created_in_", "update": "updated_", "delete": "deleted_"}
 
 

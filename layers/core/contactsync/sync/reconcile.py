@@ -36,6 +36,7 @@ from contactsync.engine.plan import (
     Unchanged,
     Write,
     counted,
+    held_changes,
     plan_pass,
     structural,
 )
@@ -856,6 +857,7 @@ class _Pass:
             "message": plan.held.message,
             "at": self.ctx.clock().isoformat(),
             "was": self.conn.state,  # the state a confirmed pass goes back to
+            "changes": held_changes(plan),  # who, for the person asked to confirm
         }
         self.store.update_connection(self.cid, state="needs_attention", held=held, next_run_at=None)
         self.store.audit(self.cid, [AuditEntry(kind="guard", message=plan.held.message)])
