@@ -147,6 +147,8 @@ def start_stack(
             "WEBHOOK_KEY": secrets.token_urlsafe(32),
             "PASS_BUDGET_SECONDS": str(pass_budget_seconds),
             "CHANGE_SETTLE_SECONDS": str(change_settle_seconds),
+            # Health counted at every pass, so the status page and its tests see it at once.
+            "HEALTH_FLUSH_SECONDS": "0",
             "POWERTOOLS_SERVICE_NAME": "contactsync",
             "POWERTOOLS_METRICS_NAMESPACE": "contactsync",
             "POWERTOOLS_TRACE_DISABLED": "true",

@@ -62,6 +62,9 @@ class Settings(BaseModel):
     # started and its message goes back on the queue at once.
     pass_budget_seconds: float = 60.0
     pass_margin_seconds: float = 20.0
+    # Provider health (GET /status) is counted in memory and written at most this often per
+    # provider by each reconciler container, not once per pass (see sync/health.py).
+    health_flush_seconds: float = 30.0
     pass_min_seconds: float = 5.0
     lease_seconds: int = 150
 

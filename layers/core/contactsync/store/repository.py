@@ -813,19 +813,27 @@ def replace_review_holds(
 
 def record_pass_outcome(provider: str, ok: bool, error_code: str | None, at: datetime) -> None:
     """Count one pass that touched ``provider`` in the minute of ``at`` (one atomic update)."""
+    add_pass_outcomes(provider, at, 1, 0 if ok else 1, {error_code} if error_code else set())
+
+
+def add_pass_outcomes(  # one provider's counts of one minute
+    provider: str, at: datetime, passes: int, errors: int, error_codes: set[str]
+) -> None:
+    """Add ``passes`` (``errors`` of them failed) to ``provider``'s counts of the minute of
+    ``at``: one atomic update, whatever the numbers."""
     minute = _minute(at)
     shard = random.randrange(PASS_OUTCOME_SHARDS)  # noqa: S311 - spreading writes, not a secret
     item = PassOutcomes(f"STATUS#{provider}#{minute}#{shard}", "COUNTS")
     actions: list[Action] = [
         PassOutcomes.provider.set(provider),
         PassOutcomes.minute.set(minute),
-        PassOutcomes.passes.add(1),
+        PassOutcomes.passes.add(passes),
         PassOutcomes.expires_at.set(at + PASS_OUTCOME_RETENTION),
     ]
-    if not ok:
-        actions.append(PassOutcomes.errors.add(1))
-        if error_code:
-            actions.append(PassOutcomes.error_codes.add({error_code}))
+    if errors:
+        actions.append(PassOutcomes.errors.add(errors))
+    if error_codes:
+        actions.append(PassOutcomes.error_codes.add(set(error_codes)))
     item.update(actions=actions)
 
 

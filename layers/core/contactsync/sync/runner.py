@@ -13,6 +13,7 @@ from contactsync.runtime.observability import PROVIDER_ERRORS, PROVIDER_THROTTLE
 from contactsync.runtime.queue import PassQueue
 from contactsync.store import repository as repo
 from contactsync.store.pass_store import DynamoPassStore
+from contactsync.sync.health import HealthTally
 from contactsync.sync.polling import PollPolicy
 from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import PassContext, PassResult, Sides, run_pass
@@ -49,6 +50,10 @@ class PassRunner:
     queue: PassQueue
     # Test hook, handed to every pass: called before each step that can crash (chaos tests).
     crash_point: Callable[[str], None] = field(default=lambda _point: None)
+    health: HealthTally = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.health = HealthTally(repo.add_pass_outcomes, self.wiring.settings.health_flush_seconds)
 
     def context(
         self, failures: dict[str, str | None] | None = None, budget_seconds: float | None = None
@@ -107,7 +112,7 @@ class PassRunner:
         the provider errors and throttles as metrics."""
         now = self.wiring.clock()
         for provider, error in failures.items():
-            repo.record_pass_outcome(provider, error is None, error, now)
+            self.health.add(provider, error, now)
             if error is not None:
                 count(PROVIDER_THROTTLES if error == "RateLimited" else PROVIDER_ERRORS)
 
