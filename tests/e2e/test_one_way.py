@@ -25,7 +25,7 @@ from tests.e2e.test_microsoft_sync import crm_owned, eventually, quiet
 pytestmark = pytest.mark.e2e
 
 FAST_POLLING = {"POLL_MIN_SECONDS": "1", "POLL_MAX_SECONDS": "2", "POLL_FLOOR_SECONDS": "1"}
-ARRIVES_WITHIN = 30.0  # seconds; the bug left edits waiting for the hourly safety poll
+ARRIVES_WITHIN = 45.0  # seconds; the bug left edits waiting for the hourly safety poll
 
 
 def digits(value: str) -> str:
@@ -167,6 +167,18 @@ def activity(connection_id: str) -> list[str]:
     ]
 
 
+def arrived(world: World, check: Callable[[], bool], what: str) -> None:
+    """``check`` holds within ``ARRIVES_WITHIN``; else the failure shows the activity log."""
+    try:
+        eventually(check, timeout=ARRIVES_WITHIN, what=what)
+    except AssertionError:
+        view = world.api.connection(world.connection_id)
+        pytest.fail(
+            f"{what} did not arrive; state {view['state']}, last error {view['last_error']}:\n"
+            + "\n".join(activity(world.connection_id))
+        )
+
+
 def lost_conflict(world: World, value: str) -> None:
     """The activity log shows ``value`` as the loser of a job title conflict (it is written
     just after the pass's writes, so it may come a moment after the winner arrived)."""
@@ -192,10 +204,10 @@ def test_to_crm_address_book_edits_keep_arriving_after_the_crm_is_edited(world: 
         phone = f"+1 415 555 03{n}0"
         world.book.set_mobile(email, phone)
         # Then each edit reaches the CRM within seconds
-        eventually(
+        arrived(
+            world,
             lambda phone=phone: digits(phone) in world.crm_phones(email),
-            timeout=ARRIVES_WITHIN,
-            what=f"the book's phone {phone} in the CRM",
+            f"the book's phone {phone} in the CRM",
         )
     # And the CRM's own edit of a field the book did not change stays
     assert world.person(email).job_title == "Own title"
@@ -222,10 +234,10 @@ def test_to_provider_crm_edits_keep_arriving_after_the_book_is_edited(world: Wor
         phone = f"+1 415 555 04{n}0"
         world.crm_edit(email, {"phones": [{"value": phone, "label": "mobile", "primary": True}]})
         # Then each edit reaches the address book within seconds
-        eventually(
+        arrived(
+            world,
             lambda phone=phone: digits(phone) in world.book.phones(email),
-            timeout=ARRIVES_WITHIN,
-            what=f"the CRM's phone {phone} in the book",
+            f"the CRM's phone {phone} in the book",
         )
     assert world.book.job_title(email) == "Own title"
     # When the CRM changes that same field, the CRM (the source) wins over the book's edit
