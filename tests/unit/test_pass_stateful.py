@@ -218,10 +218,19 @@ class PassModel(RuleBasedStateMachine):
         self.check_every_edit_survived()
 
     def settle(self, reason: str) -> str:
-        """A pass; a pass the guard held is confirmed, as the user would after reading why."""
+        """A pass; a pass the guard held is confirmed, as the user would after reading why; a
+        pass that asks to run again soon (writes refused as stale, a settling burst) is run
+        again with its message, as the queue hands it back."""
         status = self.run(reason)
-        if self.store.connections[CID]["state"] == "needs_attention":
-            status = self.run("confirm")
+        for _ in range(10):
+            if self.store.connections[CID]["state"] == "needs_attention":
+                status = self.run("confirm")
+            elif status in ("recheck", "settling"):
+                status = self.run(reason)
+            elif status == "continue":
+                status = self.run("continuation")
+            else:
+                break
         assert status == "done", status
         return status
 
