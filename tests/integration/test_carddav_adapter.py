@@ -82,6 +82,23 @@ def test_full_listing_then_only_the_changes(book: Book) -> None:
     assert again.contacts == [] and again.deleted == []
 
 
+def test_lookup_finds_cards_sharing_an_email_a_phone_or_a_name(book: Book) -> None:
+    # Given cards sharing an email (other case), a phone (other formatting), a name, and one not
+    book.put("e.vcf", card("ue", "FN:Ann Lee", "N:Lee;Ann;;;", "EMAIL:ANN@Lee.test"))
+    book.put("p.vcf", card("up", "FN:Bo Chen", "N:Chen;Bo;;;", "TEL:(415) 555-0100"))
+    book.put("n.vcf", card("un", "FN:Cy  Park", "N:Park;Cy;;;"))
+    book.put("x.vcf", card("ux", "FN:Di Other", "N:Other;Di;;;", "EMAIL:di@other.test"))
+    wanted = [
+        Contact(given_name="A", emails=(Email("ann@lee.test"),)),
+        Contact(given_name="B", phones=(Phone("+1 415 555 0100"),)),
+        Contact(given_name="Cy", family_name="Park"),
+    ]
+    # When they are looked up
+    found = book.side().lookup(wanted)
+    # Then the three that may be one of them come back, and the other does not
+    assert sorted(r.contact.family_name for r in found) == ["Chen", "Lee", "Park"]
+
+
 def test_a_long_listing_comes_in_pages(book: Book, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given five cards and pages of two
     for n in range(5):
