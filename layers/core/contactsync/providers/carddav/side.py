@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
+from contactsync.contacts.normalize import email_key, name_key
 from contactsync.providers.base import (
     AuthExpired,
     ChangePage,
@@ -181,9 +182,11 @@ class CardDavContacts:
         or the full name in common). CardDAV's ``addressbook-query`` filters differ too much
         between servers to trust with "not found", so the book is listed (one sync-collection
         and a multiget per 200 cards): correct, but O(book), not O(contacts)."""
-        emails = {e.value.strip().casefold() for c in contacts for e in c.emails if e.value.strip()}
+        emails = {k for c in contacts for e in c.emails if (k := email_key(e.value))}
+        # Phones by their digits: the adapter does not know the connection's phone region, and
+        # a look-up may return too much (the engine compares normalised keys), never too little.
         phones = {_digits(p.value) for c in contacts for p in c.phones if _digits(p.value)}
-        names = {" ".join(c.full_name.split()).casefold() for c in contacts if c.full_name.strip()}
+        names = {k for c in contacts if (k := name_key(c.full_name))}
         if not (emails or phones or names):
             return []
         changed, _, _ = self._sync("")
@@ -194,9 +197,9 @@ class CardDavContacts:
                     continue
                 card = remote.contact
                 if (
-                    {e.value.strip().casefold() for e in card.emails} & emails
+                    {email_key(e.value) for e in card.emails} & emails
                     or {_digits(p.value) for p in card.phones} & phones
-                    or " ".join(card.full_name.split()).casefold() in names
+                    or name_key(card.full_name) in names
                 ):
                     found.append(remote)
         return found
