@@ -173,9 +173,12 @@ def arrived(world: World, check: Callable[[], bool], what: str) -> None:
         eventually(check, timeout=ARRIVES_WITHIN, what=what)
     except AssertionError:
         view = world.api.connection(world.connection_id)
+        book = [world.book.contact(e) for e in world.data.same_email]
+        crm = [world.person(e) for e in world.data.same_email]
         pytest.fail(
             f"{what} did not arrive; state {view['state']}, last error {view['last_error']}:\n"
             + "\n".join(activity(world.connection_id))
+            + f"\nthe book holds {book}\nthe CRM holds {crm}"
         )
 
 
@@ -214,11 +217,7 @@ def test_to_crm_address_book_edits_keep_arriving_after_the_crm_is_edited(world: 
     assert world.person(email).job_title == "Own title"
     # When the book changes that same field, the book (the source) wins over the CRM's edit
     world.book.set_job_title(email, "Source title")
-    eventually(
-        lambda: world.person(email).job_title == "Source title",
-        timeout=ARRIVES_WITHIN,
-        what="the book's title over the CRM's",
-    )
+    arrived(world, lambda: world.person(email).job_title == "Source title", "the book's title")
     # And the CRM's value is in the activity log as the loser
     lost_conflict(world, "Own title")
 
@@ -244,9 +243,5 @@ def test_to_provider_crm_edits_keep_arriving_after_the_book_is_edited(world: Wor
     assert world.book.job_title(email) == "Own title"
     # When the CRM changes that same field, the CRM (the source) wins over the book's edit
     world.crm_edit(email, {"job_title": "Source title"})
-    eventually(
-        lambda: world.book.job_title(email) == "Source title",
-        timeout=ARRIVES_WITHIN,
-        what="the CRM's title over the book's",
-    )
+    arrived(world, lambda: world.book.job_title(email) == "Source title", "the CRM's title")
     lost_conflict(world, "Own title")

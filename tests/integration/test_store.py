@@ -163,12 +163,26 @@ def test_pushes_ring_once_until_a_pass_answers_and_their_hints_add_up() -> None:
     # When the pass begins it sees every hint; a push after that queues a pass again
     seen = repo.answer_ring(conn_id)
     assert seen is not None and seen.pending_crm_ids == {"1", "2"}
-    assert repo.add_hints(conn_id, ["3"])
-    assert repo.ring(conn_id, NOW + timedelta(seconds=6), timedelta(minutes=15))
-    # And the pass forgets only what it read
-    repo.drop_hints(conn_id, ["1", "2"])
+    # And when it ends with no push meanwhile, it forgets what it read
+    assert repo.drop_hints(conn_id, {"crm": ["1", "2"]}, int(seen.hints_added or 0))
     stored = repo.get_connection(conn_id)
-    assert stored is not None and stored.pending_crm_ids == {"3"}
+    assert stored is not None and not stored.pending_crm_ids
+
+
+def test_a_push_for_a_contact_the_running_pass_read_is_not_forgotten() -> None:
+    conn_id = a_connection().connection_id
+    # Given a pass began with person 1 to re-read
+    assert repo.add_hints(conn_id, ["1"])
+    assert repo.ring(conn_id, NOW, timedelta(minutes=15))
+    seen = repo.answer_ring(conn_id)
+    assert seen is not None and seen.pending_crm_ids == {"1"}
+    # When person 1 is edited again while the pass runs (the push adds the same id again)
+    assert repo.add_hints(conn_id, ["1"])
+    assert repo.ring(conn_id, NOW + timedelta(seconds=1), timedelta(minutes=15))
+    # Then the pass ending does not forget it: the pass that push queued re-reads it
+    assert not repo.drop_hints(conn_id, {"crm": ["1"]}, int(seen.hints_added or 0))
+    stored = repo.get_connection(conn_id)
+    assert stored is not None and stored.pending_crm_ids == {"1"}
 
 
 def test_a_pass_request_that_waited_too_long_no_longer_holds_pushes_back() -> None:

@@ -765,6 +765,32 @@ def test_a_pushed_change_that_arrives_while_waiting_is_read_by_the_next_pass(wor
     assert not store.connections[CID]["pending_crm_ids"]
 
 
+def test_a_push_for_a_person_the_running_pass_already_read_stays_for_the_next_pass(world) -> None:
+    # Given a synced pair, and a push that queued a pass for an edit of Ann
+    store, crm, provider = world
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    crm.put(ann.contact.with_fields(job_title="CTO"), contact_id=ann.id)
+    assert store.ring(CID, [ann.id])
+    pushed = SyncMessage(connection_id=CID, reason="crm_push", crm_ids=[ann.id])
+    # When Ann is edited again while that pass runs, after it read her (the push only adds the
+    # same id again: a pass request already waits)
+
+    def edit_again(point: str) -> None:
+        if point == "before_cursor_advance" and crm.contacts[ann.id].contact.job_title == "CTO":
+            crm.put(ann.contact.with_fields(job_title="CEO"), contact_id=ann.id)
+            store.ring(CID, [ann.id])
+
+    ctx = context(store, crm, provider, crash_point=edit_again)
+    assert run_pass(CID, pushed, ctx).status == "done"
+    # Then the hint stays for the next pass, which sends the second edit
+    assert store.connections[CID]["pending_crm_ids"] == [ann.id]
+    assert poll(store, crm, provider) == "done"
+    (copy,) = provider.contacts.values()
+    assert copy.contact.job_title == "CEO"
+    assert not store.connections[CID]["pending_crm_ids"]
+
+
 def test_one_pass_reads_every_crm_delete_pushed_while_it_waited(world) -> None:
     # Given three synced pairs
     store, crm, provider = world

@@ -197,6 +197,9 @@ class Connection(Model):
     pending_crm_ids = UnicodeSetAttribute(null=True)
     # Provider contacts the next pass re-reads by id: pairs whose write was refused as stale.
     pending_provider_ids = UnicodeSetAttribute(null=True)
+    # How many times hints were added: a pass forgets the hints it read only if none was added
+    # since it began (one added again meanwhile, for a contact it had read, must stay).
+    hints_added = NumberAttribute(null=True)
     # When a pass request was last put on the queue for a push, if no pass has begun since:
     # further pushes only add their hints and send nothing (a burst asks for one pass).
     wake_queued_at = UnicodeAttribute(null=True)

@@ -66,6 +66,7 @@ def _view(conn: Connection | None) -> ConnectionView | None:
         last_full_at=conn.last_full_at or "",
         pending_crm_ids=tuple(sorted(conn.pending_crm_ids or ())),
         pending_provider_ids=tuple(sorted(conn.pending_provider_ids or ())),
+        hints_added=int(conn.hints_added or 0),
         failures=int(conn.last_error.repeats or 0) if conn.last_error else 0,
         change_window=conn.change_window,
         settle_until=conn.settle_until or "",
@@ -87,10 +88,14 @@ class DynamoPassStore:
         repo.add_hints(connection_id, provider_ids, "provider")
 
     def drop_hints(
-        self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
+        self,
+        connection_id: str,
+        crm_ids: Sequence[str],
+        provider_ids: Sequence[str] = (),
+        *,
+        added: int = 0,
     ) -> None:
-        repo.drop_hints(connection_id, crm_ids, "crm")
-        repo.drop_hints(connection_id, provider_ids, "provider")
+        repo.drop_hints(connection_id, {"crm": crm_ids, "provider": provider_ids}, added)
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:
         values: dict[str, Any] = {}

@@ -305,16 +305,24 @@ def add_hints(connection_id: str, ids: Sequence[str], side: str = "crm") -> bool
     hints = _hints(side)
     room = hints.does_not_exist() | (size(hints) < MAX_HINTS_PER_SIDE)  # type: ignore[no-untyped-call]
     return _update_connection_item(
-        connection_id, [hints.add(set(ids))], Connection.pk.exists() & room
+        connection_id,
+        [hints.add(set(ids)), Connection.hints_added.add(1)],
+        Connection.pk.exists() & room,
     )
 
 
-def drop_hints(connection_id: str, ids: Sequence[str], side: str = "crm") -> None:
-    """Forget the hints a pass has read (ones added meanwhile stay for the next pass)."""
-    if ids:
-        _update_connection_item(
-            connection_id, [_hints(side).delete(set(ids))], Connection.pk.exists()
-        )
+def drop_hints(connection_id: str, ids: dict[str, Sequence[str]], added: int) -> bool:
+    """Forget the hints a pass has read (``ids`` by side), in one update, only if no hint was
+    added since the pass found ``hints_added`` at ``added``: a push for a contact the pass had
+    already read adds the same id again, and must not be forgotten with it. False when hints
+    were added meanwhile (all stay; the pass their push queued re-reads them)."""
+    actions = [_hints(side).delete(set(values)) for side, values in ids.items() if values]
+    if not actions:
+        return True
+    unchanged = (
+        Connection.hints_added.does_not_exist() if added == 0 else Connection.hints_added == added
+    )
+    return _update_connection_item(connection_id, actions, Connection.pk.exists() & unchanged)
 
 
 def ring(connection_id: str, now: datetime, stale_after: timedelta) -> bool:

@@ -81,12 +81,21 @@ class InMemoryStore:
     ) -> None:
         raw = self.connections[connection_id]
         for name, ids in (("pending_crm_ids", crm_ids), ("pending_provider_ids", provider_ids)):
-            raw[name] = sorted({*(raw.get(name) or ()), *ids})
+            if ids:
+                raw[name] = sorted({*(raw.get(name) or ()), *ids})
+                raw["hints_added"] = int(raw.get("hints_added") or 0) + 1
 
     def drop_hints(
-        self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
+        self,
+        connection_id: str,
+        crm_ids: Sequence[str],
+        provider_ids: Sequence[str] = (),
+        *,
+        added: int = 0,
     ) -> None:
         raw = self.connections[connection_id]
+        if int(raw.get("hints_added") or 0) != added:
+            return  # hints were added since the pass read them: all stay for the next one
         for name, ids in (("pending_crm_ids", crm_ids), ("pending_provider_ids", provider_ids)):
             raw[name] = sorted(set(raw.get(name) or ()) - set(ids))
 

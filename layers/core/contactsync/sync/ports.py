@@ -49,6 +49,7 @@ class ConnectionView:
     last_full_at: str = ""  # ISO time of the last full listing ("" if unknown)
     pending_crm_ids: tuple[str, ...] = ()  # pushed CRM changes no pass has read yet
     pending_provider_ids: tuple[str, ...] = ()  # provider contacts to re-read (stale writes)
+    hints_added: int = 0  # how many times hints were added (see ``drop_hints``)
     failures: int = 0  # passes in a row that failed (throttles not counted); 0 after a success
     # What passes applied lately, for the mass-change guard: {since, last, reference, creates,
     # deletes, unlinks} (None: closed).
@@ -91,9 +92,16 @@ class PassStore(Protocol):
         ...
 
     def drop_hints(
-        self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
+        self,
+        connection_id: str,
+        crm_ids: Sequence[str],
+        provider_ids: Sequence[str] = (),
+        *,
+        added: int = 0,
     ) -> None:
-        """Forget hints a pass has read; those added since stay."""
+        """Forget hints a pass has read, unless hints were added since the pass read them
+        (``added``: ``hints_added`` as the pass found it): the same id added again while the pass
+        ran must stay for the next one, so then all stay (re-reading one costs little)."""
         ...
 
     def acquire_lease(

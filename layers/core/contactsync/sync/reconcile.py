@@ -239,6 +239,7 @@ class _Pass:
         self.recheck: list[tuple[str, str]] = []  # pairs whose write was refused as stale
         self.refusals = 0  # the most writes in a row refused as stale, of the pairs refused now
         self.noted: set[tuple[str, str]] = set()  # (side, id) hints this pass added
+        self.hint_adds = 0  # this pass's own additions of hints (see ``drop_hints``)
         # Where to look for CRM persons made since this pass (or the one that planned) read it.
         self.crm_mark = ""
         self.own_tags: set[str] = set()  # mapping ids of the pending writes
@@ -291,6 +292,12 @@ class _Pass:
     def stopped(self) -> bool:
         current = self.store.load_connection(self.cid)
         return current is None or current.state not in RUNNABLE_STATES
+
+    def add_hints(self, crm_ids: list[str], provider_ids: list[str]) -> None:
+        """Remember contacts for the next pass to re-read, counting the additions (each side's
+        is one) so that this pass's own do not keep it from forgetting what it read."""
+        self.store.add_hints(self.cid, crm_ids, provider_ids)
+        self.hint_adds += bool(crm_ids) + bool(provider_ids)
 
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
@@ -437,9 +444,7 @@ class _Pass:
         if any(len(self.waiting[s] | set(remembered[s])) > MAX_HINTS for s in SIDES):
             changes["list_in_full"] = True  # too many to re-read by id: list both sides
         elif any(self.waiting.values()):
-            self.store.add_hints(
-                self.cid, sorted(self.waiting["crm"]), sorted(self.waiting["provider"])
-            )
+            self.add_hints(sorted(self.waiting["crm"]), sorted(self.waiting["provider"]))
         if self.listed_in_full and "list_in_full" not in changes:
             changes["list_in_full"] = False
         if self.confirmed or self.conn.state == "syncing_initial" or self.pass_input is None:
@@ -491,6 +496,7 @@ class _Pass:
                     for p in self.conn.pending_provider_ids
                     if ("provider", p) not in self.noted and p not in self.waiting["provider"]
                 ],
+                added=self.conn.hints_added + self.hint_adds,
             )
         else:
             _keep_hints(self.store, self.conn, self.message)  # for the continuation
@@ -950,7 +956,7 @@ class _Pass:
         if self.recheck:
             crm_ids = [c for c, _ in self.recheck if c]
             provider_ids = [p for _, p in self.recheck if p]
-            self.store.add_hints(self.cid, crm_ids, provider_ids)
+            self.add_hints(crm_ids, provider_ids)
             self.noted.update(("crm", c) for c in crm_ids)
             self.noted.update(("provider", p) for p in provider_ids)
             self.recheck = []
