@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+import pytest
 from contactsync.contacts.model import ALL_FIELDS, Contact, Email, Phone
 from contactsync.engine.plan import (
     UNCHANGED,
@@ -362,6 +363,26 @@ def test_to_provider_never_writes_the_crm() -> None:
     assert deletion.outcomes[0].kind == "unlink"
     assert new.outcomes == ()
     assert new.skipped == (("p9", "direction to_provider does not write the CRM"),)
+
+
+@pytest.mark.parametrize("direction", ["to_crm", "to_provider"])
+def test_a_delete_on_the_fed_side_stays_and_the_source_contact_is_never_copied_back(
+    direction: str,
+) -> None:
+    settings = SyncSettings(direction=direction)  # type: ignore[arg-type]
+    fed = "crm" if direction == "to_crm" else "provider"
+    # Given the fed side's contact is deleted by hand
+    reported = (None, UNCHANGED) if fed == "crm" else (UNCHANGED, None)
+    (outcome,) = pass_of([(mapping(), *reported)], settings=settings).outcomes
+    # Then nothing is written, and the pair is kept, detached on the fed side
+    assert (outcome.kind, outcome.writes, outcome.detached) == ("unlink", (), fed)
+    assert outcome.new_base == BASE
+    # And when the source's contact is edited or listed again later, it stays left alone
+    kept = replace(mapping(), detached=fed)
+    source = provider(BASE.with_fields(job_title="X")) if fed == "crm" else crm(BASE)
+    later = (UNCHANGED, source) if fed == "crm" else (source, UNCHANGED)
+    (again,) = pass_of([(kept, *later)], settings=settings).outcomes
+    assert (again.kind, again.writes, again.detached) == ("noop", (), fed)
 
 
 # --- New contacts ---------------------------------------------------------------------------------

@@ -343,8 +343,20 @@ def _one_side_gone(
     if not edited:
         reason = f"deleted in {SIDE_NAMES[gone]}"
         if not settings.may_write(kept):
-            why = f"{reason}; direction {settings.direction} does not write {SIDE_NAMES[kept]}"
-            return replace(drop, kind="unlink", reason=why)
+            # The fed side's delete stays, and the pair is kept, detached on that side: else the
+            # source's contact would look new to the next full listing and be copied back.
+            why = (
+                f"{reason}; direction {settings.direction} does not write {SIDE_NAMES[kept]}: "
+                f"the contact in {SIDE_NAMES[kept]} is left alone"
+            )
+            return replace(
+                drop,
+                new_base=mapping.base,
+                kind="unlink",
+                reason=why,
+                detached=gone,
+                holds=mapping.holds,
+            )
         before = survivor.contact.only(settings.carried(kept))
         write = Write(kept, "delete", survivor.id, survivor.version, before, Contact())
         return replace(drop, writes=(write,), kind="delete", reason=reason)
