@@ -112,7 +112,8 @@ def start_stack(
     reconciler_timeout: float | None = None,
 ) -> LocalStack:
     """The whole service on loopback. ``reconciler_timeout`` replaces the template's Timeout of
-    the reconciler (a test of the timeout in seconds rather than minutes)."""
+    the reconciler (a test of the timeout in seconds rather than minutes); the sync queue's
+    visibility timeout is then six times it, as the template keeps it."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="contactsync-stack-"))
     workdir.mkdir(parents=True, exist_ok=True)
     aws = start_local_aws()
@@ -165,6 +166,11 @@ def start_stack(
         )
         api = start(gateway, port=port)
         sqs = aws.client("sqs")
+        if reconciler_timeout is not None:
+            visibility = str(max(1, round(6 * reconciler_timeout)))
+            sqs.set_queue_attributes(
+                QueueUrl=aws.queue_url, Attributes={"VisibilityTimeout": visibility}
+            )
         reconciler = handler_for("ReconcilerFunction", timeout_seconds=reconciler_timeout)
         poller = QueuePoller(sqs, aws.queue_url, reconciler).start()
         ticker = ScheduleTicker(

@@ -31,6 +31,15 @@ Nor do they delete, in Outlook or Google, a copy the sync made whose making no p
 recorded yet: when the answer to a create is lost, the next pass looks the copy up by its tag,
 and a copy deleted in those seconds is not found and is made again (a known limit, in the
 closing note of the chaos suite).
+
+One-way connections: a user whose Outlook feeds the CRM (``to_crm``) and whose CRM feeds Google
+(``to_provider``) has changes that flow only along those arrows. What a side must show follows
+from the arrows alone (``reach``): a person made on a side is on every side it reaches; a field
+shows the last value written on any side that reaches it (a hand edit on the fed side stays
+until the source writes that field); a delete removes the copies on the sides it reaches and
+leaves the others alone, exactly once, never copied back. The service decides "edited since the
+last pass" per connection, which a user cannot see for a connection that never writes back, so
+a one-way delete counts as settled only when no other side of the person was ever touched.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from dataclasses import dataclass, field
 
 SIDES = ("crm", "outlook", "google")
 PROVIDER_SIDES = ("outlook", "google")
+TWO_WAY = {"outlook": "two_way", "google": "two_way"}
 FIELDS = ("job_title", "notes")
 PHONE_REGION = "US"
 
@@ -57,6 +67,28 @@ def value_key(name: str, value: str) -> str:
 def phone_keys(values: list[str]) -> frozenset[str]:
     """The workload writes ten-digit US numbers: a number is its last ten digits."""
     return frozenset(re.sub(r"\D", "", v)[-10:] for v in values if v.strip())
+
+
+def reach_of(directions: dict[str, str]) -> dict[str, frozenset[str]]:
+    """For each side, the sides a change made there reaches, given the directions of the user's
+    Outlook and Google connections (both over the CRM)."""
+    arrows = set()
+    for side, direction in directions.items():
+        if direction in ("two_way", "to_crm"):
+            arrows.add((side, "crm"))
+        if direction in ("two_way", "to_provider"):
+            arrows.add(("crm", side))
+    reach = {}
+    for start in SIDES:
+        seen, todo = {start}, [start]
+        while todo:
+            here = todo.pop()
+            for source, target in arrows:
+                if source == here and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        reach[start] = frozenset(seen)
+    return reach
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,25 @@ class Intended:
     delete_settled: bool = True  # every side showed every last value when it was deleted
     outside: set[str] = field(default_factory=set)  # provider sides it was moved out of
     former_owners: set[str] = field(default_factory=set)
+    reach: dict[str, frozenset[str]] = field(default_factory=lambda: reach_of(TWO_WAY))
+    present: set[str] = field(default_factory=lambda: set(SIDES))  # sides it is meant to be on
+    touched: set[str] = field(default_factory=set)  # sides edited by hand since it was made
+
+    @property
+    def one_way(self) -> bool:
+        return any(r != frozenset(SIDES) for r in self.reach.values())
+
+    def sources(self, side: str) -> set[str]:
+        """The sides whose changes reach ``side`` (itself included)."""
+        return {s for s in SIDES if side in self.reach[s]}
+
+    def expected(self, name: str, side: str) -> str:
+        """The last value written for ``name`` on a side that reaches ``side``."""
+        edits = [e for e in self.values[name] if e.side in self.sources(side)]
+        return edits[-1].value if edits else ""
+
+    def in_scope(self) -> list[str]:
+        return [s for s in SIDES if s in self.present and s not in self.outside]
 
     def stranded(self, edit: Edit) -> bool:
         """An edit made on a copy that is no longer in scope may never have left it."""
@@ -129,9 +180,11 @@ class Intended:
             return False
         return edit.user != self.owner or edit.side in self.outside
 
-    def acceptable(self, name: str) -> set[str]:
-        """Value keys a converged side may show for ``name``."""
-        edits = self.values[name]
+    def acceptable(self, name: str, side: str) -> set[str]:
+        """Value keys ``side``, converged, may show for ``name``."""
+        edits = [e for e in self.values[name] if e.side in self.sources(side)]
+        if not edits:
+            return {""}
         # Edits made on a copy now out of scope may have left it before it went out, or not:
         # any of them, from the last edit made where it is still in scope onwards, may be the
         # one the other sides ended with. The creation reached every side before any move or
@@ -149,24 +202,41 @@ class Ledger:
 
     def __init__(self) -> None:
         self.people: dict[str, Intended] = {}
+        self.directions: dict[str, dict[str, str]] = {}  # user -> side -> direction (two-way)
 
     def live(self) -> list[Intended]:
         return [p for p in self.people.values() if p.deleted_on is None]
 
     def create(self, email: str, owner: str, side: str, phone: str, **values: str) -> None:
         assert email not in self.people, email
+        reach = reach_of(self.directions.get(owner, TWO_WAY))
         self.people[email] = Intended(
             email=email,
             owner=owner,
             phone=phone,
             values={name: [Edit(owner, side, values.get(name, ""))] for name in FIELDS},
+            reach=reach,
+            present=set(reach[side]),
         )
+
+    def made_again(self, email: str, side: str, values: dict[str, str]) -> None:
+        """The user adds the same person (same email, phone and values) on another side where
+        the sync has not put it: it must be linked with the copies there are, not duplicated."""
+        person = self.people[email]
+        person.present |= person.reach[side]
+        for name in FIELDS:
+            person.values[name].append(Edit(person.owner, side, values[name]))
 
     def edit(  # one edit: who, where, what, and whether the field was settled
         self, email: str, side: str, name: str, value: str, settled: bool = True
     ) -> None:
         person = self.people[email]
         person.values[name].append(Edit(person.owner, side, value, settled))
+        person.touched.add(side)
+
+    def touch(self, email: str, side: str) -> None:
+        """An edit the oracle does not check (a phone or a title written another way)."""
+        self.people[email].touched.add(side)
 
     def delete(self, email: str, side: str, contact_id: str = "", settled: bool = True) -> None:
         self.people[email].deleted_on = side
@@ -181,6 +251,7 @@ class Ledger:
 
     def hand_over(self, email: str, new_owner: str) -> None:
         person = self.people[email]
+        assert not person.one_way and self.directions.get(new_owner, TWO_WAY) == TWO_WAY
         person.former_owners.add(person.owner)
         person.owner = new_owner
 
@@ -215,17 +286,13 @@ def check(ledger: Ledger, world: World, users: list[str]) -> Verdict:
     return verdict
 
 
-def _in_scope_sides(person: Intended) -> list[str]:
-    return [s for s in SIDES if s not in person.outside]
-
-
 def _check_live(person: Intended, world: World, users: list[str], verdict: Verdict) -> None:
     email = person.email
     for user in users:
         for side in SIDES:
             seen = world.count("inside", user, side, email)
             if user == person.owner:
-                low = high = 0 if side in person.outside else 1
+                low = high = 1 if side in person.in_scope() else 0
             elif user in person.former_owners and side != "crm":
                 low, high = 0, 1  # the colleague's stale copy is left alone
             else:
@@ -246,36 +313,45 @@ def _count(verdict: Verdict, email: str, where: str, seen: int, low: int, high: 
 
 def _check_values(person: Intended, world: World, verdict: Verdict) -> None:
     email = person.email
-    cards = {s: world.cards(person.owner, s, email) for s in _in_scope_sides(person)}
+    cards = {s: world.cards(person.owner, s, email) for s in person.in_scope()}
     present = {s: c[0] for s, c in cards.items() if len(c) == 1}
     phone = phone_keys([person.phone])
     for side, card in present.items():
         if card.phones != phone:
             verdict.note("edits_lost", f"{email} phones in {side} are {sorted(card.phones)}")
     for name in FIELDS:
-        shown = {side: card.value(name) for side, card in present.items()}
-        if len(set(shown.values())) > 1:
-            verdict.note("edits_lost", f"{email} {name} differs between sides: {shown}")
-            continue
-        if not shown:
-            continue
-        value = next(iter(shown.values()))
-        if value in person.acceptable(name):
-            continue
-        last = value_key(name, person.values[name][-1].value)
-        verdict.note("edits_lost", f"{email} {name} is {value!r}, meant {last!r}")
+        # Sides fed by the same sources must agree (in a two-way sync: all of them).
+        groups: dict[frozenset[str], dict[str, str]] = {}
+        for side, card in present.items():
+            groups.setdefault(frozenset(person.sources(side)), {})[side] = card.value(name)
+        for shown in groups.values():
+            if len(set(shown.values())) > 1:
+                verdict.note("edits_lost", f"{email} {name} differs between sides: {shown}")
+                continue
+            side, value = next(iter(shown.items()))
+            if value in person.acceptable(name, side):
+                continue
+            meant = value_key(name, person.expected(name, side))
+            verdict.note("edits_lost", f"{email} {name} in {side} is {value!r}, meant {meant!r}")
 
 
 def _check_deleted(person: Intended, world: World, users: list[str], verdict: Verdict) -> None:
     email = person.email
-    scope = _in_scope_sides(person)
+    scope = person.in_scope()
+    assert person.deleted_on is not None
+    gone = [s for s in scope if s in person.reach[person.deleted_on]]
     seen = {s: world.count("inside", person.owner, s, email) for s in scope}
     for side, n in seen.items():
         if n > 1:
             verdict.note("duplicated", f"deleted {email} is in {person.owner}'s {side} {n} times")
-    everywhere = all(n == 1 for n in seen.values())
-    if any(seen.values()) and not (everywhere and not person.delete_settled):
-        kept = sorted(s for s, n in seen.items() if n)
+    for side in scope:
+        if side not in gone and seen[side] == 0:  # a side the delete does not reach keeps it
+            verdict.note("lost", f"{email} missing from {person.owner}'s {side} (left alone)")
+    kept = sorted(s for s in gone if seen[s])
+    # An edit on its way wins over the delete: then, two-way, it is back on every side; one way,
+    # each side the delete reaches may keep it.
+    excused = not person.delete_settled and (person.one_way or all(seen[s] == 1 for s in gone))
+    if kept and not excused:
         verdict.note("edits_lost", f"deleted {email} (in {person.deleted_on}) still in {kept}")
     for user in users:
         if user == person.owner:

@@ -132,3 +132,52 @@ def test_an_edit_made_just_before_a_move_out_may_stay_behind() -> None:
     # But a value older than the last edit made in scope is a lost edit
     ledger.edit("bob@x.example", "google", "job_title", "Analyst")
     assert check(ledger, world, USERS).edits_lost == 1
+
+
+def one_way_ledger() -> Ledger:
+    """u3 syncs Outlook into the CRM and the CRM into Google."""
+    ledger = Ledger()
+    ledger.directions["u3"] = {"outlook": "to_crm", "google": "to_provider"}
+    return ledger
+
+
+def test_one_way_each_side_shows_what_reaches_it() -> None:
+    # Given a person made in Outlook, then edited by hand in the CRM and in Google
+    ledger = one_way_ledger()
+    ledger.create("dee@x.example", "u3", "outlook", PHONE, job_title="Engineer")
+    ledger.edit("dee@x.example", "crm", "notes", "crm note")
+    ledger.edit("dee@x.example", "google", "job_title", "Own title")
+    card = Card("dee@x.example", phones=phone_keys([PHONE]))
+    outlook = dataclasses.replace(card, job_title="engineer")
+    crm = dataclasses.replace(card, job_title="engineer", notes="crm note")
+    google = dataclasses.replace(card, job_title="own title", notes="crm note")
+    world = World(
+        inside={("u3", "crm"): [crm], ("u3", "outlook"): [outlook], ("u3", "google"): [google]}
+    )
+    # Then that world is right
+    assert check(ledger, world, ["u3"]).clean
+    # And a CRM note sent back to Outlook, or Google's title overwritten, is not
+    wrong = dataclasses.replace(outlook, notes="crm note")
+    world.inside["u3", "outlook"] = [wrong]
+    world.inside["u3", "google"] = [dataclasses.replace(google, job_title="engineer")]
+    assert check(ledger, world, ["u3"]).edits_lost == 2
+
+
+def test_one_way_a_person_made_on_a_fed_side_stays_there_and_a_delete_there_stays() -> None:
+    ledger = one_way_ledger()
+    # Given one person made in Google (fed by the CRM) and one deleted there by hand
+    ledger.create("eve@x.example", "u3", "google", PHONE)
+    ledger.create("fay@x.example", "u3", "crm", PHONE)
+    ledger.delete("fay@x.example", "google")
+    eve = Card("eve@x.example", phones=phone_keys([PHONE]))
+    fay = Card("fay@x.example", phones=phone_keys([PHONE]))
+    world = World(inside={("u3", "crm"): [fay], ("u3", "outlook"): [], ("u3", "google"): [eve]})
+    assert check(ledger, world, ["u3"]).clean
+    # Then Eve copied into the CRM, or Fay copied back into Google, is reported
+    world.inside["u3", "crm"] = [fay, eve]
+    world.inside["u3", "google"] = [eve, fay]
+    verdict = check(ledger, world, ["u3"])
+    assert (verdict.duplicated, verdict.edits_lost) == (1, 1), verdict.problems
+    # And the CRM's copy of Fay deleted with it is lost
+    world.inside["u3", "crm"] = []
+    assert check(ledger, world, ["u3"]).lost == 1

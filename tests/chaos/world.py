@@ -26,6 +26,14 @@ class Member:
     google_group: str
     token: str = field(repr=False)
     connections: dict[str, str] = field(default_factory=dict)  # "outlook"/"google" -> id
+    # "outlook"/"google" -> two_way, to_crm or to_provider
+    directions: dict[str, str] = field(
+        default_factory=lambda: {"outlook": "two_way", "google": "two_way"}
+    )
+
+    @property
+    def one_way(self) -> bool:
+        return set(self.directions.values()) != {"two_way"}
 
 
 def read_world(stack: LocalStack, members: list[Member]) -> World:

@@ -711,3 +711,19 @@ def test_preview_counts_what_the_plan_would_do() -> None:
         "skipped": {},
         "held": None,
     }
+
+
+def test_a_delete_made_after_our_write_reached_that_side_wins_over_the_edit_it_carried() -> None:
+    # Given the CRM's new title was sent to Outlook, the answer lost, and the retry found the
+    # contact gone: the mapping keeps what Outlook may have held then
+    sent = BASE.with_fields(job_title="Founder")
+    known = replace(mapping(), holds={"provider": sent})
+    # When the pass sees the Outlook contact deleted and the CRM person with that title
+    (outcome,) = pass_of([(known, crm(sent), None)]).outcomes
+    # Then the user deleted it knowing the title: the CRM person is deleted, not copied back
+    assert outcome.kind == "delete"
+    assert [(w.side, w.kind) for w in outcome.writes] == [("crm", "delete")]
+    # But a title Outlook never held is an edit, and wins over the delete
+    newer = BASE.with_fields(job_title="Director")
+    (again,) = pass_of([(known, crm(newer), None)]).outcomes
+    assert [(w.side, w.kind) for w in again.writes] == [("provider", "create")]

@@ -337,9 +337,18 @@ def _one_side_gone(
     region = settings.phone_region
     drop = Outcome(mapping.mapping_id, mapping.crm_id, mapping.provider_id, None, ())
     # Edited since the last pass: compared with what it held then (in a one-way connection
-    # that may differ from the base).
+    # that may differ from the base). A value the deleted side held too (a write to it whose
+    # answer was lost) is no edit it had not seen: the delete was made knowing it.
     known = mapping.holds.get(kept, mapping.base)
-    edited = not _same(survivor.contact, known, settings.carried(kept), region)
+    seen = mapping.holds.get(gone, known)
+    edited = any(
+        field_key(survivor.contact, f, region)
+        not in (
+            field_key(known, f, region),
+            field_key(seen if f in settings.carried(gone) else known, f, region),
+        )
+        for f in settings.carried(kept)
+    )
     if not edited:
         reason = f"deleted in {SIDE_NAMES[gone]}"
         if not settings.may_write(kept):

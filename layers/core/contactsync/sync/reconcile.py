@@ -1226,7 +1226,13 @@ class _Pass:
             # link gets an empty base, which merges both sides afresh next time.
             prior = self.store.mapping_for(self.cid, "crm", op.crm_id) if op.crm_id else None
             new_base = prior.base if prior is not None else Contact()
-            holds = prior.holds if prior is not None else {}
+            holds = dict(prior.holds) if prior is not None else {}
+            for write, result in zip(op.writes, results, strict=True):
+                if isinstance(result.error, NotFound) and write.kind == "update":
+                    # Gone, perhaps after an earlier try of this write landed (its answer lost):
+                    # it may have held what we sent, so an edit of those values on the other
+                    # side does not undo its delete.
+                    holds[write.side] = write.after
             refusals = (prior.refusals if prior is not None else 0) + refused
             self.refusals = max(self.refusals, refusals)
         linked = op.was_linked  # a mapping left untouched stays as it was
