@@ -22,8 +22,10 @@ What "converged" means, person by person:
 The checker keeps its own rules and its own normaliser: it never reads the service's audit log
 or calls the service's code to decide whether an edit is lost.
 
-What the users do not do (the workload keeps to it): delete a person handed over to a colleague,
-or delete a Google contact put back in the group before its connection has seen it back. Google
+What the users do not do (the workload keeps to it): move out of the folder or group a person
+they added on two sides themselves (its being everywhere does not say the sync linked the two:
+moved out before, the CRM's copy is rightly made again in the folder); delete a person handed
+over to a colleague, or delete a Google contact put back in the group before its connection has seen it back. Google
 reports deleted contacts of every group alike, so that delete cannot be told from one made
 outside the group, whose partners are left alone by design. (Outlook's folder delta reports
 only what was in the folder, so there the delete is followed, and the workload does it.)
@@ -157,6 +159,7 @@ class Intended:
     reach: dict[str, frozenset[str]] = field(default_factory=lambda: reach_of(TWO_WAY))
     present: set[str] = field(default_factory=lambda: set(SIDES))  # sides it is meant to be on
     touched: set[str] = field(default_factory=set)  # sides edited by hand since it was made
+    made_twice: bool = False  # the user added it on a second side too (see ``made_again``)
 
     @property
     def one_way(self) -> bool:
@@ -224,6 +227,7 @@ class Ledger:
         the sync has not put it: it must be linked with the copies there are, not duplicated."""
         person = self.people[email]
         person.present |= person.reach[side]
+        person.made_twice = True
         for name in FIELDS:
             person.values[name].append(Edit(person.owner, side, values[name]))
 

@@ -375,6 +375,8 @@ class Workload:
         side = self.rng.choice(sides)
         found = self.books.find(m, side, person.email)
         if kind == "move":
+            if person.made_twice:
+                return False  # see the ledger
             return self.try_move(m, person.email, person.outside)
         if found is None:
             return False  # not there (yet): the user cannot touch it on this side
