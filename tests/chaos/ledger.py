@@ -24,15 +24,16 @@ or calls the service's code to decide whether an edit is lost.
 
 What the users do not do (the workload keeps to it): move out of the folder or group a person
 they added on two sides themselves (its being everywhere does not say the sync linked the two:
-moved out before, the CRM's copy is rightly made again in the folder); delete a person handed
-over to a colleague, or delete a Google contact put back in the group before its connection has seen it back. Google
-reports deleted contacts of every group alike, so that delete cannot be told from one made
-outside the group, whose partners are left alone by design. (Outlook's folder delta reports
-only what was in the folder, so there the delete is followed, and the workload does it.)
-Nor do they delete, in Outlook or Google, a copy the sync made whose making no pass has
-recorded yet: when the answer to a create is lost, the next pass looks the copy up by its tag,
-and a copy deleted in those seconds is not found and is made again (a known limit, in the
-closing note of the chaos suite).
+moved out before, the CRM's copy is rightly made again in the folder, and a delete of it counts
+as made while an edit was on its way: until linked, the copy it does not reach stays); delete a
+person handed over to a colleague, or delete a Google contact put back in the group before its
+connection has seen it back. Google reports deleted contacts of every group alike, so that
+delete cannot be told from one made outside the group, whose partners are left alone by design.
+(Outlook's folder delta reports only what was in the folder, so there the delete is followed,
+and the workload does it.) Nor do they delete, in Outlook or Google, a copy the sync made whose
+making no pass has recorded yet: when the answer to a create is lost, the next pass looks the
+copy up by its tag, and a copy deleted in those seconds is not found and is made again (a known
+limit, in the closing note of the chaos suite).
 
 One-way connections: a user whose Outlook feeds the CRM (``to_crm``) and whose CRM feeds Google
 (``to_provider``) has changes that flow only along those arrows. What a side must show follows

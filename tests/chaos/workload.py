@@ -422,6 +422,8 @@ class Workload:
         settled = self.settled(m, person, FIELDS)
         if person.one_way:  # see the ledger: one way, a delete is settled only untouched
             settled = settled and person.touched <= {side}
+        if person.made_twice:  # see the ledger: its two copies may not be linked yet
+            settled = False
         self.books.delete(m, side, found)
         self.ledger.delete(person.email, side, self.books.id_of(side, found), settled)
         return True
