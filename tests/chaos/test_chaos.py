@@ -62,8 +62,8 @@ FAST_POLLING = {
 }
 # The reconciler's timeout, scaled down with the rest (the queue's visibility timeout is six
 # times it): a pass cut off there leaves its lease and its message to come back, as in AWS.
-RECONCILER_TIMEOUT = 12.0
-SCALED_TIMEOUTS = {"PASS_MARGIN_SECONDS": "4", "LEASE_SECONDS": "15"}
+RECONCILER_TIMEOUT = 18.0
+SCALED_TIMEOUTS = {"PASS_MARGIN_SECONDS": "4", "LEASE_SECONDS": "20"}
 
 
 @pytest.fixture(scope="module")

@@ -414,6 +414,38 @@ def test_a_confirmed_pass_that_runs_out_of_time_is_finished_by_its_continuations
     assert len(crm.contacts) == 10
 
 
+def test_a_confirmed_pass_busy_with_earlier_writes_goes_on_confirmed(world) -> None:
+    # Given writes left pending by a pass that died, and then a held mass delete
+    store, crm, provider = world
+    for i in range(40):
+        crm.put(person(f"P {i}", f"p{i}@x.com"))
+    start(store, crm, provider)
+    for i in range(3):
+        crm.put(person(f"N {i}", f"n{i}@x.com"))
+
+    def die(at: str) -> None:
+        if at == "after_provider_call":
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        poll(store, crm, provider, crash_point=die)
+    store.leases.clear()
+    for contact_id in list(provider.contacts)[:30]:
+        provider.remove(contact_id)
+    store.update_connection(CID, state="needs_attention", held={"was": "active"})
+    # When the confirmed pass spends its time on the pending writes
+    confirm = SyncMessage(connection_id=CID, reason="confirm")
+    result = run_pass(CID, confirm, context(store, crm, provider, budget_seconds=0.0))
+    assert result.status == "continue"
+    # Then the pass that goes on is still the confirmed one (a plain continuation would be
+    # turned away while the connection waits), and it lets the deletes through
+    assert result.continue_as == "confirm", result.message
+    going_on = SyncMessage(connection_id=CID, reason=result.continue_as)
+    assert run_pass(CID, going_on, context(store, crm, provider)).status == "done"
+    assert store.connections[CID]["state"] == "active"
+    assert len(crm.contacts) == 13
+
+
 def test_a_contact_back_in_scope_is_merged_with_what_its_partner_holds_now(world) -> None:
     # Given a linked pair
     store, crm, provider = world

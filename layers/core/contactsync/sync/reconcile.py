@@ -130,6 +130,10 @@ class PassResult:
     message: str = ""
     retry_after: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    # For "continue": the reason of the pass that goes on. A confirmed pass that ran out of time
+    # before its plan (finishing earlier pending writes) goes on confirmed: the connection still
+    # waits for it, and would turn a plain continuation away.
+    continue_as: str = "continuation"
 
 
 @dataclass
@@ -502,7 +506,9 @@ class _Pass:
             _keep_hints(self.store, self.conn, self.message)  # for the continuation
         if status == "continue":
             self.store.update_connection(self.cid, plan_open=False)  # handed to the next pass
-            return PassResult(status, message, counts=self.counts)
+            waits = self.confirmed and self.conn.state == "needs_attention"
+            going_on = "confirm" if waits else "continuation"
+            return PassResult(status, message, counts=self.counts, continue_as=going_on)
         now = self.ctx.clock()
         active = any(self.counts.get(k) for k in ("crm_read", "provider_read", "crm_writes",
                                                    "provider_writes"))  # fmt: skip

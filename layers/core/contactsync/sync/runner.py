@@ -101,7 +101,7 @@ class PassRunner:
             self.record_health(failures)
         if result.status == "continue":
             self.queue.send(
-                [SyncMessage(connection_id=message.connection_id, reason="continuation")]
+                [SyncMessage(connection_id=message.connection_id, reason=result.continue_as)]
             )
         if result.status in ("done", "continue", "recheck", "settling"):
             self.keep_subscription(message)
