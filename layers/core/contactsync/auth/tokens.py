@@ -60,46 +60,29 @@ class TokenSources:
 
     def microsoft_token(self, connection_id: str) -> TokenSource:
         def load(force_refresh: bool) -> str:
-            conn = repo.get_connection(connection_id)
-            if conn is None or conn.credentials is None:
-                raise AuthExpired("the connection has no Microsoft sign-in")
-            context = connection_context(connection_id)
-            secrets = self.vault.open_json(bytes(conn.credentials), context)
+            secrets = self._open(connection_id, "the connection has no Microsoft sign-in")
             access, cache = microsoft_auth.access_token(
                 self.microsoft, secrets["token_cache"], force_refresh=force_refresh
             )
             if cache != secrets["token_cache"]:
-                secrets["token_cache"] = cache
-                repo.update_connection(
-                    connection_id, credentials=self.vault.seal_json(secrets, context)
-                )
+                self._seal(connection_id, {**secrets, "token_cache": cache})
             return access
 
         return remembered(load)
 
     def google_token(self, connection_id: str) -> TokenSource:
         def load(force_refresh: bool) -> str:
-            conn = repo.get_connection(connection_id)
-            if conn is None or conn.credentials is None:
-                raise AuthExpired("the connection has no Google sign-in")
-            context = connection_context(connection_id)
-            secrets = self.vault.open_json(bytes(conn.credentials), context)
+            secrets = self._open(connection_id, "the connection has no Google sign-in")
             grant = google_auth.grant_from_dict(secrets["grant"])
             if force_refresh or grant.expires_at <= self.clock() + timedelta(seconds=60):
                 grant = google_auth.refresh(self.google, grant, client=self.http)
-                secrets["grant"] = google_auth.grant_to_dict(grant)
-                repo.update_connection(
-                    connection_id, credentials=self.vault.seal_json(secrets, context)
-                )
+                self._seal(connection_id, {**secrets, "grant": google_auth.grant_to_dict(grant)})
             return grant.access_token
 
         return remembered(load)
 
     def carddav_secrets(self, connection_id: str) -> dict[str, Any]:
-        conn = repo.get_connection(connection_id)
-        if conn is None or conn.credentials is None:
-            raise AuthExpired("the connection has no CardDAV login")
-        return self.vault.open_json(bytes(conn.credentials), connection_context(connection_id))
+        return self._open(connection_id, "the connection has no CardDAV login")
 
     def carddav_login(self, connection_id: str) -> Login:
         def login() -> tuple[str, str]:
@@ -146,6 +129,17 @@ class TokenSources:
         }
         sealed = self.vault.seal_json(data, crm_context(company_id, user_id))
         return repo.put_crm_grant(company_id, user_id, sealed, replacing=replacing)
+
+    def _open(self, connection_id: str, missing: str) -> dict[str, Any]:
+        """The connection's sealed credentials, opened; AuthExpired(``missing``) without any."""
+        conn = repo.get_connection(connection_id)
+        if conn is None or conn.credentials is None:
+            raise AuthExpired(missing)
+        return self.vault.open_json(bytes(conn.credentials), connection_context(connection_id))
+
+    def _seal(self, connection_id: str, secrets: dict[str, Any]) -> None:
+        sealed = self.vault.seal_json(secrets, connection_context(connection_id))
+        repo.update_connection(connection_id, credentials=sealed)
 
     def _open_crm_grant(
         self, company_id: str, user_id: str, stored: Any
