@@ -116,6 +116,18 @@ def test_a_refresh_is_not_counted_as_an_attempt() -> None:
     assert len(server.requests) == 1 + RULES.attempts
 
 
+def test_a_token_source_that_cannot_give_a_token_stops_the_request_before_it_is_sent() -> None:
+    # Given a connection whose sign-in is gone
+    def no_sign_in(_refresh: bool) -> str:
+        raise AuthExpired("the connection has no Google sign-in")
+
+    server = Server(ok())
+    # When a request is sent, Then its AuthExpired reaches the caller as it is, and nothing went
+    with pytest.raises(AuthExpired, match="no Google sign-in"):
+        transport(server, no_sign_in).send("GET", URL)
+    assert server.requests == []
+
+
 def test_a_refused_login_is_auth_expired_at_once_and_the_login_opened_once() -> None:
     server = Server(httpx.Response(401))
     opened: list[int] = []
