@@ -36,9 +36,10 @@ $(CHROMIUM):
 run: install ## Start the whole service locally (DEMO=0: no demo connection)
 	$(BIN)/python -m local.run --demo $(DEMO)
 
-lint: $(STAMP) ## ruff lint and format check
+lint: $(STAMP) ## ruff lint and format check, and the layering contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo
 
 typecheck: $(STAMP) ## mypy strict on the core layer
 	$(BIN)/mypy

@@ -110,7 +110,7 @@ class MicrosoftBench:
         }
 
     def add_contacts(self, account: dict[str, Any], people: Sequence[Contact]) -> None:
-        from contactsync.providers.microsoft import to_graph
+        from contactsync.providers.microsoft.mapping import to_graph
 
         for person in people:
             self.sandbox.create_contact(account["user"], account["folder"], to_graph(person))
@@ -193,7 +193,7 @@ class GoogleBench:
         }
 
     def add_contacts(self, account: dict[str, Any], people: Sequence[Contact]) -> None:
-        from contactsync.providers.google import to_person
+        from contactsync.providers.google.mapping import to_person
 
         for person in people:
             self.sandbox.add_contact(account["email"], to_person(person), groups=[account["group"]])

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from contactsync.providers.google import TAG_KEY as GOOGLE_TAG
+from contactsync.providers.google.mapping import TAG_KEY as GOOGLE_TAG
 from contactsync.store import repository as repo
 
 from local.stack import LocalStack

@@ -16,8 +16,8 @@ import pytest
 from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.vault import TokenVault
 from contactsync.runtime.settings import Settings
+from contactsync.runtime.sides import Wiring
 from contactsync.store import repository as repo
-from contactsync.sync.sides import Wiring
 
 from local.aws import LocalAws
 from tests.integration.pipedrive_fixtures import PipedriveWorld, pipedrive  # noqa: F401
@@ -47,7 +47,7 @@ def expired_grant(wiring: Wiring, pipedrive: PipedriveWorld) -> pipedrive_auth.P
     code = parse_qs(urlparse(answer.headers["location"]).query)["code"][0]
     grant = pipedrive_auth.exchange_code(cfg, code, redirect)
     grant = replace(grant, expires_at=datetime.now(UTC) - timedelta(minutes=1))
-    assert wiring.save_crm_grant(str(pipedrive.company_id), str(pipedrive.owner_id), grant)
+    assert wiring.tokens.save_crm_grant(str(pipedrive.company_id), str(pipedrive.owner_id), grant)
     return grant
 
 
@@ -66,14 +66,16 @@ def test_a_connection_whose_refresh_token_was_spent_uses_the_grant_stored_next(
 
     def connection_b() -> None:
         try:
-            answer["token"] = wiring._crm_token(company, user)(False)
+            answer["token"] = wiring.tokens.crm_token(company, user)(False)
         except Exception as exc:
             answer["error"] = exc
 
     b = threading.Thread(target=connection_b)
     b.start()
     time.sleep(0.5)
-    assert wiring.save_crm_grant(company, user, fresh, replacing=stored.updated_at)  # A stores
+    assert wiring.tokens.save_crm_grant(
+        company, user, fresh, replacing=stored.updated_at
+    )  # A stores
     b.join(10)
     # Then B uses A's grant instead of failing (which would ask the user to sign in again)
     assert answer == {"token": fresh.access_token}
@@ -92,9 +94,9 @@ def test_a_refresh_never_overwrites_a_newer_grant(
     stored = repo.get_crm_grant(company, user)
     assert stored is not None
     # When a connection refreshes the grant through the wiring, Then the new one is stored
-    token = wiring._crm_token(company, user)(False)
+    token = wiring.tokens.crm_token(company, user)(False)
     latest = repo.get_crm_grant(company, user)
     assert latest is not None and latest.updated_at != stored.updated_at
     # And a write made from the grant it replaced is refused
     grant = pipedrive_auth.PipedriveGrant(token, "stale", datetime.now(UTC))
-    assert not wiring.save_crm_grant(company, user, grant, replacing=stored.updated_at)
+    assert not wiring.tokens.save_crm_grant(company, user, grant, replacing=stored.updated_at)

@@ -24,11 +24,10 @@ from contactsync.providers.base import (
     RateLimited,
     Transient,
 )
-from contactsync.providers.google import (
-    MY_CONTACTS,
-    NOT_IN_GROUP,
+from contactsync.providers.google import GoogleContacts
+from contactsync.providers.google.adapter import MY_CONTACTS, NOT_IN_GROUP
+from contactsync.providers.google.mapping import (
     TAG_KEY,
-    GoogleContacts,
     from_person,
     person_fields_changed,
     to_person,

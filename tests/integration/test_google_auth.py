@@ -23,7 +23,8 @@ from contactsync.auth.google import (
     start_sign_in,
 )
 from contactsync.providers.base import AuthExpired, PermissionDenied
-from contactsync.providers.google import MY_CONTACTS, GoogleContacts
+from contactsync.providers.google import GoogleContacts
+from contactsync.providers.google.adapter import MY_CONTACTS
 
 from sandbox.google import RunningGoogle, running_google_sandbox
 

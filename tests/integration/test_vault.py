@@ -113,7 +113,7 @@ def test_no_token_is_stored_in_plain_text(
 def test_sign_in_state_and_credentials_never_open_with_each_others_context(
     vault: TokenVault,
 ) -> None:
-    from contactsync.sync.sides import (
+    from contactsync.auth.tokens import (
         connection_context,
         crm_context,
         crm_sign_in_context,

@@ -4,7 +4,7 @@ and, in the API body, a username, a password and a server URL or an email."""
 from __future__ import annotations
 
 import pytest
-from contactsync.sync.sides import carddav_url
+from contactsync.runtime.sides import carddav_url
 from pydantic import ValidationError
 
 from functions.admin_api.app import NewConnection, NewPassword

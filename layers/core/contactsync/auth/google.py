@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 import httpx
 
 from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError, Transient
+from contactsync.providers.transport import json_or_empty
 
 CONTACTS_SCOPE = "https://www.googleapis.com/auth/contacts"
 SIGN_IN_AGAIN = "Google no longer accepts this sign-in: sign in again"
@@ -172,7 +173,7 @@ def _post_token(
         response = client.post(cfg.token_url, data=sent, headers={"Accept": "application/json"})
     except httpx.HTTPError as exc:
         raise Transient(f"Google token endpoint unreachable: {type(exc).__name__}") from exc
-    body = _json_or_empty(response)
+    body = json_or_empty(response)
     status = response.status_code
     if status >= 500 or status == 429:
         raise Transient("Google token endpoint failed", status=status)
@@ -184,14 +185,6 @@ def _post_token(
     if not body.get("access_token"):
         raise Transient("Google token answer carries no access token", status=status)
     return body
-
-
-def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _grant_from(body: dict[str, Any], *, previous_refresh: str) -> GoogleGrant:

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import httpx
 
 from contactsync.providers.base import AuthExpired, Transient
+from contactsync.providers.transport import json_or_empty
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -107,7 +108,7 @@ def _post_token(
                 response = own.post(cfg.token_url, data=form, auth=auth)
     except httpx.HTTPError as exc:
         raise Transient(f"Pipedrive token endpoint unreachable: {type(exc).__name__}") from exc
-    body = _json_or_empty(response)
+    body = json_or_empty(response)
     if response.status_code >= 500:
         raise Transient("Pipedrive token endpoint failed", status=response.status_code)
     if response.status_code != 200:
@@ -118,14 +119,6 @@ def _post_token(
     if "access_token" not in body or "refresh_token" not in body:
         raise Transient("Pipedrive token answer is missing tokens", status=response.status_code)
     return body
-
-
-def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _grant_from(body: dict[str, Any], *, previous_refresh: str | None) -> PipedriveGrant:

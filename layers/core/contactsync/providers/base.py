@@ -3,14 +3,15 @@
 A *side* is either the CRM (Pipedrive) or the user's address book (Microsoft Graph, Google People).
 The engine never sees HTTP: adapters translate their API into these types and errors. Adapters are
 synchronous (one Lambda invocation works on one connection at a time) and own their paging,
-batching, retries of a single request, and mapping to and from the canonical ``Contact``.
+batching and mapping to and from the canonical ``Contact``; they send every request through the
+one ``transport``, which owns the token, its refresh and the retries of a single request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from contactsync.contacts.model import Contact
 
@@ -173,17 +174,3 @@ class PermissionDenied(ProviderError):
     def __init__(self, message: str, *, missing: Sequence[str] = (), status: int = 403) -> None:
         super().__init__(message, status=status)
         self.missing = list(missing)
-
-
-MALFORMED = "~malformed"  # marks an answer body that was not JSON
-
-
-def answer_body(resp: Any) -> Any:
-    """An HTTP answer's JSON; an answer that is not JSON comes back as an error marked
-    ``MALFORMED``, so a cut-short success is never read as an empty one."""
-    if not resp.content:
-        return {}
-    try:
-        return resp.json()
-    except ValueError:
-        return {"error": {"message": resp.text[:200]}, MALFORMED: True}

@@ -10,9 +10,9 @@ from contactsync.runtime.queue import SqsPassQueue
 from contactsync.runtime.settings import get_settings, with_secrets
 
 if TYPE_CHECKING:
+    from contactsync.runtime.sides import Wiring
     from contactsync.store.pass_store import DynamoDoorbell
     from contactsync.sync.runner import PassRunner
-    from contactsync.sync.sides import Wiring
 
 
 @lru_cache(maxsize=1)
@@ -53,7 +53,7 @@ def build_wiring() -> Wiring:
     import boto3  # noqa: PLC0415
 
     from contactsync.auth.vault import TokenVault  # noqa: PLC0415
-    from contactsync.sync.sides import Wiring  # noqa: PLC0415
+    from contactsync.runtime.sides import Wiring  # noqa: PLC0415
 
     bind_store()
     s = get_settings()

@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 import phonenumbers
 
 from contactsync.auth import pipedrive as pipedrive_auth
+from contactsync.auth.tokens import connection_context, crm_sign_in_context, sign_in_context
 from contactsync.providers.base import AuthExpired, NotFound, ProviderError, Transient
 from contactsync.providers.carddav import server_for
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.queue import PassQueue
+from contactsync.runtime.sides import GOOGLE_DEFAULT_GROUP, PROVIDERS, SignedIn, Wiring
 from contactsync.store import repository as repo
 from contactsync.sync.errors import (
     ConflictError,
@@ -31,15 +33,6 @@ from contactsync.sync.errors import (
     UpstreamError,
 )
 from contactsync.sync.push import secret_hash
-from contactsync.sync.sides import (
-    GOOGLE_DEFAULT_GROUP,
-    PROVIDERS,
-    SignedIn,
-    Wiring,
-    connection_context,
-    crm_sign_in_context,
-    sign_in_context,
-)
 from contactsync.sync.subscriptions import subscribe
 
 DIRECTIONS = ("two_way", "to_crm", "to_provider")
@@ -141,7 +134,7 @@ class ConnectionService:
                 "the CRM account that approved is not yours: sign in to the CRM as yourself "
                 "and connect again"
             )
-        self.wiring.save_crm_grant(company_id, user_id, grant)
+        self.wiring.tokens.save_crm_grant(company_id, user_id, grant)
         return {"connected": "crm", "company_id": company_id, "user_id": user_id}
 
     # --- connections -------------------------------------------------------------------------

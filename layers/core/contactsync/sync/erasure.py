@@ -14,12 +14,12 @@ from typing import Any
 
 from contactsync.auth import google as google_auth
 from contactsync.auth import pipedrive as pipedrive_auth
+from contactsync.auth.tokens import connection_context, crm_context
 from contactsync.providers.base import ProviderError
 from contactsync.runtime.observability import logger
 from contactsync.store import repository as repo
 from contactsync.sync.connections import Caller, ConnectionService
 from contactsync.sync.errors import ForbiddenError, NotFoundError
-from contactsync.sync.sides import connection_context, crm_context
 
 
 class Erasure:

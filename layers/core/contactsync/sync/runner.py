@@ -11,13 +11,13 @@ from contactsync.providers.base import ContactSide, ProviderError
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.observability import PROVIDER_ERRORS, PROVIDER_THROTTLES, count
 from contactsync.runtime.queue import PassQueue
+from contactsync.runtime.sides import Wiring
 from contactsync.store import repository as repo
 from contactsync.store.pass_store import DynamoPassStore
 from contactsync.sync.health import HealthTally
 from contactsync.sync.polling import PollPolicy
 from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import PassContext, PassResult, Sides, run_pass
-from contactsync.sync.sides import Wiring
 from contactsync.sync.subscriptions import keep_subscribed
 
 

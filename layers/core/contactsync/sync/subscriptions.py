@@ -10,10 +10,10 @@ from datetime import timedelta
 from typing import Any
 
 from contactsync.providers.base import NotFound, ProviderError
+from contactsync.runtime.sides import Wiring
 from contactsync.store import repository as repo
 from contactsync.store.models import iso
 from contactsync.sync.push import graph_client_state, secret_hash
-from contactsync.sync.sides import Wiring
 
 RENEW_BEFORE = timedelta(hours=24)
 RUNNING = ("syncing_initial", "active", "needs_attention")

@@ -35,6 +35,7 @@ from contactsync.providers.base import (
 from contactsync.providers.pipedrive import PipedrivePersons
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.queue import PassQueue
+from contactsync.runtime.sides import Wiring
 from contactsync.store import repository as repo
 from contactsync.store.models import AuditEntry, Connection, Mapping, iso
 from contactsync.store.pass_store import DynamoPassStore
@@ -49,7 +50,6 @@ from contactsync.sync.errors import (
 from contactsync.sync.ops import plain_value
 from contactsync.sync.reconcile import Sides, preview_pass
 from contactsync.sync.runner import PassRunner
-from contactsync.sync.sides import Wiring
 
 STATUS_PROVIDERS = ("microsoft", "google", "carddav", "pipedrive")
 PROVIDER_NAMES = {

@@ -1,31 +1,29 @@
 """WebDAV / CardDAV over httpx: the requests we send and the multistatus answers we read.
 
 PROPFIND and REPORT are plain HTTP methods with an XML body; answers are ``207 Multi-Status``.
-Every request carries HTTP Basic credentials (CardDAV has no OAuth; iCloud wants an
-app-specific password). HTTP errors come out as ``providers.base`` types: 401 is AuthExpired with
-a message that says to make a new app-specific password, 429/503 with Retry-After is
-RateLimited, other 5xx and timeouts are retried twice briefly (a PUT that creates is retried only
-when it never left) then Transient. Other statuses come back to the caller.
+Every request goes through the transport with HTTP Basic credentials (CardDAV has no OAuth;
+iCloud wants an app-specific password), under CardDAV's rules (``DAV_RULES``): 401 is AuthExpired
+with a message that says to make a new app-specific password, 429 and 503 with Retry-After are
+RateLimited, other 5xx but 507 and timeouts are sent again twice briefly (a PUT that creates
+only when it never left) then Transient. Other statuses come back to the caller.
 """
 
 from __future__ import annotations
 
-import random
-import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import httpx
 
-from contactsync.providers.base import AuthExpired, RateLimited, Transient
+from contactsync.providers.base import Transient
+from contactsync.providers.transport import Basic, Login, Rules, Transport
 
 DAV = "DAV:"
 CARDDAV = "urn:ietf:params:xml:ns:carddav"
 CS = "http://calendarserver.org/ns/"
 NS = {"d": DAV, "card": CARDDAV}
-RETRIES = 2
 DEFAULT_RETRY_AFTER = 30.0
 REAUTH = (
     "the CardDAV server refused the username and password: make a new app-specific password "
@@ -34,7 +32,32 @@ REAUTH = (
     "sessions) and reconnect with it"
 )
 
-Credentials = Callable[[], tuple[str, str]]
+Credentials = Login
+
+
+def _message(resp: httpx.Response) -> str:
+    if resp.status_code == 401:
+        return REAUTH
+    if _throttled(resp):
+        return f"the CardDAV server asks us to slow down ({resp.status_code})"
+    return f"the CardDAV server failed ({resp.status_code})"
+
+
+def _throttled(resp: httpx.Response) -> bool:
+    return resp.status_code == 429 or (resp.status_code == 503 and "Retry-After" in resp.headers)
+
+
+def _transient(status: int) -> bool:
+    return status >= 500 and status != 507  # 507: the account is full, trying again cannot help
+
+
+DAV_RULES = Rules(
+    unreachable="the CardDAV server is unreachable",
+    message=_message,
+    throttled=_throttled,
+    transient=_transient,
+    retry_after=DEFAULT_RETRY_AFTER,
+)
 
 
 @dataclass(frozen=True)
@@ -131,9 +154,7 @@ class DavClient:
     """Requests to one CardDAV server with one account's credentials."""
 
     def __init__(self, client: httpx.Client, credentials: Credentials) -> None:
-        self._http = client
-        self._credentials = credentials
-        self._auth: httpx.BasicAuth | None = None
+        self._http = Transport(client, DAV_RULES, Basic(credentials))
 
     def request(
         self,
@@ -144,63 +165,13 @@ class DavClient:
         headers: Mapping[str, str] | None = None,
         retry: bool = True,
     ) -> httpx.Response:
-        if self._auth is None:
-            username, password = self._credentials()
-            self._auth = httpx.BasicAuth(username, password)
         sent = {"Content-Type": "application/xml; charset=utf-8", **(headers or {})}
-        attempt = 0
-        while True:
-            try:
-                resp = self._http.request(
-                    method,
-                    url,
-                    content=body,
-                    headers=sent,
-                    auth=self._auth,
-                    follow_redirects=True,
-                )
-            except httpx.TransportError as exc:
-                unsent = isinstance(exc, httpx.ConnectError)
-                if attempt < RETRIES and (retry or unsent):
-                    attempt += 1
-                    _pause(attempt)
-                    continue
-                raise Transient(f"the CardDAV server is unreachable: {type(exc).__name__}") from exc
-            if resp.status_code == 401:
-                raise AuthExpired(REAUTH, status=401)
-            if resp.status_code == 429 or (
-                resp.status_code == 503 and "Retry-After" in resp.headers
-            ):
-                raise RateLimited(
-                    f"the CardDAV server asks us to slow down ({resp.status_code})",
-                    retry_after=_retry_after(resp.headers),
-                    status=resp.status_code,
-                )
-            if resp.status_code >= 500 and resp.status_code != 507:
-                if attempt < RETRIES and retry:
-                    attempt += 1
-                    _pause(attempt)
-                    continue
-                raise Transient(
-                    f"the CardDAV server failed ({resp.status_code})", status=resp.status_code
-                )
-            return resp
+        return self._http.send(
+            method, url, content=body, headers=sent, retry=retry, follow_redirects=True
+        )
 
     def propfind(self, url: str, depth: str, *props: tuple[str, str]) -> httpx.Response:
         return self.request("PROPFIND", url, body=propfind_body(*props), headers={"Depth": depth})
 
     def report(self, url: str, body: bytes, depth: str = "1") -> httpx.Response:
         return self.request("REPORT", url, body=body, headers={"Depth": depth})
-
-
-def _retry_after(headers: httpx.Headers) -> float:
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value else DEFAULT_RETRY_AFTER
-    except ValueError:
-        return DEFAULT_RETRY_AFTER
-
-
-def _pause(attempt: int) -> None:
-    """Jittered backoff between retries of one request: short, never a long sleep."""
-    time.sleep(min(1.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
@@ -58,6 +58,7 @@ from contactsync.providers.carddav.dav import (
     sync_collection_body,
     tag,
 )
+from contactsync.providers.transport import chunks
 
 MULTIGET = 200  # cards per addressbook-multiget
 PAGE = 500  # contacts per page of a listing
@@ -171,7 +172,7 @@ class CardDavContacts:
         if found is not None and found.tag == tag_value:
             return found
         changed, _, _ = self._sync("")
-        for chunk in _chunks(changed, MULTIGET):
+        for chunk in chunks(changed, MULTIGET):
             for remote in self._get(chunk, listing=True).values():
                 if remote is not None and remote.tag == tag_value:
                     return remote
@@ -191,7 +192,7 @@ class CardDavContacts:
             return []
         changed, _, _ = self._sync("")
         found: list[RemoteContact] = []
-        for chunk in _chunks(changed, MULTIGET):
+        for chunk in chunks(changed, MULTIGET):
             for remote in self._get(chunk, listing=True).values():
                 if remote is None:
                     continue
@@ -238,7 +239,7 @@ class CardDavContacts:
         """path -> (vCard text, ETag), or None for a card the server says does not exist;
         200 cards a multiget."""
         out: dict[str, tuple[str, str] | None] = {}
-        for chunk in _chunks(paths, MULTIGET):
+        for chunk in chunks(paths, MULTIGET):
             resp = self._dav.report(self._scope.book_url, multiget_body(chunk))
             if resp.status_code != 207:
                 raise _error(resp.status_code, "read contacts")
@@ -282,7 +283,7 @@ class CardDavContacts:
         cards: dict[str, str] = {}
         categories: set[str] = set()
         changed, _, _ = self._sync("")
-        for chunk in _chunks(changed, MULTIGET):
+        for chunk in chunks(changed, MULTIGET):
             for path, got in self._bodies(chunk).items():
                 try:
                     card = vcard.read(got[0]) if got is not None else None
@@ -464,11 +465,6 @@ def _error(status: int, doing: str, *, write: bool = False) -> ProviderError:
     if write and 400 <= status < 500:
         return InvalidContact(message, status=status)
     return ProviderError(message, status=status)
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _digits(phone: str) -> str:

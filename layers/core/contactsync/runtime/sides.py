@@ -1,18 +1,18 @@
-"""Building the two sides of a connection, with tokens opened from the vault and refreshed.
+"""Building the two sides of a connection (the provider factory), and signing in to providers.
 
-A handler makes one ``Wiring`` per cold start; passes and admin calls ask it for sides. Tokens are
-opened only when a side makes its first request, kept in memory for that side's lifetime, and
-sealed again whenever a refresh changed them.
+A handler makes one ``Wiring`` per cold start; passes and admin calls ask it for sides. Each side
+gets the HTTP client and a token source (``auth.tokens``): tokens are opened only when a side
+makes its first request, kept in memory for that side's lifetime, and sealed again whenever a
+refresh changed them.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,18 +21,16 @@ import httpx
 from contactsync.auth import google as google_auth
 from contactsync.auth import microsoft as microsoft_auth
 from contactsync.auth import pipedrive as pipedrive_auth
+from contactsync.auth.tokens import TokenSources
 from contactsync.auth.vault import TokenVault
 from contactsync.providers import carddav
-from contactsync.providers.base import AuthExpired, ContactSide
+from contactsync.providers.base import ContactSide
 from contactsync.providers.google import GoogleContacts
 from contactsync.providers.microsoft import MicrosoftContacts
 from contactsync.providers.pipedrive import PipedrivePersons
 from contactsync.runtime.settings import Settings
-from contactsync.store import repository as repo
 from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import Sides
-
-TokenSource = Callable[[bool], str]
 
 PROVIDERS = ("microsoft", "google", "carddav")
 OAUTH_PROVIDERS = ("microsoft", "google")  # CardDAV signs in with a username and password
@@ -47,25 +45,6 @@ class SignedIn:
     account_id: str
     username: str
     secrets: dict[str, Any] = field(repr=False)
-
-
-def connection_context(connection_id: str) -> dict[str, str]:
-    return {"purpose": "provider-token", "connection_id": connection_id}
-
-
-def sign_in_context(connection_id: str) -> dict[str, str]:
-    """A provider sign-in in flight: never opened with the credentials' context, nor they with
-    this one."""
-    return {"purpose": "provider-sign-in", "connection_id": connection_id}
-
-
-def crm_context(company_id: str, user_id: str) -> dict[str, str]:
-    return {"purpose": "crm-token", "company_id": company_id, "user_id": user_id}
-
-
-def crm_sign_in_context(company_id: str, user_id: str) -> dict[str, str]:
-    """A CRM sign-in in flight: never opened with a token's context, nor a token with this one."""
-    return {"purpose": "crm-sign-in", "company_id": company_id, "user_id": user_id}
 
 
 @dataclass
@@ -105,6 +84,17 @@ class Wiring:
             client_secret=s.google_client_secret,
             authorize_url=s.google_auth_url,
             token_url=s.google_token_url,
+        )
+
+    @cached_property
+    def tokens(self) -> TokenSources:
+        return TokenSources(
+            vault=self.vault,
+            http=self.http,
+            clock=self.clock,
+            microsoft=self.microsoft,
+            google=self.google,
+            pipedrive=self.pipedrive,
         )
 
     def redirect_uri(self, provider: str) -> str:
@@ -189,7 +179,7 @@ class Wiring:
     ) -> PipedrivePersons:
         return PipedrivePersons(
             base_url=self.settings.pipedrive_base_url,
-            token=self._crm_token(company_id, user_id),
+            token=self.tokens.crm_token(company_id, user_id),
             owner_id=int(user_id),
             client=self.http,
             burst_wait_s=2.5,  # one short burst-window wait; longer limits re-queue the pass
@@ -210,26 +200,26 @@ class Wiring:
         if provider == "microsoft":
             return MicrosoftContacts(
                 base_url=self.settings.graph_base_url,
-                token=self._microsoft_token(connection_id),
+                token=self.tokens.microsoft_token(connection_id),
                 folder_id=folder_id,
                 client=self.http,
             )
         if provider == "google":
             return GoogleContacts(
                 base_url=self.settings.google_people_base_url,
-                token=self._google_token(connection_id),
+                token=self.tokens.google_token(connection_id),
                 group_id=folder_id,
                 client=self.http,
             )
         if provider == "carddav":
             return carddav.CardDavContacts(
-                dav=carddav.DavClient(self.http, self._carddav_login(connection_id)),
+                dav=carddav.DavClient(self.http, self.tokens.carddav_login(connection_id)),
                 folder_id=folder_id,
             )
         raise ValueError(f"unknown provider {provider!r}")
 
     def _carddav_groups(self, connection_id: str) -> list[tuple[str, str]]:
-        secrets = self._carddav_secrets(connection_id)
+        secrets = self.tokens.carddav_secrets(connection_id)
         out: list[tuple[str, str]] = []
         for url, name in self.carddav_books(secrets):
             out.append((url, name))
@@ -249,122 +239,6 @@ class Wiring:
             provider=self.provider_side(view.connection_id, view.provider, view.folder_id),
         )
 
-    # --- tokens --------------------------------------------------------------------------------
-
-    def _microsoft_token(self, connection_id: str) -> TokenSource:
-        def load(force_refresh: bool) -> str:
-            conn = repo.get_connection(connection_id)
-            if conn is None or conn.credentials is None:
-                raise AuthExpired("the connection has no Microsoft sign-in")
-            context = connection_context(connection_id)
-            secrets = self.vault.open_json(bytes(conn.credentials), context)
-            access, cache = microsoft_auth.access_token(
-                self.microsoft, secrets["token_cache"], force_refresh=force_refresh
-            )
-            if cache != secrets["token_cache"]:
-                secrets["token_cache"] = cache
-                repo.update_connection(
-                    connection_id, credentials=self.vault.seal_json(secrets, context)
-                )
-            return access
-
-        return _remembered(load)
-
-    def _google_token(self, connection_id: str) -> TokenSource:
-        def load(force_refresh: bool) -> str:
-            conn = repo.get_connection(connection_id)
-            if conn is None or conn.credentials is None:
-                raise AuthExpired("the connection has no Google sign-in")
-            context = connection_context(connection_id)
-            secrets = self.vault.open_json(bytes(conn.credentials), context)
-            grant = google_auth.grant_from_dict(secrets["grant"])
-            if force_refresh or grant.expires_at <= self.clock() + timedelta(seconds=60):
-                grant = google_auth.refresh(self.google, grant, client=self.http)
-                secrets["grant"] = google_auth.grant_to_dict(grant)
-                repo.update_connection(
-                    connection_id, credentials=self.vault.seal_json(secrets, context)
-                )
-            return grant.access_token
-
-        return _remembered(load)
-
-    def _carddav_secrets(self, connection_id: str) -> dict[str, Any]:
-        conn = repo.get_connection(connection_id)
-        if conn is None or conn.credentials is None:
-            raise AuthExpired("the connection has no CardDAV login")
-        return self.vault.open_json(bytes(conn.credentials), connection_context(connection_id))
-
-    def _carddav_login(self, connection_id: str) -> carddav.dav.Credentials:
-        def login() -> tuple[str, str]:
-            secrets = self._carddav_secrets(connection_id)
-            return str(secrets["username"]), str(secrets["password"])
-
-        return login
-
-    def _crm_token(self, company_id: str, user_id: str) -> TokenSource:
-        def load(force_refresh: bool) -> str:
-            stored = repo.get_crm_grant(company_id, user_id)
-            if stored is None:
-                raise AuthExpired("the CRM account is not connected")
-            grant = self._open_crm_grant(company_id, user_id, stored)
-            if not force_refresh and grant.expires_at > self.clock() + timedelta(seconds=60):
-                return grant.access_token
-            try:
-                grant = pipedrive_auth.refresh(self.pipedrive, grant, client=self.http)
-            except AuthExpired:
-                # Another connection of the user may have refreshed first (and so spent the
-                # rotated refresh token): its grant, stored a moment later, is the one to use.
-                latest = _newer_crm_grant(company_id, user_id, stored.updated_at)
-                if latest is None:
-                    raise
-                return self._open_crm_grant(company_id, user_id, latest).access_token
-            # Stored only over the grant it was refreshed from: never over a newer one.
-            self.save_crm_grant(company_id, user_id, grant, replacing=stored.updated_at)
-            return grant.access_token
-
-        return _remembered(load)
-
-    def _open_crm_grant(
-        self, company_id: str, user_id: str, stored: Any
-    ) -> pipedrive_auth.PipedriveGrant:
-        data = self.vault.open_json(bytes(stored.tokens), crm_context(company_id, user_id))
-        return pipedrive_auth.PipedriveGrant(
-            access_token=data["access_token"],
-            refresh_token=data["refresh_token"],
-            expires_at=datetime.fromisoformat(data["expires_at"]),
-        )
-
-    def save_crm_grant(
-        self,
-        company_id: str,
-        user_id: str,
-        grant: pipedrive_auth.PipedriveGrant,
-        *,
-        replacing: str | None = None,
-    ) -> bool:
-        data = {
-            "access_token": grant.access_token,
-            "refresh_token": grant.refresh_token,
-            "expires_at": grant.expires_at.isoformat(),
-        }
-        sealed = self.vault.seal_json(data, crm_context(company_id, user_id))
-        return repo.put_crm_grant(company_id, user_id, sealed, replacing=replacing)
-
-
-CRM_GRANT_WAIT_SECONDS = 2.0  # how long a refresh refused as spent waits for the other's grant
-
-
-def _newer_crm_grant(company_id: str, user_id: str, than: str) -> Any:
-    """The user's CRM grant if one newer than ``than`` is (or within a moment gets) stored."""
-    deadline = time.monotonic() + CRM_GRANT_WAIT_SECONDS
-    while True:
-        latest = repo.get_crm_grant(company_id, user_id)
-        if latest is not None and latest.updated_at != than:
-            return latest
-        if latest is None or time.monotonic() >= deadline:
-            return None
-        time.sleep(0.2)
-
 
 def carddav_url(url: str, *, allow_http: bool) -> str:
     """A CardDAV server URL we are willing to call: https (plain http only where the settings
@@ -383,17 +257,3 @@ def carddav_url(url: str, *, allow_http: bool) -> str:
     if address is not None and not allow_http and not address.is_global:
         raise ValueError("the CardDAV server URL must name a public server")
     return url.strip()
-
-
-def _remembered(load: TokenSource) -> TokenSource:
-    """A token source that opens the vault once per side and again only when asked to refresh."""
-    lock = threading.Lock()
-    memo: dict[str, str] = {}
-
-    def token(force_refresh: bool) -> str:
-        with lock:
-            if force_refresh or "token" not in memo:
-                memo["token"] = load(force_refresh)
-            return memo["token"]
-
-    return token

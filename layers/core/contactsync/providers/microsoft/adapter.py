@@ -1,23 +1,14 @@
 """The Microsoft 365 side: one Outlook contact folder, read and written through Microsoft Graph.
 
 Reads use the folder's contacts delta (``Prefer: odata.maxpagesize``), writes go through JSON
-``$batch`` (20 requests per batch). Errors come out as the ``providers.base`` types: 401 refreshes
-the token once, 429 is RateLimited, 5xx/timeouts are retried twice (briefly) then Transient, 410
-on delta is CursorExpired, 412 is a per-item PreconditionFailed.
-
-Mapping notes (Graph has fewer shapes than the canonical contact):
-- emails: Graph keeps no label or primary flag; they read back as "work", the first is primary.
-- phones: label home -> homePhones, the first mobile -> mobilePhone, anything else ->
-  businessPhones (so an extra mobile reads back as "work"); read order is business, home,
-  mobile, and the first is primary.
-- addresses: one each of business (label work and unknown labels), home, other.
-- websites: only the first fits (businessHomePage). Birthday without a year uses year 1604, the
-  year Outlook uses for "no year".
+``$batch`` (20 requests per batch). Every request goes through the transport under Graph's rules
+(``errors.GRAPH``); a sub-request a batch answered 429 because the mailbox was busy is sent again
+here, after its short Retry-After. 410 on delta is CursorExpired, 412 a per-item
+PreconditionFailed. The mapping to the canonical contact is in ``mapping``.
 """
 
 from __future__ import annotations
 
-import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,26 +19,33 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from contactsync.contacts.model import ALL_FIELDS, Address, Contact, Email, Phone
-from contactsync.contacts.normalize import own_display_name
+from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.providers.base import (
-    MALFORMED,
     AuthExpired,
     ChangePage,
     ContactDelete,
     ContactUpdate,
-    CursorExpired,
-    InvalidContact,
     NewContact,
-    NotFound,
-    PermissionDenied,
-    PreconditionFailed,
     ProviderError,
     RateLimited,
     RemoteContact,
     Transient,
     WriteResult,
+)
+from contactsync.providers.microsoft.errors import (
+    DEFAULT_RETRY_AFTER,
+    GRAPH,
+    error_of,
+    message,
+)
+from contactsync.providers.microsoft.mapping import changed_properties, from_graph, to_graph
+from contactsync.providers.transport import (
+    MALFORMED,
+    Bearer,
+    Transport,
     answer_body,
+    chunks,
+    retry_after,
 )
 
 # Our mapping id lives in a named single-value extended property (a MAPI named property in our
@@ -56,13 +54,10 @@ TAG_PROPERTY_ID = "String {3f6c2a8e-5b1d-4c7a-9e2f-8d4b6a1c0e57} Name contactsyn
 TAG_EXPAND = f"singleValueExtendedProperties($filter=id eq '{TAG_PROPERTY_ID}')"
 TAG_EXPAND_QUERY = "$expand=" + quote(TAG_EXPAND)  # for URLs we build ourselves ($batch)
 BATCH_SIZE = 20  # Graph's JSON batching limit
-RETRIES = 2  # for 5xx / timeouts / resets, on top of the first attempt
 THROTTLED_ROUNDS = 3  # sends again of the sub-requests a batch answered 429 (a 429 made nothing)
 SHORT_WAIT = 2.0  # longest Retry-After we wait out inline; a longer one ends the pass's writes
-NO_YEAR = "1604"  # Outlook's year for a birthday without one
 MOVED_OUT = "moved out of the folder"
 FULL = "full|"  # prefix of a position that continues a full listing
-SYNC_STATE_CODES = {"syncstatenotfound", "resyncrequired", "syncstateinvalid"}
 # Outlook gives an item a new id when it moves to another folder, unless the request asks for
 # immutable ids; the header applies to that one request only, so every request (each $batch
 # sub-request, the subscription that decides the ids of its notifications) carries it.
@@ -77,7 +72,7 @@ class _Answer:
     status: int = 0
     body: Any = None
     error: ProviderError | None = None
-    retry: float = 1.0  # Retry-After of a 429
+    retry: float = DEFAULT_RETRY_AFTER  # Retry-After of a 429
 
 
 class MicrosoftContacts:
@@ -98,11 +93,10 @@ class MicrosoftContacts:
         page_size: int = 500,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._token = token
         self._folder = folder_id
-        self._http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+        http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
+        self._http = Transport(http, GRAPH, Bearer(token))
         self._page_size = page_size
-        self._bearer: str | None = None
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -149,7 +143,7 @@ class MicrosoftContacts:
             elif answer.status == 200:
                 found[cid] = self._remote(answer.body)
             else:
-                raise self._error(answer.status, answer.body, default=ProviderError)
+                raise error_of(answer.status, answer.body, default=ProviderError)
         return found
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
@@ -199,7 +193,7 @@ class MicrosoftContacts:
         found: dict[str, RemoteContact] = {}
         for answer in self._batch(requests):
             if answer.status != 200:
-                raise self._error(answer.status, answer.body, default=ProviderError)
+                raise error_of(answer.status, answer.body, default=ProviderError)
             for item in (answer.body or {}).get("value", []):
                 remote = self._remote(item)
                 found[remote.id] = remote
@@ -339,7 +333,7 @@ class MicrosoftContacts:
         if resp.status_code not in (200, 204, 404):
             self._json(resp)
 
-    # --- HTTP: auth, retries, batching, errors -----------------------------------------------
+    # --- HTTP: requests and batches ----------------------------------------------------------
 
     def _send(
         self,
@@ -351,46 +345,15 @@ class MicrosoftContacts:
         headers: dict[str, str] | None = None,
         retry: bool = True,
     ) -> httpx.Response:
-        """One request: refresh the token once on 401, retry 5xx/timeouts briefly, raise
-        RateLimited on 429. Other statuses come back for the caller to read.
-
-        ``retry=False`` (creates: a retried POST could create twice) retries only when the
-        request never left (connection refused)."""
-        refreshed, attempt = False, 0
-        while True:
-            if self._bearer is None:
-                self._bearer = self._token(False)
-            sent = {"Authorization": f"Bearer {self._bearer}", **_preferring(headers)}
-            try:
-                resp = self._http.request(method, url, json=json, params=params, headers=sent)
-            except httpx.TransportError as exc:  # timeouts, resets, refused connections
-                unsent = isinstance(exc, httpx.ConnectError)
-                if attempt < RETRIES and (retry or unsent):
-                    attempt += 1
-                    _pause(attempt)
-                    continue
-                raise Transient(f"Graph unreachable: {exc!r}") from exc
-            if resp.status_code == 401:
-                if refreshed:
-                    raise AuthExpired(_message(resp.status_code, _body(resp)), status=401)
-                refreshed, self._bearer = True, self._token(True)
-                continue
-            if resp.status_code == 429:
-                raise RateLimited(
-                    _message(429, _body(resp)), retry_after=_retry_after(resp.headers)
-                )
-            if resp.status_code >= 500:
-                if attempt < RETRIES and retry:
-                    attempt += 1
-                    _pause(attempt)
-                    continue
-                raise Transient(_message(resp.status_code, _body(resp)), status=resp.status_code)
-            return resp
+        """One request, asking for immutable ids; ``retry=False`` for a create."""
+        return self._http.send(
+            method, url, json=json, params=params, headers=_preferring(headers), retry=retry
+        )
 
     def _json(self, resp: httpx.Response, *, cursor: bool = False) -> dict[str, Any]:
-        body = _body(resp)
+        body = answer_body(resp)
         if resp.status_code >= 400:
-            raise self._error(resp.status_code, body, cursor=cursor, default=ProviderError)
+            raise error_of(resp.status_code, body, cursor=cursor, default=ProviderError)
         if not isinstance(body, dict) or _malformed(resp, body):
             # Never read a cut-short answer as "no contacts": fail the pass and try again.
             raise Transient(f"Graph sent a malformed answer ({len(resp.content)} bytes)")
@@ -406,8 +369,7 @@ class MicrosoftContacts:
         yet get the same error (so the caller records the rest and re-queues)."""
         answers: list[_Answer] = []
         stop: ProviderError | None = None
-        for start in range(0, len(requests), BATCH_SIZE):
-            chunk = requests[start : start + BATCH_SIZE]
+        for chunk in chunks(requests, BATCH_SIZE):
             if stop is None:
                 try:
                     got = self._run_settled(chunk, retry=retry)
@@ -426,7 +388,7 @@ class MicrosoftContacts:
                 if answer.status != 429:
                     answers.append(answer)
                     continue
-                throttled = RateLimited(_message(429, answer.body), retry_after=answer.retry)
+                throttled = RateLimited(message(429, answer.body), retry_after=answer.retry)
                 if not writes:
                     raise throttled
                 stop = throttled
@@ -463,7 +425,7 @@ class MicrosoftContacts:
             only = chunk[0]
             url, body, headers = self._base + only["url"], only.get("body"), only.get("headers")
             resp = self._send(only["method"], url, json=body, headers=headers, retry=retry)
-            answer = _body(resp)
+            answer = answer_body(resp)
             if resp.status_code < 400 and isinstance(answer, dict) and _malformed(resp, answer):
                 # Done or not, we cannot tell: the caller treats it as an outage (a create
                 # is then looked up by its tag before being sent again).
@@ -477,40 +439,19 @@ class MicrosoftContacts:
             raw = answers.get(request["id"], {"status": 500, "body": {}})
             status, body = int(raw["status"]), raw.get("body") or {}
             if status == 401:  # the batch's token is the sub-requests' token
-                raise AuthExpired(_message(401, body), status=401)
+                raise AuthExpired(message(401, body), status=401)
             got.append(
-                _Answer(request["id"], status, body, retry=_retry_after(raw.get("headers") or {}))
+                _Answer(
+                    request["id"],
+                    status,
+                    body,
+                    retry=retry_after(raw.get("headers") or {}, DEFAULT_RETRY_AFTER),
+                )
             )
         return got
 
     def _failure(self, answer: _Answer) -> ProviderError:
-        return answer.error or self._error(answer.status, answer.body)
-
-    def _error(
-        self,
-        status: int,
-        body: Any,
-        *,
-        cursor: bool = False,
-        default: type[ProviderError] = InvalidContact,
-    ) -> ProviderError:
-        message = _message(status, body)
-        code = str(((body or {}).get("error") or {}).get("code", "")).lower()
-        if cursor and (status == 410 or code in SYNC_STATE_CODES):
-            return CursorExpired(message, status=status)
-        if status == 404:
-            return NotFound(message, status=404)
-        if status in (409, 412):
-            return PreconditionFailed(message, status=status)
-        if status == 403:
-            return PermissionDenied(message, missing=["Contacts.ReadWrite"])
-        if status == 401:
-            return AuthExpired(message, status=401)
-        if status >= 500:
-            return Transient(message, status=status)
-        if status in (400, 422):
-            return default(message, status=status)
-        return ProviderError(message, status=status)
+        return answer.error or error_of(answer.status, answer.body)
 
     def _remote(self, item: dict[str, Any]) -> RemoteContact:
         folder = item.get("parentFolderId")
@@ -530,119 +471,12 @@ class MicrosoftContacts:
         )
 
 
-# --- mapping ----------------------------------------------------------------------------------
-
-
-def to_graph(c: Contact) -> dict[str, Any]:
-    """Every Graph property we own, from a canonical contact (empty -> null / [])."""
-    business: list[str] = []
-    home: list[str] = []
-    mobile: list[str] = []
-    for phone in c.phones:
-        {"home": home, "mobile": mobile}.get(phone.label, business).append(phone.value)
-    business += mobile[1:]
-    addresses: dict[str, dict[str, str]] = {}
-    for a in c.addresses:
-        key = {"home": "homeAddress", "other": "otherAddress"}.get(a.label, "businessAddress")
-        graph_address = {
-            "street": a.street,
-            "city": a.city,
-            "state": a.region,
-            "postalCode": a.postal_code,
-            "countryOrRegion": a.country,
-        }
-        addresses.setdefault(key, graph_address)
-    return {
-        "givenName": c.given_name or None,
-        "middleName": c.middle_name or None,
-        "surname": c.family_name or None,
-        "displayName": c.display_name or c.full_name,
-        "emailAddresses": [{"address": e.value, "name": e.value} for e in c.emails],
-        "businessPhones": business,
-        "homePhones": home,
-        "mobilePhone": mobile[0] if mobile else None,
-        "companyName": c.organization or None,
-        "jobTitle": c.job_title or None,
-        "businessAddress": addresses.get("businessAddress", {}),
-        "homeAddress": addresses.get("homeAddress", {}),
-        "otherAddress": addresses.get("otherAddress", {}),
-        "businessHomePage": c.websites[0] if c.websites else None,
-        "birthday": _graph_birthday(c.birthday),
-        "personalNotes": c.notes,
-    }
-
-
-def changed_properties(before: Contact, after: Contact) -> dict[str, Any]:
-    """Only the Graph properties that differ (arrays go whole: Graph replaces them whole)."""
-    old, new = to_graph(before), to_graph(after)
-    return {key: value for key, value in new.items() if old.get(key) != value}
-
-
-def from_graph(item: dict[str, Any]) -> Contact:
-    def text(key: str) -> str:
-        return str(item.get(key) or "")
-
-    emails = [str(e.get("address") or "") for e in item.get("emailAddresses") or []]
-    phones = [(str(p), "work") for p in item.get("businessPhones") or []]
-    phones += [(str(p), "home") for p in item.get("homePhones") or []]
-    if item.get("mobilePhone"):
-        phones.append((text("mobilePhone"), "mobile"))
-    addresses = []
-    for key, label in (("businessAddress", "work"), ("homeAddress", "home"),
-                       ("otherAddress", "other")):  # fmt: skip
-        a = item.get(key) or {}
-        address = Address(
-            street=str(a.get("street") or ""),
-            city=str(a.get("city") or ""),
-            region=str(a.get("state") or ""),
-            postal_code=str(a.get("postalCode") or ""),
-            country=str(a.get("countryOrRegion") or ""),
-            label=label,
-        )
-        if address != Address(label=label):
-            addresses.append(address)
-    return Contact(
-        given_name=text("givenName"),
-        middle_name=text("middleName"),
-        family_name=text("surname"),
-        display_name=own_display_name(
-            text("displayName"), text("givenName"), text("middleName"), text("surname")
-        ),
-        emails=tuple(Email(v, "work", i == 0) for i, v in enumerate(e for e in emails if e)),
-        phones=tuple(Phone(v, label, i == 0) for i, (v, label) in enumerate(phones)),
-        organization=text("companyName"),
-        job_title=text("jobTitle"),
-        addresses=tuple(addresses),
-        birthday=_canonical_birthday(text("birthday")),
-        notes=text("personalNotes"),
-        websites=(text("businessHomePage"),) if item.get("businessHomePage") else (),
-    )
-
-
-def _graph_birthday(birthday: str) -> str | None:
-    if not birthday:
-        return None
-    if birthday.startswith("--"):
-        return f"{NO_YEAR}-{birthday[2:]}T00:00:00Z"
-    return f"{birthday}T00:00:00Z"
-
-
-def _canonical_birthday(value: str) -> str:
-    day = value[:10]
-    if len(day) < 10:
-        return ""
-    return f"--{day[5:]}" if day.startswith(NO_YEAR) else day
-
-
 def _with_tag(remote: RemoteContact, tag: str) -> RemoteContact:
     return RemoteContact(remote.id, remote.contact, remote.version, remote.modified_at,
                          remote.in_scope, remote.scope_reason, tag)  # fmt: skip
 
 
 # --- small HTTP pieces ------------------------------------------------------------------------
-
-
-_body = answer_body
 
 
 def _preferring(headers: dict[str, str] | None) -> dict[str, str]:
@@ -655,30 +489,6 @@ def _preferring(headers: dict[str, str] | None) -> dict[str, str]:
 
 def _malformed(resp: httpx.Response, body: dict[str, Any]) -> bool:
     return bool(resp.content) and body.get(MALFORMED) is True
-
-
-def _message(status: int, body: Any) -> str:
-    error = (body or {}).get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return f"Graph {status} {error.get('code', '')}: {error.get('message', '')}".strip()
-    return f"Graph {status}"
-
-
-def _retry_after(headers: Any) -> float:
-    """Seconds from a Retry-After header (Graph sends seconds); 1 when absent or odd."""
-    for key in ("Retry-After", "retry-after"):
-        value = headers.get(key) if hasattr(headers, "get") else None
-        if value:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                return 1.0
-    return 1.0
-
-
-def _pause(attempt: int) -> None:
-    """Jittered backoff between retries of one request: short, never a long sleep."""
-    time.sleep(min(1.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
 
 
 def _iso(moment: datetime) -> str:

@@ -8,25 +8,25 @@ reconciler calls ``fetch``. There is no batch create, so every write is one requ
 Our mapping id lives in a custom person field named "contactsync id" (found or created through
 ``/api/v1/personFields``). Organization names are resolved through ``/api/v2/organizations`` and
 cached per adapter instance.
+
+Every request goes through the transport under Pipedrive's rules (``errors.PIPEDRIVE``), paced
+below the burst limit; the mapping to the canonical contact is in ``mapping``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
 
-from contactsync.contacts.model import Address, Contact, Email, Phone
-from contactsync.contacts.normalize import own_display_name
+from contactsync.contacts.model import Contact
 from contactsync.providers.base import (
     AuthExpired,
     ChangePage,
@@ -44,6 +44,16 @@ from contactsync.providers.base import (
     Transient,
     WriteResult,
 )
+from contactsync.providers.pipedrive.errors import BURST_WINDOW_S, PIPEDRIVE, error_of
+from contactsync.providers.pipedrive.mapping import (
+    CONTACT_SYNC_ONLY,
+    JSON,
+    NAME_KEYS,
+    contact_of,
+    normalize_org_name,
+    person_fields,
+)
+from contactsync.providers.transport import Bearer, Transport, chunks
 
 TAG_FIELD_NAME = "contactsync id"
 OVERLAP = timedelta(seconds=1)  # re-read the last second: update_time has second precision
@@ -55,12 +65,8 @@ MAX_SKIP = 1000  # beyond this many same-second persons, re-read them rather tha
 IDS_PER_REQUEST = 100  # the v2 ``ids`` filter takes at most 100 ids
 # Beyond this many searches, one look-up first tries listing the company (500 persons a page).
 LOOKUP_LIST_FROM = 20
-EMAIL_LABELS = frozenset({"work", "home", "other"})
-PHONE_LABELS = frozenset({"work", "home", "mobile", "other"})
 PERMISSION_NAMES = {"can_add_people": "add people", "can_add_organizations": "add organizations"}
-NAME_KEYS = ("name", "first_name", "last_name")
 
-JSON = dict[str, Any]
 Item = TypeVar("Item")
 
 
@@ -73,21 +79,6 @@ def _parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def normalize_org_name(name: str) -> str:
-    """How two organization names are compared: case and spacing do not matter."""
-    return " ".join(name.split()).casefold()
-
-
-BURST_WINDOW_S = 2.0  # Pipedrive's burst limit counts requests per rolling 2 seconds
-
-
-# v2 person keys only read and written when the company has contact sync on -> our field.
-CONTACT_SYNC_ONLY = {
-    "job_title": "job_title",
-    "birthday": "birthday",
-    "notes": "notes",
-    "postal_address": "addresses",
-}
 NO_CONTACT_SYNC = (
     "the CRM company has contact sync turned off: job title, birthday, notes and postal "
     "address are not synced with the CRM (turn contact sync on in the CRM to sync them)"
@@ -134,15 +125,19 @@ class PipedrivePersons:
         visible_to: int | None = None,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._token = token
         self.owner_id = owner_id
-        self._client = client or httpx.Client(timeout=20.0)
+        # A 429 asking for at most ``burst_wait_s`` seconds is waited out once, in the transport
+        # (the burst window is 2 s); anything longer, or a second 429, is RateLimited for the
+        # reconciler.
+        rules = replace(
+            PIPEDRIVE,
+            attempts=max(1, max_attempts),
+            backoff=replace(PIPEDRIVE.backoff, first=backoff_s),
+            wait_out=burst_wait_s,
+        )
+        http = client or httpx.Client(timeout=20.0)
+        self._http = Transport(http, rules, Bearer(token), pace=self._pace)
         self._page_size = min(max(page_size, 1), 500)
-        self._max_attempts = max(1, max_attempts)
-        self._backoff_s = backoff_s
-        # A 429 asking for at most this many seconds is waited out once, here (the burst window
-        # is 2 s); anything longer, or a second 429, is RateLimited for the reconciler.
-        self._burst_wait_s = burst_wait_s
         self._tag_key = tag_field_key  # known from an earlier pass: saves a personFields call
         self._burst_limit = burst_limit
         self._visible_to = visible_to  # who sees the persons we create; None: the CRM's default
@@ -209,7 +204,7 @@ class PipedrivePersons:
         and only its 404 says deleted (None). A non-numeric id cannot exist: None."""
         found: dict[str, RemoteContact | None] = {i: None for i in ids if not i.isdigit()}
         numeric = [i for i in dict.fromkeys(ids) if i.isdigit()]
-        for chunk in _chunks(numeric, IDS_PER_REQUEST):
+        for chunk in chunks(numeric, IDS_PER_REQUEST):
             params = {"ids": ",".join(chunk), "limit": IDS_PER_REQUEST}
             persons = self._call("GET", "/api/v2/persons", params=params).get("data") or []
             for remote in self._remotes(persons):
@@ -313,7 +308,7 @@ class PipedrivePersons:
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
         def create_one(item: NewContact) -> RemoteContact:
-            payload = self._fit(self._payload(item.contact))
+            payload = self._fit(person_fields(item.contact))
             payload["owner_id"] = self.owner_id
             payload["custom_fields"] = {self._tag_field(): item.tag}
             if self._visible_to is not None:
@@ -349,7 +344,7 @@ class PipedrivePersons:
                 raise PreconditionFailed("the person changed in the CRM since it was read")
             if item.version and now is not None and self._changed_this_second(item, now):
                 raise PreconditionFailed("the person changed in the CRM as it was read")
-            old, new = self._payload(item.before), self._payload(item.after)
+            old, new = person_fields(item.before), person_fields(item.after)
             changes = {k: v for k, v in new.items() if old.get(k) != v}
             if any(k in changes for k in NAME_KEYS):
                 changes.update({k: new[k] for k in NAME_KEYS})  # keep the three consistent
@@ -373,7 +368,7 @@ class PipedrivePersons:
             if datetime.now(UTC) - _parse_time(now.version) > SAME_SECOND_WINDOW:
                 return False
         read, held = item.before, now.contact
-        return PipedrivePersons._payload(read) != PipedrivePersons._payload(held) or (
+        return person_fields(read) != person_fields(held) or (
             normalize_org_name(read.organization) != normalize_org_name(held.organization)
         )
 
@@ -460,6 +455,7 @@ class PipedrivePersons:
             self._learn_contact_sync("job_title" in person)
         if person.get("org_id"):
             self._learn_org_names([person["org_id"]])
+        org = person.get("org_id")
         owner = person.get("owner_id")
         in_scope = owner == self.owner_id
         if isinstance(owner, int) and not in_scope:
@@ -467,38 +463,12 @@ class PipedrivePersons:
         tag = (person.get("custom_fields") or {}).get(self._tag_field())
         return RemoteContact(
             id=str(person["id"]),
-            contact=self._contact(person),
+            contact=contact_of(person, self._org_names.get(person["org_id"], "") if org else ""),
             version=str(person.get("update_time") or ""),
             modified_at=str(person.get("update_time") or ""),
             in_scope=in_scope,
             scope_reason="" if in_scope else "owned by another user",
             tag=str(tag) if tag else "",
-        )
-
-    def _contact(self, person: JSON) -> Contact:
-        first = (person.get("first_name") or "").strip()
-        last = (person.get("last_name") or "").strip()
-        name = (person.get("name") or "").strip()
-        address = person.get("postal_address")
-        return Contact(
-            given_name=first,
-            family_name=last,
-            display_name=own_display_name(name, first, "", last),
-            emails=tuple(
-                Email(e["value"], e.get("label") or "work", bool(e.get("primary")))
-                for e in person.get("emails") or []
-                if (e.get("value") or "").strip()
-            ),
-            phones=tuple(
-                Phone(p["value"], p.get("label") or "work", bool(p.get("primary")))
-                for p in person.get("phones") or []
-                if (p.get("value") or "").strip()
-            ),
-            organization=self._org_names.get(person["org_id"], "") if person.get("org_id") else "",
-            job_title=person.get("job_title") or "",
-            birthday=person.get("birthday") or "",
-            notes=person.get("notes") or "",
-            addresses=(_address(address),) if isinstance(address, dict) and address else (),
         )
 
     def _learn_contact_sync(self, enabled: bool) -> None:
@@ -526,37 +496,11 @@ class PipedrivePersons:
             self._learn_contact_sync(False)
             return self._call(method, path, json_body=self._fit(payload), retry=retry)
 
-    @staticmethod
-    def _payload(contact: Contact) -> JSON:
-        """The person fields for ``contact`` (organization is resolved separately)."""
-        given, family = contact.given_name.strip(), contact.family_name.strip()
-        name = contact.display_name.strip() or " ".join(p for p in (given, family) if p)
-        if not name:
-            name = next((e.value for e in contact.emails), "") or "(no name)"
-        birthday = contact.birthday if len(contact.birthday) == 10 else None  # no yearless dates
-        return {
-            "name": name,
-            "first_name": given or None,
-            "last_name": family or None,
-            "emails": [
-                {"value": e.value, "label": _label(e.label, EMAIL_LABELS), "primary": e.primary}
-                for e in contact.emails
-            ],
-            "phones": [
-                {"value": p.value, "label": _label(p.label, PHONE_LABELS), "primary": p.primary}
-                for p in contact.phones
-            ],
-            "job_title": contact.job_title or None,
-            "birthday": birthday,
-            "notes": contact.notes or None,
-            "postal_address": _postal(contact.addresses[0]) if contact.addresses else None,
-        }
-
     # --- organizations and the tag field -------------------------------------------------------
 
     def _learn_org_names(self, ids: Iterable[int]) -> None:
         unknown = [str(i) for i in dict.fromkeys(ids) if i not in self._org_names]
-        for chunk in _chunks(unknown, IDS_PER_REQUEST):
+        for chunk in chunks(unknown, IDS_PER_REQUEST):
             params = {"ids": ",".join(chunk), "limit": IDS_PER_REQUEST}
             orgs = self._call("GET", "/api/v2/organizations", params=params).get("data") or []
             for org in orgs:
@@ -654,93 +598,21 @@ class PipedrivePersons:
         json_body: JSON | None = None,
         retry: bool = True,
     ) -> JSON:
-        """One API request: a single refresh on 401, short jittered retries on 5xx/timeouts.
-
-        ``retry=False`` (creates: a retried POST could create twice) retries only when the
-        request never left (connection refused)."""
-        refreshed = waited = False
-        attempt = 0
-        while True:
-            attempt += 1
-            headers = {"Authorization": f"Bearer {self._token(refreshed)}"}
-            self._pace()
-            try:
-                response = self._client.request(
-                    method, self._base + path, params=params, json=json_body, headers=headers
-                )
-            except httpx.TransportError as exc:
-                unsent = isinstance(exc, httpx.ConnectError)
-                if attempt < self._max_attempts and (retry or unsent):
-                    self._pause(attempt)
-                    continue
-                raise Transient(f"{method} {path}: {type(exc).__name__}") from exc
-            status = response.status_code
-            if status == 401 and not refreshed:
-                refreshed = True
-                attempt -= 1  # a refresh is not a failed attempt
-                continue
-            if status == 429 and not waited:
-                wait = _retry_after(response)
-                if wait <= self._burst_wait_s:
-                    waited = True
-                    time.sleep(wait)
-                    continue
-            if status >= 500 and attempt < self._max_attempts and retry:
-                self._pause(attempt)
-                continue
-            if status >= 400:
-                raise _error(method, path, response)
-            try:
-                body = response.json() if response.content else {}
-            except ValueError:
-                # Never read a cut-short answer as "no persons": fail the pass and try again.
-                raise Transient(
-                    f"{method} {path}: the CRM sent a malformed answer "
-                    f"({len(response.content)} bytes)"
-                ) from None
-            return body if isinstance(body, dict) else {"data": body}
-
-    def _pause(self, attempt: int) -> None:
-        jitter = 0.5 + secrets.randbelow(1000) / 1000
-        time.sleep(self._backoff_s * (2 ** (attempt - 1)) * jitter)
-
-
-def _error(method: str, path: str, response: httpx.Response) -> ProviderError:
-    status = response.status_code
-    try:
-        detail = str(response.json().get("error") or "")
-    except (ValueError, AttributeError):
-        detail = ""
-    message = f"{method} {path}: {status} {detail}".strip()
-    if status == 401:
-        return AuthExpired(message, status=status)
-    if status == 429:
-        return RateLimited(message, retry_after=_retry_after(response))
-    if status == 403:
-        return PermissionDenied(message, status=status)
-    if status == 404:
-        return NotFound(message, status=status)
-    if status in (400, 422):
-        return InvalidContact(message, status=status)
-    if status >= 500:
-        return Transient(message, status=status)
-    return ProviderError(message, status=status)
-
-
-def _retry_after(response: httpx.Response) -> float:
-    for header in ("retry-after", "x-ratelimit-reset"):
-        value = response.headers.get(header)
-        if not value:
-            continue
+        """One API request through the transport (``retry=False`` for a create): an error
+        answer raises, a success comes back as its JSON object."""
+        response = self._http.send(
+            method, self._base + path, params=params, json=json_body, retry=retry
+        )
+        if response.status_code >= 400:
+            raise error_of(method, path, response)
         try:
-            return max(0.0, float(value))
+            body = response.json() if response.content else {}
         except ValueError:
-            try:
-                moment = parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-    return 2.0  # the burst window
+            # Never read a cut-short answer as "no persons": fail the pass and try again.
+            raise Transient(
+                f"{method} {path}: the CRM sent a malformed answer ({len(response.content)} bytes)"
+            ) from None
+        return body if isinstance(body, dict) else {"data": body}
 
 
 def _person_path(person_id: str) -> str:
@@ -761,49 +633,3 @@ def _may_be_one_of(contact: Contact, terms: Sequence[tuple[str, str]]) -> bool:
     mine.add(("name", contact.full_name.strip().casefold()))
     wanted = {(f, _digits(v)[-7:] if f == "phone" else v.casefold()) for f, v in terms}
     return bool(mine & wanted)
-
-
-def _chunks(values: Sequence[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(values), size):
-        yield list(values[start : start + size])
-
-
-def _label(label: str, allowed: frozenset[str]) -> str:
-    return label if label in allowed else "other"
-
-
-def _address(postal: JSON) -> Address:
-    street = " ".join(p for p in (postal.get("route"), postal.get("street_number")) if p) or (
-        "" if postal.get("locality") else postal.get("value") or ""
-    )
-    return Address(
-        street=street,
-        city=postal.get("locality") or "",
-        region=postal.get("admin_area_level_1") or "",
-        postal_code=postal.get("postal_code") or "",
-        country=postal.get("country") or "",
-    )
-
-
-def _postal(address: Address) -> JSON | None:
-    parts = {
-        "route": address.street,
-        "locality": address.city,
-        "admin_area_level_1": address.region,
-        "postal_code": address.postal_code,
-        "country": address.country,
-    }
-    parts = {k: v for k, v in parts.items() if v}
-    if not parts:
-        return None
-    line = ", ".join(
-        p
-        for p in (
-            address.street,
-            f"{address.postal_code} {address.city}".strip(),
-            address.region,
-            address.country,
-        )
-        if p
-    )
-    return {"value": line, **parts}

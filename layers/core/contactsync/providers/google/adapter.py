@@ -2,55 +2,36 @@
 
 Reads list ``people/me/connections`` with a sync token (no push exists for contacts): a full
 listing asks for ``requestSyncToken``, later reads send the token and get only changes, deleted
-persons flagged ``metadata.deleted``. An expired token (400 FAILED_PRECONDITION, ErrorInfo reason
-EXPIRED_SYNC_TOKEN) is CursorExpired. Every connection is listed; a person outside the chosen
-group comes back ``in_scope=False``.
+persons flagged ``metadata.deleted``. An expired token is CursorExpired. Every connection is
+listed; a person outside the chosen group comes back ``in_scope=False``.
 
 Writes use the batch methods (create and update 200 contacts a call, delete 500), one at a time
 per adapter (Google asks for sequential mutations per user). A batch fails as a whole and names
 the contacts at fault (``contactErrors``): those get a per-contact error and the rest are sent
 again. An update first reads the current persons (``people:batchGet``): Google wants the
 contact's ``metadata.sources`` and etag back, a stale etag is a PreconditionFailed without
-writing, and the masked fields are rebuilt on the current values so sub-values we do not model
-(an address's PO box, a custom email type, a second organization, a name prefix) survive.
+writing, and the masked fields are rebuilt on the current values (``mapping.rebuilt``).
 
-HTTP errors come out as ``providers.base`` types: 401 refreshes the token once, 429 /
-RESOURCE_EXHAUSTED is RateLimited (Retry-After or 30 s, never slept here), 5xx/timeouts are
-retried twice briefly (creates are not: a retried create could create twice) then Transient,
-403 is PermissionDenied.
-
-Mapping notes:
-- names: given/middle/family plus ``unstructuredName`` for the display name (Google keeps both
-  as sent; we write the full name there when the contact has no display name, as Graph does).
-- labels: Google ``type`` home/work/other/mobile map to the same label, workMobile to mobile,
-  every other type (fax, pager, main, custom text) reads as "other"; an empty type too.
-- primary: written as ``metadata.sourcePrimary`` (``primary`` is output only), read from either.
-- organization/job title: the first organization. Birthday: ``date`` {year?, month, day};
-  no year is "--MM-DD". Notes: the first biography (plain text). Websites: ``urls`` values.
+Every request goes through the transport under Google's rules (``errors.GOOGLE``); creates are
+never sent twice blindly. The mapping to the canonical contact is in ``mapping``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import random
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import httpx
 
-from contactsync.contacts.model import ALL_FIELDS, Address, Contact, Email, Phone
-from contactsync.contacts.normalize import own_display_name
+from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.providers.base import (
-    MALFORMED,
     AuthExpired,
     ChangePage,
     ContactDelete,
     ContactUpdate,
-    CursorExpired,
-    InvalidContact,
     NewContact,
     NotFound,
     PermissionDenied,
@@ -60,68 +41,26 @@ from contactsync.providers.base import (
     RemoteContact,
     Transient,
     WriteResult,
-    answer_body,
 )
+from contactsync.providers.google.errors import GOOGLE, error_body, error_of, status_error
+from contactsync.providers.google.mapping import (
+    MODELLED,
+    TAG_KEY,
+    from_person,
+    is_primary,
+    person_fields_changed,
+    rebuilt,
+    tag_of,
+    to_person,
+)
+from contactsync.providers.transport import MALFORMED, Bearer, Transport, answer_body, chunks
 
-TAG_KEY = "contactsync.mapping"  # the clientData key carrying our mapping id
 MY_CONTACTS = "contactGroups/myContacts"
 NOT_IN_GROUP = "not in the contact group"
-CONTACTS_SCOPE = "https://www.googleapis.com/auth/contacts"
-# The person fields we model, in updatePersonFields names.
-MODELLED = (
-    "names",
-    "emailAddresses",
-    "phoneNumbers",
-    "organizations",
-    "addresses",
-    "birthdays",
-    "biographies",
-    "urls",
-)
 PERSON_FIELDS = ",".join((*MODELLED, "memberships", "clientData", "metadata"))
 WRITE_BATCH = 200  # batchCreateContacts / batchUpdateContacts / people:batchGet
 DELETE_BATCH = 500  # batchDeleteContacts
-RETRIES = 2  # for 5xx / timeouts / resets, on top of the first attempt
-DEFAULT_RETRY_AFTER = 30.0  # Google sends no Retry-After with its 429s
 CONTINUES = "{"  # a position continuing a listing is JSON; a sync token never starts so
-
-# The keys of an entry we write (anything else a person holds is kept as it was), and the
-# output-only keys we must not send back.
-WRITTEN_KEYS = {
-    "names": {"givenName", "middleName", "familyName", "unstructuredName"},
-    "emailAddresses": {"value", "type"},
-    "phoneNumbers": {"value", "type"},
-    "organizations": {"name", "title"},
-    "addresses": {"streetAddress", "city", "region", "postalCode", "country", "type"},
-    "birthdays": {"date", "text"},
-    "biographies": {"value", "contentType"},
-    "urls": {"value", "type"},
-}
-OUTPUT_ONLY = {
-    "metadata",
-    "displayName",
-    "displayNameLastFirst",
-    "formattedType",
-    "canonicalForm",
-    "formattedValue",
-    "phoneticFullName",
-}
-LABELS = {"home": "home", "work": "work", "other": "other", "mobile": "mobile"}
-LABELS_MORE = {"workmobile": "mobile"}
-# gRPC status names (the ``status`` of an error) and codes (a per-contact Status's ``code``).
-GRPC_NAMES = {
-    3: "INVALID_ARGUMENT",
-    5: "NOT_FOUND",
-    7: "PERMISSION_DENIED",
-    8: "RESOURCE_EXHAUSTED",
-    9: "FAILED_PRECONDITION",
-    10: "ABORTED",
-    13: "INTERNAL",
-    14: "UNAVAILABLE",
-    16: "UNAUTHENTICATED",
-}
-
-T = TypeVar("T")
 
 
 class GoogleContacts:
@@ -142,11 +81,9 @@ class GoogleContacts:
         page_size: int = 1000,
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._token = token
         self._group = group_id
-        self._http = client
+        self._http = Transport(client, GOOGLE, Bearer(token))
         self._page_size = page_size
-        self._bearer: str | None = None
         self._mutating = threading.Lock()  # Google wants one mutation at a time per user
 
     # --- reading ------------------------------------------------------------------------------
@@ -204,7 +141,7 @@ class GoogleContacts:
         while True:
             body = self._json(self._send("GET", "/v1/people/me/connections", params=params))
             for person in body.get("connections") or []:
-                if _tag(person) == tag:
+                if tag_of(person) == tag:
                     return self._remote(person)
             if not body.get("nextPageToken"):
                 return None
@@ -246,7 +183,7 @@ class GoogleContacts:
         """``people:batchCreateContacts``, 200 a call, in the chosen group, tagged."""
         results: dict[int, WriteResult] = {}
         with self._mutating:
-            self._in_chunks(
+            self._inchunks(
                 list(range(len(items))),
                 WRITE_BATCH,
                 lambda chunk: self._create_chunk(items, chunk, results),
@@ -268,7 +205,7 @@ class GoogleContacts:
                 results[i] = WriteResult(item.id)
         with self._mutating:
             for mask, indexes in by_mask.items():
-                self._in_chunks(
+                self._inchunks(
                     indexes,
                     WRITE_BATCH,
                     functools.partial(self._update_chunk, items, mask=mask, results=results),
@@ -282,7 +219,7 @@ class GoogleContacts:
         Google deletes without an etag check, so ``version`` is not used."""
         results: dict[int, WriteResult] = {}
         with self._mutating:
-            self._in_chunks(
+            self._inchunks(
                 list(range(len(items))),
                 DELETE_BATCH,
                 lambda chunk: self._delete_chunk(items, chunk, results),
@@ -297,7 +234,7 @@ class GoogleContacts:
         params = {"personFields": "emailAddresses,names"}
         me = self._json(self._send("GET", "/v1/people/me", params=params))
         emails = me.get("emailAddresses") or []
-        primary = [e for e in emails if _is_primary(e)] or emails
+        primary = [e for e in emails if is_primary(e)] or emails
         return str(me["resourceName"]), str(primary[0].get("value", "")) if primary else ""
 
     def create_group(self, name: str) -> tuple[str, str]:
@@ -326,7 +263,7 @@ class GoogleContacts:
 
     # --- batches ------------------------------------------------------------------------------
 
-    def _in_chunks(
+    def _inchunks(
         self,
         indexes: list[int],
         size: int,
@@ -336,7 +273,7 @@ class GoogleContacts:
         """Run ``run`` on chunks of ``size``. A throttle or an outage keeps what was done: that
         chunk and every later one get the error (so the caller records them and re-queues)."""
         stop: ProviderError | None = None
-        for chunk in _chunks(indexes, size):
+        for chunk in chunks(indexes, size):
             if stop is None:
                 try:
                     run(chunk)
@@ -356,7 +293,7 @@ class GoogleContacts:
             resp = self._send("POST", "/v1/people:batchCreateContacts", json=body, retry=False)
             if resp.status_code == 200:
                 created = self._json(resp).get("createdPeople") or []
-                by_tag = {_tag(a.get("person") or {}): a for a in created}
+                by_tag = {tag_of(a.get("person") or {}): a for a in created}
                 for n, i in enumerate(pending):
                     tag = items[i].tag
                     answer = by_tag.get(tag) or (created[n] if n < len(created) else {})
@@ -390,7 +327,7 @@ class GoogleContacts:
                 error = PreconditionFailed(f"Google contact {item.id} changed since it was read")
                 results[i] = WriteResult(item.id, error=error)
                 continue
-            sendable[item.id] = _rebuilt(person, to_person(item.after), mask)
+            sendable[item.id] = rebuilt(person, to_person(item.after), mask)
             index[item.id] = i
         while sendable:
             body = {
@@ -418,7 +355,7 @@ class GoogleContacts:
             for i in chunk:
                 one = self._send("DELETE", f"/v1/{items[i].id}:deleteContact")
                 ok = one.status_code in (200, 204, 404)
-                error = None if ok else self._error(one.status_code, _body(one), write=True)
+                error = None if ok else error_of(one.status_code, answer_body(one), write=True)
                 results[i] = WriteResult(items[i].id, error=error)
             return
         if resp.status_code >= 400:
@@ -433,12 +370,12 @@ class GoogleContacts:
         """The contacts a failed batch names (``contactErrors``: index or resource name ->
         Status), or, when it names none, every key with the batch's own error. AuthExpired and
         PermissionDenied are about the whole connection and are raised."""
-        body = _body(resp)
+        body = answer_body(resp)
         named: dict[str, ProviderError] = {}
-        for detail in _error_of(body).get("details") or []:
+        for detail in error_body(body).get("details") or []:
             for key, status in (detail.get("contactErrors") or {}).items():
                 if str(key) in keys:
-                    named[str(key)] = _status_error(status)
+                    named[str(key)] = status_error(status)
         if named:
             return named
         return dict.fromkeys(keys, self._batch_error(resp))
@@ -446,7 +383,7 @@ class GoogleContacts:
     def _batch_error(self, resp: httpx.Response) -> ProviderError:
         """A failed batch's own error. AuthExpired and PermissionDenied concern the whole
         connection, not these contacts: they are raised."""
-        error = self._error(resp.status_code, _body(resp), write=True)
+        error = error_of(resp.status_code, answer_body(resp), write=True)
         if isinstance(error, AuthExpired | PermissionDenied):
             raise error
         return error
@@ -456,7 +393,7 @@ class GoogleContacts:
         status = answer.get("status") or {}
         code = int(answer.get("httpStatusCode") or 200)
         if (status and int(status.get("code") or 0) != 0) or code >= 400:
-            return WriteResult(key, error=_status_error(status or {"httpStatusCode": code}))
+            return WriteResult(key, error=status_error(status or {"httpStatusCode": code}))
         person = answer.get("person")
         if not person:
             return WriteResult(key, error=ProviderError("Google answered without the person"))
@@ -474,7 +411,7 @@ class GoogleContacts:
         """Raw persons by resource name, 200 per ``people:batchGet``; None when Google says
         NOT_FOUND; absent when the answer left it out (a 200 that omits a name says nothing)."""
         found: dict[str, dict[str, Any] | None] = {}
-        for chunk in _chunks(list(ids), WRITE_BATCH):
+        for chunk in chunks(list(ids), WRITE_BATCH):
             params: dict[str, str | list[str]] = {
                 "personFields": PERSON_FIELDS,
                 "resourceNames": chunk,
@@ -493,7 +430,7 @@ class GoogleContacts:
                     found[rn] = person
         return {rn: found[rn] for rn in ids if rn in found}
 
-    # --- HTTP: auth, retries, errors ----------------------------------------------------------
+    # --- HTTP ----------------------------------------------------------------------------------
 
     def _send(
         self,
@@ -504,78 +441,17 @@ class GoogleContacts:
         params: Mapping[str, str | list[str]] | None = None,
         retry: bool = True,
     ) -> httpx.Response:
-        """One request: refresh the token once on 401, retry 5xx/timeouts briefly, raise
-        RateLimited on 429 / RESOURCE_EXHAUSTED. Other statuses come back to the caller.
-
-        ``retry=False`` (creates) retries only when the request never left (connection refused).
-        """
-        refreshed, attempt = False, 0
-        while True:
-            if self._bearer is None:
-                self._bearer = self._token(False)
-            headers = {"Authorization": f"Bearer {self._bearer}"}
-            try:
-                resp = self._http.request(
-                    method, self._base + path, json=json, params=params, headers=headers
-                )
-            except httpx.TransportError as exc:
-                unsent = isinstance(exc, httpx.ConnectError)
-                if attempt < RETRIES and (retry or unsent):
-                    attempt += 1
-                    _pause(attempt)
-                    continue
-                raise Transient(f"Google unreachable: {type(exc).__name__}") from exc
-            if resp.status_code == 401:
-                if refreshed:
-                    raise AuthExpired(_message(resp.status_code, _body(resp)), status=401)
-                refreshed, self._bearer = True, self._token(True)
-                continue
-            if resp.status_code == 429 or _grpc_status(_body(resp)) == "RESOURCE_EXHAUSTED":
-                raise RateLimited(
-                    _message(resp.status_code, _body(resp)),
-                    retry_after=_retry_after(resp.headers),
-                    status=resp.status_code,
-                )
-            if resp.status_code >= 500:
-                if attempt < RETRIES and retry:
-                    attempt += 1
-                    _pause(attempt)
-                    continue
-                raise Transient(_message(resp.status_code, _body(resp)), status=resp.status_code)
-            return resp
+        """One request to ``path`` of the API; ``retry=False`` for a create."""
+        return self._http.send(method, self._base + path, json=json, params=params, retry=retry)
 
     def _json(self, resp: httpx.Response, *, cursor: bool = False) -> dict[str, Any]:
-        body = _body(resp)
+        body = answer_body(resp)
         if resp.status_code >= 400:
-            raise self._error(resp.status_code, body, cursor=cursor)
+            raise error_of(resp.status_code, body, cursor=cursor)
         if not isinstance(body, dict) or body.get(MALFORMED) is True:
             # Never read a cut-short answer as "no contacts": fail the pass and try again.
             raise Transient(f"Google sent a malformed answer ({len(resp.content)} bytes)")
         return body
-
-    def _error(
-        self, status: int, body: Any, *, cursor: bool = False, write: bool = False
-    ) -> ProviderError:
-        message = _message(status, body)
-        grpc = _grpc_status(body)
-        if cursor and "EXPIRED_SYNC_TOKEN" in _reasons(body):
-            return CursorExpired(message, status=status)
-        if cursor and status == 400 and "sync token" in message.lower():
-            # A token Google no longer knows at all ("Sync token is invalid"): the same cure.
-            return CursorExpired(message, status=status)
-        if status == 401:
-            return AuthExpired(message, status=401)
-        if status == 403:
-            return PermissionDenied(message, missing=[CONTACTS_SCOPE])
-        if status == 404:
-            return NotFound(message, status=404)
-        if grpc in ("FAILED_PRECONDITION", "ABORTED") or status in (409, 412):
-            return PreconditionFailed(message, status=status)
-        if status >= 500:
-            return Transient(message, status=status)
-        if status == 400 and write:
-            return InvalidContact(message, status=status)
-        return ProviderError(message, status=status)
 
     def _remote(self, person: dict[str, Any]) -> RemoteContact:
         groups = {
@@ -592,260 +468,9 @@ class GoogleContacts:
             modified_at=str(modified or ""),
             in_scope=in_scope,
             scope_reason="" if in_scope else NOT_IN_GROUP,
-            tag=_tag(person),
+            tag=tag_of(person),
             # A contact linked to a profile gets a new resource name; the pass moves its link.
             previous_ids=tuple(
                 str(n) for n in (person.get("metadata") or {}).get("previousResourceNames") or []
             ),
         )
-
-
-# --- mapping ----------------------------------------------------------------------------------
-
-
-def to_person(c: Contact) -> dict[str, Any]:
-    """Every person field we model, from a canonical contact (an empty field is ``[]``)."""
-    name = {
-        key: value
-        for key, value in (
-            ("givenName", c.given_name),
-            ("middleName", c.middle_name),
-            ("familyName", c.family_name),
-            ("unstructuredName", c.display_name or c.full_name),
-        )
-        if value
-    }
-    organization = {k: v for k, v in (("name", c.organization), ("title", c.job_title)) if v}
-    addresses = []
-    for a in c.addresses:
-        parts = (
-            ("streetAddress", a.street),
-            ("city", a.city),
-            ("region", a.region),
-            ("postalCode", a.postal_code),
-            ("country", a.country),
-            ("type", a.label),
-        )
-        addresses.append({k: v for k, v in parts if v})
-    birthday = _google_date(c.birthday)
-    return {
-        "names": [name] if name else [],
-        "emailAddresses": [_valued(e.value, e.label, e.primary) for e in c.emails],
-        "phoneNumbers": [_valued(p.value, p.label, p.primary) for p in c.phones],
-        "organizations": [organization] if organization else [],
-        "addresses": addresses,
-        "birthdays": [{"date": birthday}] if birthday else [],
-        "biographies": [{"value": c.notes, "contentType": "TEXT_PLAIN"}] if c.notes else [],
-        "urls": [{"value": w} for w in c.websites],
-    }
-
-
-def from_person(person: dict[str, Any]) -> Contact:
-    """The canonical contact a person holds (fields we do not model are left out)."""
-    names = person.get("names") or []
-    name = next((n for n in names if _from_contact(n)), names[0] if names else {})
-    organization = (person.get("organizations") or [{}])[0]
-    addresses = tuple(
-        Address(
-            street=str(a.get("streetAddress") or ""),
-            city=str(a.get("city") or ""),
-            region=str(a.get("region") or ""),
-            postal_code=str(a.get("postalCode") or ""),
-            country=str(a.get("country") or ""),
-            label=_label(a.get("type")),
-        )
-        for a in person.get("addresses") or []
-    )
-    biographies = person.get("biographies") or []
-    return Contact(
-        given_name=str(name.get("givenName") or ""),
-        middle_name=str(name.get("middleName") or ""),
-        family_name=str(name.get("familyName") or ""),
-        display_name=own_display_name(
-            str(name.get("unstructuredName") or name.get("displayName") or ""),
-            str(name.get("givenName") or ""),
-            str(name.get("middleName") or ""),
-            str(name.get("familyName") or ""),
-        ),
-        emails=tuple(
-            Email(str(e["value"]), _label(e.get("type")), _is_primary(e))
-            for e in person.get("emailAddresses") or []
-            if e.get("value")
-        ),
-        phones=tuple(
-            Phone(str(p["value"]), _label(p.get("type")), _is_primary(p))
-            for p in person.get("phoneNumbers") or []
-            if p.get("value")
-        ),
-        organization=str(organization.get("name") or ""),
-        job_title=str(organization.get("title") or ""),
-        addresses=tuple(a for a in addresses if a != Address(label=a.label)),
-        birthday=_canonical_birthday(person.get("birthdays") or []),
-        notes=str(biographies[0].get("value") or "") if biographies else "",
-        websites=tuple(str(u["value"]) for u in person.get("urls") or [] if u.get("value")),
-    )
-
-
-def person_fields_changed(before: Contact, after: Contact) -> list[str]:
-    """The updatePersonFields names whose value differs between two contacts."""
-    old, new = to_person(before), to_person(after)
-    return [f for f in MODELLED if old[f] != new[f]]
-
-
-def _rebuilt(
-    current: dict[str, Any], wanted: dict[str, Any], mask: tuple[str, ...]
-) -> dict[str, Any]:
-    """The update body: the masked fields as we want them, built on the current entries so
-    what we do not model stays, plus the etag and sources Google checks."""
-    body: dict[str, Any] = {
-        "resourceName": current["resourceName"],
-        "etag": current.get("etag", ""),
-        "metadata": {"sources": (current.get("metadata") or {}).get("sources") or []},
-    }
-    for field in mask:
-        had = list(current.get(field) or [])
-        if field in ("names", "organizations", "birthdays", "biographies"):
-            # One entry is ours (the first); further organizations stay as they are.
-            first = [_kept(field, had[0] if had else {}, w) for w in wanted[field][:1]]
-            body[field] = first + (had[1:] if field == "organizations" else [])
-        else:
-            by_identity = {_identity(field, e): e for e in reversed(had)}
-            body[field] = [
-                _kept(field, by_identity.get(_identity(field, w), {}), w) for w in wanted[field]
-            ]
-    return body
-
-
-def _kept(field: str, had: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
-    """``wanted`` on top of what ``had`` holds beyond our keys; a type that reads as the same
-    label (workMobile for "mobile", a custom type for "other") is kept as the user set it."""
-    entry = {k: v for k, v in had.items() if k not in WRITTEN_KEYS[field] | OUTPUT_ONLY}
-    entry.update(wanted)
-    if had.get("type") and _label(had["type"]) == _label(wanted.get("type")):
-        entry["type"] = had["type"]
-    return entry
-
-
-def _identity(field: str, entry: dict[str, Any]) -> str:
-    if field == "addresses":
-        keys = ("streetAddress", "city", "postalCode", "country")
-        return "|".join(str(entry.get(k) or "").strip().casefold() for k in keys)
-    value = str(entry.get("value") or "")
-    if field == "phoneNumbers":
-        return "".join(ch for ch in value if ch.isdigit() or ch == "+")
-    return value.strip().casefold()
-
-
-def _valued(value: str, label: str, primary: bool) -> dict[str, Any]:
-    entry: dict[str, Any] = {"value": value, "type": label}
-    if primary:
-        entry["metadata"] = {"sourcePrimary": True}
-    return entry
-
-
-def _label(google_type: Any) -> str:
-    key = str(google_type or "").strip().lower()
-    return LABELS.get(key) or LABELS_MORE.get(key) or "other"
-
-
-def _is_primary(entry: dict[str, Any]) -> bool:
-    metadata = entry.get("metadata") or {}
-    return bool(metadata.get("primary") or metadata.get("sourcePrimary"))
-
-
-def _from_contact(entry: dict[str, Any]) -> bool:
-    source = (entry.get("metadata") or {}).get("source") or {}
-    return source.get("type") == "CONTACT"
-
-
-def _google_date(birthday: str) -> dict[str, int] | None:
-    """A canonical birthday ("YYYY-MM-DD" or "--MM-DD") as a Google Date; no year, no key."""
-    try:
-        if birthday.startswith("--"):
-            month, day = birthday[2:].split("-")
-            return {"month": int(month), "day": int(day)}
-        year, month, day = birthday.split("-")
-        return {"year": int(year), "month": int(month), "day": int(day)}
-    except ValueError:
-        return None
-
-
-def _canonical_birthday(birthdays: list[dict[str, Any]]) -> str:
-    for entry in birthdays:
-        date = entry.get("date") or {}
-        month, day = int(date.get("month") or 0), int(date.get("day") or 0)
-        if month and day:
-            year = int(date.get("year") or 0)
-            return f"{year:04d}-{month:02d}-{day:02d}" if year else f"--{month:02d}-{day:02d}"
-    return ""
-
-
-def _tag(person: dict[str, Any]) -> str:
-    for data in person.get("clientData") or []:
-        if data.get("key") == TAG_KEY:
-            return str(data.get("value") or "")
-    return ""
-
-
-# --- small HTTP pieces ------------------------------------------------------------------------
-
-
-def _status_error(status: dict[str, Any]) -> ProviderError:
-    """A per-contact google.rpc.Status (or a bare HTTP status code) as an error."""
-    code = status.get("code")
-    name = str(status.get("status") or GRPC_NAMES.get(int(code or 0), ""))
-    http = int(status.get("httpStatusCode") or 0)
-    message = f"Google {name or http}: {status.get('message', '')}".strip()
-    if name == "NOT_FOUND" or http == 404:
-        return NotFound(message, status=404)
-    if name in ("FAILED_PRECONDITION", "ABORTED") or http in (409, 412):
-        return PreconditionFailed(message, status=400)
-    if name == "RESOURCE_EXHAUSTED" or http == 429:
-        return RateLimited(message, retry_after=DEFAULT_RETRY_AFTER)
-    if name == "PERMISSION_DENIED" or http == 403:
-        return PermissionDenied(message, missing=[CONTACTS_SCOPE])
-    if name in ("INTERNAL", "UNAVAILABLE") or http >= 500:
-        return Transient(message, status=http or 503)
-    return InvalidContact(message, status=http or 400)
-
-
-_body = answer_body
-
-
-def _error_of(body: Any) -> dict[str, Any]:
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
-
-
-def _grpc_status(body: Any) -> str:
-    return str(_error_of(body).get("status") or "")
-
-
-def _reasons(body: Any) -> set[str]:
-    return {str(d.get("reason")) for d in _error_of(body).get("details") or [] if "reason" in d}
-
-
-def _message(status: int, body: Any) -> str:
-    error = _error_of(body)
-    if error:
-        return f"Google {status} {error.get('status', '')}: {error.get('message', '')}".strip()
-    return f"Google {status}"
-
-
-def _retry_after(headers: httpx.Headers) -> float:
-    """Seconds from a Retry-After header; 30 when absent or not a number."""
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value else DEFAULT_RETRY_AFTER
-    except ValueError:
-        return DEFAULT_RETRY_AFTER
-
-
-def _pause(attempt: int) -> None:
-    """Jittered backoff between retries of one request: short, never a long sleep."""
-    time.sleep(min(1.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
-
-
-def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

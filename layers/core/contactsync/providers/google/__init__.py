@@ -1,0 +1,10 @@
+"""Google: one contact group of the user's Google contacts, through the People API.
+
+``adapter`` is the ``ContactSide`` the pass uses (sync-token listings, batch writes, groups),
+``mapping`` turns persons to and from the canonical contact, ``errors`` says what the API's
+answers mean and how Google is called (the transport's rules).
+"""
+
+from contactsync.providers.google.adapter import GoogleContacts
+
+__all__ = ["GoogleContacts"]
