@@ -56,7 +56,7 @@ from contactsync.providers.base import (
     RemoteContact,
     WriteResult,
 )
-from contactsync.runtime.messages import SyncMessage
+from contactsync.runtime.messages import Reason, SyncMessage
 from contactsync.sync.ops import CURSOR_OP_ID, PendingOp, plain_value
 from contactsync.sync.polling import PollPolicy
 from contactsync.sync.ports import SIDES, AuditEntry, ConnectionView, Cursor, PassStore
@@ -133,7 +133,7 @@ class PassResult:
     # For "continue": the reason of the pass that goes on. A confirmed pass that ran out of time
     # before its plan (finishing earlier pending writes) goes on confirmed: the connection still
     # waits for it, and would turn a plain continuation away.
-    continue_as: str = "continuation"
+    continue_as: Reason = "continuation"
 
 
 @dataclass
@@ -507,7 +507,7 @@ class _Pass:
         if status == "continue":
             self.store.update_connection(self.cid, plan_open=False)  # handed to the next pass
             waits = self.confirmed and self.conn.state == "needs_attention"
-            going_on = "confirm" if waits else "continuation"
+            going_on: Reason = "confirm" if waits else "continuation"
             return PassResult(status, message, counts=self.counts, continue_as=going_on)
         now = self.ctx.clock()
         active = any(self.counts.get(k) for k in ("crm_read", "provider_read", "crm_writes",
