@@ -19,7 +19,7 @@ from typing import Any
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.contacts.normalize import field_key
-from contactsync.engine.matching import MATCH_KEYS
+from contactsync.engine.matching import duplicate_clusters
 from contactsync.engine.plan import Plan, preview
 from contactsync.providers.base import (
     AuthExpired,
@@ -121,38 +121,6 @@ def audit_view(entry: AuditEntry) -> dict[str, Any]:
 def _undoable(entry: AuditEntry) -> bool:
     """Only an update can be undone: it has both the values before and after it."""
     return entry.kind == "write" and entry.before is not None and entry.after is not None
-
-
-def duplicate_clusters(persons: Sequence[RemoteContact], region: str) -> list[list[str]]:
-    """Ids of persons that look like one person: they share a match key (normalised email,
-    phone, or name + organisation), directly or through each other. Clusters of two or more."""
-    parent = {p.id: p.id for p in persons}
-
-    def root(node: str) -> str:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
-    first_holder: dict[str, str] = {}
-    for person in persons:
-        for keys_of in MATCH_KEYS:
-            for key in keys_of(person.contact, region):
-                holder = first_holder.setdefault(key, person.id)
-                parent[root(person.id)] = root(holder)
-    groups: dict[str, list[str]] = {}
-    for person in persons:
-        groups.setdefault(root(person.id), []).append(person.id)
-    return [ids for ids in groups.values() if len(ids) > 1]
-
-
-def _shared_keys(members: Sequence[RemoteContact], region: str) -> list[str]:
-    counts: dict[str, int] = {}
-    for person in members:
-        for keys_of in MATCH_KEYS:
-            for key in keys_of(person.contact, region):
-                counts[key] = counts.get(key, 0) + 1
-    return sorted(key for key, n in counts.items() if n > 1)
 
 
 def _contact_summary(side: str, contact_id: str, remote: RemoteContact | None) -> dict[str, Any]:
@@ -479,8 +447,8 @@ class SupportService:
             persons = [p for p in _full_listing(crm) if p.in_scope]
         by_id = {p.id: p for p in persons}
         clusters = []
-        for ids in duplicate_clusters(persons, conn.phone_region):
-            members = [by_id[i] for i in sorted(ids, key=_numeric_first)]
+        for group in duplicate_clusters(persons, conn.phone_region):
+            members = [by_id[i] for i in sorted(group.items, key=_numeric_first)]
             listed = []
             for person in members:
                 mapping = repo.mapping_by_crm_id(connection_id, person.id)
@@ -495,7 +463,7 @@ class SupportService:
             clusters.append(
                 {
                     "crm_ids": [m["id"] for m in listed],
-                    "keys": _shared_keys(members, conn.phone_region),
+                    "keys": sorted(group.keys),
                     "persons": listed,
                     "suggested_keep": keep,
                 }
