@@ -28,7 +28,8 @@ STATUS: dict[type[AdminError], tuple[int, str]] = {
 
 MEANING = {
     403: "The caller, or the caller's CRM account, may not do this.",
-    404: "No such connection, or none of the caller's (another tenant's is not found either).",
+    404: "No such connection (user, company, activity entry), or none the caller may reach: "
+    "another tenant's is not found either.",
     409: "Not in the connection's present state: the message says what to do first.",
     422: "The request is not valid: the message and details say what to change.",
     503: "A provider did not answer; trying again later can help.",
@@ -59,5 +60,12 @@ def answers(what: str, *statuses: int, ok: int = 200) -> dict[int, OpenAPIRespon
         documented[status] = {
             "description": MEANING[status],
             "content": {"application/json": {"model": ErrorAnswer}},
+        }
+    if 404 in documented:
+        # A path the gateway cannot route to the function (one with a line break in it) gets
+        # the gateway's own 404, not ours: the 404 is described, its body not promised.
+        documented[404] = {
+            "description": MEANING[404] + " The body is an ErrorAnswer.",
+            "content": {},
         }
     return documented
