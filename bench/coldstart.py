@@ -29,7 +29,7 @@ TABLE_CLIENT = (
 
 # What the first request builds, after the module import.
 BUILD = {
-    "admin_api": f"m.service(); {TABLE_CLIENT}",
+    "admin_api": f"from functions.admin_api.context import service; service(); {TABLE_CLIENT}",
     "webhooks": "from contactsync.runtime.wiring import bind_store, build_queue; bind_store(); "
     f"build_queue(); {TABLE_CLIENT}",
     "reconciler": f"from contactsync.runtime.wiring import build_passes; build_passes(); {TABLE_CLIENT}",  # noqa: E501

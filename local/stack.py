@@ -96,9 +96,9 @@ def _reset_cached_wiring() -> None:
         wiring.webhook_key,
     ):
         builder.cache_clear()
-    from functions.admin_api import app as admin_app  # noqa: PLC0415
+    from functions.admin_api import context as admin_context  # noqa: PLC0415
 
-    admin_app.service.cache_clear()
+    admin_context.service.cache_clear()
 
 
 def start_stack(

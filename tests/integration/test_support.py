@@ -1,4 +1,4 @@
-"""The support service and its store queries against DynamoDB Local (a fresh table per test).
+"""The support services and their store queries against DynamoDB Local (a fresh table per test).
 
 Both sides are in-memory fakes of our own ``ContactSide``; passes are real passes over the real
 store, so what support reads (mappings, audit log, held passes) is what a pass wrote.
@@ -12,17 +12,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from contactsync.admin import explain as explanations
+from contactsync.admin import held as held_passes
+from contactsync.admin import preview as previews
+from contactsync.admin import undo as history
+from contactsync.admin.access import Caller
+from contactsync.admin.context import AdminContext
+from contactsync.admin.errors import ConflictError, InvalidRequest, NotFoundError
+from contactsync.admin.health import service_status
 from contactsync.contacts.model import Contact, Email
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.settings import Settings
 from contactsync.store import repository as repo
-from contactsync.sync.connections import Caller
-from contactsync.sync.errors import ConflictError, InvalidRequest, NotFoundError
 from contactsync.sync.memory import InMemorySide
 from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import Sides, run_pass
 from contactsync.sync.runner import PassRunner
-from contactsync.sync.support import SupportService, service_status
 
 pytestmark = pytest.mark.usefixtures("table")
 
@@ -47,7 +52,7 @@ class ListQueue:
 
 @dataclass
 class MemoryWiring:
-    """What the support service uses of ``Wiring``: settings, a clock and the two sides."""
+    """What the support services use of ``Wiring``: settings, a clock and the two sides."""
 
     sides: Sides
     settings: Settings = field(default_factory=Settings)
@@ -62,11 +67,11 @@ class World:
     crm: InMemorySide
     provider: InMemorySide
     queue: ListQueue
-    support: SupportService
+    admin: AdminContext
     connection_id: str
 
     def run_pass(self, reason: str = "schedule", full: bool = False) -> str:
-        runner = PassRunner(self.support.wiring, self.queue)
+        runner = PassRunner(self.admin.wiring, self.queue)
         message = SyncMessage(connection_id=self.connection_id, reason=reason, full=full)
         return run_pass(self.connection_id, message, runner.context()).status
 
@@ -90,8 +95,8 @@ def world() -> World:
     repo.update_connection(conn.connection_id, credentials=b"sealed", state="syncing_initial")
     queue = ListQueue()
     wiring = MemoryWiring(Sides(crm=crm, provider=provider))
-    support = SupportService(wiring, queue)
-    return World(crm, provider, queue, support, conn.connection_id)
+    admin = AdminContext(wiring, queue)
+    return World(crm, provider, queue, admin, conn.connection_id)
 
 
 # --- the audit log, paged ------------------------------------------------------------------------
@@ -161,7 +166,7 @@ def test_status_counts_the_last_fifteen_minutes_and_flags_a_degraded_provider() 
 
 
 def test_preview_counts_and_writes_nothing(world: World) -> None:
-    preview = world.support.preview(OWNER, world.connection_id)
+    preview = previews.preview(world.admin, OWNER, world.connection_id)
     assert (preview["linked"], preview["created_in_crm"], preview["created_in_provider"]) == (
         1,
         1,
@@ -176,27 +181,27 @@ def test_explain_says_why_a_contact_syncs_or_not(world: World) -> None:
     assert world.run_pass("start", full=True) == "done"
     cid = world.connection_id
     # A linked person syncs
-    linked = world.support.explain(OWNER, cid, crm_person_id="101")
+    linked = explanations.explain(world.admin, OWNER, cid, crm_person_id="101")
     assert linked["syncing"] is True
     assert linked["mapping"]["provider_id"] == "p-ann"
     # A person added after the last pass was never seen
     world.crm.put(person("New Person", "new@x.example"), contact_id="103")
-    new = world.support.explain(OWNER, cid, crm_person_id="103")
+    new = explanations.explain(world.admin, OWNER, cid, crm_person_id="103")
     assert new["syncing"] is False
     assert any("no sync pass has seen it yet" in r for r in new["reasons"]), new
     # A contact moved out of the folder is out of scope
     world.provider.put(
         world.provider.contacts["p-only"].contact, contact_id="p-only", in_scope=False
     )
-    moved = world.support.explain(OWNER, cid, provider_contact_id="p-only")
+    moved = explanations.explain(world.admin, OWNER, cid, provider_contact_id="p-only")
     assert any("outside the sync scope" in r for r in moved["reasons"]), moved
     # A one-way direction is named
     repo.update_connection(cid, direction="to_crm")
-    one_way = world.support.explain(OWNER, cid, crm_person_id="103")
+    one_way = explanations.explain(world.admin, OWNER, cid, crm_person_id="103")
     assert any("direction is to_crm" in r for r in one_way["reasons"]), one_way
     # Exactly one id must be given
     with pytest.raises(InvalidRequest):
-        world.support.explain(OWNER, cid)
+        explanations.explain(world.admin, OWNER, cid)
 
 
 def test_explain_says_when_a_change_settles_or_is_held(world: World) -> None:
@@ -205,21 +210,21 @@ def test_explain_says_when_a_change_settles_or_is_held(world: World) -> None:
     # When a linked contact is deleted in the provider, its delete waits for the rest of a burst
     world.provider.remove("p-ann")
     assert world.run_pass("provider_push") == "settling"
-    settling = world.support.explain(OWNER, cid, crm_person_id="101")
+    settling = explanations.explain(world.admin, OWNER, cid, crm_person_id="101")
     assert any("for the rest of its burst" in r for r in settling["reasons"]), settling
     # And while a held pass waits for the user, explain says it is part of it
     repo.update_connection(cid, state="needs_attention", held_plan={"message": "too many"})
-    held = world.support.explain(OWNER, cid, crm_person_id="101")
+    held = explanations.explain(world.admin, OWNER, cid, crm_person_id="101")
     assert any("part of the pass held" in r for r in held["reasons"]), held
 
 
 def test_another_company_and_another_user_find_nothing(world: World) -> None:
     for caller in (Caller("u1", "c2"), Caller("u2", "c1"), Caller("u9", "c2", is_admin=True)):
         with pytest.raises(NotFoundError):
-            world.support.activity(caller, world.connection_id)
+            history.activity(world.admin, caller, world.connection_id)
     # But the company admin does
     admin = Caller("u9", "c1", is_admin=True)
-    assert world.support.activity(admin, world.connection_id)["entries"] == []
+    assert history.activity(world.admin, admin, world.connection_id)["entries"] == []
 
 
 # --- undo ----------------------------------------------------------------------------------------
@@ -233,10 +238,10 @@ def test_an_update_is_undone_on_the_side_it_wrote(world: World) -> None:
     world.provider.put(ann.contact.with_fields(job_title="Chief"), contact_id="p-ann")
     assert world.run_pass() == "done"
     assert world.crm.contacts["101"].contact.job_title == "Chief"
-    writes = world.support.activity(OWNER, cid, kind="write")["entries"]
+    writes = history.activity(world.admin, OWNER, cid, kind="write")["entries"]
     update = next(e for e in writes if e["side"] == "crm" and e["undoable"])
     # When the user undoes it
-    result = world.support.undo(OWNER, cid, update["id"])
+    result = history.undo(world.admin, OWNER, cid, update["id"])
     # Then the CRM holds the old title again, the undo is audited and a pass is queued
     assert result["restored"] == ["job_title"]
     assert world.crm.contacts["101"].contact.job_title == "Boss"
@@ -245,9 +250,9 @@ def test_an_update_is_undone_on_the_side_it_wrote(world: World) -> None:
     # And a create cannot be undone, nor an unknown entry
     create = next(e for e in writes if not e["undoable"])
     with pytest.raises(ConflictError):
-        world.support.undo(OWNER, cid, create["id"])
+        history.undo(world.admin, OWNER, cid, create["id"])
     with pytest.raises(NotFoundError):
-        world.support.undo(OWNER, cid, "2000-01-01T00:00:00.000000Z-000000")
+        history.undo(world.admin, OWNER, cid, "2000-01-01T00:00:00.000000Z-000000")
 
 
 # --- a held pass ---------------------------------------------------------------------------------
@@ -257,19 +262,19 @@ def test_a_held_pass_is_discarded_or_confirmed_only_when_there_is_one(world: Wor
     world.run_pass("start", full=True)
     cid = world.connection_id
     with pytest.raises(ConflictError):
-        world.support.confirm(OWNER, cid)
+        held_passes.confirm(world.admin, OWNER, cid)
     with pytest.raises(ConflictError):
-        world.support.discard(OWNER, cid)
+        held_passes.discard(world.admin, OWNER, cid)
     # Given a pass the guard held
     held = {"message": "this pass would delete 30 of 40 linked contacts", "deletes": 30}
     repo.update_connection(cid, state="needs_attention", held_plan=held)
     # When it is confirmed, a confirmed pass is queued
-    world.support.confirm(OWNER, cid)
+    held_passes.confirm(world.admin, OWNER, cid)
     assert world.queue.sent[-1].reason == "confirm"
     # When it is discarded instead, the connection is active again with nothing held
-    answer = world.support.discard(OWNER, cid)
+    answer = held_passes.discard(world.admin, OWNER, cid)
     assert answer["connection"]["state"] == "active"
     conn = repo.get_connection(cid)
     assert conn is not None and conn.held_plan is None
-    kinds = [e["kind"] for e in world.support.activity(OWNER, cid)["entries"]]
+    kinds = [e["kind"] for e in history.activity(world.admin, OWNER, cid)["entries"]]
     assert kinds[:2] == ["discard", "confirm"]

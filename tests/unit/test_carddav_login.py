@@ -7,7 +7,7 @@ import pytest
 from contactsync.runtime.sides import carddav_url
 from pydantic import ValidationError
 
-from functions.admin_api.app import NewConnection, NewPassword
+from functions.admin_api.bodies import NewConnection, NewPassword
 
 
 @pytest.mark.parametrize(

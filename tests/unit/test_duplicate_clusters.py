@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from contactsync.contacts.model import Contact, Email, Phone
+from contactsync.engine.matching import duplicate_clusters
 from contactsync.providers.base import RemoteContact
-from contactsync.sync.support import duplicate_clusters
 
 
 def remote(contact_id: str, **values: Any) -> RemoteContact:
@@ -32,7 +32,12 @@ def test_persons_sharing_a_key_directly_or_through_each_other_form_one_cluster()
     # When clustered
     clusters = duplicate_clusters(persons, "US")
     # Then 1-2-3 are one cluster, 4-5 another, and 6 is in none
-    assert sorted(sorted(c) for c in clusters) == [["1", "2", "3"], ["4", "5"]]
+    assert sorted(sorted(c.items) for c in clusters) == [["1", "2", "3"], ["4", "5"]]
+    # And each names the keys its persons share
+    assert [sorted(c.keys) for c in clusters] == [
+        ["email:ann@x.example", "phone:+14155550100"],
+        ["name:bob bee|acme"],
+    ]
 
 
 def test_the_same_name_at_different_organisations_is_not_a_duplicate() -> None:

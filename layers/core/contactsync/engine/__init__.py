@@ -1,6 +1,7 @@
 """The sync engine: pure functions from "what changed" to "what to write" (no I/O, no clock).
 
 - ``merge``: field-level three-way merge of one pair against its base;
+- ``grouping``: things connected through the keys they share (matching and duplicates use it);
 - ``matching``: linking unmapped contacts one to one, reporting possible duplicates;
 - ``plan``: a whole pass — pairs, links, creations, direction, the mass-change guard.
 """

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from contactsync.contacts.model import Contact
 from contactsync.contacts.normalize import email_key, name_key, phone_key
+from contactsync.engine.grouping import Group, linked_groups
 from contactsync.providers.base import RemoteContact
 
 AMBIGUOUS = "ambiguous match: possible duplicate"
@@ -79,41 +80,24 @@ MATCH_KEYS: tuple[Callable[[Contact, str], set[str]], ...] = (_email_keys, _phon
 _Node = tuple[str, str]  # ("crm" | "provider", contact id)
 
 
-def _groups(
-    keys: dict[_Node, set[str]], same_side: bool = False
-) -> list[tuple[list[_Node], list[str]]]:
-    """Contacts connected through keys held on both sides (or, with ``same_side``, by two
-    contacts of any sides), with the keys that connect them."""
-    sides_of_key: dict[str, set[str]] = {}
-    holders: dict[str, list[_Node]] = {}
-    for node, node_keys in keys.items():
-        for key in node_keys:
-            sides_of_key.setdefault(key, set()).add(node[0])
-            holders.setdefault(key, []).append(node)
-    shared = {
-        key
-        for key, sides in sides_of_key.items()
-        if len(sides) == 2 or (same_side and len(holders[key]) > 1)
+def _across_sides(key: str, holders: Sequence[_Node]) -> bool:
+    """A key links contacts when both sides hold it."""
+    return len({side for side, _ in holders}) == 2
+
+
+def _across_or_within_sides(key: str, holders: Sequence[_Node]) -> bool:
+    """A key links contacts when both sides hold it, or two contacts of one side do."""
+    return _across_sides(key, holders) or len(holders) > 1
+
+
+def duplicate_clusters(contacts: Sequence[RemoteContact], region: str) -> list[Group[str]]:
+    """Contacts of one side that look like one person: they share a match key (normalised
+    email, phone, or name + organisation), directly or through each other. Groups of two or
+    more contact ids, with the keys they share."""
+    keys = {
+        c.id: {k for keys_of in MATCH_KEYS for k in keys_of(c.contact, region)} for c in contacts
     }
-    seen: set[_Node] = set()
-    groups: list[tuple[list[_Node], list[str]]] = []
-    for start, start_keys in keys.items():
-        if start in seen or not start_keys & shared:
-            continue
-        nodes, group_keys, todo = [start], [], [start]
-        seen.add(start)
-        while todo:
-            for key in sorted(keys[todo.pop()] & shared):
-                if key in group_keys:
-                    continue
-                group_keys.append(key)
-                for other in holders[key]:
-                    if other not in seen:
-                        seen.add(other)
-                        nodes.append(other)
-                        todo.append(other)
-        groups.append((nodes, group_keys))
-    return groups
+    return linked_groups(keys)
 
 
 def match_unmapped(
@@ -129,7 +113,9 @@ def match_unmapped(
     duplicates: list[DuplicateCandidate] = []
     for keys_of in MATCH_KEYS:
         keys = {node: keys_of(remote.contact, region) for node, remote in left.items()}
-        for nodes, shared in _groups(keys, same_side=keys_of is _email_keys):
+        links = _across_or_within_sides if keys_of is _email_keys else _across_sides
+        for group in linked_groups(keys, links):
+            nodes, shared = group.items, group.keys
             crm_ids = tuple(node[1] for node in nodes if node[0] == "crm")
             provider_ids = tuple(node[1] for node in nodes if node[0] == "provider")
             if len(crm_ids) == 1 and len(provider_ids) == 1:

@@ -1,0 +1,49 @@
+"""What every admin service works with: the wiring, the pass queue, a connection's two sides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from contactsync.admin.errors import NotFoundError
+from contactsync.runtime.messages import Reason, SyncMessage
+from contactsync.runtime.queue import PassQueue
+from contactsync.runtime.sides import Wiring
+from contactsync.store.models import Connection
+from contactsync.store.pass_store import DynamoPassStore
+from contactsync.sync.reconcile import Sides
+
+RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
+"""The states in which passes run for a connection."""
+
+
+@dataclass(frozen=True)
+class AdminContext:
+    wiring: Wiring
+    queue: PassQueue
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.wiring.clock
+
+    def sides(self, conn: Connection) -> Sides:
+        """The connection's CRM and provider sides, as a pass would build them."""
+        view = DynamoPassStore().load_connection(conn.connection_id)
+        if view is None:
+            raise NotFoundError(f"no connection {conn.connection_id!r}")
+        return self.wiring.sides_for(view)
+
+    def queue_pass(
+        self,
+        connection_id: str,
+        reason: Reason,
+        *,
+        full: bool = False,
+        crm_ids: list[str] | None = None,
+    ) -> None:
+        """Put a pass for the connection on the queue."""
+        message = SyncMessage(
+            connection_id=connection_id, reason=reason, full=full, crm_ids=crm_ids or []
+        )
+        self.queue.send([message])
