@@ -4,6 +4,8 @@
   the reconciler as SQS events, deletes what succeeded and leaves reported failures on the queue
   (they come back after a visibility timeout, and after maxReceiveCount go to the DLQ). An
   invocation cut off at the function's timeout (see ``lambda_runtime``) leaves its whole batch.
+  With ``concurrency`` > 1 it runs that many invocations at once, as Lambda scales a FIFO
+  queue's consumers out by message group (the queue never hands one group to two of them).
 - ``ScheduleTicker`` is the EventBridge schedule: it invokes the scheduler with a scheduled event.
 """
 
@@ -30,6 +32,7 @@ class QueuePoller:
         *,
         batch_size: int = 10,
         function_name: str = "ReconcilerFunction",
+        concurrency: int = 1,
     ) -> None:
         self._sqs = sqs
         self._url = queue_url
@@ -38,18 +41,24 @@ class QueuePoller:
         self._function = function_name
         self._stop = threading.Event()
         self._paused = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sqs-poller-{n}", daemon=True)
+            for n in range(concurrency)
+        ]
+        self._count = threading.Lock()
         self.invocations = 0
         self.timeouts = 0  # invocations cut off at the function's timeout
         self.errors: list[str] = []
 
     def start(self) -> QueuePoller:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def pause(self) -> None:
         """Leave messages in the queue (as a disabled event source mapping would) until resumed:
@@ -98,15 +107,17 @@ class QueuePoller:
             }
             for m in messages
         ]
-        self.invocations += 1
+        with self._count:
+            self.invocations += 1
         try:
             result = self._handler(
                 {"Records": records}, LambdaContext(function_name=self._function)
             )
             failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
         except Exception as exc:  # crashed or timed out: the whole batch comes back
-            self.timeouts += isinstance(exc, InvocationTimedOut)
-            self.errors.append(repr(exc))
+            with self._count:
+                self.timeouts += isinstance(exc, InvocationTimedOut)
+                self.errors.append(repr(exc))
             failed = {m["MessageId"] for m in messages}
         for message in messages:
             if message["MessageId"] in failed:

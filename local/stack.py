@@ -110,6 +110,7 @@ def start_stack(
     change_settle_seconds: float = 1.0,
     extra_env: dict[str, str] | None = None,
     reconciler_timeout: float | None = None,
+    reconciler_concurrency: int = 1,
 ) -> LocalStack:
     """The whole service on loopback. ``reconciler_timeout`` replaces the template's Timeout of
     the reconciler (a test of the timeout in seconds rather than minutes); the sync queue's
@@ -172,7 +173,9 @@ def start_stack(
                 QueueUrl=aws.queue_url, Attributes={"VisibilityTimeout": visibility}
             )
         reconciler = handler_for("ReconcilerFunction", timeout_seconds=reconciler_timeout)
-        poller = QueuePoller(sqs, aws.queue_url, reconciler).start()
+        poller = QueuePoller(
+            sqs, aws.queue_url, reconciler, concurrency=reconciler_concurrency
+        ).start()
         ticker = ScheduleTicker(
             handler_for("SchedulerFunction"), every_seconds=schedule_every
         ).start()

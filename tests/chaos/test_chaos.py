@@ -63,6 +63,9 @@ FAST_POLLING = {
 # The reconciler's timeout, scaled down with the rest (the queue's visibility timeout is six
 # times it): a pass cut off there leaves its lease and its message to come back, as in AWS.
 RECONCILER_TIMEOUT = 18.0
+# As Lambda scales a FIFO queue's consumers out by message group: passes of different connections
+# run at once (the queue never hands one connection's messages to two of them).
+RECONCILER_CONCURRENCY = 4
 SCALED_TIMEOUTS = {"PASS_MARGIN_SECONDS": "4", "LEASE_SECONDS": "20"}
 
 
@@ -73,6 +76,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         schedule_every=1.0,
         extra_env={**FAST_POLLING, **SCALED_TIMEOUTS},
         reconciler_timeout=RECONCILER_TIMEOUT,
+        reconciler_concurrency=RECONCILER_CONCURRENCY,
     )
     try:
         yield running

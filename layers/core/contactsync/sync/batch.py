@@ -1,0 +1,100 @@
+"""One reconciler invocation's batch of pass requests: coalesced per connection, each pass run
+within the invocation's time left, each failure given the delay after which it comes back.
+
+Messages of one connection share a FIFO message group, so passes over a connection never
+overlap. A batch's messages for the same connection are coalesced (``coalesce``, the one rule the
+webhooks use too) into one pass. A connection whose pass could not finish in the time left is not
+started and goes back on the queue at once, so the function never times out with finished passes
+in its batch. Everything here belongs to one invocation: concurrent invocations in one process (the
+local stack runs several, as Lambda runs several containers) share nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from contactsync.runtime.messages import SyncMessage
+from contactsync.runtime.observability import (
+    PASS_METRICS,
+    PASSES_NOT_STARTED,
+    PROPAGATION_DELAY,
+    count,
+    logger,
+    milliseconds,
+)
+from contactsync.runtime.queue import coalesce
+from contactsync.sync.reconcile import RETRY_MAX_SECONDS
+from contactsync.sync.runner import PassRunner
+
+# Pass results whose message comes back after the result's own delay: a throttled or failed pass
+# is tried again, writes refused as stale are planned again from fresh reads (not left to the next
+# poll), and a burst's creates, deletes and unlinks that waited are applied once it settled.
+COME_BACK = ("throttled", "failed", "recheck", "settling")
+BUSY_RETRY_SECONDS = 3.0
+UNKNOWN_FAILURE_SECONDS = 30.0
+
+
+class NotStarted(Exception):
+    """Too little of the invocation is left for a pass: its message goes back at once."""
+
+
+class PassNotDone(Exception):
+    """The pass asks to run again later (throttled, failed, refused writes, settling, busy)."""
+
+
+@dataclass
+class PassBatch:
+    """The pass requests of one invocation. ``handle`` is the record handler: it runs the
+    coalesced pass of a connection the first time one of its messages comes, and raises for a
+    message that must come back; ``delay`` says after how long."""
+
+    messages: Sequence[SyncMessage]
+    passes: PassRunner
+    remaining_seconds: Callable[[], float]
+    coalesced: dict[str, SyncMessage] = field(init=False)
+    done: set[str] = field(default_factory=set)
+    delays: dict[str, float] = field(default_factory=dict)  # connection id -> seconds
+
+    def __post_init__(self) -> None:
+        self.coalesced = {m.connection_id: m for m in coalesce(self.messages)}
+
+    def delay(self, connection_id: str) -> float:
+        return self.delays.get(connection_id, UNKNOWN_FAILURE_SECONDS)
+
+    def handle(self, message: SyncMessage, *, attempt: int, sent_ms: float | None) -> None:
+        cid = message.connection_id
+        if cid in self.done:
+            return  # a pass over this connection already ran in this batch with this request in it
+        self.done.add(cid)
+        budget = self.passes.budget(self.remaining_seconds())
+        if budget is None:
+            # Started now, it could outlive the invocation: Lambda would cut it off and the whole
+            # batch, finished passes included, would come back. Returned at once instead.
+            self.delays[cid] = 0
+            count(PASSES_NOT_STARTED)
+            logger.info("pass not started: too little time left", extra={"connection_id": cid})
+            raise NotStarted("too little time left in this invocation")
+        if sent_ms and attempt == 1:
+            milliseconds(PROPAGATION_DELAY, max(0.0, time.time() * 1000 - sent_ms))
+        try:
+            result = self.passes.run(self.coalesced.get(cid, message), budget_seconds=budget)
+        except Exception:
+            # A fault of ours, not the providers': back off exponentially; SQS redrive parks a
+            # message that keeps failing in the DLQ.
+            self.delays[cid] = min(5 * 2**attempt, RETRY_MAX_SECONDS)
+            raise
+        if result.status in PASS_METRICS:
+            count(PASS_METRICS[result.status])
+        said = {} if result.status == "done" else {"detail": result.message}
+        logger.info(
+            "pass finished",
+            extra={"connection_id": cid, "status": result.status, **said, **result.counts},
+        )
+        if result.status in COME_BACK:
+            self.delays[cid] = result.retry_after
+            raise PassNotDone(f"{result.status}: retry in {result.retry_after:.0f} s")
+        if result.status == "busy":
+            self.delays[cid] = BUSY_RETRY_SECONDS
+            raise PassNotDone("another pass holds this connection; retry later")
