@@ -179,6 +179,8 @@ def arrived(world: World, check: Callable[[], bool], what: str) -> None:
             f"{what} did not arrive; state {view['state']}, last error {view['last_error']}:\n"
             + "\n".join(activity(world.connection_id))
             + f"\nthe book holds {book}\nthe CRM holds {crm}"
+            + f"\nCRM webhooks (last 12): {world.stack.pipedrive.sandbox.deliveries()[-12:]}"
+            + f"\npasses run: {world.stack.poller.invocations}, errors {world.stack.poller.errors}"
         )
 
 
