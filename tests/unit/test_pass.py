@@ -565,6 +565,33 @@ def test_two_connections_making_one_person_in_the_same_instant_make_her_once() -
     assert emails(crm) == emails(outlook) == emails(google) == ["ada@x.com"]
 
 
+def test_a_person_made_by_one_connection_and_deleted_is_not_held_from_the_other() -> None:
+    # Given the same new person in both books; the Outlook pass makes her in the CRM first,
+    # and the Google pass, in the same instant, cannot claim her
+    store, crm, outlook, google = two_syncs_of_one_crm()
+    for cid, book in (("outlook", outlook), ("google", google)):
+        assert sync(store, cid, crm, book) == "done"
+    outlook.put(person("Ada Byron", "ada@x.com"))
+    google.put(person("Ada Byron", "ada@x.com"))
+    statuses = []
+
+    def google_in_the_same_instant(point: str) -> None:
+        if point == "before_create" and not statuses:
+            statuses.append(sync(store, "google", crm, google))
+
+    assert sync(store, "outlook", crm, outlook, crash_point=google_in_the_same_instant) == "done"
+    assert statuses == ["recheck"]
+    # When the user deletes her in the CRM before the Google pass runs again
+    [ada] = crm.contacts
+    crm.remove(ada)
+    assert sync(store, "outlook", crm, outlook) == "done"
+    # Then the Google pass is not kept waiting by the Outlook pass's claim: its Ada is a
+    # contact the CRM lacks, made there again (no claim outlives the person it guarded)
+    assert sync(store, "google", crm, google) == "done"
+    assert emails(crm) == ["ada@x.com"]
+    assert not store.claims
+
+
 def test_a_person_deleted_in_the_crm_and_edited_in_both_books_comes_back_once() -> None:
     # Given a person in the CRM, synced to Outlook and Google
     store, crm, outlook, google = two_syncs_of_one_crm()

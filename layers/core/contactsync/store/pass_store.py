@@ -169,6 +169,9 @@ class DynamoPassStore:
     ) -> bool:
         return repo.claim_key(company_id, user_id, key, owner=owner, seconds=seconds, now=now)
 
+    def release_key(self, company_id: str, user_id: str, key: str, *, owner: str) -> None:
+        repo.release_key(company_id, user_id, key, owner=owner)
+
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
         return repo.review_holds(connection_id, side, contact_ids) if contact_ids else set()
 

@@ -781,6 +781,17 @@ def claim_key(
     return True
 
 
+def release_key(company_id: str, user_id: str, key: str, *, owner: str) -> None:
+    """Let go of one key ``owner`` claimed (a conditional delete: another's claim stays)."""
+    try:
+        KeyClaim(f"CLAIM#{company_id}#{user_id}", f"KEY#{key}").delete(
+            condition=KeyClaim.owner == owner
+        )
+    except PynamoDBException as error:
+        if not _conditional_failure(error):
+            raise
+
+
 def release_claims(company_id: str, user_id: str, owner: str) -> None:
     """Forget the key claims ``owner`` (a connection) holds: they name contacts' keys."""
     claims = KeyClaim.query(f"CLAIM#{company_id}#{user_id}", KeyClaim.sk.startswith("KEY#"))

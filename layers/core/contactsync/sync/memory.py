@@ -154,6 +154,11 @@ class InMemoryStore:
         self.claims[(company_id, user_id, key)] = (owner, now + timedelta(seconds=seconds))
         return True
 
+    def release_key(self, company_id: str, user_id: str, key: str, *, owner: str) -> None:
+        held = self.claims.get((company_id, user_id, key))
+        if held is not None and held[0] == owner:
+            del self.claims[(company_id, user_id, key)]
+
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
         held = self.holds.get(connection_id, {})
         return {c for c in contact_ids if (side, c) in held}

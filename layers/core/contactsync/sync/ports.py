@@ -143,6 +143,11 @@ class PassStore(Protocol):
         conditional write): False while another connection holds it."""
         ...
 
+    def release_key(self, company_id: str, user_id: str, key: str, *, owner: str) -> None:
+        """Let go of a key ``owner`` claimed (its person is made and recorded: the user's other
+        connections now find it by reading the CRM's changes)."""
+        ...
+
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
         """Which of these unlinked contacts wait for a person's review (possible duplicates)."""
         ...

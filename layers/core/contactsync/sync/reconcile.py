@@ -1177,6 +1177,14 @@ class _Pass:
                 continue
             if write.kind == "delete":
                 ids[write.side] = ""
+            if write.kind == "create" and write.side == "crm":
+                # Made and recorded: the user's other connections find it among the CRM's
+                # changes now. Held for minutes, the claim would keep them from making it again
+                # after a user deleted it (their copy must come back, as an edit over a delete).
+                for key in _claim_keys(write.after, self.settings.phone_region):
+                    self.store.release_key(
+                        self.conn.company_id, self.conn.user_id, key, owner=self.cid
+                    )
             audit.append(
                 AuditEntry(
                     kind="write",
