@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
@@ -100,6 +101,28 @@ def test_incremental_read_returns_what_changed_since_the_mark(pipedrive: Pipedri
     # And a read after that, with nothing new, lists nothing
     pipedrive.sandbox.advance_clock(60)
     pages, _ = _read_all(side, pages[-1].position)
+    assert [c for p in pages for c in p.contacts] == []
+
+
+def test_a_second_edit_in_the_same_second_is_read_too(pipedrive: PipedriveWorld):
+    # Given a listed person, and the CRM's clock standing still within one second
+    moment = [datetime(2026, 12, 5, 9, 0, 0, 100_000, tzinfo=UTC)]
+    pipedrive.sandbox.clock = lambda: moment[0]
+    (ann,) = pipedrive.sandbox.seed_persons(pipedrive.owner_id, 1, with_orgs=False)
+    side = pipedrive.adapter()
+    _, position = _read_all(side)
+    # When it is edited, read, and edited again, all in the same second (update_time has
+    # second precision, so both edits carry the same time)
+    moment[0] += timedelta(seconds=60)
+    pipedrive.sandbox.edit_in_app(ann, {"job_title": "Head of Sales"})
+    pages, position = _read_all(side, position)
+    assert [c.contact.job_title for p in pages for c in p.contacts] == ["Head of Sales"]
+    moment[0] += timedelta(milliseconds=500)
+    pipedrive.sandbox.edit_in_app(ann, {"job_title": "Head of Marketing"})
+    pages, position = _read_all(side, position)
+    # Then the second edit is read too, and a read after it, with nothing new, lists nothing
+    assert [c.contact.job_title for p in pages for c in p.contacts] == ["Head of Marketing"]
+    pages, _ = _read_all(side, position)
     assert [c for p in pages for c in p.contacts] == []
 
 

@@ -16,6 +16,7 @@ below the burst limit; the mapping to the canonical contact is in ``mapping``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from collections import deque
@@ -72,6 +73,12 @@ Item = TypeVar("Item")
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seen(person: JSON) -> str:
+    """A person as we returned it: its ``update_time`` and a short digest of its contents."""
+    body = json.dumps(person, sort_keys=True, default=str).encode()
+    return f"{person.get('update_time')} {hashlib.blake2b(body, digest_size=4).hexdigest()}"
 
 
 def _parse_time(text: str) -> datetime:
@@ -171,8 +178,10 @@ class PipedrivePersons:
             raise CursorExpired(f"Pipedrive rejected the listing position: {exc.message}") from exc
         persons: list[JSON] = body.get("data") or []
         # Persons re-read only because of the overlap, unchanged since we returned them: skip.
+        # Unchanged means the same contents, not only the same update_time: a second edit in
+        # the same second keeps the time.
         skip: dict[str, str] = state["skip"]
-        fresh = [p for p in persons if skip.get(str(p["id"])) != p.get("update_time")]
+        fresh = [p for p in persons if skip.get(str(p["id"])) != _seen(p)]
         high: str | None = state["high"]
         edge: dict[str, str] = state["edge"]
         for person in persons:
@@ -181,10 +190,10 @@ class PipedrivePersons:
                 continue
             if high is None or stamp > high:
                 high = stamp
-            edge[str(person["id"])] = stamp
+            edge[str(person["id"])] = _seen(person)
         if high is not None:  # keep only the persons inside the overlap below the high mark
             floor_mark = _iso(_parse_time(high) - OVERLAP)
-            edge = {i: t for i, t in edge.items() if t >= floor_mark}
+            edge = {i: t for i, t in edge.items() if t.split()[0] >= floor_mark}
         contacts = self._remotes(fresh)
         next_cursor = (body.get("additional_data") or {}).get("next_cursor")
         if next_cursor:
@@ -422,7 +431,7 @@ class PipedrivePersons:
     def _position(position: str | None) -> JSON:
         """Decode our position. While a listing is under way it is ``{"phase", "cursor",
         "since", "high", "edge", "skip"}``; once complete, ``{"mark", "skip"}``: list
-        ``updated_since=mark`` next, skipping ``skip`` (id -> update_time) already returned.
+        ``updated_since=mark`` next, skipping ``skip`` (id -> ``_seen``) already returned.
         Anything unreadable means start over with a full listing."""
         blank: JSON = {"phase": "full", "cursor": None, "since": None, "high": None}
         if position is None:
