@@ -460,7 +460,7 @@ def google_app(sb: GoogleSandbox) -> Starlette:
                 delay = sb.latency_ms + sb.faults.slow_ms
                 if delay:
                     await asyncio.sleep(delay / 1000)
-                fault = sb.draw_fault()
+                fault = sb.draw_fault(m.name)
                 if fault == "reset":
                     return DroppedConnection()
                 if fault == "429":

@@ -68,6 +68,7 @@ class Faults:
     expire_sync_tokens: bool = False  # the next syncToken call gets EXPIRED_SYNC_TOKEN
     rate_partial: float = 0.0  # getBatchGet leaves out each requested name with this chance
     empty_pages: int = 0  # the next n connections.list pages come back empty (not the last)
+    malformed_next: str = ""  # the next request of this method runs and its answer is cut short
 
 
 @dataclass
@@ -803,10 +804,14 @@ class GoogleSandbox:
         with self.lock:
             return dict(self._stats)
 
-    def draw_fault(self) -> str | None:
-        """Which switched-on fault hits this request, if any (seeded, reproducible)."""
+    def draw_fault(self, method: str) -> str | None:
+        """Which switched-on fault hits this request of ``method`` (e.g. "batchCreateContacts"),
+        if any (seeded, reproducible)."""
         with self.lock:
             f = self.faults
+            if f.malformed_next and f.malformed_next == method:
+                f.malformed_next = ""
+                return "malformed"
             for name, rate in (
                 ("reset", f.rate_reset),
                 ("429", f.rate_429),

@@ -424,7 +424,7 @@ def graph_app(sb: GraphSandbox) -> Starlette:
         if fault is not None:
             sb.record(request.method, path, None, batched=False, body=body)
             return to_response(error_reply(fault))
-        broken = sb.take_break()
+        broken = sb.take_break(creates=_creates(request.method, path, body))
         if broken == "reset":
             sb.record(request.method, path, None, batched=False, body=body)
             return DroppedConnection()
@@ -473,3 +473,19 @@ def graph_app(sb: GraphSandbox) -> Starlette:
     methods = ["GET", "POST", "PATCH", "DELETE", "PUT"]
     routes = [Route("/v1.0/{path:path}", graph_endpoint, methods=methods), *control_routes(sb)]
     return Starlette(routes=routes)
+
+
+def _creates(method: str, path: str, body: Any) -> bool:
+    """Whether a request creates contacts: a POST to a contacts collection, or a ``$batch``
+    holding one."""
+
+    def creating(verb: str, url: str) -> bool:
+        return verb.upper() == "POST" and url.partition("?")[0].rstrip("/").endswith("/contacts")
+
+    if path.lower() == "$batch" and method == "POST" and isinstance(body, dict):
+        inner = body.get("requests") or []
+        return any(
+            isinstance(r, dict) and creating(str(r.get("method", "")), str(r.get("url", "")))
+            for r in inner
+        )
+    return creating(method, "/" + path)

@@ -111,7 +111,11 @@ def control_routes(sb: GraphSandbox) -> list[Route]:
         )
 
     def breaks(request: Request, body: dict[str, Any]) -> Any:
-        sb.inject_breaks(str(body["kind"]), int(body.get("count", 1)))
+        sb.inject_breaks(
+            str(body["kind"]),
+            int(body.get("count", 1)),
+            only_creates=bool(body.get("only_creates", False)),
+        )
 
     def limits(request: Request, body: dict[str, Any]) -> Any:
         with sb.lock:

@@ -255,7 +255,8 @@ class GraphSandbox:
         self._refresh: dict[str, RefreshGrant] = {}
         self._faults: deque[tuple[int, int]] = deque()  # (status, retry_after) per request
         self.empty_delta_pages = 0  # fault: the next n delta pages come back empty (not last)
-        self._breaks: deque[str] = deque()  # "reset" / "truncated", one per request (chaos)
+        # ("reset" / "truncated", only creates?), one per request (chaos, lost answers)
+        self._breaks: deque[tuple[str, bool]] = deque()
         self._recent: dict[str, deque[float]] = {}  # user -> request times (clock seconds)
         self._in_flight: dict[str, int] = {}
 
@@ -644,17 +645,21 @@ class GraphSandbox:
             self.empty_delta_pages = 0
             self.limits = Limits()
 
-    def inject_breaks(self, kind: str, count: int = 1) -> None:
-        """The next ``count`` requests break: ``reset`` drops the connection before the request
+    def inject_breaks(self, kind: str, count: int = 1, *, only_creates: bool = False) -> None:
+        """The next ``count`` requests (with ``only_creates``: requests that create contacts,
+        alone or in a ``$batch``) break: ``reset`` drops the connection before the request
         runs; ``truncated`` runs it (a write happens) and cuts its JSON answer in half."""
         if kind not in BREAKS:
             raise ValueError(f"unknown break {kind!r}; one of {sorted(BREAKS)}")
         with self.lock:
-            self._breaks.extend([kind] * count)
+            self._breaks.extend([(kind, only_creates)] * count)
 
-    def take_break(self) -> str | None:
+    def take_break(self, *, creates: bool) -> str | None:
+        """The break that hits this request, if any (``creates``: it creates contacts)."""
         with self.lock:
-            return self._breaks.popleft() if self._breaks else None
+            if not self._breaks or (self._breaks[0][1] and not creates):
+                return None
+            return self._breaks.popleft()[0]
 
     def take_fault(self) -> GraphError | None:
         with self.lock:

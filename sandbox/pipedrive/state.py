@@ -419,6 +419,7 @@ class PipedriveSandbox:
             headers = {"x-ratelimit-limit": str(self.burst_limit), "x-ratelimit-reset": str(reset)}
             if len(window) >= self.burst_limit:
                 headers |= {"x-ratelimit-remaining": "0", "retry-after": str(reset)}
+                self.stats["429 over the burst limit"] += 1
                 raise ApiError(429, "Request over limit", headers)
             day = (user.company_id, self.now().strftime("%Y-%m-%d"))
             budget = self.daily_budget(user.company_id)

@@ -153,6 +153,8 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
     print(f"  operations: {dict(work.made)}")
     print(f"  faults: {dict(switchboard.injected)}")
     print(f"  crashes: {dict(crash.crashes)}")
+    crm_requests = Counter(stack.pipedrive.sandbox.stats_snapshot()).most_common(10)
+    print(f"  CRM requests: {dict(crm_requests)}")
     print(f"  holds: {attendant.holds}")
     unrecorded = unrecorded_graph_creates(stack, members)
     print(f"  Graph creates no pass recorded: {len(unrecorded)} {unrecorded[:20]}")

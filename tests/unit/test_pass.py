@@ -173,6 +173,80 @@ def test_a_contact_we_created_and_the_user_deleted_before_a_crash_was_recovered_
     assert not store.pending(CID)
 
 
+def _lose_the_answer_to_zoes_copy(store, crm, provider, **kw: object) -> str:
+    """A synced connection; a new CRM person, Zoe; the pass that copies her makes her contact
+    in the provider, but the answer is lost on the way back (the pass fails)."""
+    crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider, **kw) == "done"
+    crm.put(person("Zoe Park", "zoe@x.com"))
+    provider.lose_answers = 1
+    assert poll(store, crm, provider, **kw) == "failed"
+    made = [i for i, c in provider.contacts.items() if c.contact.emails[0].value == "zoe@x.com"]
+    assert len(made) == 1
+    return made[0]
+
+
+def test_a_copy_whose_answer_was_lost_and_the_user_deleted_stays_deleted(world) -> None:
+    # Given a copy made in the provider whose answer was lost
+    store, crm, provider = world
+    made = _lose_the_answer_to_zoes_copy(store, crm, provider)
+    # When the user deletes it before the next pass (its tag goes with it)
+    provider.remove(made)
+    assert poll(store, crm, provider) == "done"
+    # Then it is not made again: the delete reaches the CRM, as any delete of a copy would
+    assert emails(provider) == ["ann@x.com"]
+    assert emails(crm) == ["ann@x.com"]
+    assert provider.calls["create"] == 2  # Ann's, and Zoe's once
+    assert not store.pending(CID)
+    # And the activity log says what happened
+    said = [e.message for _, e in store.log if e.kind == "pass"]
+    assert any("deleted before the sync could record it" in m for m in said)
+
+
+def test_a_copy_whose_answer_was_lost_is_found_by_its_tag_and_not_made_twice(world) -> None:
+    store, crm, provider = world
+    made = _lose_the_answer_to_zoes_copy(store, crm, provider)
+    assert poll(store, crm, provider) == "done"
+    assert emails(provider) == ["ann@x.com", "zoe@x.com"]
+    assert store.mapping_for(CID, "provider", made) is not None
+
+
+def test_a_create_that_never_reached_the_provider_is_made_on_the_next_pass(world) -> None:
+    # Given a create whose answer was lost, where nothing was made after all (the request never
+    # got there: no trace in the change feed either)
+    store, crm, provider = world
+    made = _lose_the_answer_to_zoes_copy(store, crm, provider)
+    provider.contacts.pop(made)
+    provider._log = [entry for entry in provider._log if entry[1] != made]
+    # When the next pass runs
+    assert poll(store, crm, provider) == "done"
+    # Then she is made, once, and linked; the CRM keeps her
+    assert emails(provider) == ["ann@x.com", "zoe@x.com"]
+    assert emails(crm) == ["ann@x.com", "zoe@x.com"]
+    assert not store.pending(CID)
+
+
+def test_a_lost_answer_waits_for_the_providers_listing_lag_before_deciding(world) -> None:
+    # Given a provider whose listings show a write a minute late, and a lost create answer
+    store, crm, provider = world
+    provider.listing_lag = timedelta(seconds=60)
+    now = [datetime(2026, 12, 5, 9, 0, tzinfo=UTC)]
+    made = _lose_the_answer_to_zoes_copy(store, crm, provider, clock=lambda: now[0])
+    provider.remove(made)
+    # When the next pass comes 10 s later
+    now[0] += timedelta(seconds=10)
+    ctx = context(store, crm, provider, clock=lambda: now[0])
+    result = run_pass(CID, SyncMessage(connection_id=CID, reason="schedule"), ctx)
+    # Then it decides nothing yet, and comes back when the listings are sure to show it
+    assert result.status == "recheck"
+    assert 45 <= result.retry_after <= 51
+    assert provider.calls.get("find_tagged", 0) == 0
+    # And the pass after the lag finds the deletion: she is not made again
+    now[0] += timedelta(seconds=51)
+    assert poll(store, crm, provider, clock=lambda: now[0]) == "done"
+    assert emails(provider) == emails(crm) == ["ann@x.com"]
+
+
 def test_a_plan_whose_pass_died_before_sending_it_is_made_again_from_fresh_reads(world) -> None:
     # Given a synced connection, and a new CRM person
     store, crm, provider = world

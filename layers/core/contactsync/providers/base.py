@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 from contactsync.contacts.model import Contact
@@ -89,6 +90,8 @@ class ContactSide(Protocol):
     # True when a deletion it reports was of a contact in scope as it was deleted (a folder's
     # delta); False when it reports deletions of any contact, in scope or not.
     deletes_in_scope_only: bool
+    # How long a write may take to show in the side's listings and change feed (0: at once).
+    listing_lag: timedelta
 
     def read(self, position: str | None) -> ChangePage:
         """Changes since ``position``; ``None`` starts a full listing. Raises CursorExpired."""

@@ -36,6 +36,9 @@ class Settings(BaseModel):
     google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
     google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 - a URL
     google_people_base_url: str = "https://people.googleapis.com"
+    # Google: "writes may have a propagation delay of several minutes for sync requests". A
+    # create whose answer was lost is looked for (by its tag, or as a deletion) only after this.
+    google_listing_lag_seconds: float = 300.0
 
     # CardDAV servers are the user's own (iCloud, Fastmail, Nextcloud): https only, except for
     # the local stack's server on loopback.

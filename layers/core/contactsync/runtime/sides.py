@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -210,6 +210,7 @@ class Wiring:
                 token=self.tokens.google_token(connection_id),
                 group_id=folder_id,
                 client=self.http,
+                listing_lag=timedelta(seconds=self.settings.google_listing_lag_seconds),
             )
         if provider == "carddav":
             return carddav.CardDavContacts(

@@ -215,6 +215,7 @@ class Connection(Model):
     list_in_full = BooleanAttribute(null=True)  # more waited than the pending ids hold
     # op ids being sent right now (recovered by the next pass if this one dies)
     inflight_ops = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
+    inflight_at = UnicodeAttribute(null=True)  # ISO time they were sent
     # A pass has stored a plan and not yet finished or handed it over: set while it applies. A
     # pass that finds it set knows the planning pass died, and plans again what it never sent.
     plan_open = BooleanAttribute(default=False)

@@ -58,6 +58,7 @@ def _view(conn: Connection | None) -> ConnectionView | None:
         visible_to=int(conn.visible_to) if conn.visible_to is not None else None,
         folder_id=conn.folder_id or "",
         inflight_ops=tuple(str(op) for op in conn.inflight_ops or ()),
+        inflight_at=conn.inflight_at or "",
         plan_open=bool(conn.plan_open),
         held=conn.held_plan,
         progress=dict(conn.progress.as_dict()) if conn.progress else {},

@@ -23,6 +23,7 @@ from contactsync.providers.base import (
     NotFound,
     PreconditionFailed,
     RemoteContact,
+    Transient,
     WriteResult,
 )
 from contactsync.sync.ops import PendingOp
@@ -180,9 +181,12 @@ class InMemorySide:
     carries: frozenset[str] = frozenset(ALL_FIELDS)
     limits: tuple[str, ...] | None = ()
     deletes_in_scope_only: bool = False
+    listing_lag: timedelta = timedelta(0)
     contacts: dict[str, RemoteContact] = field(default_factory=dict)
     page_size: int = 100
     strict_before: bool = True  # refuse an update whose ``before`` is not what it holds
+    # The next creates whose answers are lost: the contacts are made, the call fails.
+    lose_answers: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     _log: list[tuple[int, str]] = field(default_factory=list)  # (sequence, id) of each change
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -261,7 +265,11 @@ class InMemorySide:
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
         self._count("create")
-        return [WriteResult(key=i.tag, remote=self.put(i.contact, tag=i.tag)) for i in items]
+        made = [WriteResult(key=i.tag, remote=self.put(i.contact, tag=i.tag)) for i in items]
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            raise Transient("the connection dropped before the answer came")
+        return made
 
     def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
         self._count("update")

@@ -40,6 +40,7 @@ class ConnectionView:
     visible_to: int | None = None  # who sees the CRM persons the sync creates (None: default)
     folder_id: str = ""
     inflight_ops: tuple[str, ...] = ()
+    inflight_at: str = ""  # ISO time the in-flight ops were sent
     plan_open: bool = False  # the last pass stored a plan and did not finish or hand it over
     held: dict[str, Any] | None = None
     progress: dict[str, Any] = field(default_factory=dict)

@@ -157,6 +157,15 @@ class PassContext:
     crash_point: Callable[[str], None] = lambda _point: None
 
 
+class TooSoonToTell(Exception):
+    """A create of the pass before was sent and its answer lost, and the side's listings may
+    not show yet what became of it (made, or made and deleted): the pass waits this long."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"a contact made as its answer was lost: looked for in {retry_after:.0f}s")
+        self.retry_after = retry_after
+
+
 def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> PassResult:
     store = ctx.store
     conn = store.load_connection(connection_id)
@@ -179,6 +188,11 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
         raise
     try:
         return runner.run()
+    except TooSoonToTell as exc:
+        _keep_hints(store, conn, message)
+        wake = ctx.clock() + timedelta(seconds=exc.retry_after)
+        store.update_connection(connection_id, next_run_at=wake, plan_open=False)
+        return PassResult("recheck", str(exc), retry_after=exc.retry_after)
     except RateLimited as exc:
         runner.fail(exc, counted=False)
         wake = ctx.clock() + timedelta(seconds=max(exc.retry_after, 1.0))
@@ -246,6 +260,9 @@ class _Pass:
         self.hint_adds = 0  # this pass's own additions of hints (see ``drop_hints``)
         # Where to look for CRM persons made since this pass (or the one that planned) read it.
         self.crm_mark = ""
+        # Deleted contacts of the provider no mapping knew (read once, when a lost create
+        # answer is looked into; see ``deleted_meanwhile``).
+        self.unknown_deletes: list[str] | None = None
         self.own_tags: set[str] = set()  # mapping ids of the pending writes
         self.linked_instead: set[str] = set()  # ops whose CRM create found its person made
         self.crm_made: dict[str, RemoteContact] = {}  # CRM persons made or changed meanwhile
@@ -899,7 +916,12 @@ class _Pass:
                 self.store.drop_pending(self.cid, [o.op_id for o in work[start:] + cursor_ops])
                 return False
             chunk = work[start : start + CHUNK]
-            self.store.update_connection(self.cid, inflight_ops=[o.op_id for o in chunk])
+            self.too_soon_to_tell(chunk, recovering)
+            self.store.update_connection(
+                self.cid,
+                inflight_ops=[o.op_id for o in chunk],
+                inflight_at=self.ctx.clock().isoformat(),
+            )
             self.apply_chunk(chunk, recovering)
             if self.conn.state == "syncing_initial":
                 done = int(self.progress.get("done", 0)) + len(chunk)
@@ -1006,6 +1028,7 @@ class _Pass:
         creates: list[tuple[PendingOp, Write]] = []
         updates: list[tuple[PendingOp, Write]] = []
         deletes: list[tuple[PendingOp, Write]] = []
+        unfound: list[tuple[PendingOp, Write]] = []  # made before a lost answer? not by tag
         for op in chunk:
             for write in op.writes:
                 if write.side != side_name:
@@ -1024,11 +1047,16 @@ class _Pass:
                         if found is not None:
                             out[(op.op_id, side_name)] = WriteResult(key=found.id, remote=found)
                             continue
+                        if side_name == "provider":
+                            unfound.append((op, write))
+                            continue
                     creates.append((op, write))
                 elif write.kind == "update":
                     updates.append((op, write))
                 else:
                     deletes.append((op, write))
+        if unfound:
+            creates += self.deleted_meanwhile(unfound, out)
         if creates and side_name == "crm":
             creates = self.claimed(self.made_meanwhile(creates, out))
             if creates:
@@ -1056,6 +1084,77 @@ class _Pass:
                 out[(op.op_id, side_name)] = result
         sent = len(out) - before
         self.counts[f"{side_name}_writes"] = self.counts.get(f"{side_name}_writes", 0) + sent
+
+    def too_soon_to_tell(self, chunk: Sequence[PendingOp], recovering: set[str]) -> None:
+        """Raise TooSoonToTell if this chunk finishes creates of the pass before whose answers
+        were lost, sent more recently than the provider's listings lag (Google's are minutes
+        late): neither our tag nor the contact's deletion may show yet."""
+        lag = self.sides.provider.listing_lag
+        if not lag or not self.conn.inflight_at:
+            return
+        unsure = any(
+            w.kind == "create" and w.side == "provider" and "provider" not in op.receipts
+            for op in chunk
+            if op.op_id in recovering
+            for w in op.writes
+        )
+        ready = datetime.fromisoformat(self.conn.inflight_at) + lag
+        if unsure and (now := self.ctx.clock()) < ready:
+            raise TooSoonToTell(max((ready - now).total_seconds(), 1.0))
+
+    def deleted_meanwhile(
+        self, unfound: list[tuple[PendingOp, Write]], out: dict[tuple[str, str], WriteResult]
+    ) -> list[tuple[PendingOp, Write]]:
+        """Provider creates of the pass before whose answers were lost, and whose tag is
+        nowhere: never made, or made and deleted by the user since. The change feed since our
+        cursor tells: a deletion of a contact no mapping knows is such a copy. With at least as
+        many of those as copies looked for, each copy is recorded as made under one of their
+        ids, and the read that follows sees it deleted, as any deleted copy (its partner follows
+        the connection's direction). With fewer, which is which cannot be told: all are made
+        again. Returns the creates still to send."""
+        if self.unknown_deletes is None:
+            self.unknown_deletes = self.deletes_nobody_knew("provider")
+        gone = self.unknown_deletes
+        if len(gone) < len(unfound):
+            return unfound
+        audit = []
+        for (op, write), gone_id in zip(unfound, gone, strict=False):
+            out[(op.op_id, "provider")] = WriteResult(
+                key=gone_id, remote=RemoteContact(gone_id, write.after)
+            )
+            audit.append(
+                AuditEntry(
+                    kind="pass",
+                    side="provider",
+                    crm_id=op.crm_id,
+                    provider_id=gone_id,
+                    mapping_id=op.mapping_id,
+                    message="the copy made here as the answer was lost was deleted before the "
+                    "sync could record it: handled as a deleted copy",
+                )
+            )
+        del gone[: len(unfound)]
+        self.store.audit(self.cid, audit)
+        return []
+
+    def deletes_nobody_knew(self, name: str) -> list[str]:
+        """Contacts the side's change feed reports deleted since our cursor that no mapping
+        knows (the cursor does not move)."""
+        side, cursor = self.sides.of(name), self.store.cursor(self.cid, name)
+        if cursor is None or not cursor.position or not cursor.complete:
+            return []
+        position: str | None = cursor.position
+        gone: list[str] = []
+        try:
+            while True:
+                page = side.read(position)
+                gone.extend(d for d in page.deleted if d not in gone)
+                position = page.position
+                if page.complete:
+                    break
+        except CursorExpired:
+            return []
+        return [d for d in gone if self.store.mapping_for(self.cid, name, d) is None]
 
     def claimed(self, creates: list[tuple[PendingOp, Write]]) -> list[tuple[PendingOp, Write]]:
         """Claim the strongest keys of each new person among the user's connections (the

@@ -26,6 +26,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
@@ -97,6 +98,7 @@ class CardDavContacts:
     name = "carddav"
     carries = frozenset(ALL_FIELDS)
     limits: tuple[str, ...] | None = ()  # nothing a CardDAV account cannot sync
+    listing_lag = timedelta(0)  # sync-collection reports a write at once
 
     def __init__(self, *, dav: DavClient, folder_id: str) -> None:
         self._dav = dav

@@ -22,6 +22,7 @@ import functools
 import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -79,7 +80,9 @@ class GoogleContacts:
         group_id: str,
         client: httpx.Client,
         page_size: int = 1000,
+        listing_lag: timedelta = timedelta(minutes=5),
     ) -> None:
+        self.listing_lag = listing_lag  # Google: writes reach sync listings minutes later
         self._base = base_url.rstrip("/")
         self._group = group_id
         self._http = Transport(client, GOOGLE, Bearer(token))

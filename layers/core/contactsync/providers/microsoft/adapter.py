@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -82,6 +82,7 @@ class MicrosoftContacts:
     carries = frozenset(ALL_FIELDS)
     limits: tuple[str, ...] | None = ()  # nothing this account cannot sync
     deletes_in_scope_only = True  # the folder's delta reports only what was in the folder
+    listing_lag = timedelta(0)
 
     def __init__(
         self,
