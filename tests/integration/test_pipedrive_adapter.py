@@ -333,10 +333,11 @@ def test_a_create_refused_with_403_names_the_missing_permission(pipedrive: Piped
 
 
 def test_429_becomes_rate_limited_with_the_servers_retry_after(pipedrive: PipedriveWorld):
-    # Given a burst limit that the next read exceeds
+    # Given the user's burst window is spent (their other connections and their own use of the
+    # CRM spend it too)
     side = pipedrive.adapter()
-    pipedrive.sandbox.burst_limit = 1
     side.whoami()
+    pipedrive.sandbox.burst_limit = 0
     # When the side is read
     with pytest.raises(RateLimited) as caught:
         side.read(None)
@@ -350,16 +351,38 @@ def test_429_becomes_rate_limited_with_the_servers_retry_after(pipedrive: Pipedr
 
 
 def test_a_short_burst_429_can_be_waited_out_in_the_adapter(pipedrive: PipedriveWorld):
-    # Given an adapter allowed to wait out short bursts, and a burst limit of 2
+    # Given an adapter allowed to wait out short bursts, and a burst limit of 3 that the user's
+    # own use of the CRM has just spent
     side = pipedrive.adapter(burst_wait_s=2.5)
-    pipedrive.sandbox.burst_limit = 2
-    side.whoami()
-    side.whoami()
-    # When a third request comes in the same window
+    (ann,) = pipedrive.sandbox.seed_persons(pipedrive.owner_id, 1, with_orgs=False)
+    pipedrive.sandbox.burst_limit = 3
+    for n in range(3):
+        pipedrive.sandbox.edit_in_app(ann, {"job_title": f"Title {n}"})
+    # When a request comes in the same window
     me = side.whoami()
     # Then it waited for the window instead of failing
     assert me["id"] == pipedrive.owner_id
-    assert pipedrive.requests("GET /api/v1/users/me") == 4
+    assert pipedrive.requests("GET /api/v1/users/me") == 2
+
+
+def test_requests_wait_for_the_reset_when_the_users_burst_window_is_nearly_spent(
+    pipedrive: PipedriveWorld,
+):
+    # Given a burst limit of 6 requests per 2 s, shared with the user's own use of the CRM
+    side = pipedrive.adapter()
+    side.whoami()
+    (ann,) = pipedrive.sandbox.seed_persons(pipedrive.owner_id, 1, with_orgs=False)
+    pipedrive.sandbox.burst_limit = 6
+    pipedrive.sandbox.edit_in_app(ann, {"job_title": "Head of Sales"})
+    pipedrive.sandbox.edit_in_app(ann, {"job_title": "Head of Marketing"})
+    pipedrive.sandbox.reset_stats()
+    # When the adapter makes eight requests in a row
+    for _ in range(8):
+        side.whoami()
+    # Then none ran into the limit: when an answer said the window was nearly spent, the next
+    # request waited for its reset
+    assert pipedrive.requests("429 over the burst limit") == 0
+    assert pipedrive.requests("GET /api/v1/users/me") == 8
 
 
 def test_401_refreshes_the_token_once(pipedrive: PipedriveWorld):

@@ -121,11 +121,13 @@ class Transport:
         credentials: Bearer | Basic,
         *,
         pace: Callable[[], None] | None = None,
+        observe: Callable[[httpx.Response], None] | None = None,
     ) -> None:
         self._http = client
         self._rules = rules
         self._credentials = credentials
         self._pace = pace  # called before every send (a client-side rate limit)
+        self._observe = observe  # called with every answer (the API's rate-limit headers)
 
     def send(
         self,
@@ -166,6 +168,8 @@ class Transport:
                     time.sleep(rules.backoff.seconds(attempt))
                     continue
                 raise Transient(f"{rules.unreachable}: {type(exc).__name__}") from exc
+            if self._observe is not None:
+                self._observe(resp)
             status = resp.status_code
             if status == 401:
                 if refreshed or not self._credentials.refresh():

@@ -66,6 +66,9 @@ MAX_SKIP = 1000  # beyond this many same-second persons, re-read them rather tha
 IDS_PER_REQUEST = 100  # the v2 ``ids`` filter takes at most 100 ids
 # Beyond this many searches, one look-up first tries listing the company (500 persons a page).
 LOOKUP_LIST_FROM = 20
+# When the user's burst window has this few requests left (other connections of the user, and
+# the user's own CRM use, spend it too), the next request waits for the window to reset.
+BURST_RESERVE = 2
 PERMISSION_NAMES = {"can_add_people": "add people", "can_add_organizations": "add organizations"}
 
 Item = TypeVar("Item")
@@ -144,10 +147,13 @@ class PipedrivePersons:
             wait_out=burst_wait_s,
         )
         http = client or httpx.Client(timeout=20.0)
-        self._http = Transport(http, rules, Bearer(token), pace=self._pace)
+        self._http = Transport(
+            http, rules, Bearer(token), pace=self._pace, observe=self._read_limit
+        )
         self._page_size = min(max(page_size, 1), 500)
         self._tag_key = tag_field_key  # known from an earlier pass: saves a personFields call
         self._burst_limit = burst_limit
+        self._hold_until = 0.0  # the user's burst window is spent until then (monotonic)
         self._visible_to = visible_to  # who sees the persons we create; None: the CRM's default
         self._sent: deque[float] = deque()
         self._org_names: dict[int, str] = {}
@@ -586,12 +592,24 @@ class PipedrivePersons:
                 results.append(WriteResult(key(item), error=exc))
         return results
 
+    def _read_limit(self, response: httpx.Response) -> None:
+        """The burst window is the user's, shared with their other connections and their own
+        use of the CRM: when an answer says it is (nearly) spent, wait for its reset before the
+        next request rather than run into a 429."""
+        remaining = response.headers.get("x-ratelimit-remaining", "")
+        reset = response.headers.get("x-ratelimit-reset", "")
+        if remaining.isdigit() and int(remaining) <= BURST_RESERVE and reset.isdigit():
+            self._hold_until = time.monotonic() + min(int(reset), BURST_WINDOW_S)
+
     def _pace(self) -> None:
         """Stay under the burst limit (requests per user per rolling 2 s) instead of running into
         it: a pass that spends its 429s learns nothing and waits longer."""
         if self._burst_limit <= 0:
             return
         now = time.monotonic()
+        if now < self._hold_until:
+            time.sleep(self._hold_until - now)
+            now = time.monotonic()
         while self._sent and now - self._sent[0] >= BURST_WINDOW_S:
             self._sent.popleft()
         if len(self._sent) >= self._burst_limit:
