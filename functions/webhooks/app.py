@@ -80,12 +80,14 @@ def _subscriptions(subscription_ids: Sequence[str]) -> dict[str, push.Subscripti
     }
 
 
-def _webhook_secret_hash(connection_id: str) -> str | None:
+def _crm_hook_target(connection_id: str) -> push.CrmHookTarget | None:
     from contactsync.store import repository  # noqa: PLC0415
 
     bind_store()
     conn = repository.get_connection(connection_id)
-    return conn.crm_webhook_secret_hash if conn is not None else None
+    if conn is None:
+        return None
+    return push.CrmHookTarget(secret_hash=conn.crm_webhook_secret_hash, owner_id=conn.user_id)
 
 
 def _graph(lifecycle: bool) -> Response[Any]:
@@ -125,7 +127,7 @@ def pipedrive() -> Response[Any]:
         outcome = push.handle_crm_webhook(
             _body(),
             app.current_event.headers.get("authorization"),
-            webhook_secret_hash=_webhook_secret_hash,
+            target=_crm_hook_target,
             queue=build_queue(),
             doorbell=build_doorbell(),
         )

@@ -6,11 +6,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from typing import Any
 
 import pytest
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.memory import InMemoryStore
-from contactsync.sync.push import PushRejected, handle_crm_webhook, secret_hash
+from contactsync.sync.push import CrmHookTarget, PushRejected, handle_crm_webhook, secret_hash
 
 
 class Recorder:
@@ -30,6 +31,9 @@ class Recorder:
         return len(batch)
 
 
+OWNER = "5"  # the connection's CRM user
+
+
 def store() -> InMemoryStore:
     made = InMemoryStore()
     made.add_connection("conn1")
@@ -44,6 +48,8 @@ def deliver(
     doorbell: InMemoryStore | None = None,
     password: str = "pw",
     person: int = 7,
+    data: dict[str, Any] | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> int:
     body = {
         "meta": {
@@ -54,13 +60,14 @@ def deliver(
             "webhook_id": 3,
             "timestamp": "2026-11-25T10:00:00Z",  # the same second for every event here
         },
-        "data": {"id": 7},
+        "data": {"id": 7} if data is None else data,
+        "previous": previous,
     }
     auth = "Basic " + base64.b64encode(f"conn1:{password}".encode()).decode()
     outcome = handle_crm_webhook(
         json.dumps(body),
         auth,
-        webhook_secret_hash=lambda _c: secret_hash("pw"),
+        target=lambda _c: CrmHookTarget(secret_hash("pw"), owner_id=OWNER),
         queue=queue,
         doorbell=doorbell if doorbell is not None else store(),
     )
@@ -113,3 +120,26 @@ def test_wrong_credentials_queue_nothing() -> None:
         deliver(queue, "evt-1", "change", doorbell=doorbell, password="guess")
     assert queue.sent == []
     assert doorbell.connections["conn1"].get("pending_crm_ids") is None
+
+
+@pytest.mark.parametrize(
+    ("action", "data", "previous", "asks"),
+    [
+        ("change", {"id": 7, "owner_id": 9}, {"job_title": "CTO"}, False),  # a colleague's
+        ("delete", None, {"id": 7, "owner_id": 9}, False),  # a colleague's, deleted
+        ("change", {"id": 7, "owner_id": 9}, {"owner_id": 5}, True),  # handed over by the user
+        ("change", {"id": 7, "owner_id": 5}, {"owner_id": 9}, True),  # handed to the user
+        ("delete", None, {"id": 7, "owner_id": 5}, True),  # the user's, deleted
+        ("change", {"id": 7, "owner_id": {"id": 9, "name": "Colin"}}, None, False),  # v1 shape
+        ("change", {"id": 7}, {"name": "Ann"}, True),  # no owner named: asked to be sure
+    ],
+)
+def test_only_events_for_the_users_own_persons_ask_for_a_pass(
+    action: str, data: dict[str, Any] | None, previous: dict[str, Any] | None, asks: bool
+) -> None:
+    # Given the CRM sends the user's webhook for every person of the company the user can see
+    queue = Recorder()
+    # When an event comes for a person owned (now, or before the change) by someone else, or not
+    enqueued = deliver(queue, "evt-1", action, data=data, previous=previous)
+    # Then only a person the user owned before or after the change asks for a pass
+    assert enqueued == (1 if asks else 0)

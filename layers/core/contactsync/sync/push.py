@@ -209,21 +209,37 @@ def basic_auth(header: str | None) -> tuple[str, str]:
     return user, password
 
 
+@dataclass(frozen=True)
+class CrmHookTarget:
+    """What a CRM delivery is checked against: the connection's webhook secret (hashed) and its
+    CRM user, whose persons (owned now, or before the change) are the only ones it syncs."""
+
+    secret_hash: str | None
+    owner_id: str
+
+
 def handle_crm_webhook(
     body: str | bytes | None,
     authorization: str | None,
     *,
-    webhook_secret_hash: Callable[[str], str | None],
+    target: Callable[[str], CrmHookTarget | None],
     queue: PassQueue,
     doorbell: Doorbell,
 ) -> PushOutcome:
-    """The basic-auth user is the connection id; its password the connection's webhook secret."""
+    """The basic-auth user is the connection id; its password the connection's webhook secret.
+
+    The CRM sends a user's webhooks for every person the user can see, the whole company's: an
+    event for a person owned by someone else, before and after it, asks for no pass."""
     connection_id, password = basic_auth(authorization)
-    if len(connection_id) > 64 or not same_secret(password, webhook_secret_hash(connection_id)):
+    found = target(connection_id) if len(connection_id) <= 64 else None
+    if found is None or not same_secret(password, found.secret_hash):
         raise PushRejected(401, "unknown webhook credentials")
     hook = _parse(CrmWebhook, body)
     if hook.meta.entity != "person":
         return PushOutcome(accepted=1, rejected=0, enqueued=0)  # organizations: nothing to do
+    owners = {o for o in (_owner(hook.data), _owner(hook.previous)) if o}
+    if owners and found.owner_id not in owners:
+        return PushOutcome(accepted=1, rejected=0, enqueued=0)  # another user's person
     message = SyncMessage(
         connection_id=connection_id, reason="crm_push", crm_ids=[str(hook.meta.entity_id)]
     )
@@ -232,6 +248,15 @@ def handle_crm_webhook(
     dedup = f"{hook.meta.webhook_id}:{hook.meta.id}" if hook.meta.id else None
     enqueued = _request_passes([message], queue, doorbell, dedup_key=dedup)
     return PushOutcome(accepted=1, rejected=0, enqueued=enqueued)
+
+
+def _owner(person: dict[str, Any] | None) -> str:
+    """The owner named in a webhook's person (``data`` or ``previous``; v2 gives the id, v1 an
+    object holding it); "" when it names none (a change that left the owner alone)."""
+    owner = (person or {}).get("owner_id")
+    if isinstance(owner, dict):
+        owner = owner.get("id", owner.get("value"))
+    return str(owner) if isinstance(owner, (int, str)) and str(owner) else ""
 
 
 def _request_passes(
@@ -264,6 +289,7 @@ def _parse(model: type[M], body: str | bytes | None) -> M:
 
 
 __all__: Sequence[str] = (
+    "CrmHookTarget",
     "Doorbell",
     "PushOutcome",
     "PushRejected",
