@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.reconcile import (
     CHUNK,
+    CRM_WRITES_PER_CHUNK,
     RECHECK_TRIES,
     RETRY_MAX_SECONDS,
     PassContext,
@@ -943,6 +945,35 @@ def test_one_pass_reads_every_crm_delete_pushed_while_it_waited(world) -> None:
     assert not store.connections[CID]["pending_crm_ids"]
     # And a push after it queues a new pass
     assert store.ring(CID, ["123"]) is True
+
+
+def test_crm_writes_go_in_small_chunks_so_a_pass_stops_in_time(world) -> None:
+    # Given a hundred provider contacts to create in the CRM (a request each, so a chunk of
+    # them takes seconds), and a pass whose time is up once the first chunk is sent
+    store, crm, provider = world
+    for i in range(100):
+        provider.put(person(f"P {i}", f"p{i}@x.com"))
+    original, chunks = crm.create, []
+
+    def slow_create(items):
+        chunks.append(len(items))
+        time.sleep(0.6)
+        return original(items)
+
+    crm.create = slow_create  # type: ignore[method-assign]
+    ctx = context(store, crm, provider, budget_seconds=0.5)
+    # When the initial pass runs
+    result = run_pass(CID, SyncMessage(connection_id=CID, reason="start"), ctx)
+    # Then it sent one chunk of CRM creates, as many as a burst window allows, and hands the
+    # rest to a continuation instead of running past its time
+    assert result.status == "continue"
+    assert chunks == [CRM_WRITES_PER_CHUNK]
+    # And the continuations finish the rest
+    while run_pass(CID, SyncMessage(connection_id=CID, reason="continuation"), ctx).status == (
+        "continue"
+    ):
+        pass
+    assert len(crm.contacts) == 100
 
 
 def test_a_stop_during_a_pass_takes_effect_after_the_current_chunk(world) -> None:

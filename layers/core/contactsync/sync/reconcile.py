@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -65,6 +65,9 @@ RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
 # Pending writes applied per round trip to the store; adapters batch within it, so it is a
 # multiple of the providers' batch maxima (Google 200, Graph 20).
 CHUNK = 200
+# The CRM has no batch writes: each is a request, paced by the user's burst limit (about 20 a
+# second). A chunk holds at most this many, so the pass looks at its deadline every few seconds.
+CRM_WRITES_PER_CHUNK = 40
 MAX_HINTS = 1000  # CRM persons one pass re-reads by id (more: the daily full listing)
 # Deletions in the CRM are only pushed (webhooks); a full listing once a day finds any whose
 # webhook never came, and anything else a change feed missed.
@@ -213,6 +216,22 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
         raise
     finally:
         store.release_lease(connection_id, ctx.owner)
+
+
+def _chunks(work: Sequence[PendingOp]) -> Iterator[list[PendingOp]]:
+    """The ops to apply, a store round trip at a time: at most CHUNK of them, holding at most
+    CRM_WRITES_PER_CHUNK CRM writes."""
+    chunk: list[PendingOp] = []
+    crm_writes = 0
+    for op in work:
+        writes = sum(1 for w in op.writes if w.side == "crm")
+        if chunk and (len(chunk) == CHUNK or crm_writes + writes > CRM_WRITES_PER_CHUNK):
+            yield chunk
+            chunk, crm_writes = [], 0
+        chunk.append(op)
+        crm_writes += writes
+    if chunk:
+        yield chunk
 
 
 def _keep_hints(store: PassStore, conn: ConnectionView, message: SyncMessage) -> None:
@@ -907,7 +926,8 @@ class _Pass:
         self.crm_mark = (
             marks[0] if marks else (stored.position if stored and stored.complete else "")
         )
-        for start in range(0, len(work), CHUNK):
+        start = 0
+        for chunk in _chunks(work):
             if self.out_of_time():
                 return False
             if start > 0 and self.stopped():
@@ -915,7 +935,7 @@ class _Pass:
                 # full and plans them again from the bases, which they never changed.
                 self.store.drop_pending(self.cid, [o.op_id for o in work[start:] + cursor_ops])
                 return False
-            chunk = work[start : start + CHUNK]
+            start += len(chunk)
             self.too_soon_to_tell(chunk, recovering)
             self.store.update_connection(
                 self.cid,
