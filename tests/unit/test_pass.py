@@ -205,6 +205,26 @@ def test_a_copy_whose_answer_was_lost_and_the_user_deleted_stays_deleted(world) 
     assert any("deleted before the sync could record it" in m for m in said)
 
 
+def test_a_crm_copy_whose_answer_was_lost_and_the_user_deleted_stays_deleted(world) -> None:
+    # Given a synced connection, and a new provider contact whose CRM copy is made, the answer
+    # lost
+    store, crm, provider = world
+    provider.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    provider.put(person("Zoe Park", "zoe@x.com"))
+    crm.lose_answers = 1
+    assert poll(store, crm, provider) == "failed"
+    (made,) = [i for i, c in crm.contacts.items() if c.contact.emails[0].value == "zoe@x.com"]
+    # When the user deletes it in the CRM, whose delete webhook asks for a pass
+    crm.remove(made)
+    pushed = SyncMessage(connection_id=CID, reason="crm_push", crm_ids=[made])
+    assert run_pass(CID, pushed, context(store, crm, provider)).status == "done"
+    # Then it is not made again: the delete reaches the provider, as any delete of a copy would
+    assert emails(crm) == emails(provider) == ["ann@x.com"]
+    assert crm.calls["create"] == 2  # Ann's, and Zoe's once
+    assert not store.pending(CID)
+
+
 def test_a_copy_whose_answer_was_lost_is_found_by_its_tag_and_not_made_twice(world) -> None:
     store, crm, provider = world
     made = _lose_the_answer_to_zoes_copy(store, crm, provider)
