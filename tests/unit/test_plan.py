@@ -524,6 +524,18 @@ def test_a_new_contact_whose_crm_match_is_owned_by_another_user_is_held() -> Non
     assert duplicate.reason.startswith("exists in the CRM, owned by Bo Chen")
 
 
+def test_a_new_contact_whose_crm_match_this_pass_read_as_a_colleagues_is_held() -> None:
+    # Given a CRM person with the same email that the pass read itself (a push named it: just
+    # handed to a colleague), so the look-up leaves it out
+    handed = crm(BASE, number=9, in_scope=False, scope_reason="owned by Bo Chen")
+    plan = pass_of(unmapped_crm=[handed], unmapped_provider=[provider(BASE, number=4)])
+    # Then the new Outlook contact is held as if the look-up had found it: no second CRM person
+    assert plan.outcomes == ()
+    (duplicate,) = plan.duplicates
+    assert (duplicate.crm_ids, duplicate.provider_ids) == (("c9",), ("p4",))
+    assert duplicate.reason.startswith("exists in the CRM, owned by Bo Chen")
+
+
 def test_a_new_contact_whose_match_is_linked_already_is_held() -> None:
     # Given a CRM person with the same email, linked to another Outlook contact
     linked = crm(BASE, number=9)

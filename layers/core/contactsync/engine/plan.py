@@ -723,6 +723,10 @@ def plan_pass(inp: PassInput, *, new_mapping_id: Callable[[], str]) -> Plan:
                 unmapped[side].append(remote)
             else:
                 blockers[side].append(remote)
+    # The look-up leaves out what the pass read: a CRM person it read that is not the user's (a
+    # push named it, e.g. just handed to a colleague) holds a new contact sharing a key as one
+    # the look-up found would.
+    blockers["crm"].extend(r for r in unmapped["crm"] if not r.in_scope)
     found = match_unmapped(unmapped["crm"], unmapped["provider"], settings.phone_region)
     outcomes.extend(_link(match, settings, new_mapping_id()) for match in found.matches)
     skipped = [s for s in found.skipped if not any((n, s[0]) in looked_up for n in SIDES)]
