@@ -30,8 +30,11 @@ person handed over to a colleague, or delete a Google contact put back in the gr
 connection has seen it back. Google reports deleted contacts of every group alike, so that
 delete cannot be told from one made outside the group, whose partners are left alone by design.
 (Outlook's folder delta reports only what was in the folder, so there the delete is followed,
-and the workload does it.) A copy the sync made whose making no pass has recorded yet (its
-answer was lost) is deleted like any other: it stays deleted.
+and the workload does it.) Nor do they delete, in Outlook or Google, a copy the sync made whose
+making no pass has recorded yet: when the answer to a create is lost, the next pass looks the
+copy up by its tag, and a copy deleted before then is not found and is made again (a known
+limit, in the README: a deletion the feeds report names no tag, and taking one for the copy
+deletes the wrong person when a delete is delivered twice).
 
 One-way connections: a user whose Outlook feeds the CRM (``to_crm``) and whose CRM feeds Google
 (``to_provider``) has changes that flow only along those arrows. What a side must show follows

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from contactsync.providers.google.mapping import TAG_KEY as GOOGLE_TAG
 from contactsync.store import repository as repo
 
 from local.stack import LocalStack
@@ -254,6 +255,18 @@ class Books:
         mapping = repo.mapping_by_provider_id(connection_id, str(found["resourceName"]))
         return mapping is not None and bool(mapping.detached)
 
+    def unconfirmed_copy(self, m: Member, side: str, found: Any) -> bool:
+        """A copy the sync made whose making its connection has not recorded yet (the answer
+        was lost; the next pass looks it up by its tag)."""
+        if side == "outlook":
+            tagged = bool(found.extended)
+        else:
+            tagged = any(d.get("key") == GOOGLE_TAG for d in found.get("clientData") or [])
+        if not tagged:
+            return False
+        contact_id = self.id_of(side, found)
+        return repo.mapping_by_provider_id(m.connections[side], contact_id) is None
+
     def move(self, m: Member, side: str, found: Any, *, out: bool) -> None:
         if side == "outlook":
             target = m.elsewhere if out else m.folder
@@ -404,6 +417,8 @@ class Workload:
             return False  # see the ledger: a handed-over person is not deleted
         if side == "google" and self.books.unseen_return(m, found):
             return False  # see the ledger: a copy back in its group is not deleted yet
+        if side != "crm" and self.books.unconfirmed_copy(m, side, found):
+            return False  # see the ledger: a copy not yet recorded is not deleted yet
         settled = self.settled(m, person, FIELDS)
         if person.one_way:  # see the ledger: one way, a delete is settled only untouched
             settled = settled and person.touched <= {side}

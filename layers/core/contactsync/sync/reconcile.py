@@ -162,7 +162,7 @@ class PassContext:
 
 class TooSoonToTell(Exception):
     """A create of the pass before was sent and its answer lost, and the side's listings may
-    not show yet what became of it (made, or made and deleted): the pass waits this long."""
+    not show the copy yet: the pass waits this long before it looks for it."""
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"a contact made as its answer was lost: looked for in {retry_after:.0f}s")
@@ -279,9 +279,6 @@ class _Pass:
         self.hint_adds = 0  # this pass's own additions of hints (see ``drop_hints``)
         # Where to look for CRM persons made since this pass (or the one that planned) read it.
         self.crm_mark = ""
-        # Deleted contacts no mapping knew, by side (read once, when a lost create answer is
-        # looked into; see ``deleted_meanwhile``).
-        self.unknown_deletes: dict[str, list[str]] = {}
         self.own_tags: set[str] = set()  # mapping ids of the pending writes
         self.linked_instead: set[str] = set()  # ops whose CRM create found its person made
         self.crm_made: dict[str, RemoteContact] = {}  # CRM persons made or changed meanwhile
@@ -1048,7 +1045,6 @@ class _Pass:
         creates: list[tuple[PendingOp, Write]] = []
         updates: list[tuple[PendingOp, Write]] = []
         deletes: list[tuple[PendingOp, Write]] = []
-        unfound: list[tuple[PendingOp, Write]] = []  # made before a lost answer? not by tag
         for op in chunk:
             for write in op.writes:
                 if write.side != side_name:
@@ -1067,15 +1063,11 @@ class _Pass:
                         if found is not None:
                             out[(op.op_id, side_name)] = WriteResult(key=found.id, remote=found)
                             continue
-                        unfound.append((op, write))
-                        continue
                     creates.append((op, write))
                 elif write.kind == "update":
                     updates.append((op, write))
                 else:
                     deletes.append((op, write))
-        if unfound:
-            creates += self.deleted_meanwhile(side_name, unfound, out)
         if creates and side_name == "crm":
             creates = self.claimed(self.made_meanwhile(creates, out))
             if creates:
@@ -1106,9 +1098,8 @@ class _Pass:
 
     def too_soon_to_tell(self, chunk: Sequence[PendingOp], recovering: set[str]) -> None:
         """Raise TooSoonToTell if this chunk finishes creates of the pass before whose answers
-        were lost, sent more recently than their side's lag (Google's sync listings are minutes
-        late, the CRM's delete webhooks seconds): neither our tag nor the contact's deletion
-        may show yet."""
+        were lost, sent more recently than their side's listings lag (Google's are minutes
+        late): the look-up by our tag might not find the copy yet, and make it a second time."""
         if not self.conn.inflight_at:
             return
         lags = [
@@ -1123,74 +1114,6 @@ class _Pass:
         ready = datetime.fromisoformat(self.conn.inflight_at) + max(lags)
         if (now := self.ctx.clock()) < ready:
             raise TooSoonToTell(max((ready - now).total_seconds(), 1.0))
-
-    def deleted_meanwhile(
-        self,
-        side_name: str,
-        unfound: list[tuple[PendingOp, Write]],
-        out: dict[tuple[str, str], WriteResult],
-    ) -> list[tuple[PendingOp, Write]]:
-        """Creates of the pass before whose answers were lost, and whose tag is nowhere: never
-        made, or made and deleted by the user since. What the side reported deleted tells: a
-        deletion of a contact no mapping knows is such a copy. With at least as many of those
-        as copies looked for, each copy is recorded as made under one of their ids, and the
-        read that follows sees it deleted, as any deleted copy (its partner follows the
-        connection's direction). With fewer, which is which cannot be told: all are made again.
-        Returns the creates still to send."""
-        if side_name not in self.unknown_deletes:
-            self.unknown_deletes[side_name] = self.deletes_nobody_knew(side_name)
-        gone = self.unknown_deletes[side_name]
-        if len(gone) < len(unfound):
-            return unfound
-        audit = []
-        for (op, write), gone_id in zip(unfound, gone, strict=False):
-            out[(op.op_id, side_name)] = WriteResult(
-                key=gone_id, remote=RemoteContact(gone_id, write.after)
-            )
-            audit.append(
-                AuditEntry(
-                    kind="pass",
-                    side=side_name,
-                    crm_id=gone_id if side_name == "crm" else op.crm_id,
-                    provider_id=gone_id if side_name == "provider" else op.provider_id,
-                    mapping_id=op.mapping_id,
-                    message="the copy made here as the answer was lost was deleted before the "
-                    "sync could record it: handled as a deleted copy",
-                )
-            )
-        del gone[: len(unfound)]
-        self.store.audit(self.cid, audit)
-        return []
-
-    def deletes_nobody_knew(self, name: str) -> list[str]:
-        """Contacts of the side that no mapping knows and that were deleted since our cursor:
-        the provider's change feed reports them; the CRM's deletions come as pushes (the
-        hints), each read by id. Nothing moves the cursor or forgets a hint here."""
-        side = self.sides.of(name)
-        if name == "crm":
-            hinted = list(dict.fromkeys([*self.conn.pending_crm_ids, *self.message.crm_ids]))
-            found = side.fetch(hinted) if hinted else {}
-            gone = [i for i in hinted if i in found and found[i] is None]
-        else:
-            gone = self.feed_deletes(side, self.store.cursor(self.cid, name))
-        return [d for d in gone if self.store.mapping_for(self.cid, name, d) is None]
-
-    @staticmethod
-    def feed_deletes(side: ContactSide, cursor: Cursor | None) -> list[str]:
-        """The deletions a side's change feed reports since ``cursor`` (none without one)."""
-        if cursor is None or not cursor.position or not cursor.complete:
-            return []
-        position: str | None = cursor.position
-        gone: list[str] = []
-        try:
-            while True:
-                page = side.read(position)
-                gone.extend(d for d in page.deleted if d not in gone)
-                position = page.position
-                if page.complete:
-                    return gone
-        except CursorExpired:
-            return []
 
     def claimed(self, creates: list[tuple[PendingOp, Write]]) -> list[tuple[PendingOp, Write]]:
         """Claim the strongest keys of each new person among the user's connections (the

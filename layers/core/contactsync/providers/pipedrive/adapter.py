@@ -100,7 +100,7 @@ class PipedrivePersons:
 
     name = "pipedrive"
     deletes_in_scope_only = False  # delete webhooks come for the whole company's persons
-    listing_lag = timedelta(seconds=10)  # deletes are only pushed; webhooks come within seconds
+    listing_lag = timedelta(0)
     # job_title, birthday, addresses and notes are returned by v2 only when contact sync is on
     # for the company (see sandbox/pipedrive/README.md).
     carries = frozenset(
