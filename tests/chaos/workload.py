@@ -617,6 +617,7 @@ class Switchboard:
     stack: LocalStack
     members: list[Member]
     rng: random.Random
+    timeout: float  # the reconciler's, in seconds
     injected: Counter[str] = field(default_factory=Counter)
     windows: list[tuple[float, Callable[[], None]]] = field(default_factory=list)
     dynamo: DynamoThrottle | None = None  # set by the run, installed for its duration
@@ -682,9 +683,11 @@ class Switchboard:
             "graph_slow": lambda: self.window(
                 span, lambda: setattr(gs, "latency_ms", 400), lambda: setattr(gs, "latency_ms", 0)
             ),
-            # Graph hangs past the reconciler's timeout: the passes waiting on it are cut off.
+            # Graph hangs as long as the reconciler's timeout: the passes waiting on it are cut off.
             "reconciler_cut_off": lambda: self.window(
-                1.0, lambda: setattr(gs, "latency_ms", 15_000), lambda: setattr(gs, "latency_ms", 0)
+                1.0,
+                lambda: setattr(gs, "latency_ms", int(self.timeout * 850)),
+                lambda: setattr(gs, "latency_ms", 0),
             ),
             "graph_webhooks_twice": graph_delivery("duplicate", True, False),
             "graph_webhooks_late": graph_delivery("delay_ms", 2500, 0),
