@@ -31,7 +31,7 @@ def dynamodb_operations() -> Iterator[list[tuple[str, dict[str, Any]]]]:
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         calls.append((model.name, dict(params)))
 
-    clients = {id(c): c for m in MODELS if (c := m._get_connection().connection.client)}
+    clients = {id(c): c for c in (m._get_connection().connection.client for m in MODELS)}
     for client in clients.values():
         client.meta.events.register("before-parameter-build.dynamodb", record)
     yield calls
