@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from contactsync.contacts.model import Contact, Email
 from contactsync.store import repository as repo
-from contactsync.store.models import Connection
+from contactsync.store.models import MODELS, Connection
 
 pytestmark = pytest.mark.usefixtures("table")
 
@@ -25,16 +25,18 @@ def a_connection(company: str = "c1", user: str = "u1", **fields: Any) -> Connec
 
 @pytest.fixture
 def dynamodb_operations() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """Every DynamoDB operation the Connection model sends, with its parameters."""
+    """Every DynamoDB operation the store sends, with its parameters."""
     calls: list[tuple[str, dict[str, Any]]] = []
 
     def record(params: dict[str, Any], model: Any, **_: Any) -> None:
         calls.append((model.name, dict(params)))
 
-    client = Connection._get_connection().connection.client
-    client.meta.events.register("before-parameter-build.dynamodb", record)
+    clients = {id(c): c for c in (m._get_connection().connection.client for m in MODELS)}
+    for client in clients.values():
+        client.meta.events.register("before-parameter-build.dynamodb", record)
     yield calls
-    client.meta.events.unregister("before-parameter-build.dynamodb", record)
+    for client in clients.values():
+        client.meta.events.unregister("before-parameter-build.dynamodb", record)
 
 
 # --- connections --------------------------------------------------------------------------------
@@ -505,6 +507,62 @@ def test_a_foreign_page_cursor_is_refused() -> None:
         repo.list_audit(mine, cursor="%%not-base64%%")
 
 
+def test_one_contacts_entries_are_one_query_of_the_audit_index(
+    dynamodb_operations: list[tuple[str, dict[str, Any]]],
+) -> None:
+    # Given a pair's entries, a provider contact's own, a duplicate finding, a merge, and an
+    # entry about no contact
+    cid = a_connection().connection_id
+    pair = {"crm_id": "1", "provider_id": "p1", "mapping_id": "m1"}
+    finding = {"crm_ids": ["1", "3"], "provider_ids": ["p3"], "key": "email:a@x.example"}
+    for seconds, (kind, message, fields) in enumerate(
+        [
+            ("write", "update on provider", {**pair, "before": {"job_title": "A"}}),
+            ("conflict", "job_title: newest wins", {**pair, "details": {"field": "job_title"}}),
+            ("error", "create on crm failed", {"provider_id": "p2", "mapping_id": "m2"}),
+            ("duplicate", "2 CRM and 1 provider contacts share", {"details": finding}),
+            ("merge", "CRM person 4 merged into 1", {"crm_id": "1", "details": {"merged": "4"}}),
+            ("error", "the CRM could not be reached", {}),
+        ]
+    ):
+        repo.add_audit(cid, kind, message, now=NOW + timedelta(seconds=seconds), **fields)
+    dynamodb_operations.clear()
+    # When one CRM person's entries are asked for
+    rows = repo.audit_about(repo.about_contact(cid, "crm", "1"))
+    # Then they come newest first from one Query of the audit index, carrying what picks them
+    assert [r.kind for r in rows] == ["merge", "duplicate", "conflict", "write"]
+    assert [(op, params.get("IndexName")) for op, params in dynamodb_operations] == [
+        ("Query", "AuditIndex")
+    ]
+    assert rows[2].details == {"field": "job_title"}
+    assert rows[3].before is None  # not in the index
+    # And the whole entries follow, in that order (one BatchGetItem), the finding's too: its row
+    # here is a mention, the entry itself is under the connection's findings
+    dynamodb_operations.clear()
+    entries = repo.audit_entries(rows)
+    assert [e.message for e in entries] == [r.message for r in rows]
+    assert entries[1].details == finding and entries[3].before == {"job_title": "A"}
+    assert [op for op, _ in dynamodb_operations] == ["BatchGetItem"]
+
+    # And every other contact an entry names finds it under its own id; a provider contact
+    # named without a CRM person too; the connection's findings are together
+    def kinds(side: str, contact_id: str) -> list[str]:
+        return [r.kind for r in repo.audit_about(repo.about_contact(cid, side, contact_id))]
+
+    assert (kinds("crm", "3"), kinds("provider", "p3"), kinds("crm", "4")) == (
+        ["duplicate"],
+        ["duplicate"],
+        ["merge"],
+    )
+    assert kinds("provider", "p2") == ["error"]
+    assert kinds("provider", "p1") == []  # a pair's entries are under its CRM person
+    findings = repo.audit_about(repo.about_duplicates(cid))
+    assert [r.details for r in findings] == [finding]
+    # And the entry about no contact is in no index row (the index is sparse)
+    (newest,), _ = repo.list_audit(cid, limit=1)
+    assert (newest.kind, newest.about) == ("error", None)
+
+
 # --- CRM grants and sign-ins --------------------------------------------------------------------
 
 
@@ -629,10 +687,14 @@ def test_delete_connection_removes_everything_of_it() -> None:
         expires_at=NOW,
     )
     repo.update_connection(conn_id, subscription_ids=["s1"])
+    repo.add_audit(conn_id, "duplicate", "twins", details={"crm_ids": ["p1", "p2"]})
+    repo.replace_duplicate_clusters(conn_id, [(["p1", "p2"], ["email:a@x.example"])])
     repo.delete_connection(conn_id)
     assert repo.get_connection(conn_id) is None
     assert repo.count_mappings(conn_id) == 0
     assert repo.list_audit(conn_id)[0] == []
+    assert repo.audit_about(repo.about_contact(conn_id, "crm", "p2")) == []  # its mention too
+    assert repo.list_duplicate_clusters(conn_id) == []
     assert repo.get_subscriptions(["s1"]).get("s1") is None
 
 
@@ -650,3 +712,25 @@ def test_review_holds_are_replaced_by_each_full_listing(table: str) -> None:
     assert repo.review_holds("c1", "crm", ["1", "2"]) == {"2"}
     assert repo.review_holds("c1", "provider", ["p9"]) == set()
     assert repo.review_holds("c2", "crm", ["2"]) == set()
+
+
+def test_duplicate_clusters_are_replaced_by_each_full_listing(
+    dynamodb_operations: list[tuple[str, dict[str, Any]]],
+) -> None:
+    # Given a full listing found two clusters
+    conn_id = a_connection().connection_id
+    first = [(["1", "2"], ["email:a@x.example"]), (["5", "6", "7"], ["phone:+14155550100"])]
+    repo.replace_duplicate_clusters(conn_id, first, now=NOW)
+    # When the next one finds the first again, the second without one of its persons
+    dynamodb_operations.clear()
+    repo.replace_duplicate_clusters(
+        conn_id, [(["1", "2"], ["email:a@x.example"]), (["5", "6"], ["phone:+14155550100"])]
+    )
+    # Then they are read back as found, the unchanged one not written again
+    found = {tuple(c.crm_ids): list(c.keys) for c in repo.list_duplicate_clusters(conn_id)}
+    assert found == {("1", "2"): ["email:a@x.example"], ("5", "6"): ["phone:+14155550100"]}
+    [(_, write)] = [(op, p) for op, p in dynamodb_operations if op == "BatchWriteItem"]
+    assert len(next(iter(write["RequestItems"].values()))) == 1
+    # And forgetting the sync state forgets them
+    repo.forget_sync_state(conn_id)
+    assert repo.list_duplicate_clusters(conn_id) == []

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from contactsync.admin import duplicates as duplicate_pages
 from contactsync.admin import explain as explanations
 from contactsync.admin import held as held_passes
 from contactsync.admin import preview as previews
@@ -20,10 +21,12 @@ from contactsync.admin.access import Caller
 from contactsync.admin.context import AdminContext
 from contactsync.admin.errors import ConflictError, InvalidRequest, NotFoundError
 from contactsync.admin.health import service_status
+from contactsync.admin.views import HISTORY_READ
 from contactsync.contacts.model import Contact, Email
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.settings import Settings
 from contactsync.store import repository as repo
+from contactsync.store.models import AuditEntry
 from contactsync.sync.memory import InMemorySide
 from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import Sides, run_pass
@@ -216,6 +219,74 @@ def test_explain_says_when_a_change_settles_or_is_held(world: World) -> None:
     repo.update_connection(cid, state="needs_attention", held_plan={"message": "too many"})
     held = explanations.explain(world.admin, OWNER, cid, crm_person_id="101")
     assert any("part of the pass held" in r for r in held["reasons"]), held
+
+
+def test_explain_reads_a_contacts_history_by_either_id_however_long_the_log(
+    world: World,
+) -> None:
+    # Given Ann linked, then her job title changed in the provider and copied to the CRM
+    assert world.run_pass("start", full=True) == "done"
+    cid = world.connection_id
+    ann = world.provider.contacts["p-ann"]
+    world.provider.put(ann.contact.with_fields(job_title="Chief"), contact_id="p-ann")
+    assert world.run_pass() == "done"
+    # And after it, more entries about other contacts than explain ever read of the log
+    with AuditEntry.batch_write() as batch:
+        for i in range(HISTORY_READ + 200):
+            entry, _ = repo.audit_items(cid, "write", "update on crm", crm_id=f"9{i}")
+            batch.save(entry)
+    # When support asks about Ann by either id
+    by_crm = explanations.explain(world.admin, OWNER, cid, crm_person_id="101")
+    by_provider = explanations.explain(world.admin, OWNER, cid, provider_contact_id="p-ann")
+    # Then both show her history, newest first: the update copied to the CRM
+    assert by_crm["history"] == by_provider["history"]
+    newest = by_crm["history"][0]
+    assert (newest["kind"], newest["crm_id"], newest["after"]["job_title"]) == (
+        "write",
+        "101",
+        "Chief",
+    )
+    assert all(h["crm_id"] == "101" for h in by_crm["history"])
+
+
+def test_explain_says_a_contact_held_as_a_possible_duplicate_is_one(world: World) -> None:
+    # Given two CRM persons with the email of one provider contact
+    world.crm.put(person("Bo Bee", "bo@x.example"), contact_id="201")
+    world.crm.put(person("Bob Bee", "bo@x.example"), contact_id="202")
+    world.provider.put(person("Bo Bee", "bo@x.example"), contact_id="p-bo")
+    assert world.run_pass("start", full=True) == "done"
+    # When support asks about the provider contact and about one of the persons
+    for asked in ({"provider_contact_id": "p-bo"}, {"crm_person_id": "202"}):
+        answer = explanations.explain(world.admin, OWNER, world.connection_id, **asked)
+        # Then each is a possible duplicate, with the finding in its history
+        assert not answer["syncing"]
+        assert any("possible duplicate" in r for r in answer["reasons"]), answer
+        assert answer["history"][0]["details"]["key"] == "email:bo@x.example"
+
+
+def test_duplicates_start_from_the_last_full_listing_never_listing_the_crm(
+    world: World,
+) -> None:
+    # Given two of the user's CRM persons sharing an email, and one provider contact with it
+    world.crm.put(person("Bo Bee", "bo@x.example"), contact_id="201")
+    world.crm.put(person("Bob Bee", "bo@x.example"), contact_id="202")
+    world.provider.put(person("Bo Bee", "bo@x.example"), contact_id="p-bo")
+    assert world.run_pass("start", full=True) == "done"
+    cid = world.connection_id
+    listings = world.crm.calls["read"]
+    # When support asks for the duplicates
+    found = duplicate_pages.duplicates(world.admin, OWNER, cid)
+    # Then the twins are one cluster, and the ambiguous match names all three
+    [cluster] = found["clusters"]
+    assert (cluster["crm_ids"], cluster["keys"]) == (["201", "202"], ["email:bo@x.example"])
+    assert [p["name"] for p in cluster["persons"]] == ["Bo Bee", "Bob Bee"]
+    [ambiguous] = found["ambiguous_matches"]
+    assert (ambiguous["crm_ids"], ambiguous["provider_ids"]) == (["201", "202"], ["p-bo"])
+    # And the CRM was asked for the two persons only, never listed
+    assert world.crm.calls["read"] == listings
+    # And a twin deleted since drops out at once, before any full listing
+    world.crm.remove("202")
+    assert duplicate_pages.duplicates(world.admin, OWNER, cid)["clusters"] == []
 
 
 def test_another_company_and_another_user_find_nothing(world: World) -> None:

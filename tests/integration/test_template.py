@@ -53,10 +53,15 @@ def test_the_local_table_has_the_template_keys_indexes_and_ttl(
     )
     local_indexes = by_name(table["GlobalSecondaryIndexes"], "IndexName")
     declared_indexes = by_name(declared["GlobalSecondaryIndexes"], "IndexName")
-    assert set(local_indexes) == set(declared_indexes) == {"GSI1", "GSI2", "DueIndex"}
+    assert set(local_indexes) == set(declared_indexes) == {"GSI1", "GSI2", "DueIndex", "AuditIndex"}
     for name, index in declared_indexes.items():
         assert local_indexes[name]["KeySchema"] == index["KeySchema"]
-        assert local_indexes[name]["Projection"] == index["Projection"] == {"ProjectionType": "ALL"}
+        assert local_indexes[name]["Projection"] == index["Projection"]
+    # And the audit index carries only what the support questions pick entries by
+    assert declared_indexes["AuditIndex"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["kind", "at", "side", "message", "details"],
+    }
     # And TTL is on the declared attribute
     ttl = dynamodb.describe_time_to_live(TableName=local_aws.table_name)["TimeToLiveDescription"]
     assert ttl["AttributeName"] == declared["TimeToLiveSpecification"]["AttributeName"]

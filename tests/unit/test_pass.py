@@ -743,6 +743,28 @@ def test_two_crm_persons_sharing_an_email_are_not_both_copied(world) -> None:
     assert len(held.details["crm_ids"]) == 2 and held.details["provider_ids"] == []
 
 
+def test_a_full_listing_of_the_crm_keeps_its_duplicate_clusters(world) -> None:
+    # Given two CRM persons sharing an email, a third sharing a phone with one of them
+    store, crm, provider = world
+    ann = crm.put(person("Ann Lee", "ann@x.com", "+1 415 555 0100"))
+    annie = crm.put(person("Annie Lee", "ann@x.com"))
+    bo = crm.put(person("Bo Lee", "bo@x.com", "(415) 555-0100"))
+    crm.put(person("Cy Sea", "cy@x.com"))
+    # When the first pass lists the CRM in full
+    assert start(store, crm, provider) == "done"
+    # Then it keeps the one cluster the three make, with the keys they share
+    [(ids, keys)] = store.clusters[CID]
+    assert sorted(ids) == sorted([ann.id, annie.id, bo.id])
+    assert sorted(keys) == ["email:ann@x.com", "phone:+14155550100"]
+    # And a pass that reads only changes leaves them; the next full listing replaces them
+    crm.remove(annie.id)
+    assert poll(store, crm, provider) == "done"
+    assert len(store.clusters[CID][0][0]) == 3
+    resync = SyncMessage(connection_id=CID, reason="resync")
+    assert run_pass(CID, resync, context(store, crm, provider)).status == "done"
+    assert store.clusters[CID] == [((ann.id, bo.id), ("phone:+14155550100",))]
+
+
 def test_a_stopped_connection_is_not_synced(world) -> None:
     store, crm, provider = world
     store.update_connection(CID, state="stopped")

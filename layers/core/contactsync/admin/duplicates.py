@@ -1,8 +1,15 @@
 """Duplicates: clusters of the user's CRM persons that look like one person, the ambiguous
 matches passes left unlinked, and merging persons with the CRM's own merge.
 
-The clustering is the engine's (``duplicate_clusters``); a merge holds the connection's lease,
-fixes the links so the provider side never brings a merged-away person back, and queues a pass.
+The clustering is the engine's (``duplicate_clusters``). The CRM is never listed for a request:
+each full listing of it (the first sync, the daily one) keeps the clusters it found, and the page
+reads the persons of those clusters again by id and clusters them anew, so a person merged,
+deleted or edited apart since drops out. What a request costs grows with the duplicates, not with
+the book; a new twin shows from the next full listing on (a pass that holds it as a possible
+duplicate lists it among the ambiguous matches at once).
+
+A merge holds the connection's lease, fixes the links so the provider side never brings a
+merged-away person back, and queues a pass.
 """
 
 from __future__ import annotations
@@ -28,9 +35,13 @@ def duplicates(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[st
     """Clusters of the user's CRM persons that look like one person, and the ambiguous
     matches passes recorded (left unlinked until someone decides)."""
     conn = access.connection_of(caller, connection_id)
-    crm = ctx.sides(conn).crm
-    with provider_errors("the CRM"):
-        persons = [p for p in _full_listing(crm) if p.in_scope]
+    kept = repo.list_duplicate_clusters(connection_id)
+    ids = sorted({i for cluster in kept for i in cluster.crm_ids}, key=_numeric_first)
+    found: dict[str, RemoteContact | None] = {}
+    if ids:
+        with provider_errors("the CRM"):
+            found = ctx.sides(conn).crm.fetch(ids)
+    persons = [p for i in ids if (p := found.get(i)) is not None and p.in_scope]
     by_id = {p.id: p for p in persons}
     clusters = []
     for group in duplicate_clusters(persons, conn.phone_region):
@@ -54,10 +65,10 @@ def duplicates(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[st
                 "suggested_keep": keep,
             }
         )
-    entries, _ = repo.list_audit(connection_id, limit=HISTORY_READ)
+    findings = repo.audit_about(repo.about_duplicates(connection_id), limit=HISTORY_READ)
     ambiguous: dict[str, dict[str, Any]] = {}
-    for entry in entries:
-        if entry.kind != "duplicate" or not isinstance(entry.details, dict):
+    for entry in findings:
+        if not isinstance(entry.details, dict):
             continue
         key = str(entry.details.get("key", ""))
         ambiguous.setdefault(
@@ -170,11 +181,8 @@ def _settle_ambiguous(
     the persons now merged into it. Left to the next pass, it would not be matched (only
     the changed person is read) but copied: a duplicate in the address book."""
     cid = conn.connection_id
-    entries, _ = repo.list_audit(cid, limit=HISTORY_READ)
-    for entry in entries:
+    for entry in repo.audit_about(repo.about_duplicates(cid), limit=HISTORY_READ):
         details = entry.details if isinstance(entry.details, dict) else {}
-        if entry.kind != "duplicate":
-            continue
         crm_ids = {str(i) for i in details.get("crm_ids") or []}
         provider_ids = [str(i) for i in details.get("provider_ids") or []]
         if keep not in crm_ids or not crm_ids <= merged or len(provider_ids) != 1:
@@ -197,18 +205,6 @@ def _settle_ambiguous(
         )
         return provider_id
     return None
-
-
-def _full_listing(side: ContactSide) -> list[RemoteContact]:
-    """Every contact a side lists (a full listing, page by page)."""
-    contacts: dict[str, RemoteContact] = {}
-    position: str | None = None
-    while True:
-        page = side.read(position)
-        contacts.update((c.id, c) for c in page.contacts)
-        position = page.position
-        if page.complete:
-            return list(contacts.values())
 
 
 def _delete_now(side: ContactSide, contact_id: str) -> None:

@@ -1,5 +1,6 @@
 """Why one contact is, or is not, syncing, in plain words; and finding the CRM person to ask
-about. Answered from the store, the audit log and one look at the contact's side."""
+about. Answered from the store, the contact's own audit entries (one Query of AuditIndex, however
+big the book) and one look at the contact's side."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from contactsync.admin.views import HISTORY_READ, SIDE_NAMES, audit_view
 from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.providers.base import AuthExpired, ProviderError, RemoteContact
 from contactsync.store import repository as repo
-from contactsync.store.models import AuditEntry, Connection, Mapping
+from contactsync.store.models import Connection, Mapping
 
 HISTORY_SHOWN = 20
 STATE_REASONS = {
@@ -56,17 +57,6 @@ def _mapping_view(mapping: Mapping | None) -> dict[str, Any] | None:
     }
 
 
-def _names(entry: AuditEntry, side: str, contact_id: str, mapping: Mapping | None) -> bool:
-    """Whether an audit entry is about this contact (or its link)."""
-    if (entry.crm_id if side == "crm" else entry.provider_id) == contact_id:
-        return True
-    if mapping is not None and entry.mapping_id == mapping.mapping_id:
-        return True
-    details = entry.details if isinstance(entry.details, dict) else {}
-    listed = details.get("crm_ids" if side == "crm" else "provider_ids") or []
-    return contact_id in listed or (side == "crm" and contact_id == details.get("merged"))
-
-
 def explain(
     ctx: AdminContext,
     caller: Caller,
@@ -86,10 +76,11 @@ def explain(
     else:
         mapping = repo.mapping_by_provider_id(connection_id, contact_id)
     remote, unreadable = _look_up(ctx, conn, side, contact_id)
-    entries, _ = repo.list_audit(connection_id, limit=HISTORY_READ)
-    history = [e for e in entries if _names(e, side, contact_id, mapping)]
-    errors = [e for e in history if e.kind == "error"]
-    duplicates = [e for e in history if e.kind == "duplicate"]
+    # A pair's entries are all under its CRM person: one Query, whichever id was asked by.
+    asked = ("crm", mapping.crm_id) if mapping is not None else (side, contact_id)
+    rows = repo.audit_about(repo.about_contact(connection_id, *asked), limit=HISTORY_READ)
+    errors = [r for r in rows if r.kind == "error"]
+    duplicates = [r for r in rows if r.kind == "duplicate"]
 
     reasons = _state_reasons(conn)
     if unreadable:
@@ -130,7 +121,7 @@ def explain(
         )
     if mapping is None and duplicates:
         reasons.append(f"it is a possible duplicate, left for a person: {duplicates[0].message}")
-    if mapping is None and not history and remote is not None and remote.in_scope:
+    if mapping is None and not rows and remote is not None and remote.in_scope:
         reasons.append(
             "no sync pass has seen it yet: it is picked up by the next pass that reads it"
         )
@@ -154,7 +145,7 @@ def explain(
             if errors
             else None
         ),
-        "history": [audit_view(e) for e in history[:HISTORY_SHOWN]],
+        "history": [audit_view(e) for e in repo.audit_entries(rows[:HISTORY_SHOWN])],
     }
 
 

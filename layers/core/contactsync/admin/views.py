@@ -12,7 +12,9 @@ from contactsync.store.models import AuditEntry, Connection
 # the entire company (Pipedrive's Professional / Enterprise values; the CRM refuses others).
 VISIBILITIES = {"owner": 1, "group": 3, "company": 7}
 SIDE_NAMES = {"crm": "the CRM", "provider": "the provider"}
-HISTORY_READ = 1000  # newest audit entries looked through for one contact's history
+# Newest AuditIndex rows read for one contact's history, or for a connection's duplicate
+# findings (one Query: a row is about 200 bytes, so at most about 25 read units).
+HISTORY_READ = 1000
 
 
 def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:

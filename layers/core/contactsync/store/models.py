@@ -10,6 +10,14 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
                  GSI1 CONN#<id>#CRM#<crm id> / MAP; GSI2 CONN#<id>#PRV#<provider id> / MAP
 - pending write: PK=CONN#<id>  SK=OP#<op id>
 - audit:         PK=CONN#<id>  SK=LOG#<iso time>#<seq>, TTL on expires_at
+                 AuditIndex (sparse) <about> / SK, about = CONN#<id>#CRM#<crm id> (the CRM
+                 person it names, so a pair's entries are one key), else CONN#<id>#PRV#<provider
+                 id>, or CONN#<id>#DUPLICATES for a duplicate finding
+- audit mention: PK=CONN#<id>#MENTION  SK=LOG#<iso time>#<seq>#<n>, TTL: each further contact
+                 one entry names (the persons of a duplicate finding, a merged person), in
+                 AuditIndex under that contact
+- duplicate cluster: PK=CONN#<id>#CLUSTERS  SK=CLUSTER#<first crm id> (what the last full
+                 listing of the CRM found)
 - subscription:  PK=SUB#<provider subscription id>  SK=SUBSCRIPTION
 - CRM grant:     PK=USER#<company>#<user>  SK=CRM
                  GSI1 COMPANY#<company> / CRM#USER#<user>
@@ -41,7 +49,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
 from contactsync.contacts.model import Contact
@@ -115,6 +123,19 @@ class MappingsByProviderId(GlobalSecondaryIndex["Mapping"]):  # type: ignore[no-
 
     gsi2pk = UnicodeAttribute(hash_key=True, attr_name="GSI2PK")
     gsi2sk = UnicodeAttribute(range_key=True, attr_name="GSI2SK")
+
+
+class AuditAbout(GlobalSecondaryIndex["AuditEntry"]):  # type: ignore[no-untyped-call]
+    """AuditIndex, sparse: the entries about one contact (or a connection's duplicate findings)
+    in time order. It carries what the support questions pick entries by, not ``before`` and
+    ``after``: an index item stays under 1 KB, so it costs one write unit."""
+
+    class Meta:
+        index_name = "AuditIndex"
+        projection = IncludeProjection(["kind", "at", "side", "message", "details"])
+
+    about = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")
 
 
 # --- nested maps --------------------------------------------------------------------------------
@@ -341,6 +362,25 @@ class AuditEntry(Model):
     after = JSONAttribute(null=True)
     details = JSONAttribute(null=True)
     expires_at = TTLAttribute()
+    about = UnicodeAttribute(null=True)  # AuditIndex: the contact it is about (None: none)
+
+    by_about = AuditAbout()
+
+
+class AuditMention(Model):
+    """An audit entry found under one more contact than its own ``about``: the other persons of
+    a duplicate finding, the person a merge took away. Only what AuditIndex shows."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")  # CONN#<id>#MENTION
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")  # the entry's sort key + #<n>
+    about = UnicodeAttribute()
+    kind = UnicodeAttribute()
+    at = UnicodeAttribute()
+    message = UnicodeAttribute(default="")
+    expires_at = TTLAttribute()
 
 
 class GrantsByCompany(GlobalSecondaryIndex["CrmGrant"]):  # type: ignore[no-untyped-call]
@@ -401,6 +441,20 @@ class ReviewHold(Model):
     created_at = UnicodeAttribute()
 
 
+class DuplicateCluster(Model):
+    """CRM persons of the user that look like one person (they share a match key), as the last
+    full listing of the CRM found them: what the duplicates page starts from."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")  # CONN#<id>#CLUSTERS
+    sk = UnicodeAttribute(range_key=True, attr_name="SK")  # CLUSTER#<first crm id>
+    crm_ids = ListAttribute[str](of=UnicodeAttribute)  # type: ignore[arg-type]
+    keys = ListAttribute[str](of=UnicodeAttribute)  # type: ignore[arg-type]
+    found_at = UnicodeAttribute()
+
+
 class KeyClaim(Model):
     """One of a user's connections is about to make a person in the CRM with this normalised key
     ("email:ann@x.com"): the user's other connections do not make it too while it lasts."""
@@ -442,9 +496,11 @@ MODELS: tuple[type[Model], ...] = (
     PendingWrite,
     Subscription,
     AuditEntry,
+    AuditMention,
     CrmGrant,
     CrmAuthorization,
     ReviewHold,
+    DuplicateCluster,
     KeyClaim,
     PassOutcomes,
 )

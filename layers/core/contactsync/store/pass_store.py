@@ -181,6 +181,11 @@ class DynamoPassStore:
     ) -> None:
         repo.replace_review_holds(connection_id, holds)
 
+    def replace_duplicate_clusters(
+        self, connection_id: str, clusters: Sequence[tuple[Sequence[str], Sequence[str]]]
+    ) -> None:
+        repo.replace_duplicate_clusters(connection_id, clusters)
+
     def drop_mapping(self, connection_id: str, mapping_id: str) -> None:
         repo.delete_mapping(connection_id, mapping_id)
 

@@ -37,10 +37,12 @@ from contactsync.contacts.model import Contact
 from contactsync.store.models import (
     DUE_SHARDS,
     AuditEntry,
+    AuditMention,
     Connection,
     CrmAuthorization,
     CrmGrant,
     Cursor,
+    DuplicateCluster,
     KeyClaim,
     Mapping,
     PassOutcomes,
@@ -380,14 +382,19 @@ def forget_sync_state(connection_id: str) -> None:
         for op in PendingWrite.query(pk, PendingWrite.sk.startswith("OP#")):
             pending.delete(op)
     replace_review_holds(connection_id, [])
+    replace_duplicate_clusters(connection_id, [])
 
 
 def delete_connection(connection_id: str) -> None:
-    """Delete a connection with everything under it, its audit log and its subscriptions."""
+    """Delete a connection with everything under it, its audit log (mentions included) and its
+    subscriptions."""
     forget_sync_state(connection_id)
     with AuditEntry.batch_write() as audit:
         for entry in AuditEntry.query(conn_pk(connection_id), AuditEntry.sk.startswith("LOG#")):
             audit.delete(entry)
+    with AuditMention.batch_write() as mentions:
+        for mention in AuditMention.query(_mention_pk(connection_id)):
+            mentions.delete(mention)
     conn = get_connection(connection_id)
     if conn is not None:
         for subscription in subscriptions_of(conn):
@@ -616,6 +623,96 @@ def subscriptions_of(conn: Connection) -> list[Subscription]:
 # --- audit --------------------------------------------------------------------------------------
 
 
+def about_contact(connection_id: str, side: str, contact_id: str) -> str:
+    """The AuditIndex key of the entries about one contact (a CRM person, a provider contact)."""
+    return f"{conn_pk(connection_id)}#{'CRM' if side == 'crm' else 'PRV'}#{contact_id}"
+
+
+def about_duplicates(connection_id: str) -> str:
+    """The AuditIndex key of a connection's duplicate findings."""
+    return f"{conn_pk(connection_id)}#DUPLICATES"
+
+
+def _mention_pk(connection_id: str) -> str:
+    return f"{conn_pk(connection_id)}#MENTION"
+
+
+def _abouts(
+    connection_id: str, kind: str, crm_id: str | None, provider_id: str | None, details: Any
+) -> list[str]:
+    """Where an entry is found in AuditIndex, its own key first.
+
+    A pair's entries are all under its CRM person (whichever id support asks by, the mapping
+    leads to it), an entry naming no CRM person under its provider contact, a duplicate
+    finding under the connection's findings. Contacts its details list (a finding's persons
+    and contacts, a merged person) are mentioned too: one more index item each.
+    """
+    abouts = [about_duplicates(connection_id)] if kind == "duplicate" else []
+    if crm_id:
+        abouts.append(about_contact(connection_id, "crm", crm_id))
+    elif provider_id:
+        abouts.append(about_contact(connection_id, "provider", provider_id))
+    listed = details if isinstance(details, dict) else {}
+    for side, key in (("crm", "crm_ids"), ("provider", "provider_ids")):
+        ids = listed.get(key)
+        for contact_id in ids if isinstance(ids, list) else []:
+            abouts.append(about_contact(connection_id, side, str(contact_id)))
+    if listed.get("merged"):
+        abouts.append(about_contact(connection_id, "crm", str(listed["merged"])))
+    return list(dict.fromkeys(abouts))
+
+
+def audit_items(
+    connection_id: str,
+    kind: str,
+    message: str,
+    *,
+    side: str | None = None,
+    crm_id: str | None = None,
+    provider_id: str | None = None,
+    mapping_id: str | None = None,
+    before: Any = None,
+    after: Any = None,
+    details: Any = None,
+    now: datetime | None = None,
+) -> tuple[AuditEntry, list[AuditMention]]:
+    """An audit entry and its mentions, not yet written (see ``add_audit``)."""
+    moment = _now(now)
+    at = iso(moment)
+    expires = moment + _audit_retention
+    abouts = _abouts(connection_id, kind, crm_id, provider_id, details)
+    entry = AuditEntry(
+        conn_pk(connection_id),
+        f"LOG#{at}#{next(_audit_seq) % 1_000_000:06d}",
+        connection_id=connection_id,
+        at=at,
+        kind=kind,
+        side=side,
+        crm_id=crm_id,
+        provider_id=provider_id,
+        mapping_id=mapping_id,
+        message=message,
+        before=before,
+        after=after,
+        details=details,
+        expires_at=expires,
+        about=abouts[0] if abouts else None,
+    )
+    mentions = [
+        AuditMention(
+            _mention_pk(connection_id),
+            f"{entry.sk}#{n}",
+            about=about,
+            kind=kind,
+            at=at,
+            message=message,
+            expires_at=expires,
+        )
+        for n, about in enumerate(abouts[1:], start=1)
+    ]
+    return entry, mentions
+
+
 def add_audit(
     connection_id: str,
     kind: str,
@@ -632,26 +729,47 @@ def add_audit(
 ) -> AuditEntry:
     """Append an audit entry (kept for the activity retention, 90 days unless configured).
     ``before``/``after``/``details`` are JSON-ready."""
-    moment = _now(now)
-    at = iso(moment)
-    entry = AuditEntry(
-        conn_pk(connection_id),
-        f"LOG#{at}#{next(_audit_seq) % 1_000_000:06d}",
-        connection_id=connection_id,
-        at=at,
-        kind=kind,
+    entry, mentions = audit_items(
+        connection_id,
+        kind,
+        message,
         side=side,
         crm_id=crm_id,
         provider_id=provider_id,
         mapping_id=mapping_id,
-        message=message,
         before=before,
         after=after,
         details=details,
-        expires_at=moment + _audit_retention,
+        now=now,
     )
     entry.save()
+    if mentions:
+        with AuditMention.batch_write() as batch:
+            for mention in mentions:
+                batch.save(mention)
     return entry
+
+
+def audit_about(about: str, limit: int = 1000) -> list[AuditEntry]:
+    """What AuditIndex holds under ``about`` (see ``about_contact``), newest first, at most
+    ``limit``: one Query. Rows carry only kind, at, side, message and details; a mention's row
+    stands for its entry (``audit_entries`` reads the whole entries)."""
+    return list(AuditEntry.by_about.query(about, scan_index_forward=False, limit=limit))
+
+
+def audit_entries(rows: Sequence[AuditEntry]) -> list[AuditEntry]:
+    """The whole entries behind AuditIndex rows, in the rows' order (one BatchGetItem per 100
+    keys). An entry gone meanwhile (expired, erased) is left out."""
+    keys = list(dict.fromkeys(_entry_key(row) for row in rows))
+    found = {(e.pk, e.sk): e for e in AuditEntry.batch_get(keys)} if keys else {}
+    return [found[key] for key in keys if key in found]
+
+
+def _entry_key(row: AuditEntry) -> tuple[str, str]:
+    """The key of the entry an AuditIndex row stands for (itself, or the one it mentions)."""
+    if row.pk.endswith("#MENTION"):
+        return row.pk.removesuffix("#MENTION"), row.sk.rsplit("#", 1)[0]
+    return row.pk, row.sk
 
 
 def _encode_page_cursor(key: dict[str, Any] | None) -> str | None:
@@ -828,6 +946,36 @@ def replace_review_holds(
                     created_at=stamp,
                 )
             )
+
+
+def _clusters_pk(connection_id: str) -> str:
+    return f"{conn_pk(connection_id)}#CLUSTERS"
+
+
+def replace_duplicate_clusters(
+    connection_id: str,
+    clusters: Sequence[tuple[Sequence[str], Sequence[str]]],
+    now: datetime | None = None,
+) -> None:
+    """The clusters a full listing of the CRM found, (crm ids, shared keys), replacing the
+    earlier ones; a cluster found again unchanged is not written again."""
+    pk = _clusters_pk(connection_id)
+    wanted = {f"CLUSTER#{ids[0]}": (list(ids), list(keys)) for ids, keys in clusters if ids}
+    stamp = iso(_now(now))
+    with DuplicateCluster.batch_write() as batch:
+        for old in DuplicateCluster.query(pk, DuplicateCluster.sk.startswith("CLUSTER#")):
+            if wanted.get(old.sk) == (list(old.crm_ids), list(old.keys)):
+                del wanted[old.sk]
+            elif old.sk not in wanted:
+                batch.delete(old)
+        for sk, (ids, keys) in wanted.items():
+            batch.save(DuplicateCluster(pk, sk, crm_ids=ids, keys=keys, found_at=stamp))
+
+
+def list_duplicate_clusters(connection_id: str) -> list[DuplicateCluster]:
+    """The clusters the last full listing of the CRM found (one Query, by cluster)."""
+    pk = _clusters_pk(connection_id)
+    return list(DuplicateCluster.query(pk, DuplicateCluster.sk.startswith("CLUSTER#")))
 
 
 def record_pass_outcome(provider: str, ok: bool, error_code: str | None, at: datetime) -> None:

@@ -39,6 +39,7 @@ class InMemoryStore:
     log: list[tuple[str, AuditEntry]] = field(default_factory=list)
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     holds: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    clusters: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = field(default_factory=dict)
     claims: dict[tuple[str, str, str], tuple[str, datetime]] = field(default_factory=dict)
 
     def add_connection(self, connection_id: str, **values: Any) -> None:
@@ -168,6 +169,11 @@ class InMemoryStore:
         self, connection_id: str, holds: Sequence[tuple[str, str, str]]
     ) -> None:
         self.holds[connection_id] = {(side, c): reason for side, c, reason in holds}
+
+    def replace_duplicate_clusters(
+        self, connection_id: str, clusters: Sequence[tuple[Sequence[str], Sequence[str]]]
+    ) -> None:
+        self.clusters[connection_id] = [(tuple(ids), tuple(keys)) for ids, keys in clusters]
 
     def audit(self, connection_id: str, entries: Sequence[AuditEntry]) -> None:
         self.log.extend((connection_id, e) for e in entries)

@@ -158,3 +158,10 @@ class PassStore(Protocol):
     ) -> None:
         """(side, contact id, reason) for every possible duplicate a full listing found."""
         ...
+
+    def replace_duplicate_clusters(
+        self, connection_id: str, clusters: Sequence[tuple[Sequence[str], Sequence[str]]]
+    ) -> None:
+        """(CRM person ids, shared keys) of every group of the user's CRM persons that look
+        like one person, as a full listing of the CRM found them (the duplicates page)."""
+        ...

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
-from contactsync.engine.matching import MATCH_KEYS, email_keys
+from contactsync.engine.matching import MATCH_KEYS, duplicate_clusters, email_keys
 from contactsync.engine.plan import (
     UNCHANGED,
     ChangeWindow,
@@ -384,6 +384,8 @@ class _Pass:
 
         plan, versions = self.plan(crm, provider)
         self.record_findings(plan, crm.full and provider.full)
+        if crm.full:
+            self.record_clusters(crm)
         if plan.held is not None:
             return self.hold(plan)
 
@@ -892,6 +894,13 @@ class _Pass:
             for contact_id in ids
         ]
         self.store.replace_review_holds(self.cid, holds)
+
+    def record_clusters(self, crm: _SideChanges) -> None:
+        """The user's CRM persons that look like one person, from a full listing of the CRM:
+        the duplicates page starts from these, and never lists the CRM itself."""
+        persons = [r for r in crm.contacts.values() if r.in_scope]
+        groups = duplicate_clusters(persons, self.settings.phone_region)
+        self.store.replace_duplicate_clusters(self.cid, [(g.items, g.keys) for g in groups])
 
     def hold(self, plan: Plan) -> PassResult:
         assert plan.held is not None
