@@ -485,6 +485,31 @@ def found_pass(new: RemoteContact, found: Sequence[RemoteContact], **extra: obje
     return plan_pass(inp, new_mapping_id=ids())
 
 
+@pytest.mark.parametrize(
+    ("crm_at", "provider_at", "google_shows"),
+    [
+        ("2026-12-05T10:00:00Z", "2026-12-05T10:05:00Z", "Buyer"),  # the hand edit is newer
+        ("2026-12-05T10:05:00Z", "2026-12-05T10:00:00Z", "Director"),  # the CRM's is newer
+    ],
+)
+def test_a_one_way_link_keeps_the_fed_sides_newer_value_and_writes_only_the_fed_side(
+    crm_at: str, provider_at: str, google_shows: str
+) -> None:
+    # Given a CRM person and a Google contact with one email and different job titles, linked
+    # in a connection where the CRM feeds Google
+    settings = SyncSettings(direction="to_provider")
+    theirs = crm(BASE.with_fields(job_title="Director"), number=9, modified_at=crm_at)
+    ours = provider(BASE.with_fields(job_title="Buyer"), number=4, modified_at=provider_at)
+    plan = pass_of(unmapped_crm=[theirs], unmapped_provider=[ours], settings=settings)
+    # Then they are linked; the CRM is never written, and Google shows the newer value: its
+    # own hand edit stays until the CRM changes that field, a newer CRM value is sent to it
+    (outcome,) = plan.outcomes
+    assert outcome.kind == "link"
+    assert all(w.side == "provider" for w in outcome.writes)
+    shown = next((w.after.job_title for w in outcome.writes), ours.contact.job_title)
+    assert shown == google_shows
+
+
 def test_a_new_contact_found_in_the_other_sides_book_is_linked_not_copied() -> None:
     # Given a new Outlook contact and a CRM person with its email that did not change this pass
     existing = crm(BASE.with_fields(job_title="CTO"), number=9)

@@ -96,18 +96,20 @@ def _instant(value: str) -> datetime | None:
 
 
 def policy_winner(
-    settings: SyncSettings, crm_modified: str, provider_modified: str
+    settings: SyncSettings, crm_modified: str, provider_modified: str, *, linking: bool = False
 ) -> tuple[Side, str]:
     """The side that wins a conflict under the connection's policy, and why (for the audit log).
 
     In a one-way connection the side that feeds it is the truth for the fields it carries: its
-    change wins over an edit made only on the side it feeds, whatever the policy. Otherwise
-    ``newest_wins`` compares the sides' last-modified times; a known time beats an unknown one
-    and a tie goes to the CRM.
+    change wins over an edit made only on the side it feeds, whatever the policy. Two contacts
+    being linked have no change since a last agreement, only values: there the policy decides,
+    so a value the fed side was given by hand after the source's stays (the source is not
+    written to; its next change of that field wins). Otherwise ``newest_wins`` compares the
+    sides' last-modified times; a known time beats an unknown one and a tie goes to the CRM.
     """
-    if settings.direction == "to_crm":
+    if settings.direction == "to_crm" and not linking:
         return "provider", "direction to_crm: the address book feeds the CRM"
-    if settings.direction == "to_provider":
+    if settings.direction == "to_provider" and not linking:
         return "crm", "direction to_provider: the CRM feeds the address book"
     if settings.conflict_policy == "crm_wins":
         return "crm", "crm_wins"
@@ -126,16 +128,19 @@ def policy_winner(
 class _Resolver:
     """Settles conflicts for one pair; the policy is worked out once, when first needed."""
 
-    def __init__(self, settings: SyncSettings, crm_modified: str, provider_modified: str) -> None:
+    def __init__(
+        self, settings: SyncSettings, crm_modified: str, provider_modified: str, *, linking: bool
+    ) -> None:
         self._settings = settings
         self._times = (crm_modified, provider_modified)
+        self._linking = linking
         self._decision: tuple[Side, str] | None = None
         self.conflicts: list[Conflict] = []
 
     def settle(self, field: str, crm_value: object, provider_value: object) -> Side:
         """The winning side; the loser's value is recorded as a Conflict."""
         if self._decision is None:
-            self._decision = policy_winner(self._settings, *self._times)
+            self._decision = policy_winner(self._settings, *self._times, linking=self._linking)
         winner, reason = self._decision
         if winner == "crm":
             conflict = Conflict(field, "crm", crm_value, "provider", provider_value, reason)
@@ -184,13 +189,16 @@ def merge(  # noqa: PLR0917  # three contacts, the settings and the two sides' t
     settings: SyncSettings,
     crm_modified: str = "",
     provider_modified: str = "",
+    *,
+    linking: bool = False,
 ) -> tuple[Contact, tuple[Conflict, ...]]:
-    """The merged contact and the conflicts the policy settled.
+    """The merged contact and the conflicts the policy settled (``linking``: two contacts about
+    to be linked, over an empty base).
 
     The result holds only fields at least one side carries. Where nothing changed it keeps the
     base's value as stored, so formatting is never rewritten for its own sake.
     """
-    resolver = _Resolver(settings, crm_modified, provider_modified)
+    resolver = _Resolver(settings, crm_modified, provider_modified, linking=linking)
     values: dict[str, object] = {}
     for field in ALL_FIELDS:
         crm_carries, provider_carries = (

@@ -272,7 +272,13 @@ def _merged_outcome(
     reason: str = "",
 ) -> Outcome:
     merged, conflicts = merge(
-        base, crm.contact, provider.contact, settings, crm.modified_at, provider.modified_at
+        base,
+        crm.contact,
+        provider.contact,
+        settings,
+        crm.modified_at,
+        provider.modified_at,
+        linking=kind == "link",
     )
     writes = _update("crm", merged, crm, settings) + _update("provider", merged, provider, settings)
     if kind == "merge" and not writes and not conflicts:
