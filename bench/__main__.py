@@ -1,7 +1,7 @@
 """``python -m bench`` runs every table; ``python -m bench initial webhook ...`` runs some.
 
-Tables: initial, incremental, latency, webhook, coldstart, scheduler, cost, carddav. ``BENCH_SCALE``
-(default 1.0) shrinks every size for a quick run.
+Tables: initial, incremental, latency, webhook, coldstart, layer, scheduler, cost, carddav.
+``BENCH_SCALE`` (default 1.0) shrinks every size for a quick run.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ TABLES = (
     "latency",
     "webhook",
     "coldstart",
+    "layer",
     "scheduler",
     "cost",
     "carddav",
