@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHROMIUM := /usr/bin/chromium
 DEMO ?= 1
+LAYER ?= build/layer
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint typecheck cfn-lint unit integration e2e browser bench chaos fuzz package clean
@@ -72,12 +73,12 @@ fuzz: install ## The long fuzz run of the webhooks and the admin API (FUZZ_EXAMP
 bench: install ## Run the benchmarks and print their figures
 	$(BIN)/python -m bench
 
-package: ## Build the Lambda artifacts without Docker (Linux wheels for python3.12)
-	rm -rf build/layer && mkdir -p build/layer/python
-	$(PYTHON) -m pip install --quiet --target build/layer/python --platform manylinux2014_x86_64 \
+package: ## Build the Lambda artifacts without Docker (Linux wheels for python3.12; LAYER=folder)
+	rm -rf $(LAYER) && mkdir -p $(LAYER)/python
+	$(PYTHON) -m pip install --quiet --target $(LAYER)/python --platform manylinux2014_x86_64 \
 	  --implementation cp --python-version 3.12 --only-binary=:all: -r layers/core/requirements.txt
-	cp -r layers/core/contactsync build/layer/python/
-	@echo "layer built in build/layer; sam deploy uses template.yaml"
+	cp -r layers/core/contactsync $(LAYER)/python/
+	@echo "layer built in $(LAYER); sam deploy uses template.yaml"
 
 clean: ## Remove the virtualenv, node packages and local state
 	rm -rf $(VENV) node_modules .local build

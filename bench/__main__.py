@@ -1,6 +1,6 @@
 """``python -m bench`` runs every table; ``python -m bench initial webhook ...`` runs some.
 
-Tables: initial, incremental, latency, webhook, coldstart, scheduler, cost, carddav, support.
+Tables: initial, incremental, latency, webhook, coldstart, layer, scheduler, cost, carddav, support.
 ``BENCH_SCALE`` (default 1.0) shrinks every size for a quick run.
 """
 
@@ -22,6 +22,7 @@ TABLES = (
     "latency",
     "webhook",
     "coldstart",
+    "layer",
     "scheduler",
     "cost",
     "carddav",

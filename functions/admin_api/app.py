@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.admin.errors import AdminError
 from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError
 from contactsync.runtime.json_body import body_problem
-from contactsync.runtime.observability import logger, metrics, tracer
+from contactsync.runtime.observability import capture_lambda_handler, logger, metrics
 
 from . import connections, pages, removal, status, support
 from .context import Unauthorized
@@ -133,6 +133,6 @@ def _hostile_body(event: dict[str, Any]) -> dict[str, Any] | None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _hostile_body(event) or app.resolve(event, context)

@@ -1,5 +1,9 @@
 """Routes: the support questions about a connection (what a pass would do, why a contact does
-or does not sync, duplicates), its history and undo, and the pass the mass-change guard holds."""
+or does not sync, duplicates), its history and undo, and the pass the mass-change guard holds.
+
+The preview, duplicates and activity routes import their services when first called: these bring
+the engine, the CRM adapter and phonenumbers, which a cold start for any other route does without.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,8 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from contactsync.admin import duplicates as duplicate_persons
 from contactsync.admin import explain as explanations
 from contactsync.admin import held
-from contactsync.admin import preview as previews
-from contactsync.admin import undo as history
 
 from .answers import (
     ActivityPage,
@@ -43,6 +44,8 @@ HELD = ["Held passes"]
     responses=answers("The counts of what a pass would do", 403, 404, 409, 503),
 )
 def preview(connection_id: ConnectionId) -> Preview:
+    from contactsync.admin import preview as previews  # noqa: PLC0415 - on first call
+
     return Preview.model_validate(previews.preview(service(), caller(router), connection_id))
 
 
@@ -98,6 +101,8 @@ def find_contacts(
     responses=answers("The clusters and the ambiguous matches", 403, 404, 409, 503),
 )
 def duplicates(connection_id: ConnectionId) -> Duplicates:
+    from contactsync.admin import duplicates as duplicate_persons  # noqa: PLC0415 - on first call
+
     found = duplicate_persons.duplicates(service(), caller(router), connection_id)
     return Duplicates.model_validate(found)
 
@@ -111,6 +116,8 @@ def duplicates(connection_id: ConnectionId) -> Duplicates:
     responses=answers("The person kept and what became of each link", 403, 404, 409, 503),
 )
 def merge_duplicates(connection_id: ConnectionId, body: DuplicateMerge) -> Merged:
+    from contactsync.admin import duplicates as duplicate_persons  # noqa: PLC0415 - on first call
+
     merged = duplicate_persons.merge_duplicates(
         service(), caller(router), connection_id, body.keep, body.merge
     )
@@ -131,6 +138,8 @@ def activity(
     cursor: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^[a-z_]+$")] = None,
 ) -> ActivityPage:
+    from contactsync.admin import undo as history  # noqa: PLC0415 - on first call
+
     page = history.activity(
         service(), caller(router), connection_id, limit=limit, cursor=cursor, kind=kind
     )
@@ -146,6 +155,8 @@ def activity(
     responses=answers("The fields restored and the new activity entry", 403, 404, 409, 503),
 )
 def undo(connection_id: ConnectionId, entry_id: EntryId) -> Undone:
+    from contactsync.admin import undo as history  # noqa: PLC0415 - on first call
+
     return Undone.model_validate(history.undo(service(), caller(router), connection_id, entry_id))
 
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.runtime.messages import SyncMessage
-from contactsync.runtime.observability import logger, metrics, tracer
+from contactsync.runtime.observability import capture_lambda_handler, logger, metrics
 from contactsync.runtime.wiring import build_passes, build_queue
 from contactsync.sync.batch import PassBatch
 
@@ -33,7 +33,7 @@ def _messages(records: list[dict[str, Any]]) -> list[SyncMessage]:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records", [])
     batch = PassBatch(

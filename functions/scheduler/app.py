@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from contactsync.runtime.observability import logger, metrics, tracer
+from contactsync.runtime.observability import capture_lambda_handler, logger, metrics
 from contactsync.runtime.wiring import bind_store, build_queue
 from contactsync.sync.schedule import enqueue_due
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     bind_store()
     sent = enqueue_due(build_queue())

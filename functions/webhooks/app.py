@@ -17,10 +17,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.runtime.observability import (
     WEBHOOK_ACCEPTED,
     WEBHOOK_REJECTIONS,
+    capture_lambda_handler,
     count,
     logger,
     metrics,
-    tracer,
 )
 from contactsync.runtime.wiring import bind_store, build_doorbell, build_queue, webhook_key
 from contactsync.sync import push
@@ -142,6 +142,6 @@ def pipedrive() -> Response[Any]:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
+@capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

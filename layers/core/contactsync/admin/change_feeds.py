@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from typing import TYPE_CHECKING
 
 from contactsync.admin.context import AdminContext
 from contactsync.admin.errors import UpstreamError
 from contactsync.providers.base import ProviderError
-from contactsync.providers.pipedrive import PipedrivePersons
 from contactsync.store import repository as repo
 from contactsync.store.models import Connection
 from contactsync.sync.push import secret_hash
 from contactsync.sync.subscriptions import subscribe
+
+if TYPE_CHECKING:
+    from contactsync.providers.pipedrive import PipedrivePersons
 
 
 def subscribe_to_changes(ctx: AdminContext, conn: Connection, crm: PipedrivePersons) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import phonenumbers
-
 from contactsync.admin import access
 from contactsync.admin.access import Caller
 from contactsync.admin.context import RUNNING_STATES, AdminContext
@@ -70,6 +68,8 @@ def update_settings(
             "conflict_policy", changes["conflict_policy"], CONFLICT_POLICIES
         )
     if changes.get("phone_region") is not None:
+        import phonenumbers  # noqa: PLC0415 - only this check needs it in the admin API
+
         region = str(changes["phone_region"]).upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
             raise InvalidRequest(

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from contactsync.admin.errors import NotFoundError
 from contactsync.runtime.messages import Reason, SyncMessage
 from contactsync.runtime.queue import PassQueue
 from contactsync.runtime.sides import Wiring
 from contactsync.store.models import Connection
-from contactsync.store.pass_store import DynamoPassStore
-from contactsync.sync.reconcile import Sides
+
+if TYPE_CHECKING:
+    from contactsync.sync.reconcile import Sides
 
 RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
 """The states in which passes run for a connection."""
@@ -29,6 +31,9 @@ class AdminContext:
 
     def sides(self, conn: Connection) -> Sides:
         """The connection's CRM and provider sides, as a pass would build them."""
+        # Lazy: the pass store brings the engine, which only the requests that build sides need.
+        from contactsync.store.pass_store import DynamoPassStore  # noqa: PLC0415
+
         view = DynamoPassStore().load_connection(conn.connection_id)
         if view is None:
             raise NotFoundError(f"no connection {conn.connection_id!r}")

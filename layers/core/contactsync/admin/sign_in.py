@@ -22,7 +22,6 @@ from contactsync.admin.views import connection_view
 from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.tokens import connection_context, crm_sign_in_context, sign_in_context
 from contactsync.providers.base import AuthExpired, NotFound, ProviderError, Transient
-from contactsync.providers.carddav import server_for
 from contactsync.runtime.sides import GOOGLE_DEFAULT_GROUP, PROVIDERS, SignedIn
 from contactsync.store import repository as repo
 from contactsync.store.models import Connection
@@ -185,6 +184,8 @@ def _signed_in_as(ctx: AdminContext, conn: Connection, signed: SignedIn) -> dict
 
 def create_carddav(ctx: AdminContext, caller: Caller, login: CardDavLogin | None) -> dict[str, Any]:
     """A CardDAV connection, signed in at once; its only address book chosen if it has one."""
+    from contactsync.providers.carddav import server_for  # noqa: PLC0415 - CardDAV on first use
+
     if login is None or not (login.server_url or login.email):
         raise InvalidRequest(
             "a CardDAV connection needs username, password and server_url (or email)",

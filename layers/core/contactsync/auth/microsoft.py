@@ -20,9 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import msal
-import requests
-
 from contactsync.providers.base import AuthExpired, Transient
 
 HTTP_TIMEOUT = 10.0
@@ -51,11 +48,16 @@ class _Client:
     app: Any  # msal.ConfidentialClientApplication (untyped)
     cache: Any  # msal.SerializableTokenCache shared with ``app``
     lock: threading.Lock
+    failures: tuple[type[Exception], ...]  # what an unreachable or failing authority raises
 
 
 @functools.lru_cache(maxsize=8)
 def _client(cfg: MicrosoftOAuthConfig) -> _Client:
     """One MSAL application per configuration (authority discovery happens here, once)."""
+    # Lazy: msal and requests load only when a Microsoft sign-in or token needs them.
+    import msal  # noqa: PLC0415
+    import requests  # noqa: PLC0415
+
     session = requests.Session()
     if cfg.ca_bundle:
         session.verify = cfg.ca_bundle
@@ -73,7 +75,8 @@ def _client(cfg: MicrosoftOAuthConfig) -> _Client:
         instance_discovery=not loopback,
         validate_authority=not loopback,
     )
-    return _Client(app=app, cache=cache, lock=threading.Lock())
+    failures = (requests.RequestException, msal.exceptions.MsalServiceError)
+    return _Client(app=app, cache=cache, lock=threading.Lock(), failures=failures)
 
 
 def start_sign_in(
@@ -148,7 +151,7 @@ def _holding(client: _Client, token_cache: str | None) -> Iterator[_Client]:
         client.cache.deserialize(token_cache)
         try:
             yield client
-        except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:
+        except client.failures as exc:
             raise Transient(f"identity provider unreachable or failing: {exc}") from exc
         finally:
             client.cache.deserialize(None)  # leave no user's tokens in the shared object

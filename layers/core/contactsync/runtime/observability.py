@@ -1,6 +1,7 @@
 """The one place logger, tracer and metrics are made; every module imports them from here.
 
-Service name and log level come from the POWERTOOLS_* variables that template.yaml sets.
+Service name and log level come from the POWERTOOLS_* variables that template.yaml sets. The
+tracer is made only where X-Ray tracing is on (see ``capture_lambda_handler``).
 Contact data and secrets never reach a log line: every line the logger writes goes through
 ``redact`` first, which masks the values of sensitive keys (tokens, secrets, emails, phones)
 wherever they sit, and e-mail addresses, phone numbers, bearer tokens and JWTs inside any text
@@ -9,13 +10,18 @@ wherever they sit, and e-mail addresses, phone numbers, bearer tokens and JWTs i
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.shared.functions import strtobool
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 MASK = "***"
 
@@ -122,7 +128,21 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 
 logger = Logger(service="contactsync", logger_formatter=RedactingFormatter())
 metrics = Metrics(namespace="contactsync", service="contactsync")
-tracer = Tracer(service="contactsync")  # off outside Lambda and where POWERTOOLS_TRACE_DISABLED
+
+
+def tracing_on() -> bool:
+    """X-Ray tracing is on in Lambda (not under SAM local) unless POWERTOOLS_TRACE_DISABLED says
+    otherwise: the rule Powertools' Tracer follows."""
+    in_lambda = "LAMBDA_TASK_ROOT" in os.environ and "AWS_SAM_LOCAL" not in os.environ
+    return in_lambda and not strtobool(os.environ.get("POWERTOOLS_TRACE_DISABLED", "false"))
+
+
+def capture_lambda_handler(handler: Handler) -> Handler:
+    """Powertools' Tracer around a handler where tracing is on; elsewhere the handler itself."""
+    if not tracing_on():
+        return handler  # no Tracer made: making one imports the X-Ray SDK, on or off
+    return cast(Handler, Tracer(service="contactsync").capture_lambda_handler(handler))
+
 
 # The metrics (CloudWatch EMF, namespace "contactsync") the handlers emit and the alarms watch.
 PASS_METRICS = {  # a pass's status -> its metric

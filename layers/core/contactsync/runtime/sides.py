@@ -4,6 +4,9 @@ A handler makes one ``Wiring`` per cold start; passes and admin calls ask it for
 gets the HTTP client and a token source (``auth.tokens``): tokens are opened only when a side
 makes its first request, kept in memory for that side's lifetime, and sealed again whenever a
 refresh changed them.
+
+The adapters are imported where a side is built, not with this module: most admin requests build
+none, and a pass needs only its own provider's (a Google pass never loads Graph's or CardDAV's).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,14 +26,16 @@ from contactsync.auth import microsoft as microsoft_auth
 from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.tokens import TokenSources
 from contactsync.auth.vault import TokenVault
-from contactsync.providers import carddav
 from contactsync.providers.base import ContactSide
-from contactsync.providers.google import GoogleContacts
-from contactsync.providers.microsoft import MicrosoftContacts
-from contactsync.providers.pipedrive import PipedrivePersons
 from contactsync.runtime.settings import Settings
-from contactsync.sync.ports import ConnectionView
-from contactsync.sync.reconcile import Sides
+
+if TYPE_CHECKING:
+    from contactsync.providers import carddav
+    from contactsync.providers.google import GoogleContacts
+    from contactsync.providers.microsoft import MicrosoftContacts
+    from contactsync.providers.pipedrive import PipedrivePersons
+    from contactsync.sync.ports import ConnectionView
+    from contactsync.sync.reconcile import Sides
 
 PROVIDERS = ("microsoft", "google", "carddav")
 OAUTH_PROVIDERS = ("microsoft", "google")  # CardDAV signs in with a username and password
@@ -121,6 +126,8 @@ class Wiring:
             ms = microsoft_auth.finish_sign_in(self.microsoft, flow, query)
             return SignedIn(ms.account_id, ms.username, {"token_cache": ms.token_cache})
         if provider == "google":
+            from contactsync.providers.google import GoogleContacts  # noqa: PLC0415 - on first use
+
             grant = google_auth.finish_sign_in(self.google, flow, query, client=self.http)
             people = GoogleContacts(
                 base_url=self.settings.google_people_base_url,
@@ -136,6 +143,8 @@ class Wiring:
         """Check a CardDAV login by finding its address books. ValueError for a server URL we
         will not call; AuthExpired when the server refuses the password; NotFound when nothing
         there speaks CardDAV."""
+        from contactsync.providers import carddav  # noqa: PLC0415 - on first use
+
         url = carddav_url(server_url, allow_http=self.settings.carddav_allow_http)
         dav = carddav.DavClient(self.http, lambda: (username, password))
         account = carddav.discover(dav, url)
@@ -148,6 +157,8 @@ class Wiring:
         return SignedIn(account.principal_url, username, secrets)
 
     def carddav_books(self, secrets: dict[str, Any]) -> list[tuple[str, str]]:
+        from contactsync.providers import carddav  # noqa: PLC0415 - on first use
+
         dav = carddav.DavClient(self.http, lambda: (secrets["username"], secrets["password"]))
         return carddav.address_books(dav, str(secrets["home_url"]))
 
@@ -156,20 +167,18 @@ class Wiring:
         for CardDAV the address books, each followed by the groups in it."""
         if provider == "carddav":
             return self._carddav_groups(connection_id)
-        side = self.provider_side(connection_id, provider, "")
-        if isinstance(side, MicrosoftContacts):
-            return side.list_folders()
-        if isinstance(side, GoogleContacts):
-            return side.list_groups()
+        if provider == "microsoft":
+            return self.microsoft_account(connection_id).list_folders()
+        if provider == "google":
+            return self.google_account(connection_id).list_groups()
         raise ValueError(f"unknown provider {provider!r}")
 
     def create_group(self, connection_id: str, provider: str, name: str) -> tuple[str, str]:
         """A new contact folder (Outlook) or contact group (Google) to sync."""
-        side = self.provider_side(connection_id, provider, "")
-        if isinstance(side, MicrosoftContacts):
-            return side.create_folder(name)
-        if isinstance(side, GoogleContacts):
-            return side.create_group(name)
+        if provider == "microsoft":
+            return self.microsoft_account(connection_id).create_folder(name)
+        if provider == "google":
+            return self.google_account(connection_id).create_group(name)
         raise ValueError(f"unknown provider {provider!r}")
 
     # --- sides ---------------------------------------------------------------------------------
@@ -177,6 +186,8 @@ class Wiring:
     def crm_side(
         self, company_id: str, user_id: str, *, visible_to: int | None = None
     ) -> PipedrivePersons:
+        from contactsync.providers.pipedrive import PipedrivePersons  # noqa: PLC0415 - on first use
+
         return PipedrivePersons(
             base_url=self.settings.pipedrive_base_url,
             token=self.tokens.crm_token(company_id, user_id),
@@ -188,6 +199,8 @@ class Wiring:
 
     def crm_user(self, grant: pipedrive_auth.PipedriveGrant) -> dict[str, Any]:
         """Who approved a fresh CRM grant (``users/me``): ``id``, ``company_id``, …"""
+        from contactsync.providers.pipedrive import PipedrivePersons  # noqa: PLC0415 - on first use
+
         persons = PipedrivePersons(
             base_url=self.settings.pipedrive_base_url,
             token=lambda _refresh: grant.access_token,
@@ -198,43 +211,54 @@ class Wiring:
 
     def provider_side(self, connection_id: str, provider: str, folder_id: str) -> ContactSide:
         if provider == "microsoft":
-            return MicrosoftContacts(
-                base_url=self.settings.graph_base_url,
-                token=self.tokens.microsoft_token(connection_id),
-                folder_id=folder_id,
-                client=self.http,
-            )
+            return self.microsoft_account(connection_id, folder_id)
         if provider == "google":
-            return GoogleContacts(
-                base_url=self.settings.google_people_base_url,
-                token=self.tokens.google_token(connection_id),
-                group_id=folder_id,
-                client=self.http,
-                listing_lag=timedelta(seconds=self.settings.google_listing_lag_seconds),
-            )
+            return self.google_account(connection_id, folder_id)
         if provider == "carddav":
-            return carddav.CardDavContacts(
-                dav=carddav.DavClient(self.http, self.tokens.carddav_login(connection_id)),
-                folder_id=folder_id,
-            )
+            return self.carddav_account(connection_id, folder_id)
         raise ValueError(f"unknown provider {provider!r}")
+
+    def microsoft_account(self, connection_id: str, folder_id: str = "") -> MicrosoftContacts:
+        from contactsync.providers.microsoft import MicrosoftContacts  # noqa: PLC0415 - on first use
+
+        return MicrosoftContacts(
+            base_url=self.settings.graph_base_url,
+            token=self.tokens.microsoft_token(connection_id),
+            folder_id=folder_id,
+            client=self.http,
+        )
+
+    def google_account(self, connection_id: str, group_id: str = "") -> GoogleContacts:
+        from contactsync.providers.google import GoogleContacts  # noqa: PLC0415 - on first use
+
+        return GoogleContacts(
+            base_url=self.settings.google_people_base_url,
+            token=self.tokens.google_token(connection_id),
+            group_id=group_id,
+            client=self.http,
+            listing_lag=timedelta(seconds=self.settings.google_listing_lag_seconds),
+        )
+
+    def carddav_account(self, connection_id: str, folder_id: str) -> carddav.CardDavContacts:
+        from contactsync.providers import carddav  # noqa: PLC0415 - on first use
+
+        return carddav.CardDavContacts(
+            dav=carddav.DavClient(self.http, self.tokens.carddav_login(connection_id)),
+            folder_id=folder_id,
+        )
 
     def _carddav_groups(self, connection_id: str) -> list[tuple[str, str]]:
         secrets = self.tokens.carddav_secrets(connection_id)
         out: list[tuple[str, str]] = []
         for url, name in self.carddav_books(secrets):
             out.append((url, name))
-            side = self.provider_side(connection_id, "carddav", url)
-            assert isinstance(side, carddav.CardDavContacts)
+            side = self.carddav_account(connection_id, url)
             out.extend((folder, f"{name} / {group}") for folder, group in side.list_groups())
         return out
 
-    def microsoft_account(self, connection_id: str, folder_id: str = "") -> MicrosoftContacts:
-        side = self.provider_side(connection_id, "microsoft", folder_id)
-        assert isinstance(side, MicrosoftContacts)
-        return side
-
     def sides_for(self, view: ConnectionView) -> Sides:
+        from contactsync.sync.reconcile import Sides  # noqa: PLC0415 - brings the engine: on first use
+
         return Sides(
             crm=self.crm_side(view.company_id, view.user_id, visible_to=view.visible_to),
             provider=self.provider_side(view.connection_id, view.provider, view.folder_id),
