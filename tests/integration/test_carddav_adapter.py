@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from contactsync.contacts.model import Address, Contact, Email, Phone
 from contactsync.providers.base import (
@@ -97,6 +98,84 @@ def test_lookup_finds_cards_sharing_an_email_a_phone_or_a_name(book: Book) -> No
     found = book.side().lookup(wanted)
     # Then the three that may be one of them come back, and the other does not
     assert sorted(r.contact.family_name for r in found) == ["Chen", "Lee", "Park"]
+
+
+def new_person(n: int) -> Contact:
+    """A contact about to be created: an email, a phone and a name (four query filters)."""
+    return Contact(
+        given_name="New",
+        family_name=f"Person{n}",
+        emails=(Email(f"new.{n}@people.test"),),
+        phones=(Phone(f"+1 646 555 {n:04d}"),),
+    )
+
+
+def test_lookup_costs_requests_per_contacts_looked_up_not_per_card_in_the_book(
+    book: Book, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a book whose listing would cost a request per 5 cards, of filler cards whose phones
+    # end in the same four digits as the contacts looked up, and two cards that share a key
+    monkeypatch.setattr(side_module, "MULTIGET", 5)
+    sent: list[httpx.Request] = []
+    book.http.event_hooks["request"] = [sent.append]
+
+    def fill(start: int, stop: int) -> None:
+        for n in range(start, stop):
+            book.put(f"f{n}.vcf", card(f"f{n}", f"FN:Filler {n}", f"TEL:+1 212 555 {n:04d}"))
+
+    fill(0, 20)
+    book.put("lee.vcf", card("lee", "FN:Ann Lee", "N:Lee;Ann;;;", "EMAIL:ann@lee.test"))
+    book.put("chen.vcf", card("chen", "FN:Bo Chen", "N:Chen;Bo;;;", "TEL:+1 (415) 555-0007"))
+    one = [Contact(given_name="Ann", family_name="Lee")]
+    many = [
+        *(new_person(n) for n in range(58)),
+        Contact(emails=(Email("ANN@lee.test"),)),
+        Contact(phones=(Phone("415-555-0007"),)),
+    ]
+
+    def looked_up(contacts: list[Contact]) -> tuple[list[str], int]:
+        sent.clear()
+        found = book.side().lookup(contacts)
+        assert all(b"addressbook-query" in r.content for r in sent)
+        return sorted(r.contact.family_name for r in found), len(sent)
+
+    # When one contact is looked up, then 60 (234 filters: two queries of at most 120)
+    # Then the server found the cards sharing a key, and the fillers that only share four
+    # digits of a phone were left out, in one and two requests
+    assert looked_up(one) == (["Lee"], 1)
+    assert looked_up(many) == (["Chen", "Lee"], 2)
+    # And when the book triples, the same look-ups cost the same requests (a listing: 1 + 13)
+    fill(20, 60)
+    assert looked_up(one) == (["Lee"], 1)
+    assert looked_up(many) == (["Chen", "Lee"], 2)
+
+
+class WithoutQueries(DavClient):
+    """A server that does not support addressbook-query (RFC 3253: 403 supported-report)."""
+
+    def report(self, url: str, body: bytes, depth: str = "1") -> httpx.Response:
+        if b"addressbook-query" in body:
+            return httpx.Response(403, text='<error xmlns="DAV:"><supported-report/></error>')
+        return super().report(url, body, depth)
+
+
+def test_lookup_on_a_server_without_queries_lists_the_book_and_finds_the_same(book: Book) -> None:
+    # Given cards sharing an email and a name, and a server that refuses addressbook-query
+    book.put("e.vcf", card("ue", "FN:Ann Lee", "N:Lee;Ann;;;", "EMAIL:ann@lee.test"))
+    book.put("n.vcf", card("un", "FN:Cy Park", "N:Park;Cy;;;"))
+    book.put("x.vcf", card("ux", "FN:Di Other", "N:Other;Di;;;"))
+    side = side_module.CardDavContacts(
+        dav=WithoutQueries(book.http, lambda: (USER, PASSWORD)), folder_id=book.url
+    )
+    wanted = [
+        Contact(emails=(Email("ann@lee.test"),)),
+        Contact(given_name="Cy", family_name="Park"),
+    ]
+    # When they are looked up
+    found = side.lookup(wanted)
+    # Then the book was listed instead, and the same cards came back as a server's query finds
+    assert sorted(r.contact.family_name for r in found) == ["Lee", "Park"]
+    assert sorted(r.id for r in found) == sorted(r.id for r in book.side().lookup(wanted))
 
 
 def test_a_long_listing_comes_in_pages(book: Book, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -245,7 +245,9 @@ def test_google_quota_errors_are_rate_limited_whatever_their_status() -> None:
     assert raised.value.retry_after == 30.0 and raised.value.status == 403
 
 
-def test_a_carddav_503_with_retry_after_is_rate_limited_and_507_is_left_to_the_adapter() -> None:
+def test_a_carddav_503_with_retry_after_is_rate_limited_and_501_507_are_left_to_the_adapter() -> (
+    None
+):
     rules = replace(DAV_RULES, backoff=NO_PAUSE)
     busy = Server(httpx.Response(503, headers={"Retry-After": "5"}))
     with pytest.raises(RateLimited) as raised:
@@ -254,6 +256,9 @@ def test_a_carddav_503_with_retry_after_is_rate_limited_and_507_is_left_to_the_a
     full = Server(httpx.Response(507))
     resp = Transport(full.client(), rules, Basic(lambda: ("a", "b"))).send("PUT", URL)
     assert resp.status_code == 507 and len(full.requests) == 1
+    lacking = Server(httpx.Response(501))
+    resp = Transport(lacking.client(), rules, Basic(lambda: ("a", "b"))).send("REPORT", URL)
+    assert resp.status_code == 501 and len(lacking.requests) == 1
 
 
 # --- Retry-After, chunks -------------------------------------------------------------------------

@@ -4,14 +4,14 @@ PROPFIND and REPORT are plain HTTP methods with an XML body; answers are ``207 M
 Every request goes through the transport with HTTP Basic credentials (CardDAV has no OAuth;
 iCloud wants an app-specific password), under CardDAV's rules (``DAV_RULES``): 401 is AuthExpired
 with a message that says to make a new app-specific password, 429 and 503 with Retry-After are
-RateLimited, other 5xx but 507 and timeouts are sent again twice briefly (a PUT that creates
-only when it never left) then Transient. Other statuses come back to the caller.
+RateLimited, other 5xx (but 501 and 507) and timeouts are sent again twice briefly (a PUT that
+creates only when it never left) then Transient. Other statuses come back to the caller.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
@@ -48,7 +48,9 @@ def _throttled(resp: httpx.Response) -> bool:
 
 
 def _transient(status: int) -> bool:
-    return status >= 500 and status != 507  # 507: the account is full, trying again cannot help
+    # 501: the server does not do what we asked (a REPORT it lacks); 507: the account is full or
+    # the answer was cut short. Trying again cannot help either.
+    return status >= 500 and status not in (501, 507)
 
 
 DAV_RULES = Rules(
@@ -114,6 +116,24 @@ def multiget_body(paths: list[str]) -> bytes:
     ET.SubElement(prop, tag(CARDDAV, "address-data"))
     for path in paths:
         ET.SubElement(root, tag(DAV, "href")).text = href_of(path)
+    return xml_body(root)
+
+
+def addressbook_query_body(filters: Sequence[tuple[str, Sequence[str]]]) -> bytes:
+    """An ``addressbook-query`` (RFC 6352 §8.6) for the ETags and bodies of the cards matching
+    any of ``filters``: a property name and texts that one value of it must all contain, compared
+    without case (``text-match``, §10.5.4, in the default ``i;unicode-casemap`` collation)."""
+    root = ET.Element(tag(CARDDAV, "addressbook-query"))
+    prop = ET.SubElement(root, tag(DAV, "prop"))
+    ET.SubElement(prop, tag(DAV, "getetag"))
+    ET.SubElement(prop, tag(CARDDAV, "address-data"))
+    any_of = ET.SubElement(root, tag(CARDDAV, "filter"), test="anyof")
+    for name, texts in filters:
+        prop_filter = ET.SubElement(any_of, tag(CARDDAV, "prop-filter"), name=name, test="allof")
+        for text in texts:
+            match = ET.SubElement(prop_filter, tag(CARDDAV, "text-match"))
+            match.set("match-type", "contains")
+            match.text = text
     return xml_body(root)
 
 

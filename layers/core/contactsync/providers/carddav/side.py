@@ -10,7 +10,8 @@ The folder id is the address book's URL, with ``#card:<path>`` for a group kept 
 (iCloud, Fastmail: ``X-ADDRESSBOOKSERVER-KIND:group`` listing its members' UIDs) or
 ``#category:<name>`` for a group kept as ``CATEGORIES``. A contact outside the group is read
 ``in_scope=False``. When a group card changes, the group's members may have changed without
-their cards changing, so that read turns into a full listing.
+their cards changing, so that read turns into a full listing. A look-up asks the server for the
+cards sharing an email, a phone or a name (``addressbook-query``), never lists the book.
 
 Writes are one PUT / DELETE per card (CardDAV has no batch): a create is PUT at
 ``<book>/<mapping id>.vcf`` with ``If-None-Match: *`` and carries our mapping id in
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -53,6 +54,8 @@ from contactsync.providers.carddav.dav import (
     CARDDAV,
     DAV,
     DavClient,
+    Response,
+    addressbook_query_body,
     href_of,
     multiget_body,
     parse_multistatus,
@@ -62,6 +65,7 @@ from contactsync.providers.carddav.dav import (
 from contactsync.providers.transport import chunks
 
 MULTIGET = 200  # cards per addressbook-multiget
+QUERY = 120  # filters per addressbook-query: 30 contacts with an email, a phone and a name
 PAGE = 500  # contacts per page of a listing
 CONTINUES = "{"  # a position continuing a listing is JSON; sync tokens are URIs
 NOT_IN_GROUP = "not in the contact group"
@@ -148,7 +152,7 @@ class CardDavContacts:
             responses, token = parse_multistatus(resp.content, self._scope.book_url)
             truncated = False
             for r in responses:
-                if r.href.rstrip("/") == self._scope.book_path.rstrip("/"):
+                if self._is_book(r.href):
                     truncated = r.status == 507
                     continue
                 if r.status == 404:
@@ -182,41 +186,66 @@ class CardDavContacts:
 
     def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
         """Cards of the address book that may be one of ``contacts`` (an email, a phone's digits
-        or the full name in common). CardDAV's ``addressbook-query`` filters differ too much
-        between servers to trust with "not found", so the book is listed (one sync-collection
-        and a multiget per 200 cards): correct, but O(book), not O(contacts)."""
-        emails = {k for c in contacts for e in c.emails if (k := email_key(e.value))}
-        # Phones by their digits: the adapter does not know the connection's phone region, and
-        # a look-up may return too much (the engine compares normalised keys), never too little.
-        phones = {_digits(p.value) for c in contacts for p in c.phones if _digits(p.value)}
-        names = {k for c in contacts if (k := name_key(c.full_name))}
-        if not (emails or phones or names):
+        or the full name in common), found by the server: ``addressbook-query`` REPORTs whose
+        filters ask for the cards containing one of the emails, the last four digits of one of
+        the phones, or every word of one of the names (in FN or N), ``QUERY`` filters a request.
+        The cards that come back are compared here by their keys. A server that cannot answer
+        such a query, or cuts its answer short, has the book listed instead: slower, same
+        answer. A phone whose last four digits the card writes with a space or a dash among
+        them ("06 12 34 56 78") is not found by its phone, only by a shared email or name."""
+        wanted = _Wanted.of(contacts)
+        if not wanted:
             return []
+        cards: dict[str, tuple[str, str] | None] = {}
+        for chunk in chunks(_query_filters(contacts), QUERY):
+            answer = self._query(chunk)
+            if answer is None:
+                return self._lookup_in_listing(wanted)
+            cards.update(answer)
+        found = self._cards(cards, listing=True).values()
+        return [r for r in found if r is not None and wanted.shares_with(r.contact)]
+
+    def _query(
+        self, filters: list[tuple[str, tuple[str, ...]]]
+    ) -> dict[str, tuple[str, str] | None] | None:
+        """The cards matching any of ``filters`` (path -> vCard text, ETag); None when the server
+        cannot answer the query (it refuses it, or truncates the answer: 507 on the book)."""
+        resp = self._dav.report(self._scope.book_url, addressbook_query_body(filters))
+        if resp.status_code in (404, 410):
+            raise _error(resp.status_code, "search the address book")
+        if resp.status_code != 207:
+            return None
+        responses, _ = parse_multistatus(resp.content, self._scope.book_url)
+        if any(self._is_book(r.href) and r.status == 507 for r in responses):
+            return None
+        return _card_bodies(r for r in responses if not self._is_book(r.href))
+
+    def _lookup_in_listing(self, wanted: _Wanted) -> list[RemoteContact]:
+        """The look-up by listing the book (one sync-collection, a multiget per 200 cards)."""
         changed, _, _ = self._sync("")
         found: list[RemoteContact] = []
         for chunk in chunks(changed, MULTIGET):
             for remote in self._get(chunk, listing=True).values():
-                if remote is None:
-                    continue
-                card = remote.contact
-                if (
-                    {email_key(e.value) for e in card.emails} & emails
-                    or {_digits(p.value) for p in card.phones} & phones
-                    or name_key(card.full_name) in names
-                ):
+                if remote is not None and wanted.shares_with(remote.contact):
                     found.append(remote)
         return found
 
     def _get(self, paths: list[str], *, listing: bool = False) -> dict[str, RemoteContact | None]:
-        """The cards at these paths: None for one the server says is gone (404). A group card,
-        or a card we cannot read, is out of scope (never read as deleted); a listing leaves
-        group cards out."""
+        """The cards at these paths: None for one the server says is gone (404)."""
         cards = self._bodies(paths)
-        out: dict[str, RemoteContact | None] = {}
         for path in paths:
             if path not in cards:
                 raise Transient(f"the CardDAV server left out a card it was asked for ({path})")
-            got = cards[path]
+        return self._cards({path: cards[path] for path in paths}, listing=listing)
+
+    def _cards(
+        self, cards: dict[str, tuple[str, str] | None], *, listing: bool
+    ) -> dict[str, RemoteContact | None]:
+        """Cards read from their (vCard text, ETag), None kept for one that is gone. A group
+        card, or a card we cannot read, is out of scope (never read as deleted); a listing
+        leaves group cards out."""
+        out: dict[str, RemoteContact | None] = {}
+        for path, got in cards.items():
             if got is None:
                 out[path] = None
                 continue
@@ -246,12 +275,7 @@ class CardDavContacts:
             if resp.status_code != 207:
                 raise _error(resp.status_code, "read contacts")
             responses, _ = parse_multistatus(resp.content, self._scope.book_url)
-            for r in responses:
-                data = r.text(tag(CARDDAV, "address-data"))
-                if r.status in (404, 410):
-                    out[r.href] = None
-                elif r.status == 200 and data:
-                    out[r.href] = (data, r.text(tag(DAV, "getetag")))
+            out.update(_card_bodies(responses))
         return out
 
     def _remote(self, path: str, card: vcard.Card, etag: str) -> RemoteContact:
@@ -439,11 +463,75 @@ class CardDavContacts:
 
     # --- pieces -------------------------------------------------------------------------------
 
+    def _is_book(self, path: str) -> bool:
+        return path.rstrip("/") == self._scope.book_path.rstrip("/")
+
     def _path_for(self, tag_value: str) -> str:
         return f"{self._scope.book_path}{_SAFE_NAME.sub('_', tag_value)}.vcf"
 
     def _url(self, path: str) -> str:
         return urljoin(self._scope.book_url, href_of(path))
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What a look-up compares cards by: the contacts' email keys, phones' digits and name keys.
+    Phones by their digits: the adapter does not know the connection's phone region, and a
+    look-up may return too much (the engine compares normalised keys), never too little."""
+
+    emails: frozenset[str]
+    phones: frozenset[str]
+    names: frozenset[str]
+
+    @classmethod
+    def of(cls, contacts: Sequence[Contact]) -> _Wanted:
+        return cls(
+            frozenset(k for c in contacts for e in c.emails if (k := email_key(e.value))),
+            frozenset(k for c in contacts for p in c.phones if (k := _digits(p.value))),
+            frozenset(k for c in contacts if (k := name_key(c.full_name))),
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.emails or self.phones or self.names)
+
+    def shares_with(self, card: Contact) -> bool:
+        return bool(
+            {email_key(e.value) for e in card.emails} & self.emails
+            or {_digits(p.value) for p in card.phones} & self.phones
+            or name_key(card.full_name) in self.names
+        )
+
+
+def _query_filters(contacts: Sequence[Contact]) -> list[tuple[str, tuple[str, ...]]]:
+    """The addressbook-query filters that find the cards a look-up wants, each once: EMAIL
+    containing an email; TEL containing a phone's last four digits (the part most ways of
+    writing a number keep together); FN, and N, containing every word of a name (words, not the
+    name: FN "Cy  Park" is found, and so is N "Park;Cy;Middle" for "Cy Middle Park"). Texts
+    are sent as typed: the server compares them without case."""
+    filters: dict[tuple[str, tuple[str, ...]], None] = {}
+    for contact in contacts:
+        for email in contact.emails:
+            if email.value.strip():
+                filters[("EMAIL", (email.value.strip(),))] = None
+        for phone in contact.phones:
+            if digits := _digits(phone.value)[-4:]:
+                filters[("TEL", (digits,))] = None
+        if words := tuple(contact.full_name.split()):
+            filters[("FN", words)] = None
+            filters[("N", words)] = None
+    return list(filters)
+
+
+def _card_bodies(responses: Iterable[Response]) -> dict[str, tuple[str, str] | None]:
+    """path -> (vCard text, ETag) of the cards in a multistatus answer; None for one gone."""
+    out: dict[str, tuple[str, str] | None] = {}
+    for r in responses:
+        data = r.text(tag(CARDDAV, "address-data"))
+        if r.status in (404, 410):
+            out[r.href] = None
+        elif r.status == 200 and data:
+            out[r.href] = (data, r.text(tag(DAV, "getetag")))
+    return out
 
 
 def _invalid_token(status: int, text: str) -> bool:
