@@ -54,7 +54,10 @@ class RunningCardDav:
         _write_users(self.workdir, self.users)
 
     def collection_dir(self, user: str, slug: str) -> Path:
-        """Where Radicale keeps an address book on disk (its sync-token cache is in it)."""
+        """Where the server keeps an address book on disk: Radicale's folder (its sync-token
+        cache is in it), xandikos's git working tree."""
+        if self.kind == "xandikos":
+            return self.workdir / "data" / user / "contacts" / slug
         return self.workdir / "collections" / "collection-root" / user / slug
 
     def auth(self, user: str) -> httpx.BasicAuth:
