@@ -222,6 +222,7 @@ def server_answer(server: RunningCardDav, url: str) -> float:
     headers = {"Depth": "1", "Content-Type": "application/xml; charset=utf-8"}
     with httpx.Client(timeout=600, auth=server.auth(USER), headers=headers) as http:
         first = http.request("REPORT", url, content=sync_collection_body(""))
+        first.raise_for_status()
         _, token = parse_multistatus(first.content, url)
         times = []
         for _ in range(5):
