@@ -51,6 +51,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 SIDES = ("crm", "outlook", "google")
 PROVIDER_SIDES = ("outlook", "google")
@@ -143,6 +144,7 @@ class Edit:
     side: str
     value: str
     settled: bool = True  # every side in scope showed the field's last value when it was made
+    at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3])
 
 
 @dataclass

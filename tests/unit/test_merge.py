@@ -47,7 +47,7 @@ def test_newest_wins_takes_the_later_side_and_reports_the_loser() -> None:
         "CEO",
     )
     assert (conflict.loser, conflict.loser_value) == ("crm", "CTO")
-    assert conflict.reason == f"newest_wins: provider modified {LATE}"
+    assert conflict.reason == f"newest_wins: provider modified {LATE}, CRM {EARLY}"
 
 
 def test_newest_wins_gives_ties_to_the_crm() -> None:

@@ -117,12 +117,18 @@ def policy_winner(
         return "provider", "provider_wins"
     crm_at, provider_at = _instant(crm_modified), _instant(provider_modified)
     if provider_at is not None and (crm_at is None or provider_at > crm_at):
-        return "provider", f"newest_wins: provider modified {provider_modified}"
+        beaten = _other("CRM", crm_modified)
+        return "provider", f"newest_wins: provider modified {provider_modified}{beaten}"
     if crm_at is None:
         return "crm", "newest_wins: neither side's time is known, the CRM wins ties"
     if crm_at == provider_at:
         return "crm", f"newest_wins: both modified {crm_modified}, the CRM wins ties"
-    return "crm", f"newest_wins: CRM modified {crm_modified}"
+    return "crm", f"newest_wins: CRM modified {crm_modified}{_other('provider', provider_modified)}"
+
+
+def _other(side: str, modified: str) -> str:
+    """The losing side's time, for the audit log (an unknown one says so)."""
+    return f", {side} {modified}" if modified else f", {side}'s time unknown"
 
 
 class _Resolver:
