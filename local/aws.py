@@ -6,7 +6,9 @@ from what we deploy. Used by the pytest fixtures (tests/conftest.py) and by ``ma
     with local_aws() as aws:          # or: aws = start_local_aws(); ...; aws.stop()
         os.environ.update(aws.env())  # plain boto3.client("sqs") now talks to the emulator
 
-Every stack gets its own unique suffix on its names, so parallel test workers never collide.
+Every stack gets its own unique suffix on its names. A process starts the two emulators once
+(``shared_emulators``) and each stack after the first only creates its resources on them: the
+test modules a pytest worker runs one after another do not each wait for a JVM to start.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -234,12 +237,18 @@ def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """Ask the process group to end."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     """Terminate the process group, then kill it if it lingers."""
     if process.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
+    _terminate(process)
     try:
         process.wait(timeout=5)
     except subprocess.TimeoutExpired:
@@ -276,8 +285,7 @@ class LocalAws:
     dlq_url: str
     key_id: str
     workdir: Path
-    _processes: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
-    _temporary_workdir: bool = field(default=False, repr=False)
+    _own: Emulators | None = field(default=None, repr=False)  # emulators it started itself
 
     def env(self) -> dict[str, str]:
         """Environment that points plain boto3 clients (and the store) at this stack."""
@@ -302,18 +310,47 @@ class LocalAws:
         return _client(service, url, self.region)
 
     def stop(self) -> None:
-        """Stop both emulators (idempotent)."""
-        while self._processes:
-            _stop(self._processes.pop())
+        """Remove the table and queues (shared emulators) or stop its own emulators; idempotent."""
+        if self._own is not None:
+            self._own.stop()
+            return
+        with contextlib.suppress(Exception):  # already gone, or the emulators stopped at exit
+            self.client("dynamodb").delete_table(TableName=self.table_name)
+            sqs = self.client("sqs")
+            for url in (self.queue_url, self.dlq_url):
+                sqs.delete_queue(QueueUrl=url)
+
+
+@dataclass
+class Emulators:
+    """DynamoDB Local and moto's server, running: many stacks' resources can live on them."""
+
+    dynamodb_url: str
+    moto_url: str
+    workdir: Path
+    _processes: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
+    _temporary_workdir: bool = field(default=False, repr=False)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._processes) and all(p.poll() is None for p in self._processes)
+
+    def stop(self) -> None:
+        """Stop both emulators (idempotent), side by side."""
+        stopping, self._processes = self._processes, []
+        for process in stopping:
+            _terminate(process)
+        for process in stopping:
+            _stop(process)
         if self._temporary_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_local_aws(*, workdir: Path | None = None) -> LocalAws:
-    """Start DynamoDB Local and moto, wait until both answer, create the template's resources.
+def start_emulators(*, workdir: Path | None = None) -> Emulators:
+    """Start DynamoDB Local and moto and wait until both answer.
 
-    With ``workdir`` DynamoDB Local keeps its data there (``make run`` across restarts);
-    without, it runs in memory and logs go to a temporary directory.
+    With ``workdir`` DynamoDB Local keeps its data there; without, it runs in memory and logs go
+    to a temporary directory.
     """
     storage = ["-dbPath", str(workdir)] if workdir else ["-inMemory"]
     temporary = workdir is None
@@ -338,35 +375,66 @@ def start_local_aws(*, workdir: Path | None = None) -> LocalAws:
         [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(moto_port)],
         workdir / "moto.log",
     )
-    processes = [dynamodb, moto]
-    atexit.register(lambda: [_stop(p) for p in processes])
-    dynamodb_url, moto_url = f"http://{HOST}:{dynamodb_port}", f"http://{HOST}:{moto_port}"
+    urls = f"http://{HOST}:{dynamodb_port}", f"http://{HOST}:{moto_port}"
+    running = Emulators(*urls, workdir, [dynamodb, moto], temporary)
+    atexit.register(running.stop)
     try:
         _wait_until_answering(
             "DynamoDB Local",
             dynamodb,
             workdir / "dynamodb.log",
-            _client("dynamodb", dynamodb_url, REGION).list_tables,
+            _client("dynamodb", running.dynamodb_url, REGION).list_tables,
         )
         _wait_until_answering(
-            "moto", moto, workdir / "moto.log", _client("sqs", moto_url, REGION).list_queues
+            "moto", moto, workdir / "moto.log", _client("sqs", running.moto_url, REGION).list_queues
         )
-        names = create_resources(dynamodb_url=dynamodb_url, moto_url=moto_url)
     except BaseException:
-        for process in processes:
-            _stop(process)
+        running.stop()
         raise
+    return running
+
+
+_shared: Emulators | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_emulators() -> Emulators:
+    """This process's in-memory emulators: started on first use, stopped when it exits.
+
+    Every stack a process starts one after another (a test module each) makes its own table,
+    queues and key on them, so only the first pays for the JVM's start and warm-up.
+    """
+    global _shared  # noqa: PLW0603 - one pair of emulators per process, made on first use
+    with _shared_lock:
+        if _shared is None or not _shared.running:
+            _shared = start_emulators()
+        return _shared
+
+
+def stop_shared_emulators() -> None:
+    """Stop this process's shared emulators now, if it started them (before an ``os._exit``)."""
+    with _shared_lock:
+        if _shared is not None:
+            _shared.stop()
+
+
+def start_local_aws(*, workdir: Path | None = None) -> LocalAws:
+    """The template's resources on running emulators: this process's shared in-memory ones, or
+    with ``workdir`` a pair of its own that keeps its data there (``make run`` across restarts).
+    ``stop()`` removes the resources, and stops the emulators only if they are its own."""
+    own = start_emulators(workdir=workdir) if workdir else None
+    running = own or shared_emulators()
+    names = create_resources(dynamodb_url=running.dynamodb_url, moto_url=running.moto_url)
     return LocalAws(
-        dynamodb_url=dynamodb_url,
-        moto_url=moto_url,
+        dynamodb_url=running.dynamodb_url,
+        moto_url=running.moto_url,
         region=REGION,
         table_name=names.table_name,
         queue_url=names.queue_url,
         dlq_url=names.dlq_url,
         key_id=names.key_id,
-        workdir=workdir,
-        _processes=processes,
-        _temporary_workdir=temporary,
+        workdir=running.workdir,
+        _own=own,
     )
 
 

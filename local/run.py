@@ -19,6 +19,7 @@ import httpx
 from contactsync.providers.carddav import CardDavContacts, DavClient
 from contactsync_cli import render_status_table
 
+from local.aws import stop_shared_emulators
 from local.demo import DEMO_EMAIL, FOLDER_NAME, Api, seed
 from local.stack import CARDDAV_USER, LocalStack, describe, start_stack
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         print("\nStopping ...")
         stack.stop(within=2.0)
+        stop_shared_emulators()  # the process ends with os._exit, which runs no atexit hooks
     return 0
 
 

@@ -54,25 +54,21 @@ class LocalStack:
         return self.issuer.token(user_id=str(user_id), company_id=str(company_id), role=role)
 
     def stop(self, *, within: float | None = None) -> None:
-        """Stop every part. ``within`` seconds (Ctrl-C on ``make run``): the parts stop side by
-        side and whatever is still busy then (a pass mid-write, a slow client) is left to the
-        process's exit; the AWS emulators, separate processes, are always stopped."""
+        """Stop every part, side by side. ``within`` seconds (Ctrl-C on ``make run``): whatever is
+        still busy then (a pass mid-write, a slow client) is left to the process's exit; the AWS
+        resources are always removed."""
         parts = (
             self.ticker, self.poller, self.api, self.graph, self.google, self.pipedrive,
             self.carddav,
         )  # fmt: skip
-        if within is None:
-            for part in parts:
-                _stop_quietly(part)
-        else:
-            stopping = [
-                threading.Thread(target=_stop_quietly, args=(part,), daemon=True) for part in parts
-            ]
-            for thread in stopping:
-                thread.start()
-            deadline = time.monotonic() + within
-            for thread in stopping:
-                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        stopping = [
+            threading.Thread(target=_stop_quietly, args=(part,), daemon=True) for part in parts
+        ]
+        for thread in stopping:
+            thread.start()
+        deadline = None if within is None else time.monotonic() + within
+        for thread in stopping:
+            thread.join(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
         self.aws.stop()
 
 
