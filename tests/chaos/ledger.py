@@ -36,6 +36,13 @@ copy up by its tag, and a copy deleted before then is not found and is made agai
 limit, in the README: a deletion the feeds report names no tag, and taking one for the copy
 deletes the wrong person when a delete is delivered twice).
 
+A person the user added on two sides is two contacts until the sync joins them, and the join
+compares the two as wholes: it cannot know which fields were edited since each copy was made,
+so the copy modified last wins a field where they differ (``newest_wins``; a phone reformatted
+on one copy makes that copy the newer). So an edit made before the user can see the copies
+joined (before an edit made since shows on every side) counts as made while another was on its
+way: it may lose to the value the other copy holds.
+
 One-way connections: a user whose Outlook feeds the CRM (``to_crm``) and whose CRM feeds Google
 (``to_provider``) has changes that flow only along those arrows. What a side must show follows
 from the arrows alone (``reach``): a person made on a side is on every side it reaches; a field
@@ -164,6 +171,7 @@ class Intended:
     present: set[str] = field(default_factory=lambda: set(SIDES))  # sides it is meant to be on
     touched: set[str] = field(default_factory=set)  # sides edited by hand since it was made
     made_twice: bool = False  # the user added it on a second side too (see ``made_again``)
+    joined_after: dict[str, int] = field(default_factory=dict)  # see ``made_again``
 
     @property
     def one_way(self) -> bool:
@@ -234,6 +242,21 @@ class Ledger:
         person.made_twice = True
         for name in FIELDS:
             person.values[name].append(Edit(person.owner, side, values[name]))
+        # Until an edit made after this shows on every side, the user cannot tell that the sync
+        # joined the copies: an edit made before then may lose at the join (see the docstring).
+        person.joined_after = {name: len(person.values[name]) for name in FIELDS}
+
+    def joined(self, email: str, name: str, shown_everywhere: bool) -> bool:
+        """Whether the copies of a person added on two sides are seen joined, for ``name``:
+        ``shown_everywhere`` (every side shows the last value) after an edit made since."""
+        person = self.people[email]
+        after = person.joined_after.get(name)
+        if after is None:
+            return True
+        if shown_everywhere and len(person.values[name]) > after:
+            del person.joined_after[name]
+            return True
+        return False
 
     def edit(  # one edit: who, where, what, and whether the field was settled
         self, email: str, side: str, name: str, value: str, settled: bool = True

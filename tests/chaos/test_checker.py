@@ -181,3 +181,26 @@ def test_one_way_a_person_made_on_a_fed_side_stays_there_and_a_delete_there_stay
     # And the CRM's copy of Fay deleted with it is lost
     world.inside["u3", "crm"] = []
     assert check(ledger, world, ["u3"]).lost == 1
+
+
+def test_an_edit_before_two_copies_are_seen_joined_may_lose_at_the_join() -> None:
+    # Given Dee added on Google and Outlook at once, then retitled in the CRM
+    ledger = Ledger()
+    ledger.create("dee@x.example", "u1", "google", PHONE, job_title="Buyer")
+    ledger.made_again("dee@x.example", "outlook", {"job_title": "Buyer", "notes": ""})
+    # (the user has not seen an edit arrive everywhere since: the copies may not be joined)
+    assert not ledger.joined("dee@x.example", "job_title", shown_everywhere=True)
+    ledger.edit("dee@x.example", "crm", "job_title", "Designer", settled=False)
+    dee = Card("dee@x.example", "buyer", "", phone_keys([PHONE]))
+    world = World(inside={("u1", s): [dee] for s in ("crm", "outlook", "google")}, outside={})
+    # Then the older title winning at the join is no lost edit, if every side agrees
+    assert check(ledger, world, ["u1"]).clean
+    split = dataclasses.replace(dee, job_title="designer")
+    world.inside["u1", "crm"] = [split]
+    assert check(ledger, world, ["u1"]).edits_lost == 1
+    # But once that edit showed on every side, the copies are joined: the next edit must win
+    world = World(inside={("u1", s): [split] for s in ("crm", "outlook", "google")}, outside={})
+    assert ledger.joined("dee@x.example", "job_title", shown_everywhere=True)
+    ledger.edit("dee@x.example", "outlook", "job_title", "Founder")
+    (problem,) = check(ledger, world, ["u1"]).problems
+    assert problem.endswith("is 'designer', meant 'founder'")

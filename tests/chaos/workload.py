@@ -444,7 +444,13 @@ class Workload:
 
     def settled(self, m: Member, person: Intended, names: tuple[str, ...]) -> bool:
         """Every side in scope shows the last intended value of each field in ``names``: no
-        edit of them is on its way (then a new edit, or a delete, must win)."""
+        edit of them is on its way (then a new edit, or a delete, must win); for a person added
+        on two sides, only once the copies are seen joined (``Ledger.joined``)."""
+        shown_everywhere = self.shown_everywhere(m, person, names)
+        joined = [self.ledger.joined(person.email, n, shown_everywhere) for n in names]
+        return shown_everywhere and all(joined)
+
+    def shown_everywhere(self, m: Member, person: Intended, names: tuple[str, ...]) -> bool:
         for side in person.in_scope():
             found = self.books.find(m, side, person.email)
             if found is None:
