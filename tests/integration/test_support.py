@@ -27,8 +27,8 @@ from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.settings import Settings
 from contactsync.store import repository as repo
 from contactsync.store.models import AuditEntry
+from contactsync.store.pass_interface import ConnectionView
 from contactsync.sync.memory import InMemorySide
-from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import Sides, run_pass
 from contactsync.sync.runner import PassRunner
 

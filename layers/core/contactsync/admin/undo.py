@@ -18,7 +18,7 @@ from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.contacts.normalize import field_key
 from contactsync.providers.base import ContactUpdate, NotFound, PreconditionFailed
 from contactsync.store import repository as repo
-from contactsync.sync.ops import plain_value
+from contactsync.store.pending import plain_value
 
 
 def activity(

@@ -1,4 +1,4 @@
-"""The DynamoDB implementation of the pass's storage interface (``contactsync.sync.ports``)."""
+"""The DynamoDB implementation of ``contactsync.store.pass_interface.PassStore``."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from contactsync.store.models import (
     iso,
     utcnow,
 )
-from contactsync.sync.ops import PendingOp
-from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor
+from contactsync.store.pass_interface import AuditEntry, ConnectionView, Cursor
+from contactsync.store.pending import PendingOp
 
 
 def _mapping_state(item: Mapping) -> MappingState:

@@ -26,8 +26,8 @@ from contactsync.providers.base import (
     Transient,
     WriteResult,
 )
-from contactsync.sync.ops import PendingOp
-from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor
+from contactsync.store.pass_interface import AuditEntry, ConnectionView, Cursor
+from contactsync.store.pending import PendingOp
 
 
 @dataclass

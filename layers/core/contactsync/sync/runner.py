@@ -13,10 +13,10 @@ from contactsync.runtime.observability import PROVIDER_ERRORS, PROVIDER_THROTTLE
 from contactsync.runtime.queue import PassQueue
 from contactsync.runtime.sides import Wiring
 from contactsync.store import repository as repo
+from contactsync.store.pass_interface import ConnectionView
 from contactsync.store.pass_store import DynamoPassStore
 from contactsync.sync.health import HealthTally
 from contactsync.sync.polling import PollPolicy
-from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import PassContext, PassResult, Sides, run_pass
 from contactsync.sync.subscriptions import keep_subscribed
 

@@ -1,4 +1,4 @@
-"""Pending writes: a planned outcome saved *before* anything is sent to a provider.
+"""Pending operations: a planned outcome saved *before* anything is sent to a provider.
 
 A pass turns its plan into pending operations, stores them, and only then calls the providers.
 A pass that crashes, times out or is throttled leaves the rest stored; the next pass finishes them

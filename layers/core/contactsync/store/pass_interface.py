@@ -1,7 +1,8 @@
-"""What a sync pass needs from storage, as an interface.
+"""What a sync pass needs from storage, as an interface, and the plain values it passes.
 
-The DynamoDB implementation lives in ``contactsync.store.dynamo``; unit tests use the in-memory
-one in ``contactsync.sync.memory``. The pass itself never sees PynamoDB.
+The store owns this interface: the DynamoDB implementation is ``contactsync.store.pass_store``;
+unit tests use the in-memory one in ``contactsync.sync.memory``. The pass itself never sees
+PynamoDB.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from contactsync.engine.plan import MappingState
-from contactsync.sync.ops import PendingOp
+from contactsync.store.pending import PendingOp
 
 SIDES = ("crm", "provider")
 
