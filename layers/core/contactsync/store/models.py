@@ -49,6 +49,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     VersionAttribute,
 )
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
@@ -64,6 +65,11 @@ def iso(moment: datetime) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def conditional_failure(error: PynamoDBException) -> bool:
+    """The write's condition did not hold (as opposed to any other failure)."""
+    return error.cause_response_code == "ConditionalCheckFailedException"
 
 
 class _TableMeta:
