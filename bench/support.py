@@ -34,7 +34,7 @@ from contactsync.store.audit import add_audit, audit_items, list_audit
 from contactsync.store.connections import create_connection, update_connection
 from contactsync.store.duplicates import replace_duplicate_clusters
 from contactsync.store.keys import conn_pk
-from contactsync.store.models import AuditEntry, AuditMention, Mapping, iso
+from contactsync.store.models import AuditEntryItem, AuditMention, Mapping, iso
 from contactsync.sync.memory import InMemorySide
 from contactsync.sync.reconcile import Sides
 
@@ -66,7 +66,7 @@ def _person(i: int) -> Contact:
 
 def _write(items: list[Any]) -> None:
     """Write mappings, audit entries and mentions in batches of 25."""
-    for model in (Mapping, AuditEntry, AuditMention):
+    for model in (Mapping, AuditEntryItem, AuditMention):
         with model.batch_write() as batch:
             for item in items:
                 if isinstance(item, model):

@@ -466,7 +466,7 @@ def test_mappings_are_iterated_across_pages_counted_and_deleted() -> None:
     assert count_mappings(conn_id) == 6
 
 
-# --- pending writes -----------------------------------------------------------------------------
+# --- pending ops --------------------------------------------------------------------------------
 
 
 def test_pending_writes_are_listed_oldest_first_and_deleted() -> None:

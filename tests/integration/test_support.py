@@ -35,7 +35,7 @@ from contactsync.store.audit import (
 )
 from contactsync.store.connections import create_connection, get_connection, update_connection
 from contactsync.store.mappings import count_mappings
-from contactsync.store.models import AuditEntry
+from contactsync.store.models import AuditEntryItem
 from contactsync.store.pass_interface import ConnectionView
 from contactsync.store.pass_outcomes import record_pass_outcome
 from contactsync.sync.memory import InMemorySide
@@ -241,7 +241,7 @@ def test_explain_reads_a_contacts_history_by_either_id_however_long_the_log(
     world.provider.put(ann.contact.with_fields(job_title="Chief"), contact_id="p-ann")
     assert world.run_pass() == "done"
     # And after it, more entries about other contacts than explain ever read of the log
-    with AuditEntry.batch_write() as batch:
+    with AuditEntryItem.batch_write() as batch:
         for i in range(HISTORY_READ + 200):
             entry, _ = audit_items(cid, "write", "update on crm", crm_id=f"9{i}")
             batch.save(entry)

@@ -7,7 +7,7 @@ from typing import Any
 
 from contactsync.store.audit import audit_entry_id
 from contactsync.store.cursors import get_cursor
-from contactsync.store.models import AuditEntry, Connection
+from contactsync.store.models import AuditEntryItem, Connection
 from contactsync.store.subscriptions import subscriptions_of
 
 # The CRM's visible_to for the persons a sync creates: owner only, the owner's visibility group,
@@ -56,7 +56,7 @@ def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
     }
 
 
-def audit_view(entry: AuditEntry) -> dict[str, Any]:
+def audit_view(entry: AuditEntryItem) -> dict[str, Any]:
     """An audit entry as the API shows it."""
     return {
         "id": audit_entry_id(entry),
@@ -74,7 +74,7 @@ def audit_view(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def undoable(entry: AuditEntry) -> bool:
+def undoable(entry: AuditEntryItem) -> bool:
     """Only an update can be undone: it has both the values before and after it."""
     return entry.kind == "write" and entry.before is not None and entry.after is not None
 

@@ -1,4 +1,4 @@
-"""Audit items: the activity log of a connection, its mentions, and
+"""Audit items: the activity log of a connection (``AuditEntryItem``), its mentions, and
 AuditIndex, which finds the entries about one contact.
 
 ``now`` parameters take an aware ``datetime``; when omitted the current UTC time is used.
@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contactsync.store.keys import conn_pk
-from contactsync.store.models import AuditEntry, AuditMention, iso, utcnow
+from contactsync.store.models import AuditEntryItem, AuditMention, iso, utcnow
 
 AUDIT_RETENTION_DAYS = 90  # the default of the ACTIVITY_RETENTION_DAYS setting
 _audit_retention = timedelta(days=AUDIT_RETENTION_DAYS)
@@ -85,13 +85,13 @@ def audit_items(
     after: Any = None,
     details: Any = None,
     now: datetime | None = None,
-) -> tuple[AuditEntry, list[AuditMention]]:
+) -> tuple[AuditEntryItem, list[AuditMention]]:
     """An audit entry and its mentions, not yet written (see ``add_audit``)."""
     moment = now or utcnow()
     at = iso(moment)
     expires = moment + _audit_retention
     abouts = _abouts(connection_id, kind, crm_id, provider_id, details)
-    entry = AuditEntry(
+    entry = AuditEntryItem(
         conn_pk(connection_id),
         f"LOG#{at}#{next(_audit_seq) % 1_000_000:06d}",
         connection_id=connection_id,
@@ -136,7 +136,7 @@ def add_audit(
     after: Any = None,
     details: Any = None,
     now: datetime | None = None,
-) -> AuditEntry:
+) -> AuditEntryItem:
     """Append an audit entry (kept for the activity retention, 90 days unless configured).
     ``before``/``after``/``details`` are JSON-ready."""
     entry, mentions = audit_items(
@@ -160,22 +160,22 @@ def add_audit(
     return entry
 
 
-def audit_about(about: str, limit: int = 1000) -> list[AuditEntry]:
+def audit_about(about: str, limit: int = 1000) -> list[AuditEntryItem]:
     """What AuditIndex holds under ``about`` (see ``about_contact``), newest first, at most
     ``limit``: one Query. Rows carry only kind, at, side, message and details; a mention's row
     stands for its entry (``audit_entries`` reads the whole entries)."""
-    return list(AuditEntry.by_about.query(about, scan_index_forward=False, limit=limit))
+    return list(AuditEntryItem.by_about.query(about, scan_index_forward=False, limit=limit))
 
 
-def audit_entries(rows: Sequence[AuditEntry]) -> list[AuditEntry]:
+def audit_entries(rows: Sequence[AuditEntryItem]) -> list[AuditEntryItem]:
     """The whole entries behind AuditIndex rows, in the rows' order (one BatchGetItem per 100
     keys). An entry gone meanwhile (expired, erased) is left out."""
     keys = list(dict.fromkeys(_entry_key(row) for row in rows))
-    found = {(e.pk, e.sk): e for e in AuditEntry.batch_get(keys)} if keys else {}
+    found = {(e.pk, e.sk): e for e in AuditEntryItem.batch_get(keys)} if keys else {}
     return [found[key] for key in keys if key in found]
 
 
-def _entry_key(row: AuditEntry) -> tuple[str, str]:
+def _entry_key(row: AuditEntryItem) -> tuple[str, str]:
     """The key of the entry an AuditIndex row stands for (itself, or the one it mentions)."""
     if row.pk.endswith("#MENTION"):
         return row.pk.removesuffix("#MENTION"), row.sk.rsplit("#", 1)[0]
@@ -202,12 +202,12 @@ def _decode_page_cursor(cursor: str | None, pk: str) -> dict[str, Any] | None:
 
 def list_audit(
     connection_id: str, limit: int = 50, cursor: str | None = None
-) -> tuple[list[AuditEntry], str | None]:
+) -> tuple[list[AuditEntryItem], str | None]:
     """A page of the audit log, newest first, and the cursor of the next page (None at the end)."""
     pk = conn_pk(connection_id)
-    results = AuditEntry.query(
+    results = AuditEntryItem.query(
         pk,
-        AuditEntry.sk.startswith("LOG#"),
+        AuditEntryItem.sk.startswith("LOG#"),
         scan_index_forward=False,
         limit=limit,
         last_evaluated_key=_decode_page_cursor(cursor, pk),
@@ -223,7 +223,7 @@ def list_audit_page(
     cursor: str | None = None,
     kind: str | None = None,
     max_read: int = 1000,
-) -> tuple[list[AuditEntry], str | None]:
+) -> tuple[list[AuditEntryItem], str | None]:
     """A page of the audit log, newest first, optionally of one ``kind``, and the next cursor.
 
     One key-condition query on the connection's partition. With a ``kind`` at most ``max_read``
@@ -231,15 +231,15 @@ def list_audit_page(
     cursor to go on from; the cursor is None only at the end of the log.
     """
     pk = conn_pk(connection_id)
-    results = AuditEntry.query(
+    results = AuditEntryItem.query(
         pk,
-        AuditEntry.sk.startswith("LOG#"),
+        AuditEntryItem.sk.startswith("LOG#"),
         scan_index_forward=False,
         limit=max(limit, max_read) if kind else limit,
         page_size=min(max(limit, 50), 200) if kind else limit,
         last_evaluated_key=_decode_page_cursor(cursor, pk),
     )
-    entries: list[AuditEntry] = []
+    entries: list[AuditEntryItem] = []
     for entry in results:
         if kind is None or entry.kind == kind:
             entries.append(entry)
@@ -253,26 +253,27 @@ _AUDIT_ENTRY_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z-\d{6
 AUDIT_ENTRY_ID_PATTERN = _AUDIT_ENTRY_ID.pattern
 
 
-def audit_entry_id(entry: AuditEntry) -> str:
+def audit_entry_id(entry: AuditEntryItem) -> str:
     """An audit entry's id in URLs: its sort key without ``LOG#``, ``#`` written as ``-``."""
     return entry.sk.removeprefix("LOG#").replace("#", "-")
 
 
-def get_audit_entry(connection_id: str, entry_id: str) -> AuditEntry | None:
+def get_audit_entry(connection_id: str, entry_id: str) -> AuditEntryItem | None:
     """The audit entry with this id (see ``audit_entry_id``), or None."""
     if not _AUDIT_ENTRY_ID.match(entry_id):
         return None
     sk = f"LOG#{entry_id[:-7]}#{entry_id[-6:]}"
     try:
-        return AuditEntry.get(conn_pk(connection_id), sk, consistent_read=True)
-    except AuditEntry.DoesNotExist:
+        return AuditEntryItem.get(conn_pk(connection_id), sk, consistent_read=True)
+    except AuditEntryItem.DoesNotExist:
         return None
 
 
 def delete_audit(connection_id: str) -> None:
     """Delete a connection's audit log, its mentions included (batch writes)."""
-    with AuditEntry.batch_write() as audit:
-        for entry in AuditEntry.query(conn_pk(connection_id), AuditEntry.sk.startswith("LOG#")):
+    pk = conn_pk(connection_id)
+    with AuditEntryItem.batch_write() as audit:
+        for entry in AuditEntryItem.query(pk, AuditEntryItem.sk.startswith("LOG#")):
             audit.delete(entry)
     with AuditMention.batch_write() as mentions:
         for mention in AuditMention.query(_mention_pk(connection_id)):

@@ -295,7 +295,7 @@ def due_connections(now: datetime, limit: int = 100) -> list[str]:
 
 
 def forget_sync_state(connection_id: str) -> None:
-    """Delete a connection's cursors, mappings and pending writes (its audit log stays).
+    """Delete a connection's cursors, mappings and pending ops (its audit log stays).
 
     For a connection that now points at another account: nothing links to the old contacts.
     """

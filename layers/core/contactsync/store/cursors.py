@@ -1,17 +1,17 @@
-"""Cursor items: where each side's change feed continues from."""
+"""Cursor items (``CursorItem``): where each side's change feed continues from."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from contactsync.store.keys import conn_pk
-from contactsync.store.models import Cursor, iso, utcnow
+from contactsync.store.models import CursorItem, iso, utcnow
 
 
-def get_cursor(connection_id: str, side: str) -> Cursor | None:
+def get_cursor(connection_id: str, side: str) -> CursorItem | None:
     try:
-        return Cursor.get(conn_pk(connection_id), f"CURSOR#{side}", consistent_read=True)
-    except Cursor.DoesNotExist:
+        return CursorItem.get(conn_pk(connection_id), f"CURSOR#{side}", consistent_read=True)
+    except CursorItem.DoesNotExist:
         return None
 
 
@@ -24,10 +24,10 @@ def put_cursor(
     *,
     now: datetime | None = None,
     taken_at: datetime | None = None,
-) -> Cursor:
+) -> CursorItem:
     """Store where ``side``'s change feed continues from (``taken_at`` defaults to now)."""
     moment = now or utcnow()
-    cursor = Cursor(
+    cursor = CursorItem(
         conn_pk(connection_id),
         f"CURSOR#{side}",
         side=side,
@@ -43,11 +43,12 @@ def put_cursor(
 
 def delete_cursor(connection_id: str, side: str) -> None:
     """Forget a side's cursor: its next read is a full listing."""
-    Cursor(conn_pk(connection_id), f"CURSOR#{side}").delete()
+    CursorItem(conn_pk(connection_id), f"CURSOR#{side}").delete()
 
 
 def delete_cursors(connection_id: str) -> None:
     """Forget both sides' cursors (a batch write)."""
-    with Cursor.batch_write() as cursors:
-        for cursor in Cursor.query(conn_pk(connection_id), Cursor.sk.startswith("CURSOR#")):
+    pk = conn_pk(connection_id)
+    with CursorItem.batch_write() as cursors:
+        for cursor in CursorItem.query(pk, CursorItem.sk.startswith("CURSOR#")):
             cursors.delete(cursor)

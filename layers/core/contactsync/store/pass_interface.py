@@ -2,7 +2,8 @@
 
 The store owns this interface: the DynamoDB implementation is ``contactsync.store.pass_store``;
 unit tests use the in-memory one in ``contactsync.sync.memory``. The pass itself never sees
-PynamoDB.
+PynamoDB: these values are not the table's items (``CursorItem``, ``AuditEntryItem`` of
+``contactsync.store.models``), only what a pass reads and writes through ``PassStore``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ SIDES = ("crm", "provider")
 
 @dataclass(frozen=True)
 class Cursor:
+    """Where one side's change feed continues from, as a pass sees it (stored as a
+    ``CursorItem``)."""
+
     position: str = ""
     complete: bool = True
     full: bool = False
@@ -64,6 +68,8 @@ class ConnectionView:
 
 @dataclass(frozen=True)
 class AuditEntry:
+    """One line of the activity log as a pass writes it (stored as an ``AuditEntryItem``)."""
+
     kind: str  # write, conflict, unlink, guard, error, duplicate, pass
     message: str
     side: str = ""

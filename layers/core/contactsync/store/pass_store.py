@@ -23,7 +23,7 @@ from contactsync.store.models import (
     Connection,
     LastError,
     Mapping,
-    PendingWrite,
+    PendingOpItem,
     Progress,
     iso,
     utcnow,
@@ -207,11 +207,11 @@ class DynamoPassStore:
     def save_pending(self, connection_id: str, ops: Sequence[PendingOp]) -> None:
         """Stored in batches of 25: a plan of thousands of writes costs one round trip per 25."""
         stamp = iso(utcnow())
-        with PendingWrite.batch_write() as batch:
+        with PendingOpItem.batch_write() as batch:
             for op in ops:
                 first = op.writes[0] if op.writes else None
                 batch.save(
-                    PendingWrite(
+                    PendingOpItem(
                         conn_pk(connection_id),
                         f"OP#{op.op_id}",
                         op_id=op.op_id,

@@ -1,5 +1,5 @@
-"""Pending writes: a pass's ``PendingOp`` stored before its writes are sent
-(``contactsync.store.pending`` holds the value and its JSON)."""
+"""Pending-op items (``PendingOpItem``): a pass's ``PendingOp`` stored before its writes are
+sent (``contactsync.store.pending`` holds the value and its JSON)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from contactsync.store.keys import conn_pk
-from contactsync.store.models import PendingWrite, iso, utcnow
+from contactsync.store.models import PendingOpItem, iso, utcnow
 
 
 def put_pending(
@@ -23,10 +23,10 @@ def put_pending(
     target_id: str = "",
     op_id: str | None = None,
     now: datetime | None = None,
-) -> PendingWrite:
+) -> PendingOpItem:
     """Record a write before it is sent, so a crash can be recovered without a duplicate."""
     op_id = op_id or uuid.uuid4().hex
-    pending = PendingWrite(
+    pending = PendingOpItem(
         conn_pk(connection_id),
         f"OP#{op_id}",
         op_id=op_id,
@@ -41,26 +41,27 @@ def put_pending(
     return pending
 
 
-def list_pending(connection_id: str) -> list[PendingWrite]:
-    """The connection's pending writes, oldest first."""
+def list_pending(connection_id: str) -> list[PendingOpItem]:
+    """The connection's pending ops, oldest first."""
     pk = conn_pk(connection_id)
-    items = list(PendingWrite.query(pk, PendingWrite.sk.startswith("OP#"), consistent_read=True))
+    items = list(PendingOpItem.query(pk, PendingOpItem.sk.startswith("OP#"), consistent_read=True))
     return sorted(items, key=lambda p: (p.created_at, p.op_id))
 
 
 def delete_pending(connection_id: str, op_id: str) -> None:
-    PendingWrite(conn_pk(connection_id), f"OP#{op_id}").delete()
+    PendingOpItem(conn_pk(connection_id), f"OP#{op_id}").delete()
 
 
 def delete_pending_many(connection_id: str, op_ids: Sequence[str]) -> None:
-    """Delete several pending writes in batches of 25."""
-    with PendingWrite.batch_write() as batch:
+    """Delete several pending ops in batches of 25."""
+    with PendingOpItem.batch_write() as batch:
         for op_id in op_ids:
-            batch.delete(PendingWrite(conn_pk(connection_id), f"OP#{op_id}"))
+            batch.delete(PendingOpItem(conn_pk(connection_id), f"OP#{op_id}"))
 
 
 def delete_all_pending(connection_id: str) -> None:
-    """Delete every pending write of a connection (batch writes)."""
-    with PendingWrite.batch_write() as pending:
-        for op in PendingWrite.query(conn_pk(connection_id), PendingWrite.sk.startswith("OP#")):
+    """Delete every pending op of a connection (batch writes)."""
+    pk = conn_pk(connection_id)
+    with PendingOpItem.batch_write() as pending:
+        for op in PendingOpItem.query(pk, PendingOpItem.sk.startswith("OP#")):
             pending.delete(op)
