@@ -3,7 +3,7 @@
 The pass is the production one (``run_pass`` with ``DynamoPassStore`` on DynamoDB Local, context
 from ``PassRunner``). Mappings, cursors and the connection are seeded straight into the table
 with batch writes; the two sides are the in-memory ``ContactSide`` fakes of
-``contactsync.sync.memory`` (seeding 100,000 contacts per side into the HTTP sandboxes would
+``tests/fakes.py`` (seeding 100,000 contacts per side into the HTTP sandboxes would
 take longer than the whole benchmark may), so "provider calls" counts calls on our interface.
 
 Three passes are measured at each size: the edit's pass (an Outlook change pushed to the CRM),
@@ -31,13 +31,13 @@ from contactsync.store.mappings import mapping_by_provider_id
 from contactsync.store.models import Mapping, iso, utcnow
 from contactsync.store.pass_store import DynamoPassStore
 from contactsync.store.pending_items import list_pending
-from contactsync.sync.memory import InMemorySide
 from contactsync.sync.reconcile import Sides, run_pass
 
 from bench.meters import DynamoMeter
 from bench.passes import production_context
 from bench.report import Table, median, ms, num, scaled, verdict
 from bench.world import World
+from tests.fakes import InMemorySide
 
 SIZES = (1_000, 100_000)
 REPEATS = 5  # edits per size; the pass time is their median
@@ -245,7 +245,7 @@ def run(world: World) -> Table:
         )
     )
     table.note(
-        "sides: contactsync.sync.memory in-memory ContactSides (provider calls = calls on our "
+        "sides: tests.fakes in-memory ContactSides (provider calls = calls on our "
         f"interface); time: median of {repeats} passes; edit = one Outlook job-title change"
     )
     by_op = {n: sorted(measured[n]["echo"]["dynamo_op_ms"].items()) for n in sizes}

@@ -35,13 +35,13 @@ from contactsync.store.connections import create_connection, update_connection
 from contactsync.store.duplicates import replace_duplicate_clusters
 from contactsync.store.keys import conn_pk
 from contactsync.store.models import AuditEntryItem, AuditMention, Mapping, iso
-from contactsync.sync.memory import InMemorySide
 from contactsync.sync.reconcile import Sides
 
 from bench.meters import DynamoMeter
 from bench.passes import BenchWiring
 from bench.report import Table, median, ms, num, scaled, verdict
 from bench.world import World
+from tests.fakes import InMemorySide
 
 SIZES = (1_000, 100_000)
 TWINS = 20  # pairs of CRM persons that look like one person

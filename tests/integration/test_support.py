@@ -38,9 +38,10 @@ from contactsync.store.mappings import count_mappings
 from contactsync.store.models import AuditEntryItem
 from contactsync.store.pass_interface import ConnectionView
 from contactsync.store.pass_outcomes import record_pass_outcome
-from contactsync.sync.memory import InMemorySide
 from contactsync.sync.reconcile import Sides, run_pass
 from contactsync.sync.runner import PassRunner
+
+from tests.fakes import InMemorySide
 
 pytestmark = pytest.mark.usefixtures("table")
 

@@ -1,7 +1,7 @@
 """What a sync pass needs from storage, as an interface, and the plain values it passes.
 
 The store owns this interface: the DynamoDB implementation is ``contactsync.store.pass_store``;
-unit tests use the in-memory one in ``contactsync.sync.memory``. The pass itself never sees
+tests use the in-memory one in ``tests/fakes.py``. The pass itself never sees
 PynamoDB: these values are not the table's items (``CursorItem``, ``AuditEntryItem`` of
 ``contactsync.store.models``), only what a pass reads and writes through ``PassStore``.
 """

@@ -1,5 +1,8 @@
 """In-memory fakes of our own interfaces (PassStore, ContactSide) for fast tests of a pass.
 
+Test code, outside the deployed package: unit and integration tests and the benchmarks import it
+(``tests.fakes``); nothing in ``contactsync`` may (an import-linter contract).
+
 They behave like the real ones where a pass can tell: ids, versions, tags, paging positions,
 deletions, scope. They are not mocks: they hold state and can be inspected.
 """
