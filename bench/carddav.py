@@ -37,7 +37,6 @@ from contactsync.providers.carddav import CardDavContacts, DavClient
 from contactsync.providers.carddav.dav import parse_multistatus, sync_collection_body
 from contactsync.providers.carddav.side import QUERY
 from contactsync.runtime.messages import SyncMessage
-from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.reconcile import PassContext, Sides, run_pass
 from dulwich import porcelain
 
@@ -45,6 +44,7 @@ from bench import carddav_listing
 from bench.report import Table, ms, scaled, verdict
 from bench.world import World
 from local.carddav import RunningCardDav, start_radicale, start_xandikos
+from tests.fakes import InMemorySide, InMemoryStore
 
 USER, PASSWORD = "bench", "bench-app-password"
 CID = "bench-carddav"

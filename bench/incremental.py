@@ -3,7 +3,7 @@
 The pass is the production one (``run_pass`` with ``DynamoPassStore`` on DynamoDB Local, context
 from ``PassRunner``). Mappings, cursors and the connection are seeded straight into the table
 with batch writes; the two sides are the in-memory ``ContactSide`` fakes of
-``contactsync.sync.memory`` (seeding 100,000 contacts per side into the HTTP sandboxes would
+``tests/fakes.py`` (seeding 100,000 contacts per side into the HTTP sandboxes would
 take longer than the whole benchmark may), so "provider calls" counts calls on our interface.
 
 Three passes are measured at each size: the edit's pass (an Outlook change pushed to the CRM),
@@ -24,16 +24,20 @@ from typing import Any
 
 from contactsync.contacts.model import Contact, Email, Phone
 from contactsync.runtime.messages import SyncMessage
-from contactsync.store import repository as repo
+from contactsync.store.connections import create_connection, get_connection
+from contactsync.store.cursors import put_cursor
+from contactsync.store.keys import conn_pk
+from contactsync.store.mappings import mapping_by_provider_id
 from contactsync.store.models import Mapping, iso, utcnow
 from contactsync.store.pass_store import DynamoPassStore
-from contactsync.sync.memory import InMemorySide
+from contactsync.store.pending_items import list_pending
 from contactsync.sync.reconcile import Sides, run_pass
 
 from bench.meters import DynamoMeter
 from bench.passes import production_context
 from bench.report import Table, median, ms, num, scaled, verdict
 from bench.world import World
+from tests.fakes import InMemorySide
 
 SIZES = (1_000, 100_000)
 REPEATS = 5  # edits per size; the pass time is their median
@@ -58,7 +62,7 @@ def _write_mappings(cid: str, rows: list[tuple[str, str, str, Contact, str, str]
         for mapping_id, crm_id, provider_id, base, crm_version, provider_version in rows:
             batch.save(
                 Mapping(
-                    repo.conn_pk(cid),
+                    conn_pk(cid),
                     f"MAP#{mapping_id}",
                     gsi1pk=f"CONN#{cid}#CRM#{crm_id}",
                     gsi2pk=f"CONN#{cid}#PRV#{provider_id}",
@@ -79,7 +83,7 @@ def linked_connection(n: int, seed: int) -> tuple[str, InMemorySide, InMemorySid
     """An active connection with ``n`` linked pairs, both cursors at the sides' latest change."""
     rng = random.Random(seed)
     crm, provider = InMemorySide(name="crm"), InMemorySide(name="provider")
-    conn = repo.create_connection(
+    conn = create_connection(
         company_id="1", user_id=str(seed), provider="microsoft", state="active", folder_id="f"
     )
     cid = conn.connection_id
@@ -93,7 +97,7 @@ def linked_connection(n: int, seed: int) -> tuple[str, InMemorySide, InMemorySid
         list(pool.map(lambda chunk: _write_mappings(cid, chunk), chunks))
     for side_name, side in (("crm", crm), ("provider", provider)):
         mark = side.read("since:0").position  # the latest change: nothing new to read
-        repo.put_cursor(cid, side_name, mark, True, False)
+        put_cursor(cid, side_name, mark, True, False)
     DynamoPassStore().update_connection(cid, mapped_count=n)
     return cid, crm, provider
 
@@ -131,9 +135,9 @@ def probe_store(cid: str, meter: DynamoMeter) -> dict[str, Any]:
     the connection's pending writes (sort key prefix "OP#" in the partition that also holds
     every mapping). Milliseconds per call, 20 calls each."""
     calls: dict[str, Any] = {
-        "get": lambda k: repo.get_connection(cid),
-        "gsi": lambda k: repo.mapping_by_provider_id(cid, f"AAMk{k}"),
-        "pending": lambda k: repo.list_pending(cid),
+        "get": lambda k: get_connection(cid),
+        "gsi": lambda k: mapping_by_provider_id(cid, f"AAMk{k}"),
+        "pending": lambda k: list_pending(cid),
     }
     out: dict[str, Any] = {}
     for name, call in calls.items():
@@ -241,7 +245,7 @@ def run(world: World) -> Table:
         )
     )
     table.note(
-        "sides: contactsync.sync.memory in-memory ContactSides (provider calls = calls on our "
+        "sides: tests.fakes in-memory ContactSides (provider calls = calls on our "
         f"interface); time: median of {repeats} passes; edit = one Outlook job-title change"
     )
     by_op = {n: sorted(measured[n]["echo"]["dynamo_op_ms"].items()) for n in sizes}

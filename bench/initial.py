@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from contactsync.runtime.settings import Settings
-from contactsync.store import repository as repo
+from contactsync.store.connections import create_connection, get_connection
 
 from bench.crm import CrmBench
 from bench.meters import DynamoCounts
@@ -59,7 +59,7 @@ class ProgressWatch:
     def _run(self) -> None:
         started = time.monotonic()
         while not self._stop.wait(PROGRESS_EVERY):
-            conn = repo.get_connection(self.connection_id)
+            conn = get_connection(self.connection_id)
             if conn is None:
                 continue
             p = conn.progress.as_dict() if conn.progress else {}
@@ -94,7 +94,7 @@ def measure(world: World, table_name: str, provider: ProviderBench, n: int) -> d
         ids = crm.seed(crm_account, n, seed=1)
         provider.add_contacts(account, crm.as_contacts(ids[:shared]))
         provider.add_contacts(account, generated_contacts(n - shared, seed=2, tag=provider.name))
-        conn = repo.create_connection(
+        conn = create_connection(
             company_id=str(crm_account["company_id"]),
             user_id=str(crm_account["user_id"]),
             provider=provider.name,
@@ -116,7 +116,7 @@ def measure(world: World, table_name: str, provider: ProviderBench, n: int) -> d
         finally:
             watch.stop()
         crm_after, provider_after = len(crm.owned(crm_account)), provider.count_contacts(account)
-        final = repo.get_connection(conn.connection_id)
+        final = get_connection(conn.connection_id)
         mapped = int(final.counts.as_dict().get("mapped", 0)) if final and final.counts else 0
         crm_created, provider_created = crm_after - n, provider_after - n
         new_orgs = len({c.organization for c in generated_contacts(n - shared, seed=2, tag="x")})

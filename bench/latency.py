@@ -266,7 +266,7 @@ def _all_active(stack: Any, api: Any, connections: list[str]) -> None:
 def _trail(lost: LostEdit, connections: dict[str, str]) -> str:
     """A lost edit in words, with every activity entry of each connection about that person
     from shortly before the edit on (after the run has settled: a late arrival shows too)."""
-    from contactsync.store import repository as repo
+    from contactsync.store.audit import list_audit
 
     person = lost.person
     ids = {str(person.crm_id), person.outlook_id, person.google_rn}
@@ -277,7 +277,7 @@ def _trail(lost: LostEdit, connections: dict[str, str]) -> str:
     ]
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(lost.at - 5))
     for provider, connection_id in connections.items():
-        entries, _ = repo.list_audit(connection_id, limit=1000)
+        entries, _ = list_audit(connection_id, limit=1000)
         about = [
             e
             for e in reversed(entries)

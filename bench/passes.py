@@ -16,7 +16,7 @@ from typing import Any
 
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.settings import Settings
-from contactsync.sync.ports import ConnectionView
+from contactsync.store.pass_interface import ConnectionView
 from contactsync.sync.reconcile import PassContext, PassResult, Sides, run_pass
 from contactsync.sync.runner import PassRunner
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 from contactsync.runtime.messages import SyncMessage
-from contactsync.sync.ports import ConnectionView
+from contactsync.store.pass_interface import ConnectionView
 from contactsync.sync.reconcile import Sides
 
 from bench.meters import DynamoMeter, point_store_at

@@ -18,7 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contactsync.store import repository as repo
+from contactsync.store.connections import due_shard, get_connection
+from contactsync.store.keys import conn_pk
 from contactsync.store.models import Connection, iso
 
 from bench.handlers import CountingQueue, context, handler_with_queue
@@ -43,11 +44,11 @@ def _connections(ids: list[str], now: datetime, *, due: bool, rng: random.Random
             offset = -rng.uniform(1, 60) if due else rng.uniform(*LATER)
             batch.save(
                 Connection(
-                    repo.conn_pk(cid),
+                    conn_pk(cid),
                     "CONNECTION",
                     gsi1pk=f"COMPANY#{cid[:4]}",
                     gsi1sk=f"USER#{cid[4:8]}#CONN#{cid}",
-                    due_shard=repo.due_shard(cid),
+                    due_shard=due_shard(cid),
                     next_run_at=iso(now + timedelta(seconds=offset)),
                     connection_id=cid,
                     company_id=cid[:4],
@@ -86,7 +87,7 @@ def tick(meter: DynamoMeter) -> dict[str, Any]:
         from contactsync.runtime import wiring
 
         wiring.bind_store()
-        repo.get_connection("warm-up")  # the client is made and connected before the clock
+        get_connection("warm-up")  # the client is made and connected before the clock
         meter.attach()
         before = meter.snapshot()
         started = time.perf_counter()

@@ -30,15 +30,18 @@ from contactsync.admin.access import Caller
 from contactsync.admin.context import AdminContext
 from contactsync.admin.views import HISTORY_READ
 from contactsync.contacts.model import Contact, Email
-from contactsync.store import repository as repo
-from contactsync.store.models import AuditEntry, AuditMention, Mapping, iso
-from contactsync.sync.memory import InMemorySide
+from contactsync.store.audit import add_audit, audit_items, list_audit
+from contactsync.store.connections import create_connection, update_connection
+from contactsync.store.duplicates import replace_duplicate_clusters
+from contactsync.store.keys import conn_pk
+from contactsync.store.models import AuditEntryItem, AuditMention, Mapping, iso
 from contactsync.sync.reconcile import Sides
 
 from bench.meters import DynamoMeter
 from bench.passes import BenchWiring
 from bench.report import Table, median, ms, num, scaled, verdict
 from bench.world import World
+from tests.fakes import InMemorySide
 
 SIZES = (1_000, 100_000)
 TWINS = 20  # pairs of CRM persons that look like one person
@@ -63,7 +66,7 @@ def _person(i: int) -> Contact:
 
 def _write(items: list[Any]) -> None:
     """Write mappings, audit entries and mentions in batches of 25."""
-    for model in (Mapping, AuditEntry, AuditMention):
+    for model in (Mapping, AuditEntryItem, AuditMention):
         with model.batch_write() as batch:
             for item in items:
                 if isinstance(item, model):
@@ -77,7 +80,7 @@ def _pair(cid: str, i: int, crm: InMemorySide, provider: InMemorySide) -> list[A
     mapping_id = uuid.uuid4().hex
     stamp = iso(START)
     mapping = Mapping(
-        repo.conn_pk(cid),
+        conn_pk(cid),
         f"MAP#{mapping_id}",
         gsi1pk=f"CONN#{cid}#CRM#{c.id}",
         gsi2pk=f"CONN#{cid}#PRV#{p.id}",
@@ -91,7 +94,7 @@ def _pair(cid: str, i: int, crm: InMemorySide, provider: InMemorySide) -> list[A
         created_at=stamp,
         updated_at=stamp,
     )
-    entry, _ = repo.audit_items(
+    entry, _ = audit_items(
         cid,
         "write",
         "create on provider",
@@ -118,14 +121,12 @@ def seed(n: int, seed: int) -> tuple[str, str, Sides]:
     its user's id and its two sides."""
     crm, provider = InMemorySide(name="crm"), InMemorySide(name="provider")
     user_id = f"support{seed}"
-    conn = repo.create_connection(
-        company_id="1", user_id=user_id, provider="microsoft", state="active"
-    )
+    conn = create_connection(company_id="1", user_id=user_id, provider="microsoft", state="active")
     cid = conn.connection_id
-    repo.update_connection(cid, credentials=b"sealed", folder_id="f")
+    update_connection(cid, credentials=b"sealed", folder_id="f")
     items = [item for i in range(n) for item in _pair(cid, i, crm, provider)]
     for edit in (1, 2):  # the contact asked about, edited since
-        entry, _ = repo.audit_items(
+        entry, _ = audit_items(
             cid,
             "write",
             "update on crm",
@@ -142,7 +143,7 @@ def seed(n: int, seed: int) -> tuple[str, str, Sides]:
         ids = [crm.put(_twin(k, j), contact_id=str(n + 2 * k + j)).id for j in (0, 1)]
         key = f"email:twin{k}@bench.example"
         clusters.append((ids, [key]))
-        entry, mentions = repo.audit_items(
+        entry, mentions = audit_items(
             cid,
             "duplicate",
             f"2 CRM contacts share {key}: none is copied until they are merged",
@@ -152,7 +153,7 @@ def seed(n: int, seed: int) -> tuple[str, str, Sides]:
         items += [entry, *mentions]
     with ThreadPoolExecutor(SEED_THREADS) as pool:
         list(pool.map(_write, [items[k::SEED_THREADS] for k in range(SEED_THREADS)]))
-    repo.replace_duplicate_clusters(cid, clusters)
+    replace_duplicate_clusters(cid, clusters)
     return cid, user_id, Sides(crm=crm, provider=provider)
 
 
@@ -187,7 +188,7 @@ def questions(cid: str, user_id: str, sides: Sides) -> dict[str, Callable[[], An
             admin, caller, cid, provider_contact_id="AAMk0"
         ),
         "duplicates": lambda: duplicate_pages.duplicates(admin, caller, cid),
-        "before: newest 1,000 entries": lambda: repo.list_audit(cid, limit=HISTORY_READ)[0],
+        "before: newest 1,000 entries": lambda: list_audit(cid, limit=HISTORY_READ)[0],
     }
 
 
@@ -231,13 +232,13 @@ def audit_write_units(meter: DynamoMeter) -> dict[str, float]:
     pair = {"crm_id": "1", "provider_id": "AAMk1", "mapping_id": uuid.uuid4().hex}
     finding = {"crm_ids": ["7", "8"], "provider_ids": ["AAMk9"], "key": "email:x@bench.example"}
     kinds: dict[str, Callable[[], Any]] = {
-        "update about a pair": lambda: repo.add_audit(
+        "update about a pair": lambda: add_audit(
             "wru", "write", "update on crm", side="crm", before=before, after=after, **pair
         ),
-        "the same about no contact": lambda: repo.add_audit(
+        "the same about no contact": lambda: add_audit(
             "wru", "write", "update on crm", side="crm", before=before, after=after
         ),
-        "duplicate finding of 3 contacts": lambda: repo.add_audit(
+        "duplicate finding of 3 contacts": lambda: add_audit(
             "wru", "duplicate", "2 CRM and 1 provider contacts share x", details=finding
         ),
     }

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contactsync.store import repository as repo
-from contactsync.sync.push import graph_client_state
+from contactsync.store.connections import CONNECTION_SK, create_connection, update_connection
+from contactsync.store.keys import conn_pk
+from contactsync.store.subscriptions import put_subscription
+from contactsync.sync.push import graph_client_state, secret_hash
 
 from bench.handlers import CountingQueue, basic, context, handler_with_queue, http_event
 from bench.meters import DynamoMeter
@@ -34,22 +36,20 @@ FUNCTION = "functions.webhooks.app"
 def _connection_with_subscription() -> tuple[str, str, str, str]:
     """A connection with a Graph subscription and a CRM webhook secret: (cid, sub id, Graph
     clientState, CRM secret)."""
-    conn = repo.create_connection(
+    conn = create_connection(
         company_id="1", user_id=str(secrets.randbelow(10**6)), provider="microsoft", state="active"
     )
     state = graph_client_state(_webhook_key(), conn.connection_id)
     sub_id = str(uuid.uuid4())
-    repo.put_subscription(
+    put_subscription(
         subscription_id=sub_id,
         connection_id=conn.connection_id,
-        client_state_hash=repo.hash_secret(state),
+        client_state_hash=secret_hash(state),
         resource="me/contactFolders/f/contacts",
         expires_at=datetime.now(UTC) + timedelta(days=2),
     )
     webhook_secret = secrets.token_urlsafe(16)
-    repo.update_connection(
-        conn.connection_id, crm_webhook_secret_hash=repo.hash_secret(webhook_secret)
-    )
+    update_connection(conn.connection_id, crm_webhook_secret_hash=secret_hash(webhook_secret))
     return conn.connection_id, sub_id, state, webhook_secret
 
 
@@ -156,7 +156,7 @@ def run(world: World) -> Table:
             for cid, *_ in subs:
                 dynamodb.update_item(
                     TableName=table_name,
-                    Key={"PK": {"S": repo.conn_pk(cid)}, "SK": {"S": repo.CONNECTION_SK}},
+                    Key={"PK": {"S": conn_pk(cid)}, "SK": {"S": CONNECTION_SK}},
                     UpdateExpression="REMOVE wake_queued_at",
                 )
 

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from contactsync.admin.access import Caller
 from contactsync.admin.context import AdminContext
 from contactsync.runtime.wiring import build_queue, build_wiring
-from contactsync.store.repository import owner_id
+from contactsync.store.keys import owner_id
 
 
 class Unauthorized(Exception):

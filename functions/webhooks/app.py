@@ -67,7 +67,8 @@ def _rejected(exc: push.PushRejected) -> Response[Any]:
 
 
 def _subscriptions(subscription_ids: Sequence[str]) -> dict[str, push.SubscriptionRecord]:
-    from contactsync.store import repository  # noqa: PLC0415 - after the handshake fast path
+    # Imported here, after the handshake fast path.
+    from contactsync.store.subscriptions import get_subscriptions  # noqa: PLC0415
 
     bind_store()
     return {
@@ -76,15 +77,15 @@ def _subscriptions(subscription_ids: Sequence[str]) -> dict[str, push.Subscripti
             connection_id=item.connection_id,
             client_state_hash=item.client_state_hash,
         )
-        for sid, item in repository.get_subscriptions(subscription_ids).items()
+        for sid, item in get_subscriptions(subscription_ids).items()
     }
 
 
 def _crm_hook_target(connection_id: str) -> push.CrmHookTarget | None:
-    from contactsync.store import repository  # noqa: PLC0415
+    from contactsync.store.connections import get_connection  # noqa: PLC0415
 
     bind_store()
-    conn = repository.get_connection(connection_id)
+    conn = get_connection(connection_id)
     if conn is None:
         return None
     return push.CrmHookTarget(secret_hash=conn.crm_webhook_secret_hash, owner_id=conn.user_id)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from contactsync.store import repository as repo
+from contactsync.store.mappings import count_mappings, mapping_by_crm_id, mapping_by_provider_id
+from contactsync.store.pass_outcomes import record_pass_outcome
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from local.demo import FOLDER_NAME, DemoData, DemoUser, seed
@@ -150,7 +151,7 @@ def dana(stack: LocalStack, browser: Browser) -> Iterator[Setup]:
     # And previews the first sync: people on both sides would be linked, nothing written yet
     card.get_by_role("button", name="Preview").click()
     expect(card.locator(".preview")).to_contain_text("Linked (already on both sides)")
-    assert repo.count_mappings(connection_id) == 0
+    assert count_mappings(connection_id) == 0
     shot(page, "02-preview")
     # When she starts it without the CRM permission to add people (the CRM's permissions answer
     # does not say so: the first person the sync creates is refused), Then the card says so
@@ -233,7 +234,7 @@ def test_duplicates_are_merged_from_the_page(stack, dana) -> None:
     # Then one person is left in the CRM and one contact in Outlook, linked to each other
     assert crm_count(stack, demo, twin) == 1
     kept = next(p for p in crm_owned(stack, demo) if twin in str(p.emails))
-    eventually(lambda: repo.mapping_by_crm_id(connection_id, str(kept.id)), what="the twin linked")
+    eventually(lambda: mapping_by_crm_id(connection_id, str(kept.id)), what="the twin linked")
     quiet(stack)
     assert outlook_count(stack, demo, twin) == 1
     assert crm_count(stack, demo, twin) == 1
@@ -282,8 +283,7 @@ def test_a_held_mass_delete_is_shown_and_confirmed_from_the_page(stack, dana) ->
     linked = [
         c
         for c in outlook(stack, demo)
-        if "partner.example" not in str(c.props)
-        and repo.mapping_by_provider_id(connection_id, c.id)
+        if "partner.example" not in str(c.props) and mapping_by_provider_id(connection_id, c.id)
     ][:25]
     assert len(linked) == 25
     for contact in linked:
@@ -411,7 +411,7 @@ def test_the_status_page_shows_a_degraded_provider(stack, dana, browser) -> None
     # Given Google passes that mostly failed in the last minutes
     now = datetime.now(UTC)
     for ok in (True, True, False, False, False):
-        repo.record_pass_outcome("google", ok, None if ok else "RateLimited", now)
+        record_pass_outcome("google", ok, None if ok else "RateLimited", now)
     # When anyone opens the public status page, signed in or not
     context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
     page = context.new_page()

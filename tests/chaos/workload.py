@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import httpx
 from contactsync.providers.google.mapping import TAG_KEY as GOOGLE_TAG
-from contactsync.store import repository as repo
+from contactsync.store.mappings import mapping_by_provider_id
 
 from local.stack import LocalStack
 from sandbox.google.state import SYNC_LAG
@@ -252,7 +252,7 @@ class Books:
     def unseen_return(self, m: Member, found: Any) -> bool:
         """A Google contact put back in the group whose connection has not yet seen it back."""
         connection_id = m.connections["google"]
-        mapping = repo.mapping_by_provider_id(connection_id, str(found["resourceName"]))
+        mapping = mapping_by_provider_id(connection_id, str(found["resourceName"]))
         return mapping is not None and bool(mapping.detached)
 
     def unconfirmed_copy(self, m: Member, side: str, found: Any) -> bool:
@@ -265,7 +265,7 @@ class Books:
         if not tagged:
             return False
         contact_id = self.id_of(side, found)
-        return repo.mapping_by_provider_id(m.connections[side], contact_id) is None
+        return mapping_by_provider_id(m.connections[side], contact_id) is None
 
     def move(self, m: Member, side: str, found: Any, *, out: bool) -> None:
         if side == "outlook":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from contactsync.store import repository as repo
+from contactsync.store.audit import list_audit_page
 
 from local.stack import LocalStack
 from tests.chaos.ledger import Card, World, phone_keys, value_key
@@ -104,7 +104,7 @@ def _audit(connection_id: str) -> list[Any]:
     entries: list[Any] = []
     cursor: str | None = None
     while True:
-        page, cursor = repo.list_audit_page(connection_id, limit=200, cursor=cursor)
+        page, cursor = list_audit_page(connection_id, limit=200, cursor=cursor)
         entries.extend(page)
         if cursor is None or not page:
             return entries

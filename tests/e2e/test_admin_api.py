@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from contactsync.store import repository as repo
+from contactsync.store.mappings import count_mappings, mapping_by_provider_id
+from contactsync.store.pass_outcomes import record_pass_outcome
 
 from functions.admin_api import openapi
 from local.demo import FOLDER_NAME, Api, DemoData, DemoUser, seed
@@ -143,7 +144,7 @@ def test_preview_before_start_counts_what_would_happen_and_writes_nothing(stack,
     assert f"email:{data.ambiguous_email}" in keys
     # And nothing was written anywhere
     assert (len(crm_owned(stack, demo)), len(outlook(stack, demo))) == (crm_before, outlook_before)
-    assert repo.count_mappings(cid) == 0
+    assert count_mappings(cid) == 0
     entries = client.ok("GET", f"/connections/{cid}/activity")["entries"]
     assert not [e for e in entries if e["kind"] in ("write", "duplicate", "unlink")]
     assert client.ok("GET", f"/connections/{cid}")["state"] == "configuring"
@@ -452,7 +453,7 @@ def test_a_mass_delete_is_held_then_discarded_then_confirmed(stack, synced) -> N
     linked = [
         c
         for c in outlook(stack, demo)
-        if "partner.example" not in str(c.props) and repo.mapping_by_provider_id(cid, c.id)
+        if "partner.example" not in str(c.props) and mapping_by_provider_id(cid, c.id)
     ][:25]
     assert len(linked) == 25
     for contact in linked:
@@ -490,7 +491,7 @@ def test_status_page_shows_error_rates_per_provider(stack, synced) -> None:
     now = datetime.now(UTC)
     # Given Google passes that mostly failed in the last minutes
     for ok in (True, True, True, False, False):
-        repo.record_pass_outcome("google", ok, None if ok else "RateLimited", now)
+        record_pass_outcome("google", ok, None if ok else "RateLimited", now)
     status = client.ok("GET", "/status")
     by_provider = {p["provider"]: p for p in status["providers"]}
     assert set(by_provider) == {"microsoft", "google", "carddav", "pipedrive"}

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from contactsync.store import repository as repo
+from contactsync.store.audit import list_audit
+from contactsync.store.mappings import mapping_by_crm_id
 
 from local.demo import FOLDER_NAME, Api, DemoData, DemoUser, seed
 from local.stack import LocalStack, start_stack
@@ -62,7 +63,7 @@ def pair(stack: LocalStack, demo: DemoUser, email: str) -> tuple[Any, Any]:
 
 
 def audit(connection_id: str, kind: str) -> list[Any]:
-    entries, _ = repo.list_audit(connection_id, limit=500)
+    entries, _ = list_audit(connection_id, limit=500)
     return [e for e in entries if e.kind == kind]
 
 
@@ -209,7 +210,7 @@ def test_a_person_given_to_another_owner_is_unlinked_and_left_alone(stack, synce
     together(stack, lambda: pd.change_owner(person.id, demo.other_user_id))
     # Then the Outlook contact stays, unlinked, and the audit log says why
     assert gs.contact(demo.graph_user_id, contact.id) is not None
-    mapping = repo.mapping_by_crm_id(connection_id, str(person.id))
+    mapping = mapping_by_crm_id(connection_id, str(person.id))
     assert mapping is not None and mapping.detached == "crm"  # kept, so never copied again
     assert any("owned by another user" in e.message for e in audit(connection_id, "unlink"))
     # And later edits to the contact no longer reach the colleague's person
@@ -227,11 +228,11 @@ def test_a_contact_moved_out_of_the_folder_is_unlinked_not_deleted(stack, synced
     together(stack, lambda: gs.move_contact(demo.graph_user_id, contact.id, elsewhere))
     # Then the CRM person stays and the pair is no longer linked (kept detached)
     assert not stack.pipedrive.sandbox.persons[person.id].deleted
-    mapping = repo.mapping_by_crm_id(connection_id, str(person.id))
+    mapping = mapping_by_crm_id(connection_id, str(person.id))
     assert mapping is not None and mapping.detached == "provider"
     # And when the contact comes back into the folder the pair links again, with no copy made
     together(stack, lambda: gs.move_contact(demo.graph_user_id, contact.id, demo.folder_id))
-    mapping = repo.mapping_by_crm_id(connection_id, str(person.id))
+    mapping = mapping_by_crm_id(connection_id, str(person.id))
     assert mapping is not None and mapping.detached == ""
     assert len([c for c in outlook(stack, demo) if email in str(c.props)]) == 1
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
-from contactsync.store import repository as repo
+from contactsync.store.mappings import iter_mappings, mapping_by_crm_id, mapping_by_provider_id
 
 from local.demo import FOLDER_NAME, Api, DemoData, DemoUser, seed
 from local.stack import LocalStack, start_stack
@@ -107,8 +107,7 @@ def linked_outlook(stack: LocalStack, demo: DemoUser, connection_id: str) -> lis
     return [
         c
         for c in outlook(stack, demo)
-        if "partner.example" not in str(c.props)
-        and repo.mapping_by_provider_id(connection_id, c.id)
+        if "partner.example" not in str(c.props) and mapping_by_provider_id(connection_id, c.id)
     ]
 
 
@@ -149,7 +148,7 @@ def test_half_the_persons_deleted_in_the_crm_in_bursts_are_held_then_confirmed(
     victims = [
         p
         for p in crm_owned(stack, demo)
-        if "partner.example" not in str(p.emails) and repo.mapping_by_crm_id(cid, str(p.id))
+        if "partner.example" not in str(p.emails) and mapping_by_crm_id(cid, str(p.id))
     ][:26]
     assert len(victims) == 26
     in_bursts(victims, lambda p: pd.delete_person(user, p.id, source="app"))
@@ -172,7 +171,7 @@ def test_contacts_moved_out_of_the_folder_are_unlinked_and_counted_true(stack, s
     graph = stack.graph.sandbox
     elsewhere = graph.add_folder(demo.graph_user_id, "Elsewhere")
     # When five linked contacts are moved to another folder
-    moved = [c for c in outlook(stack, demo) if repo.mapping_by_provider_id(cid, c.id)][:5]
+    moved = [c for c in outlook(stack, demo) if mapping_by_provider_id(cid, c.id)][:5]
     assert len(moved) == 5
     for contact in moved:
         graph.move_contact(demo.graph_user_id, contact.id, elsewhere)
@@ -219,7 +218,7 @@ def test_a_folder_emptied_by_moving_every_contact_away_is_held_not_unlinked(stac
     linked = mapped(api, cid)
     graph = stack.graph.sandbox
     other = graph.add_folder(demo.graph_user_id, "Archive")
-    detached_before = sum(1 for m in repo.iter_mappings(cid) if m.detached)
+    detached_before = sum(1 for m in iter_mappings(cid) if m.detached)
     # When every contact of the folder is moved to another folder
     everyone = outlook(stack, demo)
     in_bursts(everyone, lambda c: graph.move_contact(demo.graph_user_id, c.id, other), size=10)
@@ -229,4 +228,4 @@ def test_a_folder_emptied_by_moving_every_contact_away_is_held_not_unlinked(stac
     quiet(stack)
     # And no pair was unlinked
     assert mapped(api, cid) == linked
-    assert sum(1 for m in repo.iter_mappings(cid) if m.detached) == detached_before
+    assert sum(1 for m in iter_mappings(cid) if m.detached) == detached_before

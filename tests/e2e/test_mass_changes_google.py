@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from contactsync.store import repository as repo
+from contactsync.store.mappings import mapping_by_crm_id, mapping_by_provider_id
 
 from local.demo import DEMO_EMAIL, FOLDER_NAME, Api, DemoData, DemoUser, seed
 from local.stack import LocalStack, start_stack
@@ -62,7 +62,7 @@ def linked_google(stack: LocalStack, demo: DemoUser, cid: str) -> list[dict[str,
         p
         for p in in_group(stack, demo)
         if "partner.example" not in str(p.get("emailAddresses"))
-        and repo.mapping_by_provider_id(cid, p["resourceName"])
+        and mapping_by_provider_id(cid, p["resourceName"])
     ]
 
 
@@ -77,7 +77,7 @@ def test_half_the_persons_deleted_in_the_crm_are_held_before_reaching_google(sta
     victims = [
         p
         for p in crm_owned(stack, demo)
-        if "partner.example" not in str(p.emails) and repo.mapping_by_crm_id(cid, str(p.id))
+        if "partner.example" not in str(p.emails) and mapping_by_crm_id(cid, str(p.id))
     ][: linked // 2]
     in_bursts(victims, lambda p: pd.delete_person(user, p.id, source="app"))
     # Then they are held and Google keeps every contact

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from contactsync.store import repository as repo
+from contactsync.store.mappings import mapping_by_provider_id
 
 from local.demo import FOLDER_NAME, Api, DemoData, DemoUser, seed
 from local.stack import LocalStack, start_stack
@@ -163,7 +163,7 @@ def test_a_copy_whose_answer_was_lost_is_found_by_its_tag_not_made_twice(stack, 
         what="the copy",
     )
     eventually(
-        lambda: repo.mapping_by_provider_id(connection_id, copy.id) is not None,
+        lambda: mapping_by_provider_id(connection_id, copy.id) is not None,
         timeout=60,
         what="the copy linked",
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from contactsync.store import repository as repo
+from contactsync.store.audit import list_audit
 
 from local.demo import DEMO_EMAIL, FOLDER_NAME, Api, DemoData, DemoUser, seed
 from local.stack import LocalStack, start_stack
@@ -149,7 +149,7 @@ def stays(check: Callable[[], bool], *, seconds: float = 4.0) -> bool:
 
 
 def conflicts_about(connection_id: str, field: str) -> list[dict[str, Any]]:
-    entries, _ = repo.list_audit(connection_id, limit=500)
+    entries, _ = list_audit(connection_id, limit=500)
     return [
         dict(e.details)
         for e in entries
@@ -159,7 +159,7 @@ def conflicts_about(connection_id: str, field: str) -> list[dict[str, Any]]:
 
 def activity(connection_id: str) -> list[str]:
     """The connection's activity, oldest first, for a failure's message."""
-    entries, _ = repo.list_audit(connection_id, limit=200)
+    entries, _ = list_audit(connection_id, limit=200)
     return [
         f"{e.at} {e.kind} {e.side}: {e.message} {e.details or ''}"
         for e in reversed(entries)

@@ -38,18 +38,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 def known(stack: LocalStack) -> KnownSecrets:
     """A connection with a Graph subscription and a CRM webhook, secrets known to the test."""
     from contactsync.runtime.wiring import bind_store
-    from contactsync.store import repository
+    from contactsync.store.connections import create_connection, update_connection
+    from contactsync.store.subscriptions import put_subscription
     from contactsync.sync.push import graph_client_state, secret_hash
 
     bind_store()
     password = secrets.token_urlsafe(32)
-    conn = repository.create_connection(
+    conn = create_connection(
         company_id="c-fuzz", user_id="u-fuzz", provider="microsoft", state="active"
     )
     client_state = graph_client_state(stack.env["WEBHOOK_KEY"], conn.connection_id)
-    repository.update_connection(conn.connection_id, crm_webhook_secret_hash=secret_hash(password))
+    update_connection(conn.connection_id, crm_webhook_secret_hash=secret_hash(password))
     subscription_id = str(uuid.uuid4())
-    repository.put_subscription(
+    put_subscription(
         subscription_id=subscription_id,
         connection_id=conn.connection_id,
         client_state_hash=secret_hash(client_state),

@@ -15,8 +15,9 @@ from contactsync.contacts.model import Contact, Email
 from contactsync.providers.base import ContactUpdate, WriteResult
 from contactsync.providers.carddav import CardDavContacts
 from contactsync.runtime.messages import SyncMessage
-from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.reconcile import PassContext, Sides, run_pass
+
+from tests.fakes import InMemorySide, InMemoryStore
 
 if TYPE_CHECKING:
     from tests.integration.carddav_fixtures import Book

@@ -17,7 +17,7 @@ from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.vault import TokenVault
 from contactsync.runtime.settings import Settings
 from contactsync.runtime.sides import Wiring
-from contactsync.store import repository as repo
+from contactsync.store.crm_grants import get_crm_grant
 
 from local.aws import LocalAws
 from tests.integration.pipedrive_fixtures import PipedriveWorld, pipedrive  # noqa: F401
@@ -57,7 +57,7 @@ def test_a_connection_whose_refresh_token_was_spent_uses_the_grant_stored_next(
 ) -> None:
     company, user = str(pipedrive.company_id), str(pipedrive.owner_id)
     spent = expired_grant(wiring, pipedrive)
-    stored = repo.get_crm_grant(company, user)
+    stored = get_crm_grant(company, user)
     assert stored is not None
     # Given connection A has just refreshed the shared grant (spending its refresh token)
     fresh = pipedrive_auth.refresh(wiring.pipedrive, spent)
@@ -80,7 +80,7 @@ def test_a_connection_whose_refresh_token_was_spent_uses_the_grant_stored_next(
     # Then B uses A's grant instead of failing (which would ask the user to sign in again)
     assert answer == {"token": fresh.access_token}
     # And the stored grant is A's: its rotated refresh token works
-    latest = repo.get_crm_grant(company, user)
+    latest = get_crm_grant(company, user)
     assert latest is not None and latest.updated_at != stored.updated_at
     assert pipedrive_auth.refresh(wiring.pipedrive, fresh).access_token
 
@@ -91,11 +91,11 @@ def test_a_refresh_never_overwrites_a_newer_grant(
 ) -> None:
     company, user = str(pipedrive.company_id), str(pipedrive.owner_id)
     expired_grant(wiring, pipedrive)
-    stored = repo.get_crm_grant(company, user)
+    stored = get_crm_grant(company, user)
     assert stored is not None
     # When a connection refreshes the grant through the wiring, Then the new one is stored
     token = wiring.tokens.crm_token(company, user)(False)
-    latest = repo.get_crm_grant(company, user)
+    latest = get_crm_grant(company, user)
     assert latest is not None and latest.updated_at != stored.updated_at
     # And a write made from the grant it replaced is refused
     grant = pipedrive_auth.PipedriveGrant(token, "stale", datetime.now(UTC))

@@ -25,12 +25,23 @@ from contactsync.admin.views import HISTORY_READ
 from contactsync.contacts.model import Contact, Email
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.settings import Settings
-from contactsync.store import repository as repo
-from contactsync.store.models import AuditEntry
-from contactsync.sync.memory import InMemorySide
-from contactsync.sync.ports import ConnectionView
+from contactsync.store.audit import (
+    InvalidPageCursor,
+    add_audit,
+    audit_entry_id,
+    audit_items,
+    get_audit_entry,
+    list_audit_page,
+)
+from contactsync.store.connections import create_connection, get_connection, update_connection
+from contactsync.store.mappings import count_mappings
+from contactsync.store.models import AuditEntryItem
+from contactsync.store.pass_interface import ConnectionView
+from contactsync.store.pass_outcomes import record_pass_outcome
 from contactsync.sync.reconcile import Sides, run_pass
 from contactsync.sync.runner import PassRunner
+
+from tests.fakes import InMemorySide
 
 pytestmark = pytest.mark.usefixtures("table")
 
@@ -92,10 +103,10 @@ def world() -> World:
     crm.put(person("Crm Only", "crm.only@x.example"), contact_id="102")
     provider.put(person("Ann Able", "ann@x.example", job_title="Boss"), contact_id="p-ann")
     provider.put(person("Prv Only", "prv.only@x.example"), contact_id="p-only")
-    conn = repo.create_connection(
+    conn = create_connection(
         company_id="c1", user_id="u1", provider="microsoft", folder_id="f1", now=NOW
     )
-    repo.update_connection(conn.connection_id, credentials=b"sealed", state="syncing_initial")
+    update_connection(conn.connection_id, credentials=b"sealed", state="syncing_initial")
     queue = ListQueue()
     wiring = MemoryWiring(Sides(crm=crm, provider=provider))
     admin = AdminContext(wiring, queue)
@@ -109,34 +120,34 @@ def test_activity_pages_newest_first_and_filters_by_kind() -> None:
     # Given ten audit entries of two kinds
     for i in range(10):
         kind = "write" if i % 3 else "conflict"
-        repo.add_audit("c-log", kind, f"entry {i}", now=NOW + timedelta(seconds=i))
+        add_audit("c-log", kind, f"entry {i}", now=NOW + timedelta(seconds=i))
     # When read two at a time
-    first, cursor = repo.list_audit_page("c-log", limit=2)
-    second, _ = repo.list_audit_page("c-log", limit=2, cursor=cursor)
+    first, cursor = list_audit_page("c-log", limit=2)
+    second, _ = list_audit_page("c-log", limit=2, cursor=cursor)
     # Then newest first, the second page going on where the first stopped
     assert [e.message for e in first + second] == ["entry 9", "entry 8", "entry 7", "entry 6"]
     # And a kind gives only that kind, and pages on as well
-    conflicts, cursor = repo.list_audit_page("c-log", limit=3, kind="conflict")
-    rest, end = repo.list_audit_page("c-log", limit=3, kind="conflict", cursor=cursor)
+    conflicts, cursor = list_audit_page("c-log", limit=3, kind="conflict")
+    rest, end = list_audit_page("c-log", limit=3, kind="conflict", cursor=cursor)
     assert [e.message for e in conflicts + rest] == ["entry 9", "entry 6", "entry 3", "entry 0"]
     assert end is None
 
 
 def test_a_page_cursor_of_another_connection_is_refused() -> None:
     for i in range(3):
-        repo.add_audit("c-a", "write", f"a {i}", now=NOW)
-    _, cursor = repo.list_audit_page("c-a", limit=1)
-    with pytest.raises(repo.InvalidPageCursor):
-        repo.list_audit_page("c-b", cursor=cursor)
+        add_audit("c-a", "write", f"a {i}", now=NOW)
+    _, cursor = list_audit_page("c-a", limit=1)
+    with pytest.raises(InvalidPageCursor):
+        list_audit_page("c-b", cursor=cursor)
 
 
 def test_an_audit_entry_is_found_by_its_id() -> None:
-    entry = repo.add_audit("c-id", "write", "one", now=NOW)
-    entry_id = repo.audit_entry_id(entry)
-    found = repo.get_audit_entry("c-id", entry_id)
+    entry = add_audit("c-id", "write", "one", now=NOW)
+    entry_id = audit_entry_id(entry)
+    found = get_audit_entry("c-id", entry_id)
     assert found is not None and found.message == "one"
-    assert repo.get_audit_entry("c-other", entry_id) is None
-    assert repo.get_audit_entry("c-id", "LOG#not-an-id") is None
+    assert get_audit_entry("c-other", entry_id) is None
+    assert get_audit_entry("c-id", "LOG#not-an-id") is None
 
 
 # --- the status page -----------------------------------------------------------------------------
@@ -149,10 +160,10 @@ def test_status_counts_the_last_fifteen_minutes_and_flags_a_degraded_provider() 
         for i in range(passes):
             failed = i < errors
             code = "Transient" if failed else None
-            repo.record_pass_outcome(provider, not failed, code, NOW - timedelta(minutes=i))
+            record_pass_outcome(provider, not failed, code, NOW - timedelta(minutes=i))
     # And an old burst of errors outside the window
     for _ in range(10):
-        repo.record_pass_outcome("microsoft", False, "Old", NOW - timedelta(minutes=20))
+        record_pass_outcome("microsoft", False, "Old", NOW - timedelta(minutes=20))
     # When the status page is read
     status = service_status(NOW)
     by_provider = {p["provider"]: p for p in status["providers"]}
@@ -175,7 +186,7 @@ def test_preview_counts_and_writes_nothing(world: World) -> None:
         1,
         1,
     )
-    assert repo.count_mappings(world.connection_id) == 0
+    assert count_mappings(world.connection_id) == 0
     assert sorted(world.crm.contacts) == ["101", "102"]
     assert world.provider.calls.get("create") is None
 
@@ -199,7 +210,7 @@ def test_explain_says_why_a_contact_syncs_or_not(world: World) -> None:
     moved = explanations.explain(world.admin, OWNER, cid, provider_contact_id="p-only")
     assert any("outside the sync scope" in r for r in moved["reasons"]), moved
     # A one-way direction is named
-    repo.update_connection(cid, direction="to_crm")
+    update_connection(cid, direction="to_crm")
     one_way = explanations.explain(world.admin, OWNER, cid, crm_person_id="103")
     assert any("direction is to_crm" in r for r in one_way["reasons"]), one_way
     # Exactly one id must be given
@@ -216,7 +227,7 @@ def test_explain_says_when_a_change_settles_or_is_held(world: World) -> None:
     settling = explanations.explain(world.admin, OWNER, cid, crm_person_id="101")
     assert any("for the rest of its burst" in r for r in settling["reasons"]), settling
     # And while a held pass waits for the user, explain says it is part of it
-    repo.update_connection(cid, state="needs_attention", held_plan={"message": "too many"})
+    update_connection(cid, state="needs_attention", held_plan={"message": "too many"})
     held = explanations.explain(world.admin, OWNER, cid, crm_person_id="101")
     assert any("part of the pass held" in r for r in held["reasons"]), held
 
@@ -231,9 +242,9 @@ def test_explain_reads_a_contacts_history_by_either_id_however_long_the_log(
     world.provider.put(ann.contact.with_fields(job_title="Chief"), contact_id="p-ann")
     assert world.run_pass() == "done"
     # And after it, more entries about other contacts than explain ever read of the log
-    with AuditEntry.batch_write() as batch:
+    with AuditEntryItem.batch_write() as batch:
         for i in range(HISTORY_READ + 200):
-            entry, _ = repo.audit_items(cid, "write", "update on crm", crm_id=f"9{i}")
+            entry, _ = audit_items(cid, "write", "update on crm", crm_id=f"9{i}")
             batch.save(entry)
     # When support asks about Ann by either id
     by_crm = explanations.explain(world.admin, OWNER, cid, crm_person_id="101")
@@ -338,14 +349,14 @@ def test_a_held_pass_is_discarded_or_confirmed_only_when_there_is_one(world: Wor
         held_passes.discard(world.admin, OWNER, cid)
     # Given a pass the guard held
     held = {"message": "this pass would delete 30 of 40 linked contacts", "deletes": 30}
-    repo.update_connection(cid, state="needs_attention", held_plan=held)
+    update_connection(cid, state="needs_attention", held_plan=held)
     # When it is confirmed, a confirmed pass is queued
     held_passes.confirm(world.admin, OWNER, cid)
     assert world.queue.sent[-1].reason == "confirm"
     # When it is discarded instead, the connection is active again with nothing held
     answer = held_passes.discard(world.admin, OWNER, cid)
     assert answer["connection"]["state"] == "active"
-    conn = repo.get_connection(cid)
+    conn = get_connection(cid)
     assert conn is not None and conn.held_plan is None
     kinds = [e["kind"] for e in history.activity(world.admin, OWNER, cid)["entries"]]
     assert kinds[:2] == ["discard", "confirm"]

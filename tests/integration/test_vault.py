@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from contactsync.auth.vault import TokenVault, VaultError
-from contactsync.store import repository as repo
+from contactsync.store.connections import create_connection, get_connection, update_connection
+from contactsync.store.crm_grants import put_crm_grant
 
 from local.aws import LocalAws
 
@@ -87,11 +88,11 @@ def test_no_token_is_stored_in_plain_text(
     local_aws: LocalAws, table: str, vault: TokenVault
 ) -> None:
     # Given a connection holding sealed provider tokens, and a sealed CRM grant
-    conn = repo.create_connection(company_id="c1", user_id="u1", provider="microsoft")
+    conn = create_connection(company_id="c1", user_id="u1", provider="microsoft")
     context = {"purpose": "provider-token", "connection_id": conn.connection_id}
-    repo.update_connection(conn.connection_id, credentials=vault.seal_json(TOKENS, context))
+    update_connection(conn.connection_id, credentials=vault.seal_json(TOKENS, context))
     crm_context = {"purpose": "crm-token", "company_id": "c1", "user_id": "u1"}
-    repo.put_crm_grant("c1", "u1", vault.seal_json(TOKENS, crm_context))
+    put_crm_grant("c1", "u1", vault.seal_json(TOKENS, crm_context))
     # When every item of the table is read raw
     items = _all_items(local_aws, table)
     dump = json.dumps(items, default=repr)
@@ -105,7 +106,7 @@ def test_no_token_is_stored_in_plain_text(
             raw = value.get("B", b"")
             assert TOKENS["access_token"].encode() not in raw
     # And the tokens still open from what is stored
-    stored = repo.get_connection(conn.connection_id)
+    stored = get_connection(conn.connection_id)
     assert stored is not None and stored.credentials is not None
     assert vault.open_json(bytes(stored.credentials), context) == TOKENS
 

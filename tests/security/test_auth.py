@@ -470,7 +470,7 @@ def test_the_crm_state_names_nobody(stack: LocalStack) -> None:
 def test_a_crm_sign_in_approved_by_another_crm_user_is_refused(
     stack: LocalStack, crm_company: tuple[int, int, int]
 ) -> None:
-    from contactsync.store import repository as repo
+    from contactsync.store.crm_grants import get_crm_grant
 
     company, user, colleague = crm_company
     # Given the user starts the CRM sign-in but the colleague approves it in the CRM
@@ -479,7 +479,7 @@ def test_a_crm_sign_in_approved_by_another_crm_user_is_refused(
     # Then 403 says whose account approved, and no grant is stored for the user
     assert answer.status_code == 403, answer.text
     assert "not yours" in answer.json()["error"]["message"]
-    assert repo.get_crm_grant(str(company), str(user)) is None
+    assert get_crm_grant(str(company), str(user)) is None
 
 
 def test_a_crm_sign_in_for_another_company_is_refused(

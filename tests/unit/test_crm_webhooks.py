@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 from contactsync.runtime.messages import SyncMessage
-from contactsync.sync.memory import InMemoryStore
 from contactsync.sync.push import CrmHookTarget, PushRejected, handle_crm_webhook, secret_hash
+
+from tests.fakes import InMemoryStore
 
 
 class Recorder:

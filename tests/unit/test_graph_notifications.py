@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 import pytest
-from contactsync.sync.memory import InMemoryStore
 from contactsync.sync.push import (
     MAX_UNKNOWN_NOTIFICATIONS,
     PushRejected,
@@ -18,6 +17,7 @@ from contactsync.sync.push import (
     signed_connection,
 )
 
+from tests.fakes import InMemoryStore
 from tests.unit.test_crm_webhooks import Recorder
 
 KEY = "server-webhook-key"

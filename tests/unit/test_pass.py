@@ -19,7 +19,6 @@ from contactsync.providers.base import (
     WriteResult,
 )
 from contactsync.runtime.messages import SyncMessage
-from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.reconcile import (
     CHUNK,
     CRM_WRITES_PER_CHUNK,
@@ -30,6 +29,8 @@ from contactsync.sync.reconcile import (
     preview_pass,
     run_pass,
 )
+
+from tests.fakes import InMemorySide, InMemoryStore
 
 CID = "conn1"
 

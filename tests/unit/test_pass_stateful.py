@@ -22,12 +22,12 @@ from contactsync.contacts.model import ALL_FIELDS, LIST_FIELDS, Contact, Email
 from contactsync.contacts.normalize import field_key
 from contactsync.providers.base import RemoteContact
 from contactsync.runtime.messages import SyncMessage
-from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.reconcile import PassContext, Sides, run_pass
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from tests.fakes import InMemorySide, InMemoryStore
 from tests.unit.test_engine_properties import ADDRESSES, ORGS, WEBSITES, reformatted
 
 CID = "conn"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from contactsync.runtime.messages import SyncMessage
-from contactsync.sync.memory import InMemorySide, InMemoryStore
 from contactsync.sync.polling import QUOTA_FLOOR_SECONDS, PollPolicy
 from contactsync.sync.reconcile import PassContext, Sides, run_pass
+
+from tests.fakes import InMemorySide, InMemoryStore
 
 POLICY = PollPolicy(min_seconds=60, max_seconds=900, safety_seconds=3600)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contactsync.admin.errors import ConflictError, NotFoundError
-from contactsync.store import repository as repo
+from contactsync.store.connections import get_connection
 from contactsync.store.models import Connection
 
 
@@ -44,7 +44,7 @@ def users_seen(caller: Caller) -> str | None:
 
 def connection_of(caller: Caller, connection_id: str) -> Connection:
     """The caller's connection; ``NotFoundError`` for anything the tenant rule keeps from them."""
-    conn = repo.get_connection(connection_id)
+    conn = get_connection(connection_id)
     if conn is None or not reaches(caller, conn.company_id, conn.user_id):
         raise NotFoundError(f"no connection {connection_id!r}")
     return conn

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 from contactsync.admin.context import AdminContext
 from contactsync.admin.errors import UpstreamError
 from contactsync.providers.base import ProviderError
-from contactsync.store import repository as repo
+from contactsync.store.connections import update_connection
 from contactsync.store.models import Connection
+from contactsync.store.subscriptions import delete_subscription
 from contactsync.sync.push import secret_hash
 from contactsync.sync.subscriptions import subscribe
 
@@ -32,7 +33,7 @@ def subscribe_to_changes(ctx: AdminContext, conn: Connection, crm: PipedrivePers
         )
     except ProviderError as exc:
         raise UpstreamError(f"could not subscribe to changes: {exc.message}") from exc
-    repo.update_connection(
+    update_connection(
         conn.connection_id,
         subscription_ids=sub_ids,
         crm_webhook_ids=[hook_id],
@@ -48,12 +49,12 @@ def unsubscribe(ctx: AdminContext, conn: Connection) -> None:
             # If Graph will not answer, the subscription lapses on its own within three days.
             with contextlib.suppress(ProviderError):
                 account.delete_subscription(sub_id)
-            repo.delete_subscription(sub_id)
+            delete_subscription(sub_id)
     crm = ctx.wiring.crm_side(conn.company_id, conn.user_id)
     for hook_id in list(conn.crm_webhook_ids or []):
         with contextlib.suppress(ProviderError):
             crm.delete_webhook(hook_id)
-    repo.update_connection(
+    update_connection(
         conn.connection_id,
         subscription_ids=[],
         crm_webhook_ids=[],

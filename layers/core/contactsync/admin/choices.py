@@ -13,7 +13,7 @@ from contactsync.admin.context import RUNNING_STATES, AdminContext
 from contactsync.admin.errors import ConflictError, InvalidRequest, UpstreamError
 from contactsync.admin.views import VISIBILITIES, connection_view
 from contactsync.providers.base import AuthExpired, ProviderError
-from contactsync.store import repository as repo
+from contactsync.store.connections import update_connection
 
 DIRECTIONS = ("two_way", "to_crm", "to_provider")
 CONFLICT_POLICIES = ("newest_wins", "crm_wins", "provider_wins")
@@ -92,7 +92,7 @@ def update_settings(
             )
         update.update(folder_id=folder_id, folder_name=folders[folder_id])
     if update:
-        repo.update_connection(connection_id, **update)
+        update_connection(connection_id, **update)
     return connection_view(access.connection_of(caller, connection_id), ctx.clock())
 
 

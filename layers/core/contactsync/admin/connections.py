@@ -16,7 +16,7 @@ from contactsync.admin.sign_in import CardDavLogin, create_carddav, reconnect_ca
 from contactsync.admin.views import connection_view
 from contactsync.providers.base import AuthExpired, ProviderError
 from contactsync.runtime.sides import PROVIDERS
-from contactsync.store import repository as repo
+from contactsync.store.connections import create_connection, list_connections, update_connection
 
 
 def create(
@@ -30,7 +30,7 @@ def create(
         return create_carddav(ctx, caller, login)
     connection_id = uuid.uuid4().hex[:20]
     url, sealed = start_sign_in(ctx, provider, connection_id)
-    repo.create_connection(
+    create_connection(
         connection_id=connection_id,
         company_id=caller.company_id,
         user_id=caller.user_id,
@@ -50,13 +50,13 @@ def reconnect(
     if conn.provider == "carddav":
         return reconnect_carddav(ctx, caller, conn, login)
     url, sealed = start_sign_in(ctx, conn.provider, connection_id)
-    repo.update_connection(connection_id, oauth_state=sealed)
+    update_connection(connection_id, oauth_state=sealed)
     return {"connection": get(ctx, caller, connection_id), "authorization_url": url}
 
 
 def list_for(ctx: AdminContext, caller: Caller) -> list[dict[str, Any]]:
     """The caller's connections (a company admin: the company's)."""
-    connections = repo.list_connections(caller.company_id, access.users_seen(caller))
+    connections = list_connections(caller.company_id, access.users_seen(caller))
     return [connection_view(c, ctx.clock()) for c in connections]
 
 
@@ -84,7 +84,7 @@ def start(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, An
             details={"missing_permissions": missing},
         )
     subscribe_to_changes(ctx, conn, crm)
-    repo.update_connection(
+    update_connection(
         connection_id,
         state="syncing_initial",
         last_error=None,
@@ -111,7 +111,7 @@ def resync(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, A
 def stop(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, Any]:
     """Stop syncing: once this returns, nothing more is written to either side."""
     conn = access.connection_of(caller, connection_id)
-    repo.update_connection(connection_id, state="stopped", next_run_at=None)
+    update_connection(connection_id, state="stopped", next_run_at=None)
     unsubscribe(ctx, conn)
     wait_for_running_pass(connection_id, ctx.clock)
     return get(ctx, caller, connection_id)

@@ -26,7 +26,14 @@ from contactsync.admin.views import HISTORY_READ
 from contactsync.engine.matching import duplicate_clusters
 from contactsync.providers.base import ContactDelete, ContactSide, NotFound, RemoteContact
 from contactsync.providers.pipedrive import PipedrivePersons
-from contactsync.store import repository as repo
+from contactsync.store.audit import about_duplicates, add_audit, audit_about
+from contactsync.store.duplicates import list_duplicate_clusters
+from contactsync.store.mappings import (
+    delete_mapping,
+    mapping_by_crm_id,
+    mapping_by_provider_id,
+    put_mapping,
+)
 from contactsync.store.models import Connection, Mapping
 from contactsync.sync.reconcile import Sides
 
@@ -35,7 +42,7 @@ def duplicates(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[st
     """Clusters of the user's CRM persons that look like one person, and the ambiguous
     matches passes recorded (left unlinked until someone decides)."""
     conn = access.connection_of(caller, connection_id)
-    kept = repo.list_duplicate_clusters(connection_id)
+    kept = list_duplicate_clusters(connection_id)
     ids = sorted({i for cluster in kept for i in cluster.crm_ids}, key=_numeric_first)
     found: dict[str, RemoteContact | None] = {}
     if ids:
@@ -48,7 +55,7 @@ def duplicates(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[st
         members = [by_id[i] for i in sorted(group.items, key=_numeric_first)]
         listed = []
         for person in members:
-            mapping = repo.mapping_by_crm_id(connection_id, person.id)
+            mapping = mapping_by_crm_id(connection_id, person.id)
             listed.append(
                 {
                     "id": person.id,
@@ -65,7 +72,7 @@ def duplicates(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[st
                 "suggested_keep": keep,
             }
         )
-    findings = repo.audit_about(repo.about_duplicates(connection_id), limit=HISTORY_READ)
+    findings = audit_about(about_duplicates(connection_id), limit=HISTORY_READ)
     ambiguous: dict[str, dict[str, Any]] = {}
     for entry in findings:
         if not isinstance(entry.details, dict):
@@ -109,12 +116,12 @@ def merge_duplicates(
                 raise InvalidRequest(
                     f"CRM person {person_id} is not in this sync ({person.scope_reason})"
                 )
-        keeper_link = repo.mapping_by_crm_id(connection_id, keep)
+        keeper_link = mapping_by_crm_id(connection_id, keep)
         for loser in losers:
             with provider_errors("the CRM"):
                 crm.merge_persons(keep, loser)
             keeper_link, link = _relink(ctx, conn, sides, keeper_link, keep=keep, loser=loser)
-            repo.add_audit(
+            add_audit(
                 connection_id,
                 "merge",
                 f"CRM person {loser} merged into {keep}: {link}",
@@ -127,7 +134,7 @@ def merge_duplicates(
         if keeper_link is None:
             settled = _settle_ambiguous(ctx, conn, sides, keep, {keep, *losers})
             if settled:
-                repo.add_audit(
+                add_audit(
                     connection_id,
                     "merge",
                     f"CRM person {keep} linked to provider contact {settled}: "
@@ -153,11 +160,11 @@ def _relink(
     """After a merge: a linked loser either hands its link to an unlinked keeper, or (the
     keeper being linked already) is unlinked and its provider contact deleted."""
     cid = conn.connection_id
-    loser_link = repo.mapping_by_crm_id(cid, loser)
+    loser_link = mapping_by_crm_id(cid, loser)
     if loser_link is None:
         return keeper_link, "it was not linked"
     if keeper_link is None:
-        moved = repo.put_mapping(
+        moved = put_mapping(
             cid,
             mapping_id=loser_link.mapping_id,
             crm_id=keep,
@@ -168,7 +175,7 @@ def _relink(
             now=ctx.clock(),
         )
         return moved, f"its link to provider contact {loser_link.provider_id} moved to {keep}"
-    repo.delete_mapping(cid, loser_link.mapping_id)
+    delete_mapping(cid, loser_link.mapping_id)
     with provider_errors("the provider"):
         _delete_now(sides.provider, loser_link.provider_id)
     return keeper_link, f"unlinked; provider contact {loser_link.provider_id} deleted"
@@ -181,20 +188,20 @@ def _settle_ambiguous(
     the persons now merged into it. Left to the next pass, it would not be matched (only
     the changed person is read) but copied: a duplicate in the address book."""
     cid = conn.connection_id
-    for entry in repo.audit_about(repo.about_duplicates(cid), limit=HISTORY_READ):
+    for entry in audit_about(about_duplicates(cid), limit=HISTORY_READ):
         details = entry.details if isinstance(entry.details, dict) else {}
         crm_ids = {str(i) for i in details.get("crm_ids") or []}
         provider_ids = [str(i) for i in details.get("provider_ids") or []]
         if keep not in crm_ids or not crm_ids <= merged or len(provider_ids) != 1:
             continue
         provider_id = provider_ids[0]
-        if repo.mapping_by_provider_id(cid, provider_id) is not None:
+        if mapping_by_provider_id(cid, provider_id) is not None:
             continue
         with provider_errors("the provider"):
             remote = sides.provider.fetch([provider_id]).get(provider_id)
         if remote is None or not remote.in_scope:
             continue
-        repo.put_mapping(
+        put_mapping(
             cid,
             crm_id=keep,
             provider_id=provider_id,

@@ -23,7 +23,9 @@ from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.tokens import connection_context, crm_context
 from contactsync.providers.base import ProviderError
 from contactsync.runtime.observability import logger
-from contactsync.store import repository as repo
+from contactsync.store.connections import delete_connection, list_connections, update_connection
+from contactsync.store.crm_grants import crm_grant_users, delete_crm_grant, get_crm_grant
+from contactsync.store.key_claims import release_claims
 from contactsync.store.models import Connection
 
 
@@ -38,7 +40,7 @@ def remove_user(ctx: AdminContext, caller: Caller, user_id: str) -> dict[str, An
     if not access.reaches(caller, caller.company_id, user_id):
         raise ForbiddenError("only a company admin can remove another user")
     removed = _erase_user(ctx, caller.company_id, user_id)
-    if removed == 0 and repo.get_crm_grant(caller.company_id, user_id) is None:
+    if removed == 0 and get_crm_grant(caller.company_id, user_id) is None:
         raise NotFoundError(f"no user {user_id!r} with anything stored")
     _erase_crm_grant(ctx, caller.company_id, user_id)
     return {"removed": {"connections": removed, "users": 1}}
@@ -50,8 +52,8 @@ def remove_company(ctx: AdminContext, caller: Caller, company_id: str) -> dict[s
         raise NotFoundError(f"no company {company_id!r}")
     if not access.reaches(caller, company_id, None):
         raise ForbiddenError("only a company admin can remove the company")
-    users = {conn.user_id for conn in repo.list_connections(company_id)}
-    users |= set(repo.crm_grant_users(company_id))
+    users = {conn.user_id for conn in list_connections(company_id)}
+    users |= set(crm_grant_users(company_id))
     removed = 0
     for user_id in sorted(users):
         removed += _erase_user(ctx, company_id, user_id)
@@ -63,7 +65,7 @@ def remove_company(ctx: AdminContext, caller: Caller, company_id: str) -> dict[s
 
 
 def _erase_user(ctx: AdminContext, company_id: str, user_id: str) -> int:
-    connections = repo.list_connections(company_id, user_id)
+    connections = list_connections(company_id, user_id)
     for conn in connections:
         _erase_connection(ctx, conn)
     return len(connections)
@@ -72,13 +74,13 @@ def _erase_user(ctx: AdminContext, company_id: str, user_id: str) -> int:
 def _erase_connection(ctx: AdminContext, conn: Connection) -> None:
     connection_id = conn.connection_id
     # Stop first: a running pass lets go before its next write, and no new one is scheduled.
-    repo.update_connection(connection_id, state="stopped", next_run_at=None)
+    update_connection(connection_id, state="stopped", next_run_at=None)
     with contextlib.suppress(ProviderError):
         unsubscribe(ctx, conn)
     wait_for_running_pass(connection_id, ctx.clock)
     _revoke_provider_grant(ctx, conn)
-    repo.release_claims(conn.company_id, conn.user_id, connection_id)
-    repo.delete_connection(connection_id)
+    release_claims(conn.company_id, conn.user_id, connection_id)
+    delete_connection(connection_id)
 
 
 def _revoke_provider_grant(ctx: AdminContext, conn: Connection) -> None:
@@ -95,7 +97,7 @@ def _revoke_provider_grant(ctx: AdminContext, conn: Connection) -> None:
 
 
 def _erase_crm_grant(ctx: AdminContext, company_id: str, user_id: str) -> None:
-    stored = repo.get_crm_grant(company_id, user_id)
+    stored = get_crm_grant(company_id, user_id)
     if stored is None:
         return
     data = ctx.wiring.vault.open_json(bytes(stored.tokens), crm_context(company_id, user_id))
@@ -103,4 +105,4 @@ def _erase_crm_grant(ctx: AdminContext, company_id: str, user_id: str) -> None:
         pipedrive_auth.revoke(ctx.wiring.pipedrive, data["refresh_token"], client=ctx.wiring.http)
     except ProviderError as exc:
         logger.warning("could not revoke a CRM grant", extra={"reason": exc.message})
-    repo.delete_crm_grant(company_id, user_id)
+    delete_crm_grant(company_id, user_id)

@@ -14,7 +14,8 @@ from contactsync.admin.errors import InvalidRequest, provider_errors
 from contactsync.admin.views import HISTORY_READ, SIDE_NAMES, audit_view
 from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.providers.base import AuthExpired, ProviderError, RemoteContact
-from contactsync.store import repository as repo
+from contactsync.store.audit import about_contact, audit_about, audit_entries
+from contactsync.store.mappings import mapping_by_crm_id, mapping_by_provider_id
 from contactsync.store.models import Connection, Mapping
 
 HISTORY_SHOWN = 20
@@ -72,13 +73,13 @@ def explain(
     side = "crm" if crm_person_id is not None else "provider"
     contact_id = crm_person_id or provider_contact_id or ""
     if side == "crm":
-        mapping = repo.mapping_by_crm_id(connection_id, contact_id)
+        mapping = mapping_by_crm_id(connection_id, contact_id)
     else:
-        mapping = repo.mapping_by_provider_id(connection_id, contact_id)
+        mapping = mapping_by_provider_id(connection_id, contact_id)
     remote, unreadable = _look_up(ctx, conn, side, contact_id)
     # A pair's entries are all under its CRM person: one Query, whichever id was asked by.
     asked = ("crm", mapping.crm_id) if mapping is not None else (side, contact_id)
-    rows = repo.audit_about(repo.about_contact(connection_id, *asked), limit=HISTORY_READ)
+    rows = audit_about(about_contact(connection_id, *asked), limit=HISTORY_READ)
     errors = [r for r in rows if r.kind == "error"]
     duplicates = [r for r in rows if r.kind == "duplicate"]
 
@@ -145,7 +146,7 @@ def explain(
             if errors
             else None
         ),
-        "history": [audit_view(e) for e in repo.audit_entries(rows[:HISTORY_SHOWN])],
+        "history": [audit_view(e) for e in audit_entries(rows[:HISTORY_SHOWN])],
     }
 
 
@@ -214,7 +215,7 @@ def find(ctx: AdminContext, caller: Caller, connection_id: str, term: str) -> di
         hits = ctx.wiring.crm_side(conn.company_id, conn.user_id).search(term)
     found = []
     for remote in hits:
-        mapping = repo.mapping_by_crm_id(connection_id, remote.id)
+        mapping = mapping_by_crm_id(connection_id, remote.id)
         found.append(
             {
                 "crm_person_id": remote.id,

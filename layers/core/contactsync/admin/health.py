@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contactsync.store import repository as repo
 from contactsync.store.models import iso
+from contactsync.store.pass_outcomes import pass_outcomes
 
 STATUS_PROVIDERS = ("microsoft", "google", "carddav", "pipedrive")
 PROVIDER_NAMES = {
@@ -50,7 +50,7 @@ def service_status(now: datetime) -> dict[str, Any]:
     passes = dict.fromkeys(STATUS_PROVIDERS, 0)
     errors = dict.fromkeys(STATUS_PROVIDERS, 0)
     codes: dict[str, set[str]] = {p: set() for p in STATUS_PROVIDERS}
-    for item in repo.pass_outcomes(STATUS_PROVIDERS, now, STATUS_WINDOW_MINUTES):
+    for item in pass_outcomes(STATUS_PROVIDERS, now, STATUS_WINDOW_MINUTES):
         passes[item.provider] += int(item.passes or 0)
         errors[item.provider] += int(item.errors or 0)
         codes[item.provider].update(item.error_codes or ())

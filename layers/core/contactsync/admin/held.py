@@ -11,7 +11,8 @@ from contactsync.admin.access import Caller
 from contactsync.admin.context import AdminContext
 from contactsync.admin.errors import ConflictError
 from contactsync.admin.views import connection_view
-from contactsync.store import repository as repo
+from contactsync.store.audit import add_audit
+from contactsync.store.connections import update_connection
 
 
 def confirm(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, Any]:
@@ -19,7 +20,7 @@ def confirm(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, 
     conn = access.connection_of(caller, connection_id)
     if conn.state != "needs_attention":
         raise ConflictError(f"no pass is waiting for confirmation (the sync is {conn.state})")
-    repo.add_audit(
+    add_audit(
         connection_id,
         "confirm",
         "the held pass was confirmed and runs now",
@@ -38,8 +39,8 @@ def discard(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, 
         raise ConflictError(f"no pass is held (the sync is {conn.state})")
     poll = timedelta(seconds=ctx.wiring.settings.safety_poll_seconds)
     was = str(dict(conn.held_plan).get("was") or "active")  # an initial sync stays one
-    repo.update_connection(connection_id, state=was, held_plan=None, next_run_at=ctx.clock() + poll)
-    repo.add_audit(
+    update_connection(connection_id, state=was, held_plan=None, next_run_at=ctx.clock() + poll)
+    add_audit(
         connection_id,
         "discard",
         "the held pass was discarded: nothing it planned was written",

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from contactsync.admin.errors import ConflictError
-from contactsync.store import repository as repo
+from contactsync.store.connections import acquire_lease, release_lease
 
 FIX_LEASE_SECONDS = 60  # how long a fix may hold the connection against passes
 FIX_WAIT_SECONDS = 8.0  # how long a fix waits for a running pass to let go
@@ -28,7 +28,7 @@ def _take(
 ) -> bool:
     """Take the lease, trying for ``wait`` seconds; whether it was taken."""
     deadline = time.monotonic() + wait
-    while not repo.acquire_lease(connection_id, owner, seconds, clock()):
+    while not acquire_lease(connection_id, owner, seconds, clock()):
         if time.monotonic() > deadline:
             return False
         time.sleep(pause)
@@ -53,7 +53,7 @@ def holding_lease(connection_id: str, clock: Callable[[], datetime]) -> Iterator
     try:
         yield
     finally:
-        repo.release_lease(connection_id, owner)
+        release_lease(connection_id, owner)
 
 
 def wait_for_running_pass(connection_id: str, clock: Callable[[], datetime]) -> None:
@@ -69,4 +69,4 @@ def wait_for_running_pass(connection_id: str, clock: Callable[[], datetime]) -> 
         clock=clock,
     )
     if taken:
-        repo.release_lease(connection_id, owner)
+        release_lease(connection_id, owner)

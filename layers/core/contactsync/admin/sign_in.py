@@ -23,7 +23,13 @@ from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.tokens import connection_context, crm_sign_in_context, sign_in_context
 from contactsync.providers.base import AuthExpired, NotFound, ProviderError, Transient
 from contactsync.runtime.sides import GOOGLE_DEFAULT_GROUP, PROVIDERS, SignedIn
-from contactsync.store import repository as repo
+from contactsync.store.connections import (
+    create_connection,
+    forget_sync_state,
+    get_connection,
+    update_connection,
+)
+from contactsync.store.crm_grants import delete_crm_sign_in, get_crm_sign_in, put_crm_sign_in
 from contactsync.store.models import Connection
 
 
@@ -57,7 +63,7 @@ def crm_authorization(ctx: AdminContext, caller: Caller) -> dict[str, str]:
     sealed = ctx.wiring.vault.seal_json(
         {"state": state}, crm_sign_in_context(caller.company_id, caller.user_id)
     )
-    repo.put_crm_sign_in(caller.company_id, caller.user_id, state, sealed)
+    put_crm_sign_in(caller.company_id, caller.user_id, state, sealed)
     url = pipedrive_auth.authorization_url(
         ctx.wiring.pipedrive, ctx.wiring.redirect_uri("pipedrive"), state
     )
@@ -68,7 +74,7 @@ def _finish_crm_authorization(
     ctx: AdminContext, query: dict[str, str], caller: Caller
 ) -> dict[str, Any]:
     state = query.get("state", "")
-    pending = repo.get_crm_sign_in(state) if state.startswith("crm.") else None
+    pending = get_crm_sign_in(state) if state.startswith("crm.") else None
     if pending is not None and not access.is_own(caller, pending.company_id, pending.user_id):
         # Only the user who started the authorization may finish it.
         raise NotFoundError("no CRM authorization of yours is in progress for this state")
@@ -93,7 +99,7 @@ def _finish_crm_authorization(
         raise InvalidRequest(f"the CRM did not accept the authorization: {exc}") from exc
     except ProviderError as exc:
         raise UpstreamError(f"the CRM did not answer: {exc.message}") from exc
-    repo.delete_crm_sign_in(state)  # one use, whatever the outcome from here
+    delete_crm_sign_in(state)  # one use, whatever the outcome from here
     if (str(approver.get("id")), str(approver.get("company_id"))) != (user_id, company_id):
         raise ForbiddenError(
             "the CRM account that approved is not yours: sign in to the CRM as yourself "
@@ -127,7 +133,7 @@ def finish_authorization(
         raise NotFoundError(f"unknown provider {provider!r}")
     state = query.get("state", "")
     connection_id = state.split(".", 1)[0]
-    conn = repo.get_connection(connection_id) if connection_id else None
+    conn = get_connection(connection_id) if connection_id else None
     if conn is None or conn.oauth_state is None or conn.provider != provider:
         raise InvalidRequest("no sign-in is in progress for this state")
     if not access.is_own(caller, conn.company_id, conn.user_id):
@@ -160,13 +166,13 @@ def _signed_in_as(ctx: AdminContext, conn: Connection, signed: SignedIn) -> dict
         # Another account: its contacts have nothing to do with the old links.
         if conn.state in RUNNING_STATES:
             unsubscribe(ctx, conn)
-        repo.forget_sync_state(connection_id)
+        forget_sync_state(connection_id)
         changes.update(folder_id=None, folder_name=None, state="configuring", next_run_at=None)
     elif conn.state == "needs_reauth":
         changes.update(state="active", last_error=None, next_run_at=ctx.clock())
     if provider == "google" and not (same_account and conn.folder_id):
         changes.update(folder_id=GOOGLE_DEFAULT_GROUP[0], folder_name=GOOGLE_DEFAULT_GROUP[1])
-    repo.update_connection(connection_id, **changes)
+    update_connection(connection_id, **changes)
     if conn.state == "needs_reauth" and same_account:
         # A full re-listing: CRM deletions announced while the sign-in was broken were skipped,
         # and only a full listing can find them again.
@@ -193,7 +199,7 @@ def create_carddav(ctx: AdminContext, caller: Caller, login: CardDavLogin | None
         )
     signed = _carddav_sign_in(ctx, login.server_url or server_for(login.email), login)
     connection_id = uuid.uuid4().hex[:20]
-    repo.create_connection(
+    create_connection(
         connection_id=connection_id,
         company_id=caller.company_id,
         user_id=caller.user_id,
@@ -203,7 +209,7 @@ def create_carddav(ctx: AdminContext, caller: Caller, login: CardDavLogin | None
     with contextlib.suppress(ProviderError):
         books = ctx.wiring.carddav_books(signed.secrets)
         if len(books) == 1:  # the only address book is the one to sync
-            repo.update_connection(connection_id, folder_id=books[0][0], folder_name=books[0][1])
+            update_connection(connection_id, folder_id=books[0][0], folder_name=books[0][1])
     return {"connection": connection_view(access.connection_of(caller, connection_id), ctx.clock())}
 
 

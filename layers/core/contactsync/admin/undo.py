@@ -17,8 +17,8 @@ from contactsync.admin.views import SIDE_NAMES, audit_view, undoable
 from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.contacts.normalize import field_key
 from contactsync.providers.base import ContactUpdate, NotFound, PreconditionFailed
-from contactsync.store import repository as repo
-from contactsync.sync.ops import plain_value
+from contactsync.store.audit import InvalidPageCursor, add_audit, get_audit_entry, list_audit_page
+from contactsync.store.pending import plain_value
 
 
 def activity(
@@ -33,10 +33,8 @@ def activity(
     """A page of the connection's history, newest first."""
     access.connection_of(caller, connection_id)
     try:
-        entries, next_cursor = repo.list_audit_page(
-            connection_id, limit=limit, cursor=cursor, kind=kind
-        )
-    except repo.InvalidPageCursor as exc:
+        entries, next_cursor = list_audit_page(connection_id, limit=limit, cursor=cursor, kind=kind)
+    except InvalidPageCursor as exc:
         raise InvalidRequest(f"cursor: {exc}") from exc
     return {"entries": [audit_view(e) for e in entries], "next_cursor": next_cursor}
 
@@ -45,7 +43,7 @@ def undo(ctx: AdminContext, caller: Caller, connection_id: str, entry_id: str) -
     """Put back the values one update replaced, on the side it wrote; a pass then carries
     the restored values to the other side."""
     conn = access.connection_of(caller, connection_id)
-    entry = repo.get_audit_entry(connection_id, entry_id)
+    entry = get_audit_entry(connection_id, entry_id)
     if entry is None:
         raise NotFoundError(f"no activity entry {entry_id!r}")
     if not undoable(entry) or entry.side not in ("crm", "provider"):
@@ -77,7 +75,7 @@ def undo(ctx: AdminContext, caller: Caller, connection_id: str, entry_id: str) -
             )
         if result.error is not None:
             raise ConflictError(f"{SIDE_NAMES[side_name]} refused: {result.error.message}")
-        undo_entry = repo.add_audit(
+        undo_entry = add_audit(
             connection_id,
             "undo",
             f"undid the update of {', '.join(carried) or 'nothing'} on {side_name}",

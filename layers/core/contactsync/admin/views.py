@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from contactsync.store import repository as repo
-from contactsync.store.models import AuditEntry, Connection
+from contactsync.store.audit import audit_entry_id
+from contactsync.store.cursors import get_cursor
+from contactsync.store.models import AuditEntryItem, Connection
+from contactsync.store.subscriptions import subscriptions_of
 
 # The CRM's visible_to for the persons a sync creates: owner only, the owner's visibility group,
 # the entire company (Pipedrive's Professional / Enterprise values; the CRM refuses others).
@@ -24,9 +26,9 @@ def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
     if eta is not None:
         progress["eta_seconds"] = eta
     last_error = dict(conn.last_error.as_dict()) if conn.last_error else None
-    taken = [c.taken_at for s in ("crm", "provider") if (c := repo.get_cursor(
+    taken = [c.taken_at for s in ("crm", "provider") if (c := get_cursor(
         conn.connection_id, s)) is not None and c.taken_at]  # fmt: skip
-    expiries = [sub.expires_at_iso for sub in repo.subscriptions_of(conn)]
+    expiries = [sub.expires_at_iso for sub in subscriptions_of(conn)]
     counts: Any = conn.counts  # a raw MapAttribute: name -> number
     return {
         "id": conn.connection_id,
@@ -54,10 +56,10 @@ def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
     }
 
 
-def audit_view(entry: AuditEntry) -> dict[str, Any]:
+def audit_view(entry: AuditEntryItem) -> dict[str, Any]:
     """An audit entry as the API shows it."""
     return {
-        "id": repo.audit_entry_id(entry),
+        "id": audit_entry_id(entry),
         "at": entry.at,
         "kind": entry.kind,
         "side": entry.side,
@@ -72,7 +74,7 @@ def audit_view(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-def undoable(entry: AuditEntry) -> bool:
+def undoable(entry: AuditEntryItem) -> bool:
     """Only an update can be undone: it has both the values before and after it."""
     return entry.kind == "write" and entry.before is not None and entry.after is not None
 

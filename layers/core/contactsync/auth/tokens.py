@@ -23,7 +23,8 @@ from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.vault import TokenVault
 from contactsync.providers.base import AuthExpired
 from contactsync.providers.transport import Login, TokenSource
-from contactsync.store import repository as repo
+from contactsync.store.connections import get_connection, update_connection
+from contactsync.store.crm_grants import get_crm_grant, put_crm_grant
 
 CRM_GRANT_WAIT_SECONDS = 2.0  # how long a refresh refused as spent waits for the other's grant
 
@@ -93,7 +94,7 @@ class TokenSources:
 
     def crm_token(self, company_id: str, user_id: str) -> TokenSource:
         def load(force_refresh: bool) -> str:
-            stored = repo.get_crm_grant(company_id, user_id)
+            stored = get_crm_grant(company_id, user_id)
             if stored is None:
                 raise AuthExpired("the CRM account is not connected")
             grant = self._open_crm_grant(company_id, user_id, stored)
@@ -128,18 +129,18 @@ class TokenSources:
             "expires_at": grant.expires_at.isoformat(),
         }
         sealed = self.vault.seal_json(data, crm_context(company_id, user_id))
-        return repo.put_crm_grant(company_id, user_id, sealed, replacing=replacing)
+        return put_crm_grant(company_id, user_id, sealed, replacing=replacing)
 
     def _open(self, connection_id: str, missing: str) -> dict[str, Any]:
         """The connection's sealed credentials, opened; AuthExpired(``missing``) without any."""
-        conn = repo.get_connection(connection_id)
+        conn = get_connection(connection_id)
         if conn is None or conn.credentials is None:
             raise AuthExpired(missing)
         return self.vault.open_json(bytes(conn.credentials), connection_context(connection_id))
 
     def _seal(self, connection_id: str, secrets: dict[str, Any]) -> None:
         sealed = self.vault.seal_json(secrets, connection_context(connection_id))
-        repo.update_connection(connection_id, credentials=sealed)
+        update_connection(connection_id, credentials=sealed)
 
     def _open_crm_grant(
         self, company_id: str, user_id: str, stored: Any
@@ -156,7 +157,7 @@ def _newer_crm_grant(company_id: str, user_id: str, than: str) -> Any:
     """The user's CRM grant if one newer than ``than`` is (or within a moment gets) stored."""
     deadline = time.monotonic() + CRM_GRANT_WAIT_SECONDS
     while True:
-        latest = repo.get_crm_grant(company_id, user_id)
+        latest = get_crm_grant(company_id, user_id)
         if latest is not None and latest.updated_at != than:
             return latest
         if latest is None or time.monotonic() >= deadline:

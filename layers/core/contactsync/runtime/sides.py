@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from contactsync.providers.google import GoogleContacts
     from contactsync.providers.microsoft import MicrosoftContacts
     from contactsync.providers.pipedrive import PipedrivePersons
-    from contactsync.sync.ports import ConnectionView
+    from contactsync.store.pass_interface import ConnectionView
     from contactsync.sync.reconcile import Sides
 
 PROVIDERS = ("microsoft", "google", "carddav")

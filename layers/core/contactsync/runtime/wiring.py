@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=1)
 def bind_store() -> None:
-    from contactsync.store import models, repository  # noqa: PLC0415 - pynamodb where used
+    from contactsync.store import audit, models  # noqa: PLC0415 - pynamodb where used
 
     s = get_settings()
     models.configure(s.table_name, s.dynamodb_endpoint_url, s.region)
-    repository.keep_activity_for(s.activity_retention_days)
+    audit.keep_activity_for(s.activity_retention_days)
 
 
 @lru_cache(maxsize=1)

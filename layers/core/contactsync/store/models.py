@@ -8,7 +8,7 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
 - cursor:        PK=CONN#<id>  SK=CURSOR#<side>
 - mapping:       PK=CONN#<id>  SK=MAP#<mapping id>
                  GSI1 CONN#<id>#CRM#<crm id> / MAP; GSI2 CONN#<id>#PRV#<provider id> / MAP
-- pending write: PK=CONN#<id>  SK=OP#<op id>
+- pending op:    PK=CONN#<id>  SK=OP#<op id>
 - audit:         PK=CONN#<id>  SK=LOG#<iso time>#<seq>, TTL on expires_at
                  AuditIndex (sparse) <about> / SK, about = CONN#<id>#CRM#<crm id> (the CRM
                  person it names, so a pair's entries are one key), else CONN#<id>#PRV#<provider
@@ -28,6 +28,11 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
 Table name, endpoint and region are read from the environment once at import (TABLE_NAME,
 DYNAMODB_ENDPOINT_URL, AWS_REGION) and can be re-pointed with ``configure`` (tests use a fresh
 table each). Times are ISO-8601 UTC strings of fixed width (see ``iso``), so they sort as text.
+
+A model is named for its item. Where a pass handles the same thing as a plain value
+(``contactsync.store.pass_interface``, ``contactsync.store.pending``), the model's name ends in
+``Item``: a ``CursorItem`` stores a ``Cursor``, an ``AuditEntryItem`` an ``AuditEntry``, a
+``PendingOpItem`` a ``PendingOp``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     VersionAttribute,
 )
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 
@@ -64,6 +70,11 @@ def iso(moment: datetime) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def conditional_failure(error: PynamoDBException) -> bool:
+    """The write's condition did not hold (as opposed to any other failure)."""
+    return error.cause_response_code == "ConditionalCheckFailedException"
 
 
 class _TableMeta:
@@ -125,7 +136,7 @@ class MappingsByProviderId(GlobalSecondaryIndex["Mapping"]):  # type: ignore[no-
     gsi2sk = UnicodeAttribute(range_key=True, attr_name="GSI2SK")
 
 
-class AuditAbout(GlobalSecondaryIndex["AuditEntry"]):  # type: ignore[no-untyped-call]
+class AuditAbout(GlobalSecondaryIndex["AuditEntryItem"]):  # type: ignore[no-untyped-call]
     """AuditIndex, sparse: the entries about one contact (or a connection's duplicate findings)
     in time order. It carries what the support questions pick entries by, not ``before`` and
     ``after``: an index item stays under 1 KB, so it costs one write unit."""
@@ -248,8 +259,9 @@ class Connection(Model):
     due = ConnectionsDue()
 
 
-class Cursor(Model):
-    """Where one side's change feed was last read up to (opaque to all but the adapter)."""
+class CursorItem(Model):
+    """Where one side's change feed was last read up to (opaque to all but the adapter): the
+    table item of a pass's ``Cursor``."""
 
     class Meta(_TableMeta):
         pass
@@ -309,8 +321,9 @@ class Mapping(Model):
         return {side: Contact.from_dict(value) for side, value in raw.items()}
 
 
-class PendingWrite(Model):
-    """A write we are about to send, stored first so a crashed pass can be recovered."""
+class PendingOpItem(Model):
+    """A pass's ``PendingOp`` (JSON in ``payload``), stored before its writes are sent so a
+    crashed pass can be recovered."""
 
     class Meta(_TableMeta):
         pass
@@ -342,8 +355,9 @@ class Subscription(Model):
     created_at = UnicodeAttribute()
 
 
-class AuditEntry(Model):
-    """What a pass changed and why; expires after 90 days (table TTL)."""
+class AuditEntryItem(Model):
+    """What a pass changed and why: the table item of an ``AuditEntry``, with what the activity
+    log and AuditIndex need besides. Expires after 90 days (table TTL)."""
 
     class Meta(_TableMeta):
         pass
@@ -491,11 +505,11 @@ class PassOutcomes(Model):
 
 MODELS: tuple[type[Model], ...] = (
     Connection,
-    Cursor,
+    CursorItem,
     Mapping,
-    PendingWrite,
+    PendingOpItem,
     Subscription,
-    AuditEntry,
+    AuditEntryItem,
     AuditMention,
     CrmGrant,
     CrmAuthorization,

@@ -1,4 +1,4 @@
-"""The DynamoDB implementation of the pass's storage interface (``contactsync.sync.ports``)."""
+"""The DynamoDB implementation of ``contactsync.store.pass_interface.PassStore``."""
 
 from __future__ import annotations
 
@@ -9,18 +9,27 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from contactsync.engine.plan import MappingState
-from contactsync.store import repository as repo
+from contactsync.store import (
+    audit,
+    connections,
+    cursors,
+    duplicates,
+    key_claims,
+    mappings,
+    pending_items,
+)
+from contactsync.store.keys import conn_pk
 from contactsync.store.models import (
     Connection,
     LastError,
     Mapping,
-    PendingWrite,
+    PendingOpItem,
     Progress,
     iso,
     utcnow,
 )
-from contactsync.sync.ops import PendingOp
-from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor
+from contactsync.store.pass_interface import AuditEntry, ConnectionView, Cursor
+from contactsync.store.pending import PendingOp
 
 
 def _mapping_state(item: Mapping) -> MappingState:
@@ -77,16 +86,16 @@ def _view(conn: Connection | None) -> ConnectionView | None:
 
 class DynamoPassStore:
     def load_connection(self, connection_id: str) -> ConnectionView | None:
-        return _view(repo.get_connection(connection_id))
+        return _view(connections.get_connection(connection_id))
 
     def answer_ring(self, connection_id: str) -> ConnectionView | None:
-        return _view(repo.answer_ring(connection_id))
+        return _view(connections.answer_ring(connection_id))
 
     def add_hints(
         self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
     ) -> None:
-        repo.add_hints(connection_id, crm_ids, "crm")
-        repo.add_hints(connection_id, provider_ids, "provider")
+        connections.add_hints(connection_id, crm_ids, "crm")
+        connections.add_hints(connection_id, provider_ids, "provider")
 
     def drop_hints(
         self,
@@ -96,7 +105,7 @@ class DynamoPassStore:
         *,
         added: int = 0,
     ) -> None:
-        repo.drop_hints(connection_id, {"crm": crm_ids, "provider": provider_ids}, added)
+        connections.drop_hints(connection_id, {"crm": crm_ids, "provider": provider_ids}, added)
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:
         values: dict[str, Any] = {}
@@ -113,16 +122,16 @@ class DynamoPassStore:
                 values["settle_until"] = value or None
             else:
                 values[name] = value
-        repo.update_connection(connection_id, **values)
+        connections.update_connection(connection_id, **values)
 
     def acquire_lease(self, connection_id: str, owner: str, now: datetime, seconds: int) -> bool:
-        return repo.acquire_lease(connection_id, owner, seconds, now)
+        return connections.acquire_lease(connection_id, owner, seconds, now)
 
     def release_lease(self, connection_id: str, owner: str) -> None:
-        repo.release_lease(connection_id, owner)
+        connections.release_lease(connection_id, owner)
 
     def cursor(self, connection_id: str, side: str) -> Cursor | None:
-        item = repo.get_cursor(connection_id, side)
+        item = cursors.get_cursor(connection_id, side)
         if item is None:
             return None
         return Cursor(
@@ -134,25 +143,25 @@ class DynamoPassStore:
 
     def save_cursor(self, connection_id: str, side: str, cursor: Cursor) -> None:
         taken = datetime.fromisoformat(cursor.taken_at) if cursor.taken_at else None
-        repo.put_cursor(
+        cursors.put_cursor(
             connection_id, side, cursor.position, cursor.complete, cursor.full, taken_at=taken
         )
 
     def mapping_for(self, connection_id: str, side: str, contact_id: str) -> MappingState | None:
         if side == "crm":
-            item = repo.mapping_by_crm_id(connection_id, contact_id)
+            item = mappings.mapping_by_crm_id(connection_id, contact_id)
         else:
-            item = repo.mapping_by_provider_id(connection_id, contact_id)
+            item = mappings.mapping_by_provider_id(connection_id, contact_id)
         return _mapping_state(item) if item is not None else None
 
     def mappings(self, connection_id: str) -> Iterator[MappingState]:
-        return (_mapping_state(m) for m in repo.iter_mappings(connection_id))
+        return (_mapping_state(m) for m in mappings.iter_mappings(connection_id))
 
     def count_mappings(self, connection_id: str) -> int:
-        return repo.count_mappings(connection_id)
+        return mappings.count_mappings(connection_id)
 
     def save_mapping(self, connection_id: str, mapping: MappingState) -> None:
-        repo.put_mapping(
+        mappings.put_mapping(
             connection_id,
             mapping_id=mapping.mapping_id,
             crm_id=mapping.crm_id,
@@ -168,40 +177,42 @@ class DynamoPassStore:
     def claim_key(
         self, company_id: str, user_id: str, key: str, *, owner: str, now: datetime, seconds: float
     ) -> bool:
-        return repo.claim_key(company_id, user_id, key, owner=owner, seconds=seconds, now=now)
+        return key_claims.claim_key(company_id, user_id, key, owner=owner, seconds=seconds, now=now)
 
     def release_key(self, company_id: str, user_id: str, key: str, *, owner: str) -> None:
-        repo.release_key(company_id, user_id, key, owner=owner)
+        key_claims.release_key(company_id, user_id, key, owner=owner)
 
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
-        return repo.review_holds(connection_id, side, contact_ids) if contact_ids else set()
+        return duplicates.review_holds(connection_id, side, contact_ids) if contact_ids else set()
 
     def replace_review_holds(
         self, connection_id: str, holds: Sequence[tuple[str, str, str]]
     ) -> None:
-        repo.replace_review_holds(connection_id, holds)
+        duplicates.replace_review_holds(connection_id, holds)
 
     def replace_duplicate_clusters(
         self, connection_id: str, clusters: Sequence[tuple[Sequence[str], Sequence[str]]]
     ) -> None:
-        repo.replace_duplicate_clusters(connection_id, clusters)
+        duplicates.replace_duplicate_clusters(connection_id, clusters)
 
     def drop_mapping(self, connection_id: str, mapping_id: str) -> None:
-        repo.delete_mapping(connection_id, mapping_id)
+        mappings.delete_mapping(connection_id, mapping_id)
 
     def pending(self, connection_id: str) -> list[PendingOp]:
-        ops = [PendingOp.from_json(item.payload) for item in repo.list_pending(connection_id)]
+        ops = [
+            PendingOp.from_json(item.payload) for item in pending_items.list_pending(connection_id)
+        ]
         return sorted(ops, key=lambda op: op.op_id)
 
     def save_pending(self, connection_id: str, ops: Sequence[PendingOp]) -> None:
         """Stored in batches of 25: a plan of thousands of writes costs one round trip per 25."""
         stamp = iso(utcnow())
-        with PendingWrite.batch_write() as batch:
+        with PendingOpItem.batch_write() as batch:
             for op in ops:
                 first = op.writes[0] if op.writes else None
                 batch.save(
-                    PendingWrite(
-                        repo.conn_pk(connection_id),
+                    PendingOpItem(
+                        conn_pk(connection_id),
                         f"OP#{op.op_id}",
                         op_id=op.op_id,
                         side=first.side if first else "",
@@ -214,11 +225,11 @@ class DynamoPassStore:
                 )
 
     def drop_pending(self, connection_id: str, op_ids: Sequence[str]) -> None:
-        repo.delete_pending_many(connection_id, op_ids)
+        pending_items.delete_pending_many(connection_id, op_ids)
 
     def audit(self, connection_id: str, entries: Sequence[AuditEntry]) -> None:
         for entry in entries:
-            repo.add_audit(
+            audit.add_audit(
                 connection_id,
                 entry.kind,
                 entry.message,
@@ -246,6 +257,6 @@ class DynamoDoorbell:
     clock: Callable[[], datetime] = utcnow
 
     def ring(self, connection_id: str, crm_ids: Sequence[str]) -> bool:
-        remembered = repo.add_hints(connection_id, crm_ids)
-        queued = repo.ring(connection_id, self.clock(), self.stale_after)
+        remembered = connections.add_hints(connection_id, crm_ids)
+        queued = connections.ring(connection_id, self.clock(), self.stale_after)
         return queued or not remembered

@@ -57,9 +57,9 @@ from contactsync.providers.base import (
     WriteResult,
 )
 from contactsync.runtime.messages import Reason, SyncMessage
-from contactsync.sync.ops import CURSOR_OP_ID, PendingOp, plain_value
+from contactsync.store.pass_interface import SIDES, AuditEntry, ConnectionView, Cursor, PassStore
+from contactsync.store.pending import CURSOR_OP_ID, PendingOp, plain_value
 from contactsync.sync.polling import PollPolicy
-from contactsync.sync.ports import SIDES, AuditEntry, ConnectionView, Cursor, PassStore
 
 RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
 # Pending writes applied per round trip to the store; adapters batch within it, so it is a

@@ -12,11 +12,12 @@ from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.observability import PROVIDER_ERRORS, PROVIDER_THROTTLES, count
 from contactsync.runtime.queue import PassQueue
 from contactsync.runtime.sides import Wiring
-from contactsync.store import repository as repo
+from contactsync.store.connections import get_connection
+from contactsync.store.pass_interface import ConnectionView
+from contactsync.store.pass_outcomes import add_pass_outcomes
 from contactsync.store.pass_store import DynamoPassStore
 from contactsync.sync.health import HealthTally
 from contactsync.sync.polling import PollPolicy
-from contactsync.sync.ports import ConnectionView
 from contactsync.sync.reconcile import PassContext, PassResult, Sides, run_pass
 from contactsync.sync.subscriptions import keep_subscribed
 
@@ -53,7 +54,7 @@ class PassRunner:
     health: HealthTally = field(init=False)
 
     def __post_init__(self) -> None:
-        self.health = HealthTally(repo.add_pass_outcomes, self.wiring.settings.health_flush_seconds)
+        self.health = HealthTally(add_pass_outcomes, self.wiring.settings.health_flush_seconds)
 
     def context(
         self, failures: dict[str, str | None] | None = None, budget_seconds: float | None = None
@@ -118,6 +119,6 @@ class PassRunner:
 
     def keep_subscription(self, message: SyncMessage) -> None:
         """Graph subscriptions renewed before they lapse, made anew when Graph removed them."""
-        conn = repo.get_connection(message.connection_id)
+        conn = get_connection(message.connection_id)
         if conn is not None:
             keep_subscribed(self.wiring, conn, message.lifecycle_event)

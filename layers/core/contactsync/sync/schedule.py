@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.queue import PassQueue
-from contactsync.store import repository as repo
+from contactsync.store.connections import due_connections, set_next_run
 
 CLAIM = timedelta(minutes=5)  # a claimed connection is not enqueued again for this long
 
@@ -21,9 +21,9 @@ def enqueue_due(
     """One message per due connection; each is pushed back by CLAIM so a slow queue does not
     get it twice (the pass sets the real next run when it finishes)."""
     now = clock()
-    due = repo.due_connections(now, limit=limit)
+    due = due_connections(now, limit=limit)
     for connection_id in due:
-        repo.set_next_run(connection_id, now + CLAIM)
+        set_next_run(connection_id, now + CLAIM)
     if not due:
         return 0
     return queue.send(SyncMessage(connection_id=c, reason="schedule") for c in due)

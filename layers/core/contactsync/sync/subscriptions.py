@@ -11,8 +11,9 @@ from typing import Any
 
 from contactsync.providers.base import NotFound, ProviderError
 from contactsync.runtime.sides import Wiring
-from contactsync.store import repository as repo
+from contactsync.store.connections import update_connection
 from contactsync.store.models import iso
+from contactsync.store.subscriptions import delete_subscription, put_subscription, subscriptions_of
 from contactsync.sync.push import graph_client_state, secret_hash
 
 RENEW_BEFORE = timedelta(hours=24)
@@ -31,7 +32,7 @@ def subscribe(wiring: Wiring, conn: Any) -> str:
         client_state=client_state,
         expires_at=wiring.clock() + timedelta(minutes=wiring.settings.subscription_minutes),
     )
-    repo.put_subscription(
+    put_subscription(
         subscription_id=sub_id,
         connection_id=conn.connection_id,
         client_state_hash=secret_hash(client_state),
@@ -49,7 +50,7 @@ def keep_subscribed(wiring: Wiring, conn: Any, lifecycle_event: str = "") -> Non
     now = wiring.clock()
     until = now + timedelta(minutes=wiring.settings.subscription_minutes)
     kept: list[str] = []
-    for sub in repo.subscriptions_of(conn):
+    for sub in subscriptions_of(conn):
         lapsing = sub.expires_at_iso <= iso(now + RENEW_BEFORE)
         if not lapsing and lifecycle_event not in (
             "reauthorizationRequired",
@@ -69,10 +70,10 @@ def keep_subscribed(wiring: Wiring, conn: Any, lifecycle_event: str = "") -> Non
             except ProviderError:
                 kept.append(sub.subscription_id)
                 continue
-        repo.delete_subscription(sub.subscription_id)
+        delete_subscription(sub.subscription_id)
     if not kept:
         # If Graph refuses, the next pass tries again; the safety poll covers the gap.
         with contextlib.suppress(ProviderError):
             kept.append(subscribe(wiring, conn))
     if kept != list(conn.subscription_ids or []):
-        repo.update_connection(conn.connection_id, subscription_ids=kept)
+        update_connection(conn.connection_id, subscription_ids=kept)

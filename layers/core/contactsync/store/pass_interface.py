@@ -1,7 +1,9 @@
-"""What a sync pass needs from storage, as an interface.
+"""What a sync pass needs from storage, as an interface, and the plain values it passes.
 
-The DynamoDB implementation lives in ``contactsync.store.dynamo``; unit tests use the in-memory
-one in ``contactsync.sync.memory``. The pass itself never sees PynamoDB.
+The store owns this interface: the DynamoDB implementation is ``contactsync.store.pass_store``;
+tests use the in-memory one in ``tests/fakes.py``. The pass itself never sees
+PynamoDB: these values are not the table's items (``CursorItem``, ``AuditEntryItem`` of
+``contactsync.store.models``), only what a pass reads and writes through ``PassStore``.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from contactsync.engine.plan import MappingState
-from contactsync.sync.ops import PendingOp
+from contactsync.store.pending import PendingOp
 
 SIDES = ("crm", "provider")
 
 
 @dataclass(frozen=True)
 class Cursor:
+    """Where one side's change feed continues from, as a pass sees it (stored as a
+    ``CursorItem``)."""
+
     position: str = ""
     complete: bool = True
     full: bool = False
@@ -63,6 +68,8 @@ class ConnectionView:
 
 @dataclass(frozen=True)
 class AuditEntry:
+    """One line of the activity log as a pass writes it (stored as an ``AuditEntryItem``)."""
+
     kind: str  # write, conflict, unlink, guard, error, duplicate, pass
     message: str
     side: str = ""

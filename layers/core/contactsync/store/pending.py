@@ -1,4 +1,4 @@
-"""Pending writes: a planned outcome saved *before* anything is sent to a provider.
+"""Pending operations: a planned outcome saved *before* anything is sent to a provider.
 
 A pass turns its plan into pending operations, stores them, and only then calls the providers.
 A pass that crashes, times out or is throttled leaves the rest stored; the next pass finishes them
@@ -6,6 +6,7 @@ first, so nothing is lost and nothing doubles: the id a create made is written d
 the provider answers (a receipt), and a create whose answer never came looks for our tag before
 creating again.
 The last operation of a plan carries the cursors: they advance only after everything before them.
+Plain values: the table items that hold them are ``PendingOpItem`` (``contactsync.store.models``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ CURSOR_OP_ID = "~cursors"  # sorts after every numbered op
 
 @dataclass(frozen=True)
 class PendingOp:
+    """One planned outcome (its writes, or the plan's cursors) as a pass stores it before it
+    sends anything; stored as a ``PendingOpItem`` whose payload is ``to_json``."""
+
     op_id: str
     mapping_id: str = ""
     crm_id: str = ""

@@ -1,5 +1,8 @@
 """In-memory fakes of our own interfaces (PassStore, ContactSide) for fast tests of a pass.
 
+Test code, outside the deployed package: unit and integration tests and the benchmarks import it
+(``tests.fakes``); nothing in ``contactsync`` may (an import-linter contract).
+
 They behave like the real ones where a pass can tell: ids, versions, tags, paging positions,
 deletions, scope. They are not mocks: they hold state and can be inspected.
 """
@@ -26,8 +29,8 @@ from contactsync.providers.base import (
     Transient,
     WriteResult,
 )
-from contactsync.sync.ops import PendingOp
-from contactsync.sync.ports import AuditEntry, ConnectionView, Cursor
+from contactsync.store.pass_interface import AuditEntry, ConnectionView, Cursor
+from contactsync.store.pending import PendingOp
 
 
 @dataclass
