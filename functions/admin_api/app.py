@@ -17,6 +17,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Tag
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.admin.errors import AdminError
 from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError
@@ -113,10 +115,11 @@ def openapi_json() -> str:
 
 def _hostile_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """A 400 for a body too large, too deep or with too long a number, before it is parsed."""
-    body = event.get("body")
-    if event.get("isBase64Encoded") and isinstance(body, str):
+    request = APIGatewayProxyEventV2(event)
+    body: str | bytes | None = request.body
+    if request.is_base64_encoded and request.body is not None:
         try:
-            body = base64.b64decode(body)
+            body = base64.b64decode(request.body)
         except binascii.Error:
             body = None  # the resolver answers it as an undecodable body
     problem = body_problem(body)
@@ -131,7 +134,9 @@ def _hostile_body(event: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(
+    clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_HTTP
+)
 @metrics.log_metrics
 @capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -62,6 +62,7 @@ POWERTOOLS_KEYS = frozenset(
         "function_arn",
         "function_request_id",
         "xray_trace_id",
+        "correlation_id",  # the API request's id, the schedule event's id
     }
 )
 
