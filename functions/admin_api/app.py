@@ -57,18 +57,18 @@ for area in (connections, support, removal, status, pages):
 # --- errors as HTTP: the one place ------------------------------------------------------------
 
 
-@app.exception_handler(AdminError)
+@app.exception_handler(AdminError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def admin_error(exc: AdminError) -> Response[Any]:
     status_code, code = status_of(exc)
     return error_response(status_code, code, exc.message, exc.details)
 
 
-@app.exception_handler(Unauthorized)
+@app.exception_handler(Unauthorized)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def unauthorized(exc: Unauthorized) -> Response[Any]:
     return error_response(401, "unauthorized", str(exc))
 
 
-@app.exception_handler(ProviderError)
+@app.exception_handler(ProviderError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def provider_error(exc: ProviderError) -> Response[Any]:
     """A side failed where no service turned it into a domain error: never a bare 500."""
     if isinstance(exc, AuthExpired):
@@ -83,13 +83,13 @@ def route_not_found(exc: RouteNotFound) -> Response[Any]:
     return error_response(404, "not_found", "no such route")
 
 
-@app.exception_handler(UnicodeDecodeError)
+@app.exception_handler(UnicodeDecodeError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def undecodable_body(exc: UnicodeDecodeError) -> Response[Any]:
     """A body that is not UTF-8 (API Gateway hands it over base64-encoded) is not JSON either."""
     return error_response(400, "invalid_request", "the request body must be UTF-8 encoded JSON")
 
 
-@app.exception_handler(RequestValidationError)
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def invalid_request(exc: RequestValidationError) -> Response[Any]:
     problems = [
         {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
