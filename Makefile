@@ -42,7 +42,7 @@ lint: $(STAMP) ## ruff lint and format check, and the layering contracts (import
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-logo
 
-typecheck: $(STAMP) ## mypy strict on the core layer
+typecheck: $(STAMP) ## mypy strict on the core layer, the handlers, the local stack and the CLI
 	$(BIN)/mypy
 
 cfn-lint: $(STAMP) ## Lint the SAM template

@@ -57,8 +57,11 @@ def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
         value: Any = loader.construct_scalar(node)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        problem = f"!{suffix} on a {type(node).__name__}"
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
     if suffix == "Ref":
         return {"Ref": value}
     if suffix == "GetAtt" and isinstance(value, str):
@@ -124,7 +127,8 @@ def _client(service: str, url: str, region: str) -> Any:
         endpoint_url=url,
         region_name=region,
         config=config,
-        **CREDENTIALS,  # type: ignore[arg-type]
+        aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
     )
 
 

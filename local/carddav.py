@@ -95,7 +95,7 @@ class RunningCardDav:
             )
         if resp.status_code not in (200, 201, 204):
             raise RuntimeError(f"PUT {name} failed: {resp.status_code} {resp.text[:200]}")
-        return resp.headers.get("ETag", "")
+        return str(resp.headers.get("ETag", ""))
 
 
 def start_radicale(

@@ -23,6 +23,26 @@ from local.lambda_runtime import InvocationTimedOut, LambdaContext
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
+def sqs_event(messages: list[dict[str, Any]], arn: str) -> dict[str, Any]:
+    """The event Lambda's event source mapping makes of messages received from the queue at
+    ``arn`` (with ``AttributeNames=["All"]``)."""
+    records = [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": m.get("Attributes", {}),
+            "messageAttributes": {},
+            "md5OfBody": m.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": arn,
+            "awsRegion": "us-east-1",
+        }
+        for m in messages
+    ]
+    return {"Records": records}
+
+
 class QueuePoller:
     def __init__(
         self,
@@ -93,25 +113,11 @@ class QueuePoller:
                 self.poll_once(messages, arn)
 
     def poll_once(self, messages: list[dict[str, Any]], arn: str) -> None:
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m.get("Attributes", {}),
-                "messageAttributes": {},
-                "md5OfBody": m.get("MD5OfBody", ""),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
         with self._count:
             self.invocations += 1
         try:
             result = self._handler(
-                {"Records": records}, LambdaContext(function_name=self._function)
+                sqs_event(messages, arn), LambdaContext(function_name=self._function)
             )
             failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
         except Exception as exc:  # crashed or timed out: the whole batch comes back

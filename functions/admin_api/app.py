@@ -17,6 +17,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFound
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Tag
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.admin.errors import AdminError
 from contactsync.providers.base import AuthExpired, PermissionDenied, ProviderError
@@ -55,18 +57,18 @@ for area in (connections, support, removal, status, pages):
 # --- errors as HTTP: the one place ------------------------------------------------------------
 
 
-@app.exception_handler(AdminError)
+@app.exception_handler(AdminError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def admin_error(exc: AdminError) -> Response[Any]:
     status_code, code = status_of(exc)
     return error_response(status_code, code, exc.message, exc.details)
 
 
-@app.exception_handler(Unauthorized)
+@app.exception_handler(Unauthorized)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def unauthorized(exc: Unauthorized) -> Response[Any]:
     return error_response(401, "unauthorized", str(exc))
 
 
-@app.exception_handler(ProviderError)
+@app.exception_handler(ProviderError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def provider_error(exc: ProviderError) -> Response[Any]:
     """A side failed where no service turned it into a domain error: never a bare 500."""
     if isinstance(exc, AuthExpired):
@@ -81,13 +83,13 @@ def route_not_found(exc: RouteNotFound) -> Response[Any]:
     return error_response(404, "not_found", "no such route")
 
 
-@app.exception_handler(UnicodeDecodeError)
+@app.exception_handler(UnicodeDecodeError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def undecodable_body(exc: UnicodeDecodeError) -> Response[Any]:
     """A body that is not UTF-8 (API Gateway hands it over base64-encoded) is not JSON either."""
     return error_response(400, "invalid_request", "the request body must be UTF-8 encoded JSON")
 
 
-@app.exception_handler(RequestValidationError)
+@app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]  # unannotated in Powertools
 def invalid_request(exc: RequestValidationError) -> Response[Any]:
     problems = [
         {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
@@ -113,10 +115,11 @@ def openapi_json() -> str:
 
 def _hostile_body(event: dict[str, Any]) -> dict[str, Any] | None:
     """A 400 for a body too large, too deep or with too long a number, before it is parsed."""
-    body = event.get("body")
-    if event.get("isBase64Encoded") and isinstance(body, str):
+    request = APIGatewayProxyEventV2(event)
+    body: str | bytes | None = request.body
+    if request.is_base64_encoded and request.body is not None:
         try:
-            body = base64.b64decode(body)
+            body = base64.b64decode(request.body)
         except binascii.Error:
             body = None  # the resolver answers it as an undecodable body
     problem = body_problem(body)
@@ -131,7 +134,9 @@ def _hostile_body(event: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(
+    clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_HTTP
+)
 @metrics.log_metrics
 @capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from contactsync.runtime.observability import (
     WEBHOOK_ACCEPTED,
@@ -141,7 +142,9 @@ def pipedrive() -> Response[Any]:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(
+    clear_state=True, correlation_id_path=correlation_paths.API_GATEWAY_HTTP
+)
 @metrics.log_metrics
 @capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

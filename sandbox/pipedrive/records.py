@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 PERSON_KEYS = frozenset(
     {
@@ -94,6 +94,17 @@ def parse_rfc3339(text: str) -> datetime:
 def new_hash_key() -> str:
     """Custom fields are keyed by a random 40-character hex hash."""
     return secrets.token_hex(20)
+
+
+class TokenAnswer(TypedDict):
+    """The OAuth token endpoint's answer: a new access token and the refresh token to use next."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    refresh_token: str
+    scope: str
+    api_domain: NotRequired[str]  # the company's API address, added by the endpoint
 
 
 class ApiError(Exception):

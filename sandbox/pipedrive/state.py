@@ -33,6 +33,7 @@ from sandbox.pipedrive.records import (
     Organization,
     Person,
     PersonField,
+    TokenAnswer,
     User,
     Webhook,
     iso_millis,
@@ -304,14 +305,14 @@ class PipedriveSandbox:
             client_secret, self.client_secret
         )
 
-    def exchange_code(self, client_id: str, code: str, redirect_uri: str) -> dict[str, Any]:
+    def exchange_code(self, client_id: str, code: str, redirect_uri: str) -> TokenAnswer:
         with self._lock:
             found = self._codes.pop(code, None)
             if found is None or found[1] != client_id or found[2] != redirect_uri:
                 raise ApiError(400, "invalid_grant")
             return self._grant(found[0], client_id)
 
-    def refresh_grant(self, client_id: str, refresh_token: str) -> dict[str, Any]:
+    def refresh_grant(self, client_id: str, refresh_token: str) -> TokenAnswer:
         with self._lock:
             found = self._refresh.get(refresh_token)
             if found is None or found[1] != client_id:
@@ -336,9 +337,7 @@ class PipedriveSandbox:
             for token in [t for t, g in self._access.items() if g.user_id == found[0]]:
                 del self._access[token]
 
-    def _grant(
-        self, user_id: int, client_id: str, refresh_token: str | None = None
-    ) -> dict[str, Any]:
+    def _grant(self, user_id: int, client_id: str, refresh_token: str | None = None) -> TokenAnswer:
         access = f"{user_id}:{secrets.token_hex(20)}"
         refresh = refresh_token or f"{user_id}:{secrets.token_hex(24)}"
         expires = self.now() + timedelta(seconds=ACCESS_TOKEN_SECONDS)

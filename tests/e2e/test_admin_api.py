@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -19,7 +19,9 @@ from contactsync.store.pass_outcomes import record_pass_outcome
 
 from functions.admin_api import openapi
 from local.demo import FOLDER_NAME, Api, DemoData, DemoUser, seed
-from local.stack import LocalStack, start_stack
+from local.stack import LocalStack
+from tests.e2e import helpers
+from tests.e2e.helpers import crm_owned, eventually, outlook
 
 pytestmark = pytest.mark.e2e
 
@@ -44,38 +46,12 @@ class Client:
         return body
 
 
-def eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what or check}: last {last!r}")
-
-
-def quiet(stack: LocalStack, *, still_for: float = 2.0) -> None:
-    """Wait until the reconciler has had nothing to do for a while."""
-    count, since = stack.poller.invocations, time.monotonic()
-    while time.monotonic() - since < still_for:
-        time.sleep(0.2)
-        if stack.poller.invocations != count:
-            count, since = stack.poller.invocations, time.monotonic()
-
-
-def crm_owned(stack: LocalStack, demo: DemoUser) -> list[Any]:
-    persons = stack.pipedrive.sandbox.persons.values()
-    return [p for p in persons if p.owner_id == demo.user_id and not p.deleted]
+quiet = partial(helpers.quiet, still_for=2.0)  # the reconciler had nothing to do for 2 s
 
 
 def crm_person(stack: LocalStack, email: str) -> Any:
     persons = stack.pipedrive.sandbox.persons.values()
     return next(p for p in persons if not p.deleted and email in str(p.emails))
-
-
-def outlook(stack: LocalStack, demo: DemoUser) -> list[Any]:
-    return stack.graph.sandbox.folder_contacts(demo.graph_user_id, demo.folder_id)
 
 
 def outlook_contact(stack: LocalStack, demo: DemoUser, email: str) -> Any:
@@ -88,15 +64,6 @@ def outlook_count(stack: LocalStack, demo: DemoUser, email: str) -> int:
 
 def crm_count(stack: LocalStack, demo: DemoUser, email: str) -> int:
     return sum(1 for p in crm_owned(stack, demo) if email in str(p.emails))
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(workdir=tmp_path_factory.mktemp("stack"), schedule_every=3600)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,46 +10,30 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from contactsync.providers.base import RemoteContact
 from contactsync.providers.carddav import CardDavContacts, DavClient
 
-from local.demo import Api, DemoData, DemoUser, seed
-from local.stack import CARDDAV_USER, LocalStack, start_stack
-from tests.e2e.test_google_sync import FAST_POLLING
-from tests.e2e.test_microsoft_sync import crm_emails, crm_owned, eventually, quiet
+from local.demo import DemoUser
+from local.stack import CARDDAV_USER, LocalStack
+from tests.e2e.helpers import (
+    FAST_POLLING,
+    FirstSync,
+    StackOptions,
+    assert_no_duplicates,
+    crm_emails,
+    crm_owned,
+    crm_person,
+    eventually,
+    quiet,
+)
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(
-        workdir=tmp_path_factory.mktemp("stack"), schedule_every=1.0, extra_env=FAST_POLLING
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def synced(stack: LocalStack) -> tuple[DemoUser, DemoData, Api, str]:
-    demo, data = seed(stack, persons=30, contacts=30)
-    api = Api(stack, demo.token)
-    api.connect_crm()
-    connection_id = api.connect_carddav()
-    view = api.connection(connection_id)
-    # The account's only address book was chosen by itself
-    assert view["folder"] == {"id": demo.carddav_book, "name": "CRM contacts"}, view
-    api.start(connection_id)
-    view = api.wait_until_active(connection_id, timeout=120)
-    assert view["state"] == "active", view
-    return demo, data, api, connection_id
+STACK: StackOptions = {"schedule_every": 1.0, "extra_env": FAST_POLLING}
+FIRST_SYNC: FirstSync = {"provider": "carddav", "persons": 30, "contacts": 30}
 
 
 def cards(stack: LocalStack, demo: DemoUser) -> list[RemoteContact]:
@@ -83,19 +67,6 @@ def edit_card(stack: LocalStack, card_id: str, line: str) -> None:
     text = text.replace("END:VCARD", f"{line}\r\nEND:VCARD")
     resp = httpx.put(url, content=text.encode(), auth=auth, headers={"Content-Type": "text/vcard"})
     assert resp.status_code in (200, 201, 204), resp.text
-
-
-def crm_person(stack: LocalStack, demo: DemoUser, email: str) -> Any:
-    return next(p for p in crm_owned(stack, demo) if email in str(p.emails))
-
-
-def assert_no_duplicates(stack: LocalStack, demo: DemoUser, data: DemoData) -> None:
-    crm, book = crm_emails(stack, demo), card_emails(stack, demo)
-    for email in set(crm) | set(book):
-        if email == data.ambiguous_email:
-            continue
-        assert crm.count(email) <= 1, email
-        assert book.count(email) <= 1, email
 
 
 def test_initial_sync_matches_by_email_and_creates_the_rest(stack, synced) -> None:
@@ -163,7 +134,7 @@ def test_a_forgotten_sync_token_relists_without_duplicates_or_lost_edits(stack, 
     )
     quiet(stack)
     # And nothing was duplicated on either side
-    assert_no_duplicates(stack, demo, data)
+    assert_no_duplicates(crm_emails(stack, demo), card_emails(stack, demo), data)
 
 
 def test_explain_says_why_a_card_syncs_or_not(stack, synced) -> None:

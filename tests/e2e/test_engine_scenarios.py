@@ -8,40 +8,20 @@ same few seconds.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from contactsync.store.audit import list_audit
 from contactsync.store.mappings import mapping_by_crm_id
 
-from local.demo import FOLDER_NAME, Api, DemoData, DemoUser, seed
-from local.stack import LocalStack, start_stack
-from tests.e2e.test_microsoft_sync import crm_owned, eventually, outlook, quiet
+from local.demo import DemoUser
+from local.stack import LocalStack
+from tests.e2e.helpers import FirstSync, crm_person, eventually, outlook, quiet
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(workdir=tmp_path_factory.mktemp("stack"), schedule_every=3600)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def synced(stack: LocalStack) -> tuple[DemoUser, DemoData, Api, str]:
-    demo, data = seed(stack, persons=10, contacts=10)
-    api = Api(stack, demo.token)
-    api.connect_crm()
-    connection_id = api.connect_microsoft()
-    api.choose_folder(connection_id, FOLDER_NAME)
-    api.start(connection_id)
-    assert api.wait_until_active(connection_id, timeout=120)["state"] == "active"
-    quiet(stack)
-    return demo, data, api, connection_id
+FIRST_SYNC: FirstSync = {"provider": "microsoft", "persons": 10, "contacts": 10, "quiet_for": 3.0}
 
 
 def together(stack: LocalStack, *edits: Callable[[], Any]) -> None:
@@ -57,7 +37,7 @@ def together(stack: LocalStack, *edits: Callable[[], Any]) -> None:
 
 
 def pair(stack: LocalStack, demo: DemoUser, email: str) -> tuple[Any, Any]:
-    person = next(p for p in crm_owned(stack, demo) if email in str(p.emails))
+    person = crm_person(stack, demo, email)
     contact = next(c for c in outlook(stack, demo) if email in str(c.props))
     return person, contact
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from local.demo import FOLDER_NAME, Api, DemoUser, seed
-from local.stack import LocalStack, start_stack
+from local.stack import LocalStack
 from tests.security.leaks import scan_table
 
 pytestmark = pytest.mark.e2e
@@ -25,15 +24,6 @@ class Synced:
     demo: DemoUser
     google_id: str
     microsoft_id: str
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(workdir=tmp_path_factory.mktemp("erasure"), schedule_every=3600)
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,80 +8,35 @@ connection due), CRM-side edits by the CRM webhook, which makes the connection d
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from contactsync.store.mappings import mapping_by_provider_id
 
-from local.demo import DEMO_EMAIL, FOLDER_NAME, MY_CONTACTS, Api, DemoData, DemoUser, seed
-from local.stack import LocalStack, start_stack
-from tests.e2e.test_microsoft_sync import crm_emails, crm_owned, eventually, quiet
+from local.demo import DEMO_EMAIL, MY_CONTACTS, DemoUser
+from local.stack import LocalStack
+from tests.e2e.helpers import (
+    FAST_POLLING,
+    FirstSync,
+    StackOptions,
+    assert_no_duplicates,
+    crm_emails,
+    crm_owned,
+    crm_person,
+    eventually,
+    google_emails,
+    in_group,
+    quiet,
+)
 
 pytestmark = pytest.mark.e2e
 
-FAST_POLLING = {
-    "POLL_MIN_SECONDS": "1",
-    "POLL_MAX_SECONDS": "2",
-    "POLL_FLOOR_SECONDS": "1",
-}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(
-        workdir=tmp_path_factory.mktemp("stack"), schedule_every=1.0, extra_env=FAST_POLLING
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def synced(stack: LocalStack) -> tuple[DemoUser, DemoData, Api, str]:
-    demo, data = seed(stack, persons=30, contacts=30)
-    api = Api(stack, demo.token)
-    api.connect_crm()
-    connection_id = api.connect_google()
-    api.choose_folder(connection_id, FOLDER_NAME)
-    api.start(connection_id)
-    view = api.wait_until_active(connection_id, timeout=120)
-    assert view["state"] == "active", view
-    return demo, data, api, connection_id
-
-
-def in_group(stack: LocalStack, demo: DemoUser) -> list[dict[str, Any]]:
-    return [
-        p
-        for p in stack.google.sandbox.contacts(DEMO_EMAIL)
-        if any(
-            m.get("contactGroupMembership", {}).get("contactGroupResourceName")
-            == demo.google_group_id
-            for m in p.get("memberships", [])
-        )
-    ]
-
-
-def google_emails(stack: LocalStack, demo: DemoUser) -> list[str]:
-    return [e["value"].lower() for p in in_group(stack, demo) for e in p.get("emailAddresses", [])]
+STACK: StackOptions = {"schedule_every": 1.0, "extra_env": FAST_POLLING}
+FIRST_SYNC: FirstSync = {"provider": "google", "persons": 30, "contacts": 30}
 
 
 def google_contact(stack: LocalStack, demo: DemoUser, email: str) -> dict[str, Any]:
     return next(p for p in in_group(stack, demo) if email in str(p.get("emailAddresses")))
-
-
-def crm_person(stack: LocalStack, demo: DemoUser, email: str) -> Any:
-    return next(p for p in crm_owned(stack, demo) if email in str(p.emails))
-
-
-def assert_no_duplicates(stack: LocalStack, demo: DemoUser, data: DemoData) -> None:
-    crm, google = crm_emails(stack, demo), google_emails(stack, demo)
-    for email in set(crm) | set(google):
-        if email == data.ambiguous_email:
-            continue
-        assert crm.count(email) <= 1, email
-        assert google.count(email) <= 1, email
 
 
 def test_initial_sync_matches_by_email_and_creates_the_rest(stack, synced) -> None:
@@ -177,7 +132,7 @@ def test_an_expired_sync_token_relists_without_duplicates_or_lost_edits(stack, s
     )
     quiet(stack)
     # And nothing was duplicated on either side
-    assert_no_duplicates(stack, demo, data)
+    assert_no_duplicates(crm_emails(stack, demo), google_emails(stack, demo), data)
 
 
 def test_a_quota_storm_is_waited_out_without_duplicates_or_lost_edits(stack, synced) -> None:
@@ -221,7 +176,7 @@ def test_a_quota_storm_is_waited_out_without_duplicates_or_lost_edits(stack, syn
     eventually(google_has_crm_edit, timeout=60, what="the CRM edit in Google")
     eventually(lambda: "storm.new@x.example" in google_emails(stack, demo), what="the new one")
     quiet(stack)
-    assert_no_duplicates(stack, demo, data)
+    assert_no_duplicates(crm_emails(stack, demo), google_emails(stack, demo), data)
     assert throttled > 0  # the storm really hit our requests
 
 
@@ -260,7 +215,7 @@ def test_malformed_answers_fail_visibly_and_the_sync_recovers(stack, synced) -> 
     eventually(lambda: "garbled.new@x.example" in google_emails(stack, demo), what="the create")
     quiet(stack)
     assert google_emails(stack, demo).count("garbled.new@x.example") == 1
-    assert_no_duplicates(stack, demo, data)
+    assert_no_duplicates(crm_emails(stack, demo), google_emails(stack, demo), data)
 
 
 def test_a_copy_whose_answer_was_lost_is_found_by_its_tag_not_made_twice(stack, synced) -> None:

@@ -8,99 +8,40 @@ connection; each confirmed mass change closes the window for the next.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import pytest
 from contactsync.store.mappings import iter_mappings, mapping_by_crm_id, mapping_by_provider_id
 
-from local.demo import FOLDER_NAME, Api, DemoData, DemoUser, seed
-from local.stack import LocalStack, start_stack
+from local.demo import DemoUser
+from local.stack import LocalStack
+from tests.e2e import helpers
+from tests.e2e.helpers import (
+    SETTLE_SECONDS,
+    FirstSync,
+    StackOptions,
+    confirm,
+    crm_owned,
+    held,
+    in_bursts,
+    mapped,
+    outlook,
+)
 
 pytestmark = pytest.mark.e2e
 
-SETTLE_SECONDS = 3.0
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what or check}: last {last!r}")
-
-
-def quiet(stack: LocalStack, *, still_for: float = 2 * SETTLE_SECONDS) -> None:
-    """Wait until no pass has run for a while (what waited has had its settle period)."""
-    count, since = stack.poller.invocations, time.monotonic()
-    while time.monotonic() - since < still_for:
-        time.sleep(0.2)
-        if stack.poller.invocations != count:
-            count, since = stack.poller.invocations, time.monotonic()
-
-
-def in_bursts(items: Sequence[Any], act: Callable[[Any], None], *, size: int = 6) -> None:
-    """A user's bulk action as the service sees it: a few at a time, half a second apart."""
-    for start in range(0, len(items), size):
-        for item in items[start : start + size]:
-            act(item)
-        time.sleep(0.5)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(
-        workdir=tmp_path_factory.mktemp("stack"),
-        schedule_every=3600,
-        change_settle_seconds=SETTLE_SECONDS,
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def synced(stack: LocalStack) -> tuple[DemoUser, DemoData, Api, str]:
-    demo, data = seed(stack, persons=80, contacts=0)
-    api = Api(stack, demo.token)
-    api.connect_crm()
-    connection_id = api.connect_microsoft()
-    api.choose_folder(connection_id, FOLDER_NAME)
-    api.start(connection_id)
-    view = api.wait_until_active(connection_id, timeout=180)
-    assert view["state"] == "active", view
-    quiet(stack)
-    return demo, data, api, connection_id
-
-
-def crm_owned(stack: LocalStack, demo: DemoUser) -> list[Any]:
-    return [
-        p
-        for p in stack.pipedrive.sandbox.persons.values()
-        if p.owner_id == demo.user_id and not p.deleted
-    ]
-
-
-def outlook(stack: LocalStack, demo: DemoUser) -> list[Any]:
-    return stack.graph.sandbox.folder_contacts(demo.graph_user_id, demo.folder_id)
-
-
-def mapped(api: Api, connection_id: str) -> int:
-    return int(api.connection(connection_id)["counts"]["mapped"])
-
-
-def held(api: Api, connection_id: str) -> dict[str, Any] | None:
-    view = api.connection(connection_id)
-    return view if view["state"] == "needs_attention" else None
-
-
-def confirm(api: Api, connection_id: str) -> None:
-    api.call("POST", f"/connections/{connection_id}/confirm")
+STACK: StackOptions = {"change_settle_seconds": SETTLE_SECONDS}
+FIRST_SYNC: FirstSync = {
+    "provider": "microsoft",
+    "persons": 80,
+    "contacts": 0,
+    "timeout": 180,
+    "quiet_for": 2 * SETTLE_SECONDS,
+}
+# A mass change reaches the service as several passes, each after its settle period.
+eventually = partial(helpers.eventually, timeout=60.0)
+quiet = partial(helpers.quiet, still_for=2 * SETTLE_SECONDS)
 
 
 def linked_outlook(stack: LocalStack, demo: DemoUser, connection_id: str) -> list[Any]:

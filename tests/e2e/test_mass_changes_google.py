@@ -6,55 +6,38 @@ as several passes; CRM deletes arrive as webhooks. Either way the guard judges t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 from contactsync.store.mappings import mapping_by_crm_id, mapping_by_provider_id
 
-from local.demo import DEMO_EMAIL, FOLDER_NAME, Api, DemoData, DemoUser, seed
-from local.stack import LocalStack, start_stack
-from tests.e2e.test_google_sync import FAST_POLLING, in_group
-from tests.e2e.test_mass_changes import (
+from local.demo import DEMO_EMAIL, DemoUser
+from local.stack import LocalStack
+from tests.e2e import helpers
+from tests.e2e.helpers import (
+    FAST_POLLING,
     SETTLE_SECONDS,
+    FirstSync,
+    StackOptions,
     confirm,
     crm_owned,
-    eventually,
     held,
     in_bursts,
+    in_group,
     mapped,
-    quiet,
 )
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(
-        workdir=tmp_path_factory.mktemp("stack"),
-        schedule_every=1.0,
-        change_settle_seconds=SETTLE_SECONDS,
-        extra_env=FAST_POLLING,
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def synced(stack: LocalStack) -> tuple[DemoUser, DemoData, Api, str]:
-    demo, data = seed(stack, persons=80, contacts=0)
-    api = Api(stack, demo.token)
-    api.connect_crm()
-    connection_id = api.connect_google()
-    api.choose_folder(connection_id, FOLDER_NAME)
-    api.start(connection_id)
-    view = api.wait_until_active(connection_id, timeout=180)
-    assert view["state"] == "active", view
-    quiet(stack, still_for=0)
-    return demo, data, api, connection_id
+STACK: StackOptions = {
+    "schedule_every": 1.0,
+    "change_settle_seconds": SETTLE_SECONDS,
+    "extra_env": FAST_POLLING,
+}
+FIRST_SYNC: FirstSync = {"provider": "google", "persons": 80, "contacts": 0, "timeout": 180}
+# A mass change reaches the service as several passes, each after its settle period.
+eventually = partial(helpers.eventually, timeout=60.0)
 
 
 def linked_google(stack: LocalStack, demo: DemoUser, cid: str) -> list[dict[str, Any]]:

@@ -7,84 +7,24 @@ real wire protocols: Graph change notifications and CRM webhooks arrive over loo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
 from contactsync.store.mappings import mapping_by_provider_id
 
-from local.demo import FOLDER_NAME, Api, DemoData, DemoUser, seed
-from local.stack import LocalStack, start_stack
+from tests.e2e.helpers import (
+    FirstSync,
+    crm_emails,
+    crm_owned,
+    eventually,
+    outlook,
+    outlook_emails,
+    quiet,
+)
 
 pytestmark = pytest.mark.e2e
 
-
-def quiet(stack: LocalStack, *, still_for: float = 3.0) -> int:
-    """Wait until earlier work (echoes of our own writes, retried deliveries) has settled."""
-    count, since = stack.poller.invocations, time.monotonic()
-    while time.monotonic() - since < still_for:
-        time.sleep(0.2)
-        if stack.poller.invocations != count:
-            count, since = stack.poller.invocations, time.monotonic()
-    return count
-
-
-def eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what or check}: last {last!r}")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(workdir=tmp_path_factory.mktemp("stack"), schedule_every=3600)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def synced(stack: LocalStack) -> tuple[DemoUser, DemoData, Api, str]:
-    demo, data = seed(stack, persons=40, contacts=40)
-    api = Api(stack, demo.token)
-    api.connect_crm()
-    connection_id = api.connect_microsoft()
-    api.choose_folder(connection_id, FOLDER_NAME)
-    api.start(connection_id)
-    view = api.wait_until_active(connection_id, timeout=120)
-    assert view["state"] == "active", view
-    return demo, data, api, connection_id
-
-
-def crm_owned(stack: LocalStack, demo: DemoUser) -> list[Any]:
-    return [
-        p
-        for p in stack.pipedrive.sandbox.persons.values()
-        if p.owner_id == demo.user_id and not p.deleted
-    ]
-
-
-def outlook(stack: LocalStack, demo: DemoUser) -> list[Any]:
-    return stack.graph.sandbox.folder_contacts(demo.graph_user_id, demo.folder_id)
-
-
-def crm_emails(stack: LocalStack, demo: DemoUser) -> list[str]:
-    return [e["value"].lower() for p in crm_owned(stack, demo) for e in p.emails]
-
-
-def outlook_emails(stack: LocalStack, demo: DemoUser) -> list[str]:
-    return [
-        e["address"].lower()
-        for c in outlook(stack, demo)
-        for e in c.props.get("emailAddresses", [])
-    ]
+FIRST_SYNC: FirstSync = {"provider": "microsoft", "persons": 40, "contacts": 40}
 
 
 def test_initial_sync_matches_by_email_and_creates_the_rest(stack, synced) -> None:

@@ -8,29 +8,17 @@ DynamoDB Local, the SQS emulator and the sandboxes' wire protocols.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from local.demo import DEMO_EMAIL, FOLDER_NAME, MY_CONTACTS, Api, DemoData, DemoUser, seed
-from local.stack import LocalStack, start_stack
-from tests.e2e.test_microsoft_sync import eventually, quiet
+from local.stack import LocalStack
+from tests.e2e.helpers import FAST_POLLING, StackOptions, eventually, quiet
 
 pytestmark = pytest.mark.e2e
 
-FAST_POLLING = {"POLL_MIN_SECONDS": "1", "POLL_MAX_SECONDS": "2", "POLL_FLOOR_SECONDS": "1"}
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(
-        workdir=tmp_path_factory.mktemp("stack"), schedule_every=1.0, extra_env=FAST_POLLING
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
+STACK: StackOptions = {"schedule_every": 1.0, "extra_env": FAST_POLLING}
 
 
 @pytest.fixture(scope="module")

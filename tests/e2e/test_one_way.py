@@ -20,11 +20,10 @@ from contactsync.store.audit import list_audit
 
 from local.demo import DEMO_EMAIL, FOLDER_NAME, Api, DemoData, DemoUser, seed
 from local.stack import LocalStack, start_stack
-from tests.e2e.test_microsoft_sync import crm_owned, eventually, quiet
+from tests.e2e.helpers import FAST_POLLING, crm_person, eventually, quiet
 
 pytestmark = pytest.mark.e2e
 
-FAST_POLLING = {"POLL_MIN_SECONDS": "1", "POLL_MAX_SECONDS": "2", "POLL_FLOOR_SECONDS": "1"}
 ARRIVES_WITHIN = 45.0  # seconds; the bug left edits waiting for the hourly safety poll
 
 
@@ -101,7 +100,7 @@ class World:
     book: AddressBook
 
     def person(self, email: str) -> Any:
-        return next(p for p in crm_owned(self.stack, self.demo) if email in str(p.emails))
+        return crm_person(self.stack, self.demo, email)
 
     def crm_edit(self, email: str, changes: dict[str, Any]) -> None:
         self.stack.pipedrive.sandbox.edit_in_app(self.person(email).id, changes)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,8 @@ from contactsync.runtime import wiring
 
 from local.demo import FOLDER_NAME, Api, seed
 from local.lambda_runtime import InvocationTimedOut, LambdaContext, cut_off_at_timeout
-from local.stack import LocalStack, start_stack
+from local.stack import LocalStack
+from tests.e2e.helpers import StackOptions
 
 pytestmark = pytest.mark.e2e
 
@@ -28,19 +28,11 @@ CONNECTIONS = 10
 CRM_LATENCY_MS = 350  # every CRM call: a pass takes a few seconds
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = start_stack(
-        workdir=tmp_path_factory.mktemp("timeouts"),
-        schedule_every=3600,
-        pass_budget_seconds=6,
-        reconciler_timeout=TIMEOUT,
-        extra_env={"PASS_MARGIN_SECONDS": "3", "PASS_MIN_SECONDS": "2"},
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
+STACK: StackOptions = {
+    "pass_budget_seconds": 6,
+    "reconciler_timeout": TIMEOUT,
+    "extra_env": {"PASS_MARGIN_SECONDS": "3", "PASS_MIN_SECONDS": "2"},
+}
 
 
 def test_the_local_runtime_cuts_an_invocation_off_at_its_timeout() -> None:

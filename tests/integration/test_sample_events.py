@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from local.aws import LocalAws
+from local.event_sources import sqs_event
 from local.lambda_runtime import invoke
 from local.stack import _reset_cached_wiring
 
@@ -98,6 +99,40 @@ def test_webhook_refusals_and_pass_delays_are_metrics(
 
 def test_the_reconciler_reports_no_failure_for_a_gone_connection(handlers: None) -> None:
     assert invoke("ReconcilerFunction", sample("reconciler_sqs.json")) == {"batchItemFailures": []}
+
+
+def test_a_record_that_is_no_pass_request_fails_with_what_waits_behind_it_in_its_group(
+    handlers: None, local_aws: LocalAws
+) -> None:
+    # Given a batch as the queue hands it over: in group "a" a body that is no pass request and
+    # a pass request behind it, in group "b" a pass request (for connections long gone)
+    sqs = local_aws.client("sqs")
+    sent = [
+        ("a", '{"connection_id": "a"}'),  # no reason: not a pass request
+        ("a", '{"connection_id": "a", "reason": "schedule"}'),
+        ("b", '{"connection_id": "b", "reason": "schedule"}'),
+    ]
+    for n, (group, body) in enumerate(sent):
+        sqs.send_message(
+            QueueUrl=local_aws.queue_url,
+            MessageBody=body,
+            MessageGroupId=group,
+            MessageDeduplicationId=f"bad-record-{n}",
+        )
+    messages: list[dict[str, Any]] = []
+    while len(messages) < len(sent):
+        messages += sqs.receive_message(
+            QueueUrl=local_aws.queue_url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+        ).get("Messages", [])
+    ids = {m["Body"]: m["MessageId"] for m in messages}
+    # When the reconciler takes it
+    response = invoke("ReconcilerFunction", sqs_event(messages, "arn:aws:sqs:::sync.fifo"))
+    # Then the bad record and the one behind it come back, group "b"'s pass ran
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    assert failed == {ids[sent[0][1]], ids[sent[1][1]]}
 
 
 def test_the_scheduler_tick_finds_nothing_due_in_an_empty_table(handlers: None) -> None:

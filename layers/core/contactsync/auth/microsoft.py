@@ -62,6 +62,8 @@ def _client(cfg: MicrosoftOAuthConfig) -> _Client:
     if cfg.ca_bundle:
         session.verify = cfg.ca_bundle
         session.trust_env = False  # REQUESTS_CA_BUNDLE must not override the bundle we chose
+    # msal calls the session's ``request``; wrapped, every call it makes has our timeout (mypy
+    # refuses any assignment to a method).
     session.request = functools.partial(session.request, timeout=HTTP_TIMEOUT)  # type: ignore[method-assign]
     cache = msal.SerializableTokenCache()
     loopback = cfg.authority.startswith(("https://127.0.0.1", "https://localhost"))

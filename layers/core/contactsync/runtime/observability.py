@@ -13,13 +13,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.shared.functions import strtobool
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.logging.types import LogRecord
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
@@ -62,6 +65,7 @@ POWERTOOLS_KEYS = frozenset(
         "function_arn",
         "function_request_id",
         "xray_trace_id",
+        "correlation_id",  # the API request's id, the schedule event's id
     }
 )
 
@@ -118,12 +122,12 @@ def redact(value: Any) -> Any:
 class RedactingFormatter(LambdaPowertoolsFormatter):
     """Powertools' JSON lines, redacted just before they are written."""
 
-    def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
-        safe = {
+    def serialize(self, log: LogRecord) -> str:
+        safe: dict[str, Any] = {
             k: v if k in POWERTOOLS_KEYS else MASK if _sensitive(k) else redact(v)
             for k, v in log.items()
         }
-        return super().serialize(safe)  # type: ignore[arg-type]
+        return super().serialize(safe)
 
 
 logger = Logger(service="contactsync", logger_formatter=RedactingFormatter())

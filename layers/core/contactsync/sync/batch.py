@@ -12,7 +12,7 @@ local stack runs several, as Lambda runs several containers) share nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from contactsync.runtime.messages import SyncMessage
@@ -48,7 +48,7 @@ class PassNotDone(Exception):
 class PassBatch:
     """The pass requests of one invocation. ``handle`` is the record handler: it runs the
     coalesced pass of a connection the first time one of its messages comes, and raises for a
-    message that must come back; ``delay`` says after how long."""
+    message that must come back; ``send_back`` makes those messages visible after their delay."""
 
     messages: Sequence[SyncMessage]
     passes: PassRunner
@@ -62,6 +62,13 @@ class PassBatch:
 
     def delay(self, connection_id: str) -> float:
         return self.delays.get(connection_id, UNKNOWN_FAILURE_SECONDS)
+
+    def send_back(self, failed: Iterable[tuple[str, str]]) -> None:
+        """The failed messages, as (receipt handle, connection id), come back when their
+        connection can go on, not after the queue's long visibility timeout: FIFO queues have no
+        per-message delay, so this is how a throttled pass waits without sleeping."""
+        for receipt_handle, connection_id in failed:
+            self.passes.queue.retry_later(receipt_handle, self.delay(connection_id))
 
     def handle(self, message: SyncMessage, *, attempt: int, sent_ms: float | None) -> None:
         cid = message.connection_id
