@@ -25,6 +25,7 @@ from contactsync.providers.base import ProviderError
 from contactsync.runtime.observability import logger
 from contactsync.store import repository as repo
 from contactsync.store.models import Connection
+from contactsync.sync.connection_states import ConnectionState, transition
 
 
 def remove_connection(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, Any]:
@@ -72,7 +73,9 @@ def _erase_user(ctx: AdminContext, company_id: str, user_id: str) -> int:
 def _erase_connection(ctx: AdminContext, conn: Connection) -> None:
     connection_id = conn.connection_id
     # Stop first: a running pass lets go before its next write, and no new one is scheduled.
-    repo.update_connection(connection_id, state="stopped", next_run_at=None)
+    repo.update_connection(
+        connection_id, state=transition(conn.state, ConnectionState.STOPPED), next_run_at=None
+    )
     with contextlib.suppress(ProviderError):
         unsubscribe(ctx, conn)
     wait_for_running_pass(connection_id, ctx.clock)

@@ -16,14 +16,20 @@ from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.providers.base import AuthExpired, ProviderError, RemoteContact
 from contactsync.store import repository as repo
 from contactsync.store.models import Connection, Mapping
+from contactsync.sync.connection_states import ConnectionState
 
 HISTORY_SHOWN = 20
-STATE_REASONS = {
-    "configuring": "the connection is not started yet: nothing syncs until it is started",
-    "stopped": "sync is stopped for this connection: start it again to sync",
-    "paused": "sync is paused for this connection",
-    "needs_reauth": "the provider sign-in has expired: reconnect the account to resume syncing",
-    "needs_attention": "a pass is held by the mass-change guard and waits for a decision",
+STATE_REASONS: dict[str, str] = {
+    ConnectionState.CONFIGURING: (
+        "the connection is not started yet: nothing syncs until it is started"
+    ),
+    ConnectionState.STOPPED: "sync is stopped for this connection: start it again to sync",
+    ConnectionState.NEEDS_REAUTH: (
+        "the provider sign-in has expired: reconnect the account to resume syncing"
+    ),
+    ConnectionState.NEEDS_ATTENTION: (
+        "a pass is held by the mass-change guard and waits for a decision"
+    ),
 }
 
 
@@ -131,7 +137,7 @@ def explain(
     syncing = (
         mapping is not None
         and not mapping.detached
-        and conn.state in ("active", "syncing_initial")
+        and conn.state in (ConnectionState.ACTIVE, ConnectionState.SYNCING_INITIAL)
         and remote is not None
         and remote.in_scope
     )
@@ -161,7 +167,7 @@ def _waiting_reasons(
         mine |= {("crm", mapping.crm_id), ("provider", mapping.provider_id)}
     if not ids & mine:
         return []
-    if conn.state == "needs_attention":
+    if conn.state == ConnectionState.NEEDS_ATTENTION:
         return [
             "a change to it (a create, a delete or a move out of scope) is part of the pass "
             "held by the mass-change guard: it waits for confirm or discard"
@@ -180,9 +186,9 @@ def _state_reasons(conn: Connection) -> list[str]:
     words = STATE_REASONS.get(conn.state)
     if words is None:
         return []
-    if conn.state == "needs_attention" and conn.held_plan:
+    if conn.state == ConnectionState.NEEDS_ATTENTION and conn.held_plan:
         words += f" ({conn.held_plan.get('message', '')}): confirm or discard it"
-    if conn.state == "needs_reauth" and conn.last_error is not None:
+    if conn.state == ConnectionState.NEEDS_REAUTH and conn.last_error is not None:
         words += f" ({conn.last_error.message})"
     return [words]
 

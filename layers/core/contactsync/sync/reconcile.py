@@ -57,11 +57,11 @@ from contactsync.providers.base import (
     WriteResult,
 )
 from contactsync.runtime.messages import Reason, SyncMessage
+from contactsync.sync.connection_states import RUNNING, ConnectionState, transition
 from contactsync.sync.ops import CURSOR_OP_ID, PendingOp, plain_value
 from contactsync.sync.polling import PollPolicy
 from contactsync.sync.ports import SIDES, AuditEntry, ConnectionView, Cursor, PassStore
 
-RUNNABLE_STATES = frozenset({"syncing_initial", "active", "needs_attention"})
 # Pending writes applied per round trip to the store; adapters batch within it, so it is a
 # multiple of the providers' batch maxima (Google 200, Graph 20).
 CHUNK = 200
@@ -172,7 +172,7 @@ class TooSoonToTell(Exception):
 def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> PassResult:
     store = ctx.store
     conn = store.load_connection(connection_id)
-    if conn is None or conn.state not in RUNNABLE_STATES:
+    if conn is None or conn.state not in RUNNING:
         if conn is not None and conn.state == "needs_reauth":
             _keep_hints(store, conn, message)
         return PassResult("skipped", f"connection is {conn.state if conn else 'gone'}")
@@ -204,7 +204,8 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
         return PassResult("throttled", exc.message, retry_after=exc.retry_after)
     except AuthExpired as exc:
         runner.fail(exc)
-        store.update_connection(connection_id, state="needs_reauth", next_run_at=None)
+        signed_out = transition(runner.conn.state, ConnectionState.NEEDS_REAUTH)
+        store.update_connection(connection_id, state=signed_out, next_run_at=None)
         return PassResult("needs_reauth", exc.message)
     except ProviderError as exc:
         # Said in status; the message comes back after the delay (the queue's retry).
@@ -328,7 +329,7 @@ class _Pass:
 
     def stopped(self) -> bool:
         current = self.store.load_connection(self.cid)
-        return current is None or current.state not in RUNNABLE_STATES
+        return current is None or current.state not in RUNNING
 
     def add_hints(self, crm_ids: list[str], provider_ids: list[str]) -> None:
         """Remember contacts for the next pass to re-read, counting the additions (each side's
@@ -416,9 +417,9 @@ class _Pass:
         if self.conn.state == "needs_attention":
             # Confirmed: the user waits on nothing now, and the passes that finish this plan
             # (continuations) must not be turned away as if it were still held.
-            was = str((self.conn.held or {}).get("was") or "active")
-            self.conn = replace(self.conn, state=was, held=None)
-            opened.update(state=was, held=None)
+            was = str((self.conn.held or {}).get("was") or ConnectionState.ACTIVE)
+            self.conn = replace(self.conn, state=transition(self.conn.state, was), held=None)
+            opened.update(state=self.conn.state, held=None)
         if self.conn.state == "syncing_initial":
             self.progress = {
                 "phase": "writing",
@@ -557,8 +558,8 @@ class _Pass:
             "poll_seconds": interval,
             "plan_open": False,
         }
-        if self.conn.state in ("syncing_initial", "needs_attention"):
-            changes["state"] = "active"
+        if self.conn.state in (ConnectionState.SYNCING_INITIAL, ConnectionState.NEEDS_ATTENTION):
+            changes["state"] = transition(self.conn.state, ConnectionState.ACTIVE)
             changes["held"] = None
             changes["progress"] = {"phase": "idle", "done": 0, "total": 0}
         changes["mapped_count"] = self.mapped
@@ -913,7 +914,8 @@ class _Pass:
             "was": self.conn.state,  # the state a confirmed pass goes back to
             "changes": held_changes(plan),  # who, for the person asked to confirm
         }
-        self.store.update_connection(self.cid, state="needs_attention", held=held, next_run_at=None)
+        held_now = transition(self.conn.state, ConnectionState.NEEDS_ATTENTION)
+        self.store.update_connection(self.cid, state=held_now, held=held, next_run_at=None)
         self.store.audit(self.cid, [AuditEntry(kind="guard", message=plan.held.message)])
         return PassResult("held", plan.held.message)
 

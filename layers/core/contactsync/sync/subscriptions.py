@@ -13,10 +13,10 @@ from contactsync.providers.base import NotFound, ProviderError
 from contactsync.runtime.sides import Wiring
 from contactsync.store import repository as repo
 from contactsync.store.models import iso
+from contactsync.sync.connection_states import RUNNING
 from contactsync.sync.push import graph_client_state, secret_hash
 
 RENEW_BEFORE = timedelta(hours=24)
-RUNNING = ("syncing_initial", "active", "needs_attention")
 ASKED = ("reauthorizationRequired", "subscriptionRemoved")  # lifecycle events that need action
 
 
