@@ -19,16 +19,9 @@ from contactsync.providers.base import (
     WriteResult,
 )
 from contactsync.runtime.messages import SyncMessage
-from contactsync.sync.reconcile import (
-    CHUNK,
-    CRM_WRITES_PER_CHUNK,
-    RECHECK_TRIES,
-    RETRY_MAX_SECONDS,
-    PassContext,
-    Sides,
-    preview_pass,
-    run_pass,
-)
+from contactsync.sync.reconcile import PassContext, Sides, preview_pass, run_pass
+from contactsync.sync.reconcile.chunks import CHUNK, CRM_WRITES_PER_CHUNK
+from contactsync.sync.reconcile.status import RECHECK_TRIES, RETRY_MAX_SECONDS
 
 from tests.fakes import InMemorySide, InMemoryStore
 
@@ -1162,7 +1155,7 @@ def test_the_counts_are_true_after_unlinks_and_relinks(world) -> None:
 def test_more_waiting_than_the_ids_kept_lists_in_full_next(world, monkeypatch) -> None:
     store, crm, provider = world
     linked(store, crm, provider)
-    monkeypatch.setattr("contactsync.sync.reconcile.MAX_HINTS", 3)
+    monkeypatch.setattr("contactsync.sync.reconcile.hints.MAX_HINTS", 3)
     now = [datetime(2026, 1, 1, 12, tzinfo=UTC)]
     kw: dict[str, object] = {"clock": lambda: now[0], "settle_seconds": 5.0}
     # When more contacts are deleted than the pass may keep as ids to re-read

@@ -9,11 +9,12 @@ from typing import Any, TypeVar
 
 from contactsync.admin import access
 from contactsync.admin.access import Caller
-from contactsync.admin.context import RUNNING_STATES, AdminContext
+from contactsync.admin.context import AdminContext
 from contactsync.admin.errors import ConflictError, InvalidRequest, UpstreamError
 from contactsync.admin.views import VISIBILITIES, connection_view
 from contactsync.providers.base import AuthExpired, ProviderError
 from contactsync.store.connections import update_connection
+from contactsync.sync.connection_states import RUNNING
 
 DIRECTIONS = ("two_way", "to_crm", "to_provider")
 CONFLICT_POLICIES = ("newest_wins", "crm_wins", "provider_wins")
@@ -82,7 +83,7 @@ def update_settings(
         update["visible_to"] = VISIBILITIES[chosen]
     folder_id = changes.get("folder_id")
     if folder_id is not None:
-        if conn.state in RUNNING_STATES and folder_id != conn.folder_id:
+        if conn.state in RUNNING and folder_id != conn.folder_id:
             raise ConflictError("stop the sync before choosing another folder")
         folders = {f["id"]: f["name"] for f in groups(ctx, caller, connection_id)}
         if folder_id not in folders:

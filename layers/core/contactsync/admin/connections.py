@@ -9,7 +9,7 @@ from typing import Any
 from contactsync.admin import access
 from contactsync.admin.access import Caller
 from contactsync.admin.change_feeds import subscribe_to_changes, unsubscribe
-from contactsync.admin.context import RUNNING_STATES, AdminContext
+from contactsync.admin.context import AdminContext
 from contactsync.admin.errors import ConflictError, ForbiddenError, InvalidRequest, UpstreamError
 from contactsync.admin.lease import wait_for_running_pass
 from contactsync.admin.sign_in import CardDavLogin, create_carddav, reconnect_carddav, start_sign_in
@@ -17,6 +17,7 @@ from contactsync.admin.views import connection_view
 from contactsync.providers.base import AuthExpired, ProviderError
 from contactsync.runtime.sides import PROVIDERS
 from contactsync.store.connections import create_connection, list_connections, update_connection
+from contactsync.sync.connection_states import RUNNING, ConnectionState, transition
 
 
 def create(
@@ -69,7 +70,7 @@ def start(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, An
     conn = access.signed_in_connection(caller, connection_id)
     if not conn.folder_id:
         raise ConflictError("choose a contact folder or group before starting the sync")
-    if conn.state in RUNNING_STATES:
+    if conn.state in RUNNING:
         return connection_view(conn, ctx.clock())
     crm = ctx.wiring.crm_side(conn.company_id, conn.user_id)
     try:
@@ -86,7 +87,7 @@ def start(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, An
     subscribe_to_changes(ctx, conn, crm)
     update_connection(
         connection_id,
-        state="syncing_initial",
+        state=transition(conn.state, ConnectionState.SYNCING_INITIAL),
         last_error=None,
         progress={"phase": "listing", "done": 0, "total": 0},
         next_run_at=ctx.clock() + timedelta(minutes=5),
@@ -100,9 +101,9 @@ def resync(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, A
     """Re-list both sides in full and re-match: heals anything a missed change left behind,
     and never duplicates (existing links are kept, new matches are linked)."""
     conn = access.signed_in_connection(caller, connection_id)
-    if conn.state == "needs_attention":
+    if conn.state == ConnectionState.NEEDS_ATTENTION:
         raise ConflictError("a pass is waiting for confirmation: confirm or discard it first")
-    if conn.state not in RUNNING_STATES:
+    if conn.state not in RUNNING:
         raise ConflictError(f"the sync is {conn.state}: start it first")
     ctx.queue_pass(connection_id, "resync", full=True)
     return connection_view(conn, ctx.clock())
@@ -111,7 +112,9 @@ def resync(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, A
 def stop(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, Any]:
     """Stop syncing: once this returns, nothing more is written to either side."""
     conn = access.connection_of(caller, connection_id)
-    update_connection(connection_id, state="stopped", next_run_at=None)
+    update_connection(
+        connection_id, state=transition(conn.state, ConnectionState.STOPPED), next_run_at=None
+    )
     unsubscribe(ctx, conn)
     wait_for_running_pass(connection_id, ctx.clock)
     return get(ctx, caller, connection_id)

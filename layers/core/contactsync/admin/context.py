@@ -16,9 +16,6 @@ from contactsync.store.models import Connection
 if TYPE_CHECKING:
     from contactsync.sync.reconcile import Sides
 
-RUNNING_STATES = ("syncing_initial", "active", "needs_attention")
-"""The states in which passes run for a connection."""
-
 
 @dataclass(frozen=True)
 class AdminContext:

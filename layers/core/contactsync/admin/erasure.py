@@ -27,6 +27,7 @@ from contactsync.store.connections import delete_connection, list_connections, u
 from contactsync.store.crm_grants import crm_grant_users, delete_crm_grant, get_crm_grant
 from contactsync.store.key_claims import release_claims
 from contactsync.store.models import Connection
+from contactsync.sync.connection_states import ConnectionState, transition
 
 
 def remove_connection(ctx: AdminContext, caller: Caller, connection_id: str) -> dict[str, Any]:
@@ -74,7 +75,9 @@ def _erase_user(ctx: AdminContext, company_id: str, user_id: str) -> int:
 def _erase_connection(ctx: AdminContext, conn: Connection) -> None:
     connection_id = conn.connection_id
     # Stop first: a running pass lets go before its next write, and no new one is scheduled.
-    update_connection(connection_id, state="stopped", next_run_at=None)
+    update_connection(
+        connection_id, state=transition(conn.state, ConnectionState.STOPPED), next_run_at=None
+    )
     with contextlib.suppress(ProviderError):
         unsubscribe(ctx, conn)
     wait_for_running_pass(connection_id, ctx.clock)

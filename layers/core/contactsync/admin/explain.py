@@ -17,14 +17,20 @@ from contactsync.providers.base import AuthExpired, ProviderError, RemoteContact
 from contactsync.store.audit import about_contact, audit_about, audit_entries
 from contactsync.store.mappings import mapping_by_crm_id, mapping_by_provider_id
 from contactsync.store.models import Connection, Mapping
+from contactsync.sync.connection_states import ConnectionState
 
 HISTORY_SHOWN = 20
-STATE_REASONS = {
-    "configuring": "the connection is not started yet: nothing syncs until it is started",
-    "stopped": "sync is stopped for this connection: start it again to sync",
-    "paused": "sync is paused for this connection",
-    "needs_reauth": "the provider sign-in has expired: reconnect the account to resume syncing",
-    "needs_attention": "a pass is held by the mass-change guard and waits for a decision",
+STATE_REASONS: dict[str, str] = {
+    ConnectionState.CONFIGURING: (
+        "the connection is not started yet: nothing syncs until it is started"
+    ),
+    ConnectionState.STOPPED: "sync is stopped for this connection: start it again to sync",
+    ConnectionState.NEEDS_REAUTH: (
+        "the provider sign-in has expired: reconnect the account to resume syncing"
+    ),
+    ConnectionState.NEEDS_ATTENTION: (
+        "a pass is held by the mass-change guard and waits for a decision"
+    ),
 }
 
 
@@ -132,7 +138,7 @@ def explain(
     syncing = (
         mapping is not None
         and not mapping.detached
-        and conn.state in ("active", "syncing_initial")
+        and conn.state in (ConnectionState.ACTIVE, ConnectionState.SYNCING_INITIAL)
         and remote is not None
         and remote.in_scope
     )
@@ -162,7 +168,7 @@ def _waiting_reasons(
         mine |= {("crm", mapping.crm_id), ("provider", mapping.provider_id)}
     if not ids & mine:
         return []
-    if conn.state == "needs_attention":
+    if conn.state == ConnectionState.NEEDS_ATTENTION:
         return [
             "a change to it (a create, a delete or a move out of scope) is part of the pass "
             "held by the mass-change guard: it waits for confirm or discard"
@@ -181,9 +187,9 @@ def _state_reasons(conn: Connection) -> list[str]:
     words = STATE_REASONS.get(conn.state)
     if words is None:
         return []
-    if conn.state == "needs_attention" and conn.held_plan:
+    if conn.state == ConnectionState.NEEDS_ATTENTION and conn.held_plan:
         words += f" ({conn.held_plan.get('message', '')}): confirm or discard it"
-    if conn.state == "needs_reauth" and conn.last_error is not None:
+    if conn.state == ConnectionState.NEEDS_REAUTH and conn.last_error is not None:
         words += f" ({conn.last_error.message})"
     return [words]
 

@@ -16,7 +16,7 @@ from typing import Any
 from contactsync.admin import access
 from contactsync.admin.access import Caller
 from contactsync.admin.change_feeds import unsubscribe
-from contactsync.admin.context import RUNNING_STATES, AdminContext
+from contactsync.admin.context import AdminContext
 from contactsync.admin.errors import ForbiddenError, InvalidRequest, NotFoundError, UpstreamError
 from contactsync.admin.views import connection_view
 from contactsync.auth import pipedrive as pipedrive_auth
@@ -31,6 +31,7 @@ from contactsync.store.connections import (
 )
 from contactsync.store.crm_grants import delete_crm_sign_in, get_crm_sign_in, put_crm_sign_in
 from contactsync.store.models import Connection
+from contactsync.sync.connection_states import RUNNING, ConnectionState, transition
 
 
 @dataclass(frozen=True)
@@ -164,16 +165,25 @@ def _signed_in_as(ctx: AdminContext, conn: Connection, signed: SignedIn) -> dict
     }
     if not same_account:
         # Another account: its contacts have nothing to do with the old links.
-        if conn.state in RUNNING_STATES:
+        if conn.state in RUNNING:
             unsubscribe(ctx, conn)
         forget_sync_state(connection_id)
-        changes.update(folder_id=None, folder_name=None, state="configuring", next_run_at=None)
-    elif conn.state == "needs_reauth":
-        changes.update(state="active", last_error=None, next_run_at=ctx.clock())
+        changes.update(
+            folder_id=None,
+            folder_name=None,
+            state=transition(conn.state, ConnectionState.CONFIGURING),
+            next_run_at=None,
+        )
+    elif conn.state == ConnectionState.NEEDS_REAUTH:
+        changes.update(
+            state=transition(conn.state, ConnectionState.ACTIVE),
+            last_error=None,
+            next_run_at=ctx.clock(),
+        )
     if provider == "google" and not (same_account and conn.folder_id):
         changes.update(folder_id=GOOGLE_DEFAULT_GROUP[0], folder_name=GOOGLE_DEFAULT_GROUP[1])
     update_connection(connection_id, **changes)
-    if conn.state == "needs_reauth" and same_account:
+    if conn.state == ConnectionState.NEEDS_REAUTH and same_account:
         # A full re-listing: CRM deletions announced while the sign-in was broken were skipped,
         # and only a full listing can find them again.
         ctx.queue_pass(connection_id, "resync", full=True)

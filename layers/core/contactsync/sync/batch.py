@@ -25,7 +25,7 @@ from contactsync.runtime.observability import (
     milliseconds,
 )
 from contactsync.runtime.queue import coalesce
-from contactsync.sync.reconcile import RETRY_MAX_SECONDS
+from contactsync.sync.reconcile.status import RETRY_MAX_SECONDS
 from contactsync.sync.runner import PassRunner
 
 # Pass results whose message comes back after the result's own delay: a throttled or failed pass

@@ -14,10 +14,10 @@ from contactsync.runtime.sides import Wiring
 from contactsync.store.connections import update_connection
 from contactsync.store.models import iso
 from contactsync.store.subscriptions import delete_subscription, put_subscription, subscriptions_of
+from contactsync.sync.connection_states import RUNNING
 from contactsync.sync.push import graph_client_state, secret_hash
 
 RENEW_BEFORE = timedelta(hours=24)
-RUNNING = ("syncing_initial", "active", "needs_attention")
 ASKED = ("reauthorizationRequired", "subscriptionRemoved")  # lifecycle events that need action
 
 
