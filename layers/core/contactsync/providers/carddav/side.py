@@ -284,6 +284,7 @@ class CardDavContacts:
             id=path,
             contact=card.contact,
             version=etag,
+            modified_at=card.revised,
             in_scope=in_scope,
             scope_reason="" if in_scope else NOT_IN_GROUP,
             tag=card.tag,
