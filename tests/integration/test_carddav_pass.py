@@ -184,3 +184,34 @@ def test_newest_wins_knows_when_a_card_was_last_revised(world, book, direction: 
     assert "TITLE:Founder" in book.get("ann.vcf")
     bo_title = "TITLE:Counsel" if direction == "two_way" else "TITLE:Analyst"
     assert bo_title in book.get("bo.vcf")
+
+
+def test_a_card_created_in_a_group_card_is_in_the_group_though_the_group_write_failed(
+    world, book
+) -> None:
+    store, crm, _, sent = world
+    # Given a connection syncing an Apple group card, and a CRM person to copy into it
+    book.put("grp.vcf", card("grp", "FN:Clients", "N:Clients;;;;",
+                             "X-ADDRESSBOOKSERVER-KIND:group"))  # fmt: skip
+    group_path = f"{httpx.URL(book.url).path}grp.vcf"
+    side = book.side(f"{book.url}#card:{group_path}")
+    crm.put(person("Cy", "Cole", "cy@x.example"))
+    # And the server failing every write of the group card during the first pass (a dropped
+    # connection each time: the password revoked in between, or the server down, does as much)
+    failing = [True]
+
+    def group_write_fails(request: httpx.Request) -> None:
+        sent.append(request)
+        if failing[0] and request.method == "PUT" and request.url.path == group_path:
+            raise httpx.ReadError("connection reset", request=request)
+
+    book.http.event_hooks["request"] = [group_write_fails]
+    assert run(store, crm, side, "start") != "done"
+    # When the server is well again and the next passes run
+    failing[0] = False
+    assert run(store, crm, side) == "done"
+    assert run(store, crm, side) == "done"
+    # Then Cy's card is in the group, linked, and made once
+    cards = side.read(None).contacts
+    assert [(r.contact.given_name, r.in_scope) for r in cards] == [("Cy", True)]
+    assert [m.provider_id for m in store.mappings(CID) if not m.detached] == [cards[0].id]

@@ -19,6 +19,8 @@ Writes are one PUT / DELETE per card (CardDAV has no batch): a create is PUT at
 and finds its own card there), never made twice. An update reads the card first and writes it
 back with ``If-Match``: a card whose ETag is not the one the change was planned against, or a 412,
 is PreconditionFailed (re-read and re-planned). Only the fields that changed are rewritten.
+A card created in a group card's scope joins the group card before it is made (its UID comes
+from its mapping id), never after.
 """
 
 from __future__ import annotations
@@ -328,17 +330,24 @@ class CardDavContacts:
     # --- writing ------------------------------------------------------------------------------
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
-        """One PUT per card, ``If-None-Match: *``, at ``<book>/<mapping id>.vcf``."""
-        results: list[WriteResult] = []
+        """One PUT per card, ``If-None-Match: *``, at ``<book>/<mapping id>.vcf``. In a group
+        card's scope the cards' UIDs (made from their mapping ids: an attempt again makes the
+        same) join the group card first, so that no card is ever made outside the group because
+        the group's write failed: a card found by its tag after a lost answer is a member."""
         stop: ProviderError | None = None
-        made_uids: list[str] = []
+        if self._scope.group.startswith("card:"):
+            try:
+                self._add_members([vcard.uid_for(item.tag) for item in items])
+            except (RateLimited, Transient) as exc:
+                stop = exc
+        results: list[WriteResult] = []
         category = self._scope.group.removeprefix("category:")
         categories = [category] if self._scope.group.startswith("category:") else []
         for item in items:
             if stop is not None:
                 results.append(WriteResult(item.tag, error=stop))
                 continue
-            uid = vcard.new_uid()
+            uid = vcard.uid_for(item.tag)
             body = vcard.new_card(item.contact, uid=uid, tag=item.tag, categories=categories)
             try:
                 result = self._put_new(item.tag, body)
@@ -346,11 +355,7 @@ class CardDavContacts:
                 stop = exc
                 results.append(WriteResult(item.tag, error=exc))
                 continue
-            if result.ok:
-                made_uids.append(uid)
             results.append(result)
-        if self._scope.group.startswith("card:") and made_uids:
-            self._add_members(made_uids)
         return results
 
     def _put_new(self, tag_value: str, body: str) -> WriteResult:
@@ -445,7 +450,8 @@ class CardDavContacts:
         return self._remote(path, vcard.read(body), etag)
 
     def _add_members(self, uids: list[str]) -> None:
-        """Put new contacts in the chosen group card (re-read and retried when it changed)."""
+        """Put contacts in the chosen group card (re-read and written again when it changed
+        under the write): Transient when it kept changing, the server's error when it refused."""
         group_path = self._scope.group.removeprefix("card:")
         for _ in range(3):
             got = self._bodies([group_path]).get(group_path)
@@ -458,9 +464,12 @@ class CardDavContacts:
             resp = self._dav.request(
                 "PUT", self._url(group_path), body=text.encode(), headers=headers
             )
-            if resp.status_code != 412:
-                self._members = None
+            self._members = None
+            if resp.status_code in (200, 201, 204):
                 return
+            if resp.status_code != 412:
+                raise _error(resp.status_code, "add contacts to the group", write=True)
+        raise Transient("the contact group card kept changing under our write")
 
     # --- pieces -------------------------------------------------------------------------------
 

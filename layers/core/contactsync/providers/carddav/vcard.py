@@ -197,8 +197,9 @@ def with_member(text: str, uid: str, *, present: bool) -> str:
     return str(card.serialize())
 
 
-def new_uid() -> str:
-    return str(uuid.uuid4()).upper()
+def uid_for(tag: str) -> str:
+    """The UID of the card we create for a mapping id: the same for every attempt."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"contactsync:{tag}")).upper()
 
 
 def _write_fields(card: Any, before: Contact, after: Contact, version: str) -> None:
