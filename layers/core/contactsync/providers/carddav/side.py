@@ -302,10 +302,18 @@ class CardDavContacts:
 
     def _group_members(self) -> frozenset[str]:
         if self._members is None:
-            group_path = self._scope.group.removeprefix("card:")
-            got = self._bodies([group_path]).get(group_path)
+            got = self._group_card()
             self._members = vcard.read(got[0]).members if got is not None else frozenset()
         return self._members
+
+    def _group_card(self) -> tuple[str, str] | None:
+        """The chosen group card's (vCard text, ETag); None when it is gone. A server that
+        leaves it out of its answer is Transient: no member would otherwise be in scope."""
+        group_path = self._scope.group.removeprefix("card:")
+        got = self._bodies([group_path])
+        if group_path not in got:
+            raise Transient(f"the CardDAV server left out the group card ({group_path})")
+        return got[group_path]
 
     def list_groups(self) -> list[tuple[str, str]]:
         """(folder id, name) of the groups in this address book: group cards, then categories."""
@@ -388,7 +396,13 @@ class CardDavContacts:
             if stop is not None:
                 results[i] = WriteResult(item.id, error=stop)
                 continue
-            got = current.get(item.id)
+            if item.id not in current:
+                left_out = Transient(
+                    f"the CardDAV server left out a card it was asked for ({item.id})"
+                )
+                results[i] = WriteResult(item.id, error=left_out)
+                continue
+            got = current[item.id]
             if got is None:
                 results[i] = WriteResult(item.id, error=NotFound("the contact is gone", status=404))
                 continue
@@ -454,7 +468,7 @@ class CardDavContacts:
         under the write): Transient when it kept changing, the server's error when it refused."""
         group_path = self._scope.group.removeprefix("card:")
         for _ in range(3):
-            got = self._bodies([group_path]).get(group_path)
+            got = self._group_card()
             if got is None:
                 return
             text, etag = got
