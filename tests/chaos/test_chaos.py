@@ -164,6 +164,7 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
 
     t2 = time.monotonic()
     # Then, faults off, everything converges on what the users meant
+    dav_left = carddav_faults.faults.waiting()  # switched on, but no request came for them
     switchboard.all_off()
     switchboard.dynamo.uninstall()
     crash.armed = False
@@ -183,6 +184,7 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
     print(f"  operations: {dict(work.made)}")
     print(f"  faults: {dict(switchboard.injected)}")
     print(f"  CardDAV faults that hit a request: {dict(carddav_faults.faults.hits)}")
+    print(f"  CardDAV faults still waiting at the end: {dav_left}")
     print(f"  CardDAV requests: {dict(carddav_faults.faults.asked)}")
     print(f"  crashes: {dict(crash.crashes)}")
     crm_requests = Counter(stack.pipedrive.sandbox.stats_snapshot()).most_common(10)
