@@ -5,11 +5,15 @@ Each person the workload makes has a unique email that is never edited: that is 
 Edits touch other fields (job title, notes; the phone only in its formatting). The checker reads
 plain snapshots (``World``), so a test can hand it a world with a planted bug.
 
+Every user syncs their CRM persons with an Outlook folder and a Google group; some also with a
+CardDAV address book, or a group in one (``Ledger.directions`` says which sides each user has).
+
 What "converged" means, person by person:
 
 - a live person exists exactly once on each side where it is in scope for its owner (the CRM,
-  the Outlook folder, the Google group), and nowhere else; a copy the user moved out of the folder
-  or group still exists there, exactly once (moved out means unlinked, never deleted);
+  the Outlook folder, the Google group, the CardDAV book or group), and nowhere else; a copy the
+  user moved out of the folder or group still exists there, exactly once (moved out means
+  unlinked, never deleted);
 - a colleague who handed the person over may keep a stale copy (at most one: "left alone");
 - for each field, every side in scope shows the last intended value; sides never disagree. An
   edit made while an earlier one was still on its way (some side in scope did not show the
@@ -26,11 +30,12 @@ What the users do not do (the workload keeps to it): move out of the folder or g
 they added on two sides themselves (its being everywhere does not say the sync linked the two:
 moved out before, the CRM's copy is rightly made again in the folder, and a delete of it counts
 as made while an edit was on its way: until linked, the copy it does not reach stays); delete a
-person handed over to a colleague, or delete a Google contact put back in the group before its
-connection has seen it back. Google reports deleted contacts of every group alike, so that
-delete cannot be told from one made outside the group, whose partners are left alone by design.
-(Outlook's folder delta reports only what was in the folder, so there the delete is followed,
-and the workload does it.) Nor do they delete, in Outlook or Google, a copy the sync made whose
+person handed over to a colleague, or delete a Google contact (or a card of a CardDAV group) put
+back in the group before its connection has seen it back. Google, like a CardDAV book synced
+through one of its groups, reports deleted contacts of every group alike, so that delete cannot
+be told from one made outside the group, whose partners are left alone by design. (Outlook's
+folder delta reports only what was in the folder, so there the delete is followed, and the
+workload does it.) Nor do they delete, in Outlook, Google or CardDAV, a copy the sync made whose
 making no pass has recorded yet: when the answer to a create is lost, the next pass looks the
 copy up by its tag, and a copy deleted before then is not found and is made again (a known
 limit, in the README: a deletion the feeds report names no tag, and taking one for the copy
@@ -44,7 +49,8 @@ joined (before an edit made since shows on every side) counts as made while anot
 way: it may lose to the value the other copy holds.
 
 One-way connections: a user whose Outlook feeds the CRM (``to_crm``) and whose CRM feeds Google
-(``to_provider``) has changes that flow only along those arrows. What a side must show follows
+(``to_provider``), with a CardDAV book going one way too, has changes that flow only along those
+arrows. What a side must show follows
 from the arrows alone (``reach``): a person made on a side is on every side it reaches; a field
 shows the last value written on any side that reaches it (a hand edit on the fed side stays
 until the source writes that field); a delete removes the copies on the sides it reaches and
@@ -60,9 +66,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-SIDES = ("crm", "outlook", "google")
-PROVIDER_SIDES = ("outlook", "google")
-TWO_WAY = {"outlook": "two_way", "google": "two_way"}
+SIDES = ("crm", "outlook", "google", "carddav")
+PROVIDER_SIDES = ("outlook", "google", "carddav")
+TWO_WAY = {"outlook": "two_way", "google": "two_way"}  # a user without a CardDAV book
 FIELDS = ("job_title", "notes")
 PHONE_REGION = "US"
 
@@ -81,9 +87,14 @@ def phone_keys(values: list[str]) -> frozenset[str]:
     return frozenset(re.sub(r"\D", "", v)[-10:] for v in values if v.strip())
 
 
+def sides_of(directions: dict[str, str]) -> frozenset[str]:
+    """The sides a user has: the CRM and each provider they connected."""
+    return frozenset({"crm", *directions})
+
+
 def reach_of(directions: dict[str, str]) -> dict[str, frozenset[str]]:
     """For each side, the sides a change made there reaches, given the directions of the user's
-    Outlook and Google connections (both over the CRM)."""
+    provider connections (each over the CRM)."""
     arrows = set()
     for side, direction in directions.items():
         if direction in ("two_way", "to_crm"):
@@ -168,14 +179,11 @@ class Intended:
     outside: set[str] = field(default_factory=set)  # provider sides it was moved out of
     former_owners: set[str] = field(default_factory=set)
     reach: dict[str, frozenset[str]] = field(default_factory=lambda: reach_of(TWO_WAY))
-    present: set[str] = field(default_factory=lambda: set(SIDES))  # sides it is meant to be on
+    present: set[str] = field(default_factory=lambda: set(sides_of(TWO_WAY)))  # meant to be on
     touched: set[str] = field(default_factory=set)  # sides edited by hand since it was made
     made_twice: bool = False  # the user added it on a second side too (see ``made_again``)
     joined_after: dict[str, int] = field(default_factory=dict)  # see ``made_again``
-
-    @property
-    def one_way(self) -> bool:
-        return any(r != frozenset(SIDES) for r in self.reach.values())
+    one_way: bool = False  # its owner's connections do not all go both ways
 
     def sources(self, side: str) -> set[str]:
         """The sides whose changes reach ``side`` (itself included)."""
@@ -224,7 +232,9 @@ class Ledger:
 
     def create(self, email: str, owner: str, side: str, phone: str, **values: str) -> None:
         assert email not in self.people, email
-        reach = reach_of(self.directions.get(owner, TWO_WAY))
+        directions = self.directions.get(owner, TWO_WAY)
+        assert side in sides_of(directions), (owner, side)
+        reach = reach_of(directions)
         self.people[email] = Intended(
             email=email,
             owner=owner,
@@ -232,6 +242,7 @@ class Ledger:
             values={name: [Edit(owner, side, values.get(name, ""))] for name in FIELDS},
             reach=reach,
             present=set(reach[side]),
+            one_way=set(directions.values()) != {"two_way"},
         )
 
     def made_again(self, email: str, side: str, values: dict[str, str]) -> None:
@@ -281,10 +292,17 @@ class Ledger:
         self.people[email].outside.discard(side)
 
     def hand_over(self, email: str, new_owner: str) -> None:
+        """The CRM person goes to a colleague (both sync two-way): it is meant to be on every
+        side the colleague has, and what was written on the sides of the one who handed it over
+        reached the CRM (they stay among the sources)."""
         person = self.people[email]
-        assert not person.one_way and self.directions.get(new_owner, TWO_WAY) == TWO_WAY
+        after = self.directions.get(new_owner, TWO_WAY)
+        assert not person.one_way and set(after.values()) == {"two_way"}
         person.former_owners.add(person.owner)
         person.owner = new_owner
+        linked = {s for s in PROVIDER_SIDES if "crm" in person.reach[s]} | set(after)
+        person.reach = reach_of(dict.fromkeys(linked, "two_way"))
+        person.present = set(sides_of(after))
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The chaos run: four users, each with Outlook and Google connected over their CRM user (three
-two-way; one one-way, Outlook feeding the CRM and the CRM feeding Google), a seeded random
-workload on all three sides with faults switched on at random and reconciler crashes, then faults
-off and a checker against the oracle of every intended change.
+two-way; one one-way, Outlook feeding the CRM and the CRM feeding Google), two of them also with a
+CardDAV address book on the stack's Radicale (the first two-way, through a group card in the book;
+the one-way user's book feeding the CRM), a seeded random workload on every side with faults
+switched on at random and reconciler crashes, then faults off and a checker against the oracle of
+every intended change.
 
 ``CHAOS_OPS`` sets the number of operations (300 in ``make test``; ``make chaos`` runs more) and
 ``CHAOS_SEED`` replays a run. It prints one line, e.g.
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from contactsync.runtime.wiring import build_passes
 
+from local.carddav_faults import RunningDavFaults, start_carddav_faults
 from local.stack import LocalStack, start_stack
 from tests.chaos.ledger import Verdict, check
 from tests.chaos.workload import (
@@ -29,6 +32,7 @@ from tests.chaos.workload import (
     Workload,
     connect_everyone,
     found_company,
+    open_address_book,
 )
 from tests.chaos.world import (
     Member,
@@ -41,9 +45,13 @@ pytestmark = pytest.mark.e2e
 
 USERS = 4
 ONE_WAY = {"outlook": "to_crm", "google": "to_provider"}  # the last user's connections
+# Users who also sync a CardDAV address book (each their own account): its direction, and whether
+# the connection syncs a group card in the book (moves in and out of it) or the whole book.
+CARDDAV = {0: ("two_way", "group"), USERS - 1: ("to_crm", "book")}
 SEED_PER_SIDE = 7  # about 20 people per user before the workload starts
 OPS_PER_SECOND = 10.0
 FAULT_CHANCE = 0.12  # per operation
+CARDDAV_FAULT_CHANCE = 0.05  # per operation, besides: one of the CardDAV server's faults
 CRASH_RATES = {  # per call of the reconciler's crash hook
     "after_pending": 0.04,
     "after_provider_call": 0.02,
@@ -90,18 +98,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         running.stop()
 
 
+@pytest.fixture(scope="module")
+def carddav_faults(stack: LocalStack) -> Iterator[RunningDavFaults]:
+    """The fault proxy in front of the stack's Radicale: the service's way to it."""
+    proxy = start_carddav_faults(stack.carddav.url)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
 def test_nothing_is_lost_or_duplicated_under_chaos(
-    stack: LocalStack, figure: Callable[[str], None]
+    stack: LocalStack, carddav_faults: RunningDavFaults, figure: Callable[[str], None]
 ) -> None:
     seed = int(os.environ.get("CHAOS_SEED") or 20261125)  # `make chaos` picks a random one
     ops = OPS
     replay = f"replay: CHAOS_SEED={seed} CHAOS_OPS={ops} make chaos"
     rng = random.Random(seed)
 
-    # Given a company of four users, each syncing Outlook and Google with the CRM (one one way)
+    # Given a company of four users, each syncing Outlook and Google with the CRM (one one way),
+    # two of them a CardDAV address book too
     t0 = time.monotonic()
     members = found_company(stack, USERS)
     members[-1].directions = dict(ONE_WAY)
+    for i, (direction, scope) in CARDDAV.items():
+        open_address_book(stack, members[i], direction, carddav_faults.url, group=scope == "group")
     work = Workload(stack, members, random.Random(rng.random()))
     work.seed(SEED_PER_SIDE)
     apis = connect_everyone(stack, members)
@@ -116,11 +137,13 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
     switchboard = Switchboard(stack, members, random.Random(rng.random()), RECONCILER_TIMEOUT)
     switchboard.dynamo = DynamoThrottle(random.Random(rng.random()))
     switchboard.dynamo.install()
+    switchboard.dav = carddav_faults.faults
     crash = CrashHook(random.Random(rng.random()), CRASH_RATES)
     build_passes().crash_point = crash
     revocations = {  # each once per run, each for another user: they sign in again
         ops // 4: ("microsoft", members[0]),
         ops // 2: ("pipedrive", members[1]),
+        5 * ops // 8: ("carddav", members[min(CARDDAV)]),  # a new app-specific password
         3 * ops // 4: ("google", members[2]),
     }
     next_attend = 0.0
@@ -129,6 +152,8 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
         work.step()
         if rng.random() < FAULT_CHANCE:
             switchboard.random_fault()
+        if rng.random() < CARDDAV_FAULT_CHANCE:
+            switchboard.random_carddav_fault()
         if i in revocations:
             switchboard.revoke(*revocations[i])
         switchboard.tick()
@@ -139,6 +164,7 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
 
     t2 = time.monotonic()
     # Then, faults off, everything converges on what the users meant
+    dav_left = carddav_faults.faults.waiting()  # switched on, but no request came for them
     switchboard.all_off()
     switchboard.dynamo.uninstall()
     crash.armed = False
@@ -157,6 +183,9 @@ def test_nothing_is_lost_or_duplicated_under_chaos(
     print(f"  set-up {t1 - t0:.0f}s, workload {t2 - t1:.0f}s")
     print(f"  operations: {dict(work.made)}")
     print(f"  faults: {dict(switchboard.injected)}")
+    print(f"  CardDAV faults that hit a request: {dict(carddav_faults.faults.hits)}")
+    print(f"  CardDAV faults still waiting at the end: {dav_left}")
+    print(f"  CardDAV requests: {dict(carddav_faults.faults.asked)}")
     print(f"  crashes: {dict(crash.crashes)}")
     crm_requests = Counter(stack.pipedrive.sandbox.stats_snapshot()).most_common(10)
     print(f"  CRM requests: {dict(crm_requests)}")

@@ -204,3 +204,75 @@ def test_an_edit_before_two_copies_are_seen_joined_may_lose_at_the_join() -> Non
     ledger.edit("dee@x.example", "outlook", "job_title", "Founder")
     (problem,) = check(ledger, world, ["u1"]).problems
     assert problem.endswith("is 'designer', meant 'founder'")
+
+
+def carddav_ledger() -> Ledger:
+    """u1 syncs a CardDAV book too, two-way; u2 has none; u3 sends theirs one way into the CRM."""
+    ledger = Ledger()
+    ledger.directions["u1"] = {"outlook": "two_way", "google": "two_way", "carddav": "two_way"}
+    ledger.directions["u3"] = {"outlook": "to_crm", "google": "to_provider", "carddav": "to_crm"}
+    return ledger
+
+
+def test_a_card_is_expected_only_in_the_books_of_those_who_sync_one() -> None:
+    # Given a person of u1's made in the CRM and one of u2's, who syncs no CardDAV book
+    ledger = carddav_ledger()
+    ledger.create("gil@x.example", "u1", "crm", PHONE, job_title="Buyer")
+    ledger.create("hal@x.example", "u2", "crm", PHONE)
+    gil = Card("gil@x.example", "buyer", phones=phone_keys([PHONE]))
+    hal = Card("hal@x.example", phones=phone_keys([PHONE]))
+    sides = ("crm", "outlook", "google")
+    world = World(
+        inside={
+            **{("u1", side): [gil] for side in (*sides, "carddav")},
+            **{("u2", side): [hal] for side in sides},
+        }
+    )
+    assert check(ledger, world, USERS).clean
+    # Then Gil missing from u1's book is lost, and a card of Hal's anywhere is a duplicate
+    world.inside["u1", "carddav"] = [hal]
+    verdict = check(ledger, world, USERS)
+    assert (verdict.lost, verdict.duplicated) == (1, 1), verdict.problems
+
+
+def test_a_person_handed_over_goes_to_the_sides_of_the_colleague() -> None:
+    # Given u1 edited Gil's card, then handed Gil over to u2 (who has no book)
+    ledger = carddav_ledger()
+    ledger.create("gil@x.example", "u1", "crm", PHONE, job_title="Buyer")
+    ledger.edit("gil@x.example", "carddav", "job_title", "Founder")
+    ledger.hand_over("gil@x.example", "u2")
+    gil = Card("gil@x.example", "founder", phones=phone_keys([PHONE]))
+    sides = ("crm", "outlook", "google")
+    world = World(
+        inside={
+            **{("u2", side): [gil] for side in sides},
+            **{("u1", side): [gil] for side in ("outlook", "google", "carddav")},
+        }
+    )
+    # Then u2's sides show the title written in u1's book (or, had it not left the book before
+    # the hand-over, the one before it); u1's copies are left alone, and u2 has no book to miss
+    assert check(ledger, world, USERS).clean
+    for side in sides:
+        world.inside["u2", side] = [dataclasses.replace(gil, job_title="buyer")]
+    assert check(ledger, world, USERS).clean
+    # But an edit u2 makes afterwards is the one to show
+    ledger.edit("gil@x.example", "outlook", "job_title", "Counsel")
+    assert check(ledger, world, USERS).edits_lost == 1
+
+
+def test_one_way_a_card_reaches_the_crm_and_what_the_crm_feeds() -> None:
+    # Given u3's card of Ivy (their book feeds the CRM, which feeds Google), edited in the CRM
+    ledger = carddav_ledger()
+    ledger.create("ivy@x.example", "u3", "carddav", PHONE, job_title="Analyst")
+    ledger.edit("ivy@x.example", "crm", "notes", "crm note")
+    ivy = Card("ivy@x.example", "analyst", phones=phone_keys([PHONE]))
+    noted = dataclasses.replace(ivy, notes="crm note")
+    world = World(
+        inside={("u3", "crm"): [noted], ("u3", "google"): [noted], ("u3", "carddav"): [ivy]}
+    )
+    assert check(ledger, world, ["u3"]).clean
+    # Then the CRM's note sent back to the card, or Ivy copied into Outlook, is reported
+    world.inside["u3", "carddav"] = [noted]
+    world.inside["u3", "outlook"] = [ivy]
+    verdict = check(ledger, world, ["u3"])
+    assert (verdict.duplicated, verdict.edits_lost) == (1, 1), verdict.problems

@@ -1,6 +1,7 @@
 """The chaos run's actors: the company and its users, the seeded random workload they perform in
-their three address books, the fault switchboard, the reconciler's crash hook, and the user who
-answers the service when it asks (sign in again, confirm a held pass).
+their address books (the CRM, Outlook, Google and, for some, CardDAV), the fault switchboard,
+the reconciler's crash hook, and the user who answers the service when it asks (sign in again,
+confirm a held pass).
 
 Every random choice comes from one ``random.Random(seed)``; the order in which the service's
 threads interleave does not, so a replay repeats the workload and the faults, not the timing.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import threading
 import time
 from collections import Counter
@@ -23,13 +25,24 @@ import httpx
 from contactsync.providers.google.mapping import TAG_KEY as GOOGLE_TAG
 from contactsync.store.mappings import mapping_by_provider_id
 
+from local.carddav_faults import DavFaults
 from local.stack import LocalStack
 from sandbox.google.state import SYNC_LAG
 from sandbox.pipedrive.delivery import DeliveryMode
-from tests.chaos.ledger import FIELDS, PROVIDER_SIDES, SIDES, Intended, Ledger, value_key
-from tests.chaos.world import MY_CONTACTS, Member
+from tests.chaos.address_book import (
+    TAG,
+    AddressBook,
+    contact_card,
+    group_card,
+    new_uid,
+    with_property,
+    with_values,
+)
+from tests.chaos.ledger import FIELDS, PROVIDER_SIDES, Intended, Ledger, value_key
+from tests.chaos.world import MY_CONTACTS, DavAccount, Member
 
 FOLDER = "CRM contacts"
+DAV_FIELDS = {"job_title": "TITLE", "notes": "NOTE"}
 DROPS = os.environ.get("CHAOS_DROPS", "1") == "1"  # lost pushes among the faults (dropping())
 TITLES = ["Engineer", "Buyer", "Director", "Analyst", "Founder", "Counsel", "Designer"]
 AREAS = ["212", "415", "617", "312", "206", "512"]
@@ -84,7 +97,28 @@ class Api:
         self.call("POST", f"/connections/{connection_id}/start")
         return connection_id
 
+    def connect_carddav(self, account: DavAccount, direction: str) -> str:
+        """Server, username and app-specific password, as for iCloud; then the book or group."""
+        body = {
+            "provider": "carddav",
+            "server_url": account.server_url,
+            "username": account.username,
+            "password": account.password,
+        }
+        connection_id = str(self.call("POST", "/connections", json=body)["connection"]["id"])
+        groups = self.call("GET", f"/connections/{connection_id}/groups")["groups"]
+        folder = next(g for g in groups if g["name"] == account.folder_name)
+        body = {"folder_id": folder["id"], "direction": direction}
+        self.call("PATCH", f"/connections/{connection_id}", json=body)
+        self.call("POST", f"/connections/{connection_id}/start")
+        return connection_id
+
     def reconnect(self, connection_id: str, provider: str) -> None:
+        if provider == "carddav":
+            assert self.member.carddav is not None
+            body = {"password": self.member.carddav.password}
+            self.call("POST", f"/connections/{connection_id}/reconnect", json=body)
+            return
         url = self.call("POST", f"/connections/{connection_id}/reconnect")["authorization_url"]
         self.consent(url, provider)
 
@@ -114,6 +148,32 @@ def found_company(stack: LocalStack, users: int) -> list[Member]:
     return members
 
 
+def open_address_book(
+    stack: LocalStack, m: Member, direction: str, server_url: str, *, group: bool
+) -> None:
+    """An account for ``m`` on the stack's CardDAV server with an address book: synced whole, or
+    (``group``) through an Apple group card in it, as iCloud keeps groups. ``server_url`` is
+    where the service reaches the server (the fault proxy); the user's phone reaches it directly."""
+    username = f"user{m.key[1:]}"
+    stack.carddav.set_password(username, secrets.token_urlsafe(12))
+    name = "Contacts" if group else FOLDER
+    book_url = stack.carddav.make_address_book(username, name, "contacts")
+    http = httpx.Client(auth=stack.carddav.auth(username), timeout=30)
+    group_path = ""
+    if group:
+        uid = new_uid()
+        group_path = f"{httpx.URL(book_url).path}{uid}.vcf"
+        AddressBook(http, book_url).create(group_card(uid, FOLDER), uid)
+    m.carddav = DavAccount(
+        username=username,
+        password=stack.carddav.users[username],
+        book=AddressBook(http, book_url, group_path),
+        folder_name=f"{name} / {FOLDER}" if group else FOLDER,
+        server_url=server_url,
+    )
+    m.directions["carddav"] = direction
+
+
 def connect_everyone(stack: LocalStack, members: list[Member]) -> dict[str, Api]:
     apis = {}
     for m in members:
@@ -121,6 +181,8 @@ def connect_everyone(stack: LocalStack, members: list[Member]) -> dict[str, Api]
         api.connect_crm()
         m.connections["outlook"] = api.connect("microsoft", FOLDER, m.directions["outlook"])
         m.connections["google"] = api.connect("google", FOLDER, m.directions["google"])
+        if m.carddav is not None:
+            m.connections["carddav"] = api.connect_carddav(m.carddav, m.directions["carddav"])
     return apis
 
 
@@ -144,6 +206,15 @@ class Books:
                     mine = c.user_id == m.graph_user and (c.folder_id == m.folder) != moved_out
                     if mine and _first(c.props.get("emailAddresses"), "address") == email:
                         return c
+            return None
+        if side == "carddav":
+            book = _book(m)
+            cards = book.cards()
+            group = book.members(cards)
+            for card in cards:
+                inside = group is None or card.uid in group
+                if not card.is_group and inside != moved_out and card.email == email:
+                    return card
             return None
         for p in self.stack.google.sandbox.contacts(m.google_email):
             if (p.get("metadata") or {}).get("deleted"):
@@ -181,6 +252,12 @@ class Books:
                 **({"personalNotes": notes} if notes else {}),
             }
             self.stack.graph.sandbox.create_contact(m.graph_user, m.folder, body)
+        elif side == "carddav":
+            uid = new_uid()
+            text = contact_card(uid, given.title(), family.title(), email, phone, title)
+            if notes:
+                text = with_property(text, "NOTE", notes)
+            _book(m).create(text, uid)
         else:
             person = {
                 "names": [{"givenName": given.title(), "familyName": family.title()}],
@@ -193,12 +270,17 @@ class Books:
             groups = (MY_CONTACTS, m.google_group)
             self.stack.google.sandbox.add_contact(m.google_email, person, groups=groups)
 
-    def edit(self, m: Member, side: str, found: Any, name: str, value: str) -> None:
+    def edit(self, m: Member, side: str, found: Any, name: str, value: str) -> bool:
+        """False when the contact was gone by the time the user saved it (CardDAV: a round
+        trip after it was read)."""
         if side == "crm":
             self.stack.pipedrive.sandbox.edit_in_app(found.id, {name: value})
         elif side == "outlook":
             key = {"job_title": "jobTitle", "notes": "personalNotes"}[name]
             self.stack.graph.sandbox.update_contact(m.graph_user, found.id, {key: value})
+        elif side == "carddav":
+            prop = DAV_FIELDS[name]
+            return _book(m).rewrite(found, lambda text: with_property(text, prop, value))
         elif name == "job_title":
             orgs = found.get("organizations") or [{}]
             org = {k: v for k, v in orgs[0].items() if k in ("name", "title")}
@@ -207,6 +289,7 @@ class Books:
         else:
             changes = {"biographies": [{"value": value, "contentType": "TEXT_PLAIN"}]}
             self._google_update(m, found, changes)
+        return True
 
     def current(self, side: str, found: Any, name: str) -> str:
         if side == "crm":
@@ -214,6 +297,8 @@ class Books:
         if side == "outlook":
             key = {"job_title": "jobTitle", "notes": "personalNotes"}[name]
             return str(found.props.get(key) or "")
+        if side == "carddav":
+            return str(found.value(DAV_FIELDS[name]))
         if name == "job_title":
             return str(((found.get("organizations") or [{}])[0]).get("title") or "")
         return str(((found.get("biographies") or [{}])[0]).get("value") or "")
@@ -228,6 +313,12 @@ class Books:
             self.stack.graph.sandbox.update_contact(
                 m.graph_user, found.id, {"businessPhones": phones}
             )
+        elif side == "carddav":
+            # Drawn once, whatever the retries: the random sequence does not follow the timing.
+            shapes = {v: reformat(v, rng) for v in found.values("TEL")}
+            _book(m).rewrite(
+                found, lambda text: with_values(text, "TEL", lambda v: shapes.get(v, v))
+            )
         else:
             numbers = [
                 {"value": reformat(p.get("value", ""), rng), "type": p.get("type", "work")}
@@ -240,6 +331,8 @@ class Books:
             self.stack.pipedrive.sandbox.delete_in_app(found.id)
         elif side == "outlook":
             self.stack.graph.sandbox.delete_contact(m.graph_user, found.id)
+        elif side == "carddav":
+            _book(m).delete(found)
         else:
             self.stack.google.sandbox.delete_contact(m.google_email, found["resourceName"])
 
@@ -247,12 +340,14 @@ class Books:
     def id_of(side: str, found: Any) -> str:
         if side == "google":
             return str(found["resourceName"])
+        if side == "carddav":
+            return str(found.path)
         return str(found.id)
 
-    def unseen_return(self, m: Member, found: Any) -> bool:
-        """A Google contact put back in the group whose connection has not yet seen it back."""
-        connection_id = m.connections["google"]
-        mapping = mapping_by_provider_id(connection_id, str(found["resourceName"]))
+    def unseen_return(self, m: Member, side: str, found: Any) -> bool:
+        """A Google contact (or a card of a CardDAV group) put back in the group whose
+        connection has not yet seen it back."""
+        mapping = mapping_by_provider_id(m.connections[side], self.id_of(side, found))
         return mapping is not None and bool(mapping.detached)
 
     def unconfirmed_copy(self, m: Member, side: str, found: Any) -> bool:
@@ -260,6 +355,8 @@ class Books:
         was lost; the next pass looks it up by its tag)."""
         if side == "outlook":
             tagged = bool(found.extended)
+        elif side == "carddav":
+            tagged = bool(found.value(TAG))
         else:
             tagged = any(d.get("key") == GOOGLE_TAG for d in found.get("clientData") or [])
         if not tagged:
@@ -271,12 +368,19 @@ class Books:
         if side == "outlook":
             target = m.elsewhere if out else m.folder
             self.stack.graph.sandbox.move_contact(m.graph_user, found.id, target)
+        elif side == "carddav":
+            _book(m).set_member(found.uid, present=not out)
         else:
             groups = [MY_CONTACTS] if out else [MY_CONTACTS, m.google_group]
             self.stack.google.sandbox.set_groups(m.google_email, found["resourceName"], groups)
 
     def _google_update(self, m: Member, found: Any, changes: dict[str, Any]) -> None:
         self.stack.google.sandbox.update_contact(m.google_email, found["resourceName"], changes)
+
+
+def _book(m: Member) -> AddressBook:
+    assert m.carddav is not None, m.key
+    return m.carddav.book
 
 
 def _first(items: Any, key: str) -> str:
@@ -332,7 +436,7 @@ class Workload:
     def seed(self, per_side: int) -> None:
         """Each member starts with ``per_side`` people made on each side."""
         for m in self.members:
-            for side in SIDES:
+            for side in m.sides:
                 for _ in range(per_side):
                     self.create(m, side)
 
@@ -358,7 +462,8 @@ class Workload:
 
     def try_op(self, kind: str) -> bool:
         if kind == "create":
-            self.create(self.rng.choice(self.members), self.rng.choice(SIDES))
+            m = self.rng.choice(self.members)
+            self.create(m, self.rng.choice(m.sides))
             return True
         if kind == "burst_delete":
             return self.try_burst_delete()
@@ -387,7 +492,8 @@ class Workload:
             if name == "notes":
                 value = f"Met at event {self.serial}.\nCall back on Tuesday."
             settled = self.settled(m, person, (name,))
-            self.books.edit(m, side, found, name, value)
+            if not self.books.edit(m, side, found, name, value):
+                return False
             self.ledger.edit(person.email, side, name, value, settled)
             return True
         if kind == "reformat":
@@ -398,14 +504,13 @@ class Workload:
             title = self.books.current(side, found, "job_title")
             if not title:
                 return False
-            self.books.edit(
+            return self.books.edit(
                 m,
                 side,
                 found,
                 "job_title",
                 title.upper() if title != title.upper() else title.lower(),
             )
-            return True
         if kind == "delete":
             return self.try_delete(m, person, side, found)
         if kind == "hand_over":
@@ -415,7 +520,7 @@ class Workload:
     def try_delete(self, m: Member, person: Intended, side: str, found: Any) -> bool:
         if person.former_owners:
             return False  # see the ledger: a handed-over person is not deleted
-        if side == "google" and self.books.unseen_return(m, found):
+        if side in ("google", "carddav") and self.books.unseen_return(m, side, found):
             return False  # see the ledger: a copy back in its group is not deleted yet
         if side != "crm" and self.books.unconfirmed_copy(m, side, found):
             return False  # see the ledger: a copy not yet recorded is not deleted yet
@@ -432,7 +537,7 @@ class Workload:
         """A user clears out several contacts of one address book within a second: the mass-
         change guard may hold them (the attendant confirms, as the user would)."""
         m = self.rng.choice(self.members)
-        side = self.rng.choice(SIDES)
+        side = self.rng.choice(m.sides)
         mine = [p for p in self.ledger.live() if p.owner == m.key and side in p.in_scope()]
         self.rng.shuffle(mine)
         deleted = 0
@@ -467,7 +572,7 @@ class Workload:
         (Google's own contact, then added in Outlook, which feeds the CRM, which feeds Google)."""
         m = self.rng.choice(self.members)
         if not m.one_way:
-            first, second = self.rng.sample(SIDES, 2)
+            first, second = self.rng.sample(m.sides, 2)
             self.create(m, first)
             email = next(reversed(self.ledger.people))
             person = self.ledger.people[email]
@@ -481,7 +586,7 @@ class Workload:
             (p, s)
             for p in self.ledger.live()
             if p.owner == m.key and self.uniform(p)
-            for s in SIDES
+            for s in m.sides
             if s not in p.present
         ]
         if not candidates:
@@ -503,7 +608,7 @@ class Workload:
         )
 
     def everywhere(self, m: Member, email: str) -> bool:
-        return all(self.books.find(m, s, email) is not None for s in SIDES)
+        return all(self.books.find(m, s, email) is not None for s in m.sides)
 
     def try_move(self, m: Member, email: str, outside: set[str]) -> bool:
         if m.one_way:
@@ -516,7 +621,7 @@ class Workload:
             self.books.move(m, side, found, out=False)
             self.ledger.move_in(email, side)
             return True
-        candidates = [s for s in PROVIDER_SIDES if s not in outside]
+        candidates = [s for s in PROVIDER_SIDES if s not in outside and self.has_group(m, s)]
         # Only a person the sync has already spread can be moved out: a contact moved out
         # before its connection ever saw it is simply never synced (nothing to check).
         if not candidates or outside or not self.everywhere(m, email):
@@ -527,6 +632,13 @@ class Workload:
             return False
         self.books.move(m, side, found, out=True)
         self.ledger.move_out(email, side)
+        return True
+
+    @staticmethod
+    def has_group(m: Member, side: str) -> bool:
+        """The side syncs a folder or group its contacts can be moved out of."""
+        if side == "carddav":
+            return m.carddav is not None and bool(m.carddav.book.group_path)
         return True
 
     def try_hand_over(self, m: Member, email: str) -> bool:
@@ -627,10 +739,19 @@ class Switchboard:
     injected: Counter[str] = field(default_factory=Counter)
     windows: list[tuple[float, Callable[[], None]]] = field(default_factory=list)
     dynamo: DynamoThrottle | None = None  # set by the run, installed for its duration
+    dav: DavFaults | None = None  # the CardDAV server's fault proxy, when members have books
 
     def random_fault(self) -> None:
         name = self.rng.choice(sorted(self.faults()))
         self.faults()[name]()
+        self.injected[name] += 1
+
+    def random_carddav_fault(self) -> None:
+        """One of the CardDAV server's faults (drawn apart from the others, so that adding them
+        left the others' rate as it was)."""
+        faults = self.carddav_faults()
+        name = self.rng.choice(sorted(faults))
+        faults[name]()
         self.injected[name] += 1
 
     def window(self, seconds: float, on: Callable[[], None], off: Callable[[], None]) -> None:
@@ -740,6 +861,29 @@ class Switchboard:
             **(self.throttling() if self.dynamo is not None else {}),
         }
 
+    def carddav_faults(self) -> dict[str, Callable[[], None]]:
+        """What real CardDAV servers do (iCloud, Fastmail and Nextcloud all throttle, drop
+        connections and forget sync tokens), through the proxy in front of the local server."""
+        dav, rng = self.dav, self.rng
+        assert dav is not None
+        return {
+            "carddav_429": lambda: dav.inject("429", rng.randint(1, 3)),
+            "carddav_503": lambda: dav.inject("503", rng.randint(1, 3)),
+            "carddav_503_no_retry_after": lambda: dav.inject("503_bare", rng.randint(1, 3)),
+            "carddav_reset": lambda: dav.inject("reset", rng.randint(1, 2)),
+            "carddav_answer_lost": lambda: dav.inject("lost_answer", 1),
+            "carddav_cut_short": lambda: dav.inject("cut_short", 1),
+            "carddav_sync_token_invalid": lambda: dav.inject("sync_token_invalid", 1),
+            "carddav_sync_truncated": lambda: dav.inject("sync_truncated", 1),
+            "carddav_multiget_partial": lambda: dav.inject("multiget_partial", 1),
+            "carddav_412": lambda: dav.inject("precondition", 1),
+            "carddav_slow": lambda: self.window(
+                rng.uniform(1.5, 4.0),
+                lambda: setattr(dav, "latency_ms", 400),
+                lambda: setattr(dav, "latency_ms", 0),
+            ),
+        }
+
     def throttling(self) -> dict[str, Callable[[], None]]:
         dynamo = self.dynamo
         assert dynamo is not None
@@ -776,6 +920,11 @@ class Switchboard:
             self.stack.graph.sandbox.expire_access_tokens(m.graph_user)
         elif provider == "google":
             self.stack.google.sandbox.revoke(m.google_email)
+        elif provider == "carddav":  # a new app-specific password: the old one stops working
+            assert m.carddav is not None
+            password = secrets.token_urlsafe(12)
+            self.stack.carddav.set_password(m.carddav.username, password)
+            m.carddav.new_password(password)
         else:
             self.stack.pipedrive.sandbox.revoke_tokens(m.crm_user)
         self.injected[f"{provider}_token_revoked"] += 1
@@ -802,6 +951,8 @@ class Switchboard:
         )  # fmt: skip
         google.sync_lag = SYNC_LAG  # back to the default lag (it never goes away)
         google.latency_ms = 0
+        if self.dav is not None:
+            self.dav.clear()
 
 
 # --- the user who answers the service -------------------------------------------------------

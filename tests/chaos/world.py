@@ -1,21 +1,43 @@
-"""Reading the three address books of every member, and the audit log, into the checker's terms."""
+"""Reading every member's address books (the CRM, Outlook, Google and, for some, CardDAV), and the
+audit log, into the checker's terms."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from contactsync.store.audit import list_audit_page
 
 from local.stack import LocalStack
-from tests.chaos.ledger import Card, World, phone_keys, value_key
+from tests.chaos.address_book import AddressBook
+from tests.chaos.address_book import Card as DavCard
+from tests.chaos.ledger import SIDES, Card, World, phone_keys, value_key
 
 MY_CONTACTS = "contactGroups/myContacts"
 
 
 @dataclass
+class DavAccount:
+    """A member's account on the stack's CardDAV server and the address book they sync (or the
+    group card in it), with the client their phone uses, straight on the server."""
+
+    username: str
+    password: str = field(repr=False)
+    book: AddressBook = field(repr=False)
+    folder_name: str  # the book or group as the connection's list of groups names it
+    server_url: str  # where the service reaches the server (through the fault proxy)
+
+    def new_password(self, password: str) -> None:
+        """The user made a new app-specific password and gave it to their phone too."""
+        self.password = password
+        self.book.http.auth = httpx.BasicAuth(self.username, password)
+
+
+@dataclass
 class Member:
-    """One user of the company: their CRM user, mailbox, Google account and two connections."""
+    """One user of the company: their CRM user, mailbox, Google account, maybe a CardDAV account,
+    and a connection for each."""
 
     key: str  # "u1"
     crm_user: int
@@ -25,15 +47,20 @@ class Member:
     google_email: str
     google_group: str
     token: str = field(repr=False)
-    connections: dict[str, str] = field(default_factory=dict)  # "outlook"/"google" -> id
-    # "outlook"/"google" -> two_way, to_crm or to_provider
+    connections: dict[str, str] = field(default_factory=dict)  # "outlook"/... -> id
+    # "outlook"/"google"/"carddav" (when it has one) -> two_way, to_crm or to_provider
     directions: dict[str, str] = field(
         default_factory=lambda: {"outlook": "two_way", "google": "two_way"}
     )
+    carddav: DavAccount | None = None
 
     @property
     def one_way(self) -> bool:
         return set(self.directions.values()) != {"two_way"}
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return tuple(s for s in SIDES if s == "crm" or s in self.directions)
 
 
 def read_world(stack: LocalStack, members: list[Member]) -> World:
@@ -55,6 +82,17 @@ def read_world(stack: LocalStack, members: list[Member]) -> World:
         inside = [p for p in people if m.google_group in _groups(p)]
         world.inside[m.key, "google"] = [_google_card(p) for p in inside]
         world.outside[m.key, "google"] = [_google_card(p) for p in people if p not in inside]
+        if m.carddav is not None:
+            book = m.carddav.book
+            cards = book.cards()
+            group = book.members(cards)
+            contacts = [c for c in cards if not c.is_group]
+            world.inside[m.key, "carddav"] = [
+                _carddav_card(c) for c in contacts if group is None or c.uid in group
+            ]
+            world.outside[m.key, "carddav"] = [
+                _carddav_card(c) for c in contacts if group is not None and c.uid not in group
+            ]
     return world
 
 
@@ -93,6 +131,10 @@ def _google_card(person: dict[str, Any]) -> Card:
     return _card(email, orgs[0].get("title"), bios[0].get("value"), phones, rn)
 
 
+def _carddav_card(card: DavCard) -> Card:
+    return _card(card.email, card.value("TITLE"), card.value("NOTE"), card.values("TEL"), card.path)
+
+
 def _groups(person: dict[str, Any]) -> set[str]:
     return {
         m.get("contactGroupMembership", {}).get("contactGroupResourceName", "")
@@ -125,6 +167,8 @@ def _emails_by_id(stack: LocalStack, members: list[Member]) -> dict[str, str]:
             emails = person.get("emailAddresses") or []
             if emails:
                 ids[str(person.get("resourceName"))] = str(emails[0].get("value", "")).lower()
+        if m.carddav is not None:
+            ids.update((card.path, card.email) for card in m.carddav.book.cards() if card.email)
     return ids
 
 

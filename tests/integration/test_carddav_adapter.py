@@ -16,6 +16,7 @@ from contactsync.providers.base import (
     CursorExpired,
     NewContact,
     PreconditionFailed,
+    Transient,
 )
 from contactsync.providers.carddav import REAUTH, DavClient, address_books, discover, server_for
 from contactsync.providers.carddav import side as side_module
@@ -373,6 +374,64 @@ def test_a_group_card_scopes_the_contacts(book: Book) -> None:
     [made] = side.create([NewContact(tag="t-grp", contact=PERSON)])
     assert made.ok and made.remote is not None
     assert side.fetch([made.remote.id])[made.remote.id].in_scope  # type: ignore[union-attr]
+
+
+class LeftOut(httpx.BaseTransport):
+    """A server whose answer to a multiget of one card alone leaves that card out (a partial
+    multistatus), while ``on``."""
+
+    def __init__(self, path: str) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.path = path.encode()
+        self.on = True
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        alone = b"addressbook-multiget" in body and body.count(b"href>") == 2
+        if self.on and alone and self.path in body:
+            empty = b'<?xml version="1.0" encoding="utf-8"?>\n<d:multistatus xmlns:d="DAV:"/>'
+            return httpx.Response(207, content=empty, request=request)
+        return self.inner.handle_request(request)
+
+
+def test_a_group_card_left_out_of_an_answer_is_not_an_empty_group(book: Book) -> None:
+    # Given a group card with one member, and a server that leaves the group card out of answers
+    book.put("in.vcf", card("in-1", "FN:In Side", "N:Side;In;;;"))
+    members = "X-ADDRESSBOOKSERVER-MEMBER:urn:uuid:in-1"
+    book.put("grp.vcf", card("grp-1", "FN:Clients", "N:Clients;;;;",
+                             "X-ADDRESSBOOKSERVER-KIND:group", members))  # fmt: skip
+    group_path = f"{side_module.Scope.parse(book.url).book_path}grp.vcf"
+    transport = LeftOut(group_path)
+    dav = DavClient(httpx.Client(transport=transport, timeout=20), lambda: (USER, PASSWORD))
+    side = side_module.CardDavContacts(dav=dav, folder_id=f"{book.url}#card:{group_path}")
+    # When we list, Then the read fails (to be tried again), rather than find nobody in the group
+    with pytest.raises(Transient):
+        side.read(None)
+    # And a contact to create in the group is not made outside it
+    [made] = side.create([NewContact(tag="t-left-out", contact=PERSON)])
+    assert isinstance(made.error, Transient)
+    assert [r.id for r in book.side().read(None).contacts if r.tag] == []
+    # When the server answers whole again, Then the member is in scope
+    transport.on = False
+    assert [r.in_scope for r in side.read(None).contacts] == [True]
+
+
+def test_a_card_left_out_of_the_read_before_an_update_is_not_gone(book: Book) -> None:
+    book.put("ann.vcf", card("ann", "FN:Ann Lee", "N:Lee;Ann;;;"))
+    [ann] = book.side().read(None).contacts
+    transport = LeftOut(ann.id)
+    dav = DavClient(httpx.Client(transport=transport, timeout=20), lambda: (USER, PASSWORD))
+    side = side_module.CardDavContacts(dav=dav, folder_id=book.url)
+    change = ContactUpdate(
+        ann.id, ann.version, ann.contact, ann.contact.with_fields(job_title="CTO")
+    )
+    # When the server leaves the card out of the read our update starts with
+    [result] = side.update([change])
+    # Then the update is to be tried again, not taken for a card deleted
+    assert isinstance(result.error, Transient), result.error
+    transport.on = False
+    [result] = side.update([change])
+    assert result.ok and "TITLE:CTO" in book.get("ann.vcf")
 
 
 def test_categories_scope_the_contacts(book: Book) -> None:

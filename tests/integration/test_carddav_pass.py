@@ -162,3 +162,57 @@ def test_a_sync_leaves_what_we_do_not_model_alone(world, book) -> None:
     assert "ORG:Acme" in text
     for kept in ("Dr.", "PHOTO", "X-PHONETIC-LAST-NAME:Li", "Sam Lee"):
         assert kept in text, kept
+
+
+@pytest.mark.parametrize("direction", ["two_way", "to_crm"])
+def test_newest_wins_knows_when_a_card_was_last_revised(world, book, direction: str) -> None:
+    store, crm, side, _ = world
+    store.update_connection(CID, direction=direction)
+    # Given two people in the CRM (last modified early on 2026-01-01) whom the user also typed on
+    # a phone with another job title: Ann's card revised after the CRM's change, Bo's before it
+    ann = crm.put(person("Ann", "Lee", "ann@x.example", job_title="Buyer"))
+    bo = crm.put(person("Bo", "Ng", "bo@x.example", job_title="Counsel"))
+    book.put("ann.vcf", card("ann", "N:Lee;Ann;;;", "FN:Ann Lee", "EMAIL:ann@x.example",
+                             "TITLE:Founder", "REV:2026-03-01T09:30:00Z"))  # fmt: skip
+    book.put("bo.vcf", card("bo", "N:Ng;Bo;;;", "FN:Bo Ng", "EMAIL:bo@x.example",
+                            "TITLE:Analyst", "REV:20251231T235959Z"))  # fmt: skip
+    # When the first sync links them (newest wins: the connection's conflict policy)
+    assert run(store, crm, side, "start") == "done"
+    # Then the CRM shows the newer title of each: the card's REV is its last-modified time
+    assert crm.contacts[ann.id].contact.job_title == "Founder"
+    assert crm.contacts[bo.id].contact.job_title == "Counsel"
+    # And two-way, the card shows it too; one way into the CRM, the card is never written
+    assert "TITLE:Founder" in book.get("ann.vcf")
+    bo_title = "TITLE:Counsel" if direction == "two_way" else "TITLE:Analyst"
+    assert bo_title in book.get("bo.vcf")
+
+
+def test_a_card_created_in_a_group_card_is_in_the_group_though_the_group_write_failed(
+    world, book
+) -> None:
+    store, crm, _, sent = world
+    # Given a connection syncing an Apple group card, and a CRM person to copy into it
+    book.put("grp.vcf", card("grp", "FN:Clients", "N:Clients;;;;",
+                             "X-ADDRESSBOOKSERVER-KIND:group"))  # fmt: skip
+    group_path = f"{httpx.URL(book.url).path}grp.vcf"
+    side = book.side(f"{book.url}#card:{group_path}")
+    crm.put(person("Cy", "Cole", "cy@x.example"))
+    # And the server failing every write of the group card during the first pass (a dropped
+    # connection each time: the password revoked in between, or the server down, does as much)
+    failing = [True]
+
+    def group_write_fails(request: httpx.Request) -> None:
+        sent.append(request)
+        if failing[0] and request.method == "PUT" and request.url.path == group_path:
+            raise httpx.ReadError("connection reset", request=request)
+
+    book.http.event_hooks["request"] = [group_write_fails]
+    assert run(store, crm, side, "start") != "done"
+    # When the server is well again and the next passes run
+    failing[0] = False
+    assert run(store, crm, side) == "done"
+    assert run(store, crm, side) == "done"
+    # Then Cy's card is in the group, linked, and made once
+    cards = side.read(None).contacts
+    assert [(r.contact.given_name, r.in_scope) for r in cards] == [("Cy", True)]
+    assert [m.provider_id for m in store.mappings(CID) if not m.detached] == [cards[0].id]

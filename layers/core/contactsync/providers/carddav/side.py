@@ -19,6 +19,8 @@ Writes are one PUT / DELETE per card (CardDAV has no batch): a create is PUT at
 and finds its own card there), never made twice. An update reads the card first and writes it
 back with ``If-Match``: a card whose ETag is not the one the change was planned against, or a 412,
 is PreconditionFailed (re-read and re-planned). Only the fields that changed are rewritten.
+A card created in a group card's scope joins the group card before it is made (its UID comes
+from its mapping id), never after.
 """
 
 from __future__ import annotations
@@ -284,6 +286,7 @@ class CardDavContacts:
             id=path,
             contact=card.contact,
             version=etag,
+            modified_at=card.revised,
             in_scope=in_scope,
             scope_reason="" if in_scope else NOT_IN_GROUP,
             tag=card.tag,
@@ -299,10 +302,18 @@ class CardDavContacts:
 
     def _group_members(self) -> frozenset[str]:
         if self._members is None:
-            group_path = self._scope.group.removeprefix("card:")
-            got = self._bodies([group_path]).get(group_path)
+            got = self._group_card()
             self._members = vcard.read(got[0]).members if got is not None else frozenset()
         return self._members
+
+    def _group_card(self) -> tuple[str, str] | None:
+        """The chosen group card's (vCard text, ETag); None when it is gone. A server that
+        leaves it out of its answer is Transient: no member would otherwise be in scope."""
+        group_path = self._scope.group.removeprefix("card:")
+        got = self._bodies([group_path])
+        if group_path not in got:
+            raise Transient(f"the CardDAV server left out the group card ({group_path})")
+        return got[group_path]
 
     def list_groups(self) -> list[tuple[str, str]]:
         """(folder id, name) of the groups in this address book: group cards, then categories."""
@@ -327,17 +338,24 @@ class CardDavContacts:
     # --- writing ------------------------------------------------------------------------------
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
-        """One PUT per card, ``If-None-Match: *``, at ``<book>/<mapping id>.vcf``."""
-        results: list[WriteResult] = []
+        """One PUT per card, ``If-None-Match: *``, at ``<book>/<mapping id>.vcf``. In a group
+        card's scope the cards' UIDs (made from their mapping ids: an attempt again makes the
+        same) join the group card first, so that no card is ever made outside the group because
+        the group's write failed: a card found by its tag after a lost answer is a member."""
         stop: ProviderError | None = None
-        made_uids: list[str] = []
+        if self._scope.group.startswith("card:"):
+            try:
+                self._add_members([vcard.uid_for(item.tag) for item in items])
+            except (RateLimited, Transient) as exc:
+                stop = exc
+        results: list[WriteResult] = []
         category = self._scope.group.removeprefix("category:")
         categories = [category] if self._scope.group.startswith("category:") else []
         for item in items:
             if stop is not None:
                 results.append(WriteResult(item.tag, error=stop))
                 continue
-            uid = vcard.new_uid()
+            uid = vcard.uid_for(item.tag)
             body = vcard.new_card(item.contact, uid=uid, tag=item.tag, categories=categories)
             try:
                 result = self._put_new(item.tag, body)
@@ -345,11 +363,7 @@ class CardDavContacts:
                 stop = exc
                 results.append(WriteResult(item.tag, error=exc))
                 continue
-            if result.ok:
-                made_uids.append(uid)
             results.append(result)
-        if self._scope.group.startswith("card:") and made_uids:
-            self._add_members(made_uids)
         return results
 
     def _put_new(self, tag_value: str, body: str) -> WriteResult:
@@ -382,7 +396,13 @@ class CardDavContacts:
             if stop is not None:
                 results[i] = WriteResult(item.id, error=stop)
                 continue
-            got = current.get(item.id)
+            if item.id not in current:
+                left_out = Transient(
+                    f"the CardDAV server left out a card it was asked for ({item.id})"
+                )
+                results[i] = WriteResult(item.id, error=left_out)
+                continue
+            got = current[item.id]
             if got is None:
                 results[i] = WriteResult(item.id, error=NotFound("the contact is gone", status=404))
                 continue
@@ -444,10 +464,11 @@ class CardDavContacts:
         return self._remote(path, vcard.read(body), etag)
 
     def _add_members(self, uids: list[str]) -> None:
-        """Put new contacts in the chosen group card (re-read and retried when it changed)."""
+        """Put contacts in the chosen group card (re-read and written again when it changed
+        under the write): Transient when it kept changing, the server's error when it refused."""
         group_path = self._scope.group.removeprefix("card:")
         for _ in range(3):
-            got = self._bodies([group_path]).get(group_path)
+            got = self._group_card()
             if got is None:
                 return
             text, etag = got
@@ -457,9 +478,12 @@ class CardDavContacts:
             resp = self._dav.request(
                 "PUT", self._url(group_path), body=text.encode(), headers=headers
             )
-            if resp.status_code != 412:
-                self._members = None
+            self._members = None
+            if resp.status_code in (200, 201, 204):
                 return
+            if resp.status_code != 412:
+                raise _error(resp.status_code, "add contacts to the group", write=True)
+        raise Transient("the contact group card kept changing under our write")
 
     # --- pieces -------------------------------------------------------------------------------
 

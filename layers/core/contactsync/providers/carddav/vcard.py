@@ -6,6 +6,10 @@ every other property (PHOTO, X-ABLabel, IMPP, RELATED, a name prefix, an ORG uni
 apps) goes back untouched. A kept entry of a changed list (an email still there) keeps its own
 parameters and group ("item1.EMAIL"), so labels Apple stores beside it survive too.
 
+A card's last-modified time is its ``REV`` (RFC 6350 §6.7.4), which the clients people edit cards
+with (Apple's, Android's, Thunderbird) set on every save: the ``newest_wins`` policy compares it
+with the CRM's. A card without one has no known time.
+
 Our mapping id travels in ``X-CONTACTSYNC-ID``. Groups are read both ways servers keep them:
 ``X-ADDRESSBOOKSERVER-KIND:group`` cards listing ``X-ADDRESSBOOKSERVER-MEMBER:urn:uuid:<UID>``
 (iCloud, Fastmail) and ``CATEGORIES`` on the contact (Nextcloud and others).
@@ -21,6 +25,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import vobject
@@ -62,6 +67,7 @@ class Card:
     is_group: bool
     group_name: str
     members: frozenset[str]  # UIDs (urn:uuid: stripped) of a group card's members
+    revised: str = ""  # REV as ISO-8601 UTC ("" when the card has none we can read)
 
 
 def parse(text: str) -> Any:
@@ -94,6 +100,7 @@ def read(text: str) -> Card:
         is_group=is_group,
         group_name=name if is_group else "",
         members=members if is_group else frozenset(),
+        revised=_revised(_value(_first(card, "rev"))),
     )
 
 
@@ -190,8 +197,9 @@ def with_member(text: str, uid: str, *, present: bool) -> str:
     return str(card.serialize())
 
 
-def new_uid() -> str:
-    return str(uuid.uuid4()).upper()
+def uid_for(tag: str) -> str:
+    """The UID of the card we create for a mapping id: the same for every attempt."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"contactsync:{tag}")).upper()
 
 
 def _write_fields(card: Any, before: Contact, after: Contact, version: str) -> None:
@@ -399,6 +407,33 @@ def _address_key(a: Address) -> str:
 
 
 _DATE = re.compile(r"^(\d{4}|--)-?(\d{2})-?(\d{2})")
+_TIMESTAMP = re.compile(
+    r"^(\d{4})-?(\d{2})-?(\d{2})(?:T(\d{2}):?(\d{2}):?(\d{2})(?:[.,](\d+))?)?"
+    r"(Z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+
+def _revised(text: str) -> str:
+    """A REV value (basic or extended ISO 8601, a date alone, any offset; none: UTC) as
+    ISO-8601 UTC (a fraction of a second kept to the microsecond), "" when it is not a time."""
+    match = _TIMESTAMP.match(text.strip().upper())
+    if not match:
+        return ""
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+            int((fraction or "0")[:6].ljust(6, "0")), tzinfo=UTC,
+        )  # fmt: skip
+    except ValueError:
+        return ""
+    if zone and zone != "Z":
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+        moment = moment - offset if zone[0] == "+" else moment + offset
+    return moment.isoformat(timespec="microseconds" if fraction else "seconds").replace(
+        "+00:00", "Z"
+    )
 
 
 def _birthday(prop: Any) -> str:
