@@ -90,6 +90,10 @@ class CrmLookAround:
 
     def begin(self, work: Sequence[PendingOp], cursor_ops: Sequence[PendingOp]) -> None:
         """Pending writes are about to be applied: what is ours, and where the CRM was read."""
+        # Op ids restart with every plan: what an earlier apply of this pass (finishing a dead
+        # pass's writes) found out about its ops says nothing about these with the same ids.
+        self.linked_instead.clear()
+        self.unclaimed.clear()
         self.own_tags = {o.mapping_id for o in work}
         marks = [
             str(o.cursors["crm"].get("position") or "") for o in cursor_ops if "crm" in o.cursors
