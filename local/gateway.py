@@ -3,12 +3,18 @@
 Routes come from template.yaml's HttpApi events, so what runs locally is what is deployed. Routes
 behind the JWT authorizer get their bearer token checked here as the authorizer would (issuer,
 audience, signature, expiry) and the claims passed on in ``requestContext.authorizer.jwt``.
+
+Lambda gives an execution environment one event at a time, and the handlers rely on it: a
+Powertools resolver keeps the request it is answering on the (module-wide) app. Here each
+function is one warm environment, so its invocations take turns; different functions run side by
+side.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import threading
 import time
 import traceback
 import uuid
@@ -105,6 +111,12 @@ def build_gateway(
     """The gateway; ``local_routes`` (the local sign-in page) are served before the API's."""
     table = routes if routes is not None else routes_from_template()
     handlers = handlers or {}
+    turns: dict[str, threading.Lock] = {route.function: threading.Lock() for route in table}
+
+    def one_at_a_time(function: str, event: dict[str, Any], context: LambdaContext) -> Any:
+        handler = handlers.get(function) or handler_for(function)
+        with turns[function]:
+            return handler(event, context)
 
     async def dispatch(request: Request) -> Response:
         path = request.url.path
@@ -121,10 +133,9 @@ def build_gateway(
                     return JSONResponse({"message": "Unauthorized"}, status_code=401)
             body = await request.body()
             event = _event(request, route, match.groupdict(), body, claims)
-            handler = handlers.get(route.function) or handler_for(route.function)
             context = LambdaContext(function_name=route.function)
             try:
-                result = await run_in_threadpool(handler, event, context)
+                result = await run_in_threadpool(one_at_a_time, route.function, event, context)
             except Exception:
                 # A crashed invocation: API Gateway answers 500; the traceback goes to the log.
                 traceback.print_exc()
