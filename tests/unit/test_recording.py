@@ -6,8 +6,8 @@ is to be stored."""
 from __future__ import annotations
 
 from contactsync.contacts.model import Contact, Email
-from contactsync.engine.merge import Conflict
-from contactsync.engine.plan import MappingState, Write
+from contactsync.engine.merge import Conflict, SyncSettings
+from contactsync.engine.plan import UNCHANGED, MappingState, PairInput, PassInput, Write, plan_pass
 from contactsync.providers.base import (
     InvalidContact,
     NotFound,
@@ -146,6 +146,8 @@ def test_a_write_refused_as_stale_keeps_the_old_agreement_and_counts_the_refusal
     # Then the base stays what both agreed before, so the next pass merges the edit again
     assert done.mapping is not None
     assert done.mapping.base == AGREED
+    # And the pair knows what each side holds now: the CRM what was read, the provider our write
+    assert done.mapping.holds == {"crm": ADA, "provider": ADA_NEW}
     assert done.mapping.refusals == done.refusals == 3
     # And both contacts are read again soon
     assert done.recheck == (("c1", "p1"),)
@@ -160,9 +162,9 @@ def test_an_update_of_a_contact_gone_meanwhile_holds_what_was_sent() -> None:
     op = update_both()
     results = [made("c1", ADA_NEW, "cv2"), WriteResult(key="p1", error=NotFound("gone"))]
     done = record(op, results, prior=stored())
-    # Then the pair remembers what it sent there, and both are read again
+    # Then the pair remembers what it sent there (and to the CRM), and both are read again
     assert done.mapping is not None
-    assert done.mapping.holds == {"provider": ADA_NEW}
+    assert done.mapping.holds == {"crm": ADA_NEW, "provider": ADA_NEW}
     assert done.recheck == (("c1", "p1"),)
     assert done.refusals == 1
 
@@ -173,7 +175,8 @@ def test_a_failed_write_of_a_contact_keeps_the_failure_out_of_the_refusal_count(
     results = [WriteResult(key="c1", error=InvalidContact("bad phone")), made("p1", ADA, "pv2")]
     done = record(op, results, prior=stored(refusals=0, holds={"crm": ADA}))
     assert done.mapping is not None
-    assert done.mapping.base == AGREED and done.mapping.holds == {"crm": ADA}
+    assert done.mapping.base == AGREED
+    assert done.mapping.holds == {"crm": ADA, "provider": ADA_NEW}
     assert done.refusals == 0 and done.recheck == ()
 
 
@@ -236,3 +239,36 @@ def test_an_op_left_to_another_syncs_claim_says_so() -> None:
         "pass", "crm", "p1", "m1",
     )  # fmt: skip
     assert "another sync of this user" in entry.message
+
+
+def test_a_refused_update_leaves_its_change_known_so_a_delete_is_not_taken_for_an_edit() -> None:
+    # Given the CRM changed Ada, and the update taking it to the provider was refused as stale
+    # (an earlier try landed, its answer lost: the provider already holds the change)
+    write = Write("provider", "update", "p1", "pv1", AGREED, ADA_NEW)
+    op = update_both(writes=(write,), new_base=ADA_NEW)
+    done = record(
+        op, [WriteResult(key="p1", error=PreconditionFailed("changeKey"))], prior=stored()
+    )
+    assert done.mapping is not None and done.mapping.base == AGREED
+    # When the CRM person is then deleted, and the provider shows the change our write carried
+    pair = PairInput(done.mapping, None, RemoteContact("p1", ADA_NEW, "pv3"))
+    plan = plan_pass(PassInput(SyncSettings(), [pair], [], [], 1), new_mapping_id=lambda: "m2")
+    # Then the delete is followed: the provider's copy held nothing the CRM had not had
+    (outcome,) = plan.outcomes
+    assert [(w.side, w.kind) for w in outcome.writes] == [("provider", "delete")]
+
+
+def test_a_refused_update_keeps_the_change_it_carried_for_the_next_pass() -> None:
+    # Given the CRM's change could not be written to the provider (refused as stale)
+    write = Write("provider", "update", "p1", "pv1", AGREED, ADA_NEW)
+    op = update_both(writes=(write,), new_base=ADA_NEW)
+    done = record(
+        op, [WriteResult(key="p1", error=PreconditionFailed("changeKey"))], prior=stored()
+    )
+    assert done.mapping is not None
+    # When the next pass reads the provider unchanged and the CRM reports nothing new
+    pair = PairInput(done.mapping, UNCHANGED, RemoteContact("p1", AGREED, "pv2"))
+    plan = plan_pass(PassInput(SyncSettings(), [pair], [], [], 1), new_mapping_id=lambda: "m2")
+    # Then the CRM's change is written to the provider again
+    (outcome,) = plan.outcomes
+    assert [(w.side, w.kind, w.after) for w in outcome.writes] == [("provider", "update", ADA_NEW)]

@@ -108,13 +108,7 @@ def record(
         # Keep the old agreement so the next pass tries the failed write again; a brand-new
         # link gets an empty base, which merges both sides afresh next time.
         new_base = prior.base if prior is not None else Contact()
-        holds = dict(prior.holds) if prior is not None else {}
-        for write, result in zip(op.writes, results, strict=True):
-            if isinstance(result.error, NotFound) and write.kind == "update":
-                # Gone, perhaps after an earlier try of this write landed (its answer lost):
-                # it may have held what we sent, so an edit of those values on the other
-                # side does not undo its delete.
-                holds[write.side] = write.after
+        holds = _held_after_failure(op, results, prior)
         refusals = (prior.refusals if prior is not None else 0) + refused
     mapping: MappingState | None = None
     drop = False
@@ -145,6 +139,36 @@ def record(
         made_in_crm=tuple(made_in_crm),
         tallies=tallies,
     )
+
+
+def _held_after_failure(
+    op: PendingOp, results: Sequence[WriteResult], prior: MappingState | None
+) -> dict[str, Contact]:
+    """What each side of a pair holds after some of its writes failed, where that is not the
+    agreement kept: the value a write put there, what the pass read where its write failed or
+    it had none (the merged value: it was not written because it held it).
+
+    The pair keeps its old agreement, so these are what the next pass compares with. Without
+    them a change read this pass would be forgotten once the feed moved past it, and a delete
+    on one side would take the other's copy of it (the value this pass read there, or one of
+    our writes that landed though its answer was lost) for an edit made since, and make the
+    deleted contact again. A contact gone under an update may have held what we sent (an
+    earlier try landed): an edit of those values on the other side does not undo its delete.
+    """
+    if prior is None:
+        return {}
+    holds = dict(prior.holds)
+    if op.new_base is None or any(w.kind != "update" for w in op.writes):
+        return holds  # a create or a delete: the next pass reads what is left
+    written = dict.fromkeys(("crm", "provider"), False)
+    for write, result in zip(op.writes, results, strict=True):
+        written[write.side] = True
+        gone = isinstance(result.error, NotFound)
+        holds[write.side] = write.after if result.error is None or gone else write.before
+    for side, was_written in written.items():
+        if not was_written:
+            holds[side] = op.holds.get(side, op.new_base)
+    return {side: held for side, held in holds.items() if held != prior.base}
 
 
 def unclaimed_entry(op: PendingOp) -> AuditEntry:
