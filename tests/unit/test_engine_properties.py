@@ -22,6 +22,7 @@ from contactsync.contacts.normalize import (
 )
 from contactsync.engine.matching import match_unmapped
 from contactsync.engine.merge import Conflict, Side, SyncSettings, merge
+from contactsync.engine.pairs import plan_pair
 from contactsync.engine.plan import (
     UNCHANGED,
     MappingState,
@@ -29,9 +30,8 @@ from contactsync.engine.plan import (
     PairInput,
     PassInput,
     Plan,
-    plan_pair,
-    plan_pass,
 )
+from contactsync.engine.plan_pass import plan_pass
 from contactsync.providers.base import RemoteContact
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

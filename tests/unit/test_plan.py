@@ -16,10 +16,9 @@ from contactsync.engine.plan import (
     Plan,
     SyncSettings,
     Unchanged,
-    held_changes,
-    plan_pass,
-    preview,
 )
+from contactsync.engine.plan_pass import plan_pass
+from contactsync.engine.plan_summary import held_changes, preview
 from contactsync.providers.base import RemoteContact
 
 EARLY, LATE = "2026-11-25T09:00:00Z", "2026-11-25T10:00:00Z"

@@ -9,7 +9,7 @@ from contactsync.admin.access import Caller
 from contactsync.admin.context import AdminContext
 from contactsync.admin.errors import ConflictError, provider_errors
 from contactsync.engine.plan import Plan
-from contactsync.engine.plan import preview as plan_counts
+from contactsync.engine.plan_summary import preview as plan_counts
 from contactsync.sync.reconcile import preview_pass
 from contactsync.sync.runner import PassRunner
 

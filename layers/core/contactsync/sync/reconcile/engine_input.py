@@ -14,8 +14,8 @@ from contactsync.engine.plan import (
     PassInput,
     Plan,
     Unchanged,
-    plan_pass,
 )
+from contactsync.engine.plan_pass import plan_pass
 from contactsync.providers.base import RemoteContact
 from contactsync.store.pass_interface import SIDES
 from contactsync.store.pending import PendingOp

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from contactsync.engine.plan import ChangeWindow, Outcome, PassInput, counted, structural
+from contactsync.engine.guard import counted, structural
+from contactsync.engine.plan import ChangeWindow, Outcome, PassInput
 from contactsync.store.pass_interface import ConnectionView
 from contactsync.sync.connection_states import ConnectionState
 from contactsync.sync.reconcile.context import PassScope

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from contactsync.engine.plan import Plan, held_changes
+from contactsync.engine.plan import Plan
+from contactsync.engine.plan_summary import held_changes
 from contactsync.providers.base import ProviderError
 from contactsync.runtime.messages import Reason
 from contactsync.store.pass_interface import AuditEntry
