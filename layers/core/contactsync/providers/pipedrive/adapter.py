@@ -5,31 +5,27 @@ Reads use the v2 persons list (cursor pages of up to 500, ``owner_id`` filter, s
 persons that change owner never show up in that listing: they arrive as webhook hints and the
 reconciler calls ``fetch``. There is no batch create, so every write is one request.
 
-Our mapping id lives in a custom person field named "contactsync id" (found or created through
-``/api/v1/personFields``). Organization names are resolved through ``/api/v2/organizations`` and
-cached per adapter instance.
+Our mapping id lives in a custom person field (``tag_field``). Organization names are resolved
+and cached per adapter instance (``organizations``). Where a listing stands is ``position``; what
+a look-up searches for is ``lookup``; how writes go one by one is ``writes``.
 
-Every request goes through the transport under Pipedrive's rules (``errors.PIPEDRIVE``), paced
-below the burst limit; the mapping to the canonical contact is in ``mapping``.
+Every request goes through ``api`` (the transport under Pipedrive's rules, ``errors.PIPEDRIVE``,
+paced below the burst limit); the mapping to the canonical contact is in ``mapping``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import time
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any
 
 import httpx
 
 from contactsync.contacts.model import Contact
 from contactsync.providers.base import (
-    AuthExpired,
     ChangePage,
     ContactDelete,
     ContactUpdate,
@@ -39,13 +35,12 @@ from contactsync.providers.base import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
-    ProviderError,
-    RateLimited,
     RemoteContact,
-    Transient,
     WriteResult,
 )
-from contactsync.providers.pipedrive.errors import BURST_WINDOW_S, PIPEDRIVE, error_of
+from contactsync.providers.pipedrive.api import PipedriveApi, person_path
+from contactsync.providers.pipedrive.errors import PIPEDRIVE
+from contactsync.providers.pipedrive.lookup import LOOKUP_LIST_FROM, may_be_one_of, search_terms
 from contactsync.providers.pipedrive.mapping import (
     CONTACT_SYNC_ONLY,
     JSON,
@@ -54,39 +49,21 @@ from contactsync.providers.pipedrive.mapping import (
     normalize_org_name,
     person_fields,
 )
-from contactsync.providers.transport import Bearer, Transport, chunks
+from contactsync.providers.pipedrive.organizations import IDS_PER_REQUEST, Organizations
+from contactsync.providers.pipedrive.position import (
+    EPOCH_MARK,
+    MAX_SKIP,
+    OVERLAP,
+    decode_position,
+    iso,
+    parse_time,
+    seen,
+)
+from contactsync.providers.pipedrive.tag_field import TagField
+from contactsync.providers.pipedrive.writes import changed_this_second, one_by_one
+from contactsync.providers.transport import chunks
 
-TAG_FIELD_NAME = "contactsync id"
-OVERLAP = timedelta(seconds=1)  # re-read the last second: update_time has second precision
-# A person updated this recently may hold a second edit with the same update_time (clock skew
-# between Pipedrive and us included): writes over it compare contents, not only the time.
-SAME_SECOND_WINDOW = timedelta(seconds=5)
-EPOCH_MARK = "1970-01-01T00:00:00Z"
-MAX_SKIP = 1000  # beyond this many same-second persons, re-read them rather than bloat the position
-IDS_PER_REQUEST = 100  # the v2 ``ids`` filter takes at most 100 ids
-# Beyond this many searches, one look-up first tries listing the company (500 persons a page).
-LOOKUP_LIST_FROM = 20
-# When the user's burst window has this few requests left (other connections of the user, and
-# the user's own CRM use, spend it too), the next request waits for the window to reset.
-BURST_RESERVE = 2
 PERMISSION_NAMES = {"can_add_people": "add people", "can_add_organizations": "add organizations"}
-
-Item = TypeVar("Item")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _seen(person: JSON) -> str:
-    """A person as we returned it: its ``update_time`` and a short digest of its contents."""
-    body = json.dumps(person, sort_keys=True, default=str).encode()
-    return f"{person.get('update_time')} {hashlib.blake2b(body, digest_size=4).hexdigest()}"
-
-
-def _parse_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 NO_CONTACT_SYNC = (
@@ -135,7 +112,6 @@ class PipedrivePersons:
         burst_limit: int = 36,
         visible_to: int | None = None,
     ) -> None:
-        self._base = base_url.rstrip("/")
         self.owner_id = owner_id
         # A 429 asking for at most ``burst_wait_s`` seconds is waited out once, in the transport
         # (the burst window is 2 s); anything longer, or a second 429, is RateLimited for the
@@ -146,20 +122,19 @@ class PipedrivePersons:
             backoff=replace(PIPEDRIVE.backoff, first=backoff_s),
             wait_out=burst_wait_s,
         )
-        http = client or httpx.Client(timeout=20.0)
-        self._http = Transport(
-            http, rules, Bearer(token), pace=self._pace, observe=self._read_limit
+        self._api = PipedriveApi(
+            base_url=base_url,
+            token=token,
+            client=client or httpx.Client(timeout=20.0),
+            rules=rules,
+            burst_limit=burst_limit,
         )
+        self._orgs = Organizations(self._api, owner_id)
+        self._tag = TagField(self._api, tag_field_key)
         self._page_size = min(max(page_size, 1), 500)
-        self._tag_key = tag_field_key  # known from an earlier pass: saves a personFields call
-        self._burst_limit = burst_limit
-        self._hold_until = 0.0  # the user's burst window is spent until then (monotonic)
         self._visible_to = visible_to  # who sees the persons we create; None: the CRM's default
-        self._sent: deque[float] = deque()
-        self._org_names: dict[int, str] = {}
         self._owners: dict[str, int] = {}  # person id -> owner id, for persons not the user's
         self._user_names: dict[int, str] = {}
-        self._org_ids: dict[str, int] = {}
         # Whether the company has contact sync on (None: not known yet). Without it the v2 API
         # leaves its fields out of every person and refuses (403) a write that sets one.
         self.contact_sync: bool | None = None
@@ -167,7 +142,7 @@ class PipedrivePersons:
     # --- ContactSide: reading ------------------------------------------------------------------
 
     def read(self, position: str | None) -> ChangePage:
-        state = self._position(position)
+        state = decode_position(position)
         full = state["phase"] == "full"
         params: JSON = {
             "owner_id": self.owner_id,
@@ -180,7 +155,7 @@ class PipedrivePersons:
         if not full:
             params["updated_since"] = state["since"]
         try:
-            body = self._call("GET", "/api/v2/persons", params=params)
+            body = self._api.call("GET", "/api/v2/persons", params=params)
         except InvalidContact as exc:  # a cursor or mark the API no longer accepts
             raise CursorExpired(f"Pipedrive rejected the listing position: {exc.message}") from exc
         persons: list[JSON] = body.get("data") or []
@@ -188,7 +163,7 @@ class PipedrivePersons:
         # Unchanged means the same contents, not only the same update_time: a second edit in
         # the same second keeps the time.
         skip: dict[str, str] = state["skip"]
-        fresh = [p for p in persons if skip.get(str(p["id"])) != _seen(p)]
+        fresh = [p for p in persons if skip.get(str(p["id"])) != seen(p)]
         high: str | None = state["high"]
         edge: dict[str, str] = state["edge"]
         for person in persons:
@@ -197,9 +172,9 @@ class PipedrivePersons:
                 continue
             if high is None or stamp > high:
                 high = stamp
-            edge[str(person["id"])] = _seen(person)
+            edge[str(person["id"])] = seen(person)
         if high is not None:  # keep only the persons inside the overlap below the high mark
-            floor_mark = _iso(_parse_time(high) - OVERLAP)
+            floor_mark = iso(parse_time(high) - OVERLAP)
             edge = {i: t for i, t in edge.items() if t.split()[0] >= floor_mark}
         contacts = self._remotes(fresh)
         next_cursor = (body.get("additional_data") or {}).get("next_cursor")
@@ -210,7 +185,7 @@ class PipedrivePersons:
         if high is None:
             done = {"mark": since, "skip": skip}
         else:
-            mark = max(since, _iso(_parse_time(high) - OVERLAP))
+            mark = max(since, iso(parse_time(high) - OVERLAP))
             done = {"mark": mark, "skip": edge if len(edge) <= MAX_SKIP else {}}
         return ChangePage(contacts, [], json.dumps(done), complete=True, full=full)
 
@@ -222,7 +197,7 @@ class PipedrivePersons:
         numeric = [i for i in dict.fromkeys(ids) if i.isdigit()]
         for chunk in chunks(numeric, IDS_PER_REQUEST):
             params = {"ids": ",".join(chunk), "limit": IDS_PER_REQUEST}
-            persons = self._call("GET", "/api/v2/persons", params=params).get("data") or []
+            persons = self._api.call("GET", "/api/v2/persons", params=params).get("data") or []
             for remote in self._remotes(persons):
                 found[remote.id] = remote
             for person_id in chunk:
@@ -233,7 +208,7 @@ class PipedrivePersons:
     def _one(self, person_id: str) -> RemoteContact | None:
         """One person by id; None on 404 (deleted or never there)."""
         try:
-            body = self._call("GET", _person_path(person_id))
+            body = self._api.call("GET", person_path(person_id))
         except NotFound:
             return None
         return self._remote(body["data"])
@@ -242,7 +217,7 @@ class PipedrivePersons:
         if not tag.strip():
             return None
         params = {"term": tag, "fields": "custom_fields", "exact_match": "true", "limit": 10}
-        body = self._call("GET", "/api/v2/persons/search", params=params)
+        body = self._api.call("GET", "/api/v2/persons/search", params=params)
         items = (body.get("data") or {}).get("items") or []
         ids = [str(item["item"]["id"]) for item in items if item.get("item")]
         candidates = [r for r in self.fetch(ids).values() if r is not None and r.tag == tag]
@@ -254,29 +229,17 @@ class PipedrivePersons:
         search per email, phone and name, then one ``ids`` read per 100 hits. When that many
         searches would cost more than listing the whole company (an initial sync's creates),
         the company is listed instead, at most one page per search it replaces."""
-        terms = list(
-            dict.fromkeys(
-                (field, value.strip())
-                for contact in contacts
-                for field, values in (
-                    ("email", [e.value for e in contact.emails]),
-                    ("phone", [p.value for p in contact.phones]),
-                    ("name", [contact.full_name]),
-                )
-                for value in values
-                if value.strip()
-            )
-        )
+        terms = search_terms(contacts)
         if not terms:
             return []
         listed = self._list_company(len(terms)) if len(terms) > LOOKUP_LIST_FROM else None
         if listed is not None:
-            hits = [r for r in listed if _may_be_one_of(r.contact, terms)]
+            hits = [r for r in listed if may_be_one_of(r.contact, terms)]
         else:
             ids: list[str] = []
             for field, term in terms:
                 params = {"term": term, "fields": field, "exact_match": "true", "limit": 50}
-                body = self._call("GET", "/api/v2/persons/search", params=params)
+                body = self._api.call("GET", "/api/v2/persons/search", params=params)
                 items = (body.get("data") or {}).get("items") or []
                 ids += [str(item["item"]["id"]) for item in items if item.get("item")]
             hits = [r for r in self.fetch(list(dict.fromkeys(ids))).values() if r is not None]
@@ -287,7 +250,7 @@ class PipedrivePersons:
         found: list[JSON] = []
         params: JSON = {"limit": 500}
         for _ in range(pages):
-            body = self._call("GET", "/api/v2/persons", params=params)
+            body = self._api.call("GET", "/api/v2/persons", params=params)
             found += body.get("data") or []
             cursor = (body.get("additional_data") or {}).get("next_cursor")
             if not cursor:
@@ -302,7 +265,7 @@ class PipedrivePersons:
             return remote
         if owner not in self._user_names:
             try:
-                user = self._call("GET", f"/api/v1/users/{owner}").get("data") or {}
+                user = self._api.call("GET", f"/api/v1/users/{owner}").get("data") or {}
                 self._user_names[owner] = str(user.get("name") or f"user {owner}")
             except NotFound:
                 self._user_names[owner] = f"user {owner}"
@@ -314,7 +277,7 @@ class PipedrivePersons:
         if len(term.strip()) < 2:
             return []
         params = {"term": term.strip(), "fields": "name,email", "limit": limit}
-        body = self._call("GET", "/api/v2/persons/search", params=params)
+        body = self._api.call("GET", "/api/v2/persons/search", params=params)
         items = (body.get("data") or {}).get("items") or []
         ids = [str(item["item"]["id"]) for item in items if item.get("item")]
         found = self.fetch(ids)
@@ -326,11 +289,11 @@ class PipedrivePersons:
         def create_one(item: NewContact) -> RemoteContact:
             payload = self._fit(person_fields(item.contact))
             payload["owner_id"] = self.owner_id
-            payload["custom_fields"] = {self._tag_field(): item.tag}
+            payload["custom_fields"] = {self._tag.key(): item.tag}
             if self._visible_to is not None:
                 payload["visible_to"] = self._visible_to
             if item.contact.organization.strip():
-                payload["org_id"] = self._org_id_for(item.contact.organization)
+                payload["org_id"] = self._orgs.id_for(item.contact.organization)
             try:
                 body = self._write("POST", "/api/v2/persons", payload, retry=False)
             except PermissionDenied as exc:  # the write's 403 is the truth about permissions
@@ -341,7 +304,7 @@ class PipedrivePersons:
                 ) from exc
             return self._remote(body["data"])
 
-        return self._each(items, lambda i: i.tag, create_one)
+        return one_by_one(items, lambda i: i.tag, create_one)
 
     def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
         """PATCH only what differs between ``before`` and ``after``.
@@ -358,7 +321,7 @@ class PipedrivePersons:
             now = current.get(item.id)
             if item.version and now is not None and now.version != item.version:
                 raise PreconditionFailed("the person changed in the CRM since it was read")
-            if item.version and now is not None and self._changed_this_second(item, now):
+            if item.version and now is not None and changed_this_second(item, now):
                 raise PreconditionFailed("the person changed in the CRM as it was read")
             old, new = person_fields(item.before), person_fields(item.after)
             changes = {k: v for k, v in new.items() if old.get(k) != v}
@@ -367,46 +330,34 @@ class PipedrivePersons:
             org_before = normalize_org_name(item.before.organization)
             if normalize_org_name(item.after.organization) != org_before:
                 org = item.after.organization
-                changes["org_id"] = self._org_id_for(org) if org.strip() else None
+                changes["org_id"] = self._orgs.id_for(org) if org.strip() else None
             changes = self._fit(changes)
             if not changes:
                 return None  # nothing Pipedrive holds differs: no request
-            body = self._write("PATCH", _person_path(item.id), changes)
+            body = self._write("PATCH", person_path(item.id), changes)
             return self._remote(body["data"])
 
-        return self._each(items, lambda i: i.id, update_one)
-
-    @staticmethod
-    def _changed_this_second(item: ContactUpdate, now: RemoteContact) -> bool:
-        """Same ``update_time`` as read, but updated so recently that a second edit may share
-        it: then what the person holds is compared with what the pass read."""
-        with contextlib.suppress(ValueError):
-            if datetime.now(UTC) - _parse_time(now.version) > SAME_SECOND_WINDOW:
-                return False
-        read, held = item.before, now.contact
-        return person_fields(read) != person_fields(held) or (
-            normalize_org_name(read.organization) != normalize_org_name(held.organization)
-        )
+        return one_by_one(items, lambda i: i.id, update_one)
 
     def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
         def delete_one(item: ContactDelete) -> None:
             with contextlib.suppress(NotFound):  # already gone: the goal is reached
-                self._call("DELETE", _person_path(item.id))
+                self._api.call("DELETE", person_path(item.id))
 
-        return self._each(items, lambda i: i.id, delete_one)
+        return one_by_one(items, lambda i: i.id, delete_one)
 
     # --- connection set-up ---------------------------------------------------------------------
 
     def whoami(self) -> dict[str, Any]:
         """The token's user: ``id``, ``name``, ``email``, ``company_id``."""
-        data = self._call("GET", "/api/v1/users/me")["data"]
+        data = self._api.call("GET", "/api/v1/users/me")["data"]
         return {k: data.get(k) for k in ("id", "name", "email", "company_id")}
 
     def missing_permissions(self) -> list[str]:
         """What the owner lacks to seed contact sync, in plain words; ``[]`` if nothing known.
         A permission the answer does not list is unknown, not denied: the 403 of a real write
         (PermissionDenied naming it) is the truth."""
-        data = self._call("GET", f"/api/v1/users/{self.owner_id}/permissions")["data"]
+        data = self._api.call("GET", f"/api/v1/users/{self.owner_id}/permissions")["data"]
         return [words for key, words in PERMISSION_NAMES.items() if data.get(key) is False]
 
     def create_webhook(self, *, url: str, user: str, password: str) -> str:
@@ -421,65 +372,39 @@ class PipedrivePersons:
             "name": "contactsync",
             "user_id": self.owner_id,
         }
-        data = self._call("POST", "/api/v1/webhooks", json_body=body)["data"]
+        data = self._api.call("POST", "/api/v1/webhooks", json_body=body)["data"]
         return str(data["id"])
 
     def delete_webhook(self, webhook_id: str) -> None:
         with contextlib.suppress(NotFound):
-            self._call("DELETE", f"/api/v1/webhooks/{int(webhook_id)}")
+            self._api.call("DELETE", f"/api/v1/webhooks/{int(webhook_id)}")
 
     def merge_persons(self, keep_id: str, merge_id: str) -> str:
         """Merge ``merge_id`` into ``keep_id``; Pipedrive keeps ``merge_with_id`` (= keep_id)."""
         body = {"merge_with_id": int(keep_id)}
-        data = self._call("PUT", f"/api/v1/persons/{int(merge_id)}/merge", json_body=body)
+        data = self._api.call("PUT", f"/api/v1/persons/{int(merge_id)}/merge", json_body=body)
         return str(data["data"]["id"])
-
-    @staticmethod
-    def _position(position: str | None) -> JSON:
-        """Decode our position. While a listing is under way it is ``{"phase", "cursor",
-        "since", "high", "edge", "skip"}``; once complete, ``{"mark", "skip"}``: list
-        ``updated_since=mark`` next, skipping ``skip`` (id -> ``_seen``) already returned.
-        Anything unreadable means start over with a full listing."""
-        blank: JSON = {"phase": "full", "cursor": None, "since": None, "high": None}
-        if position is None:
-            return {**blank, "edge": {}, "skip": {}}
-        try:
-            state = json.loads(position)
-            if "mark" in state:
-                _parse_time(state["mark"])
-                skip = {str(k): str(v) for k, v in (state.get("skip") or {}).items()}
-                return {**blank, "phase": "since", "since": state["mark"], "edge": {}, "skip": skip}
-            if state["phase"] in ("full", "since"):
-                return {
-                    **blank,
-                    **state,
-                    "edge": dict(state.get("edge") or {}),
-                    "skip": dict(state.get("skip") or {}),
-                }
-        except (ValueError, TypeError, KeyError, AttributeError):
-            pass
-        raise CursorExpired("unreadable Pipedrive position; a full listing is needed")
 
     # --- mapping -------------------------------------------------------------------------------
 
     def _remotes(self, persons: list[JSON]) -> list[RemoteContact]:
-        self._learn_org_names(p["org_id"] for p in persons if p.get("org_id"))
+        self._orgs.learn_names(p["org_id"] for p in persons if p.get("org_id"))
         return [self._remote(p) for p in persons]
 
     def _remote(self, person: JSON) -> RemoteContact:
         if self.contact_sync is None:  # v2 leaves these keys out when contact sync is off
             self._learn_contact_sync("job_title" in person)
         if person.get("org_id"):
-            self._learn_org_names([person["org_id"]])
+            self._orgs.learn_names([person["org_id"]])
         org = person.get("org_id")
         owner = person.get("owner_id")
         in_scope = owner == self.owner_id
         if isinstance(owner, int) and not in_scope:
             self._owners[str(person["id"])] = owner
-        tag = (person.get("custom_fields") or {}).get(self._tag_field())
+        tag = (person.get("custom_fields") or {}).get(self._tag.key())
         return RemoteContact(
             id=str(person["id"]),
-            contact=contact_of(person, self._org_names.get(person["org_id"], "") if org else ""),
+            contact=contact_of(person, self._orgs.names.get(person["org_id"], "") if org else ""),
             version=str(person.get("update_time") or ""),
             modified_at=str(person.get("update_time") or ""),
             in_scope=in_scope,
@@ -504,160 +429,15 @@ class PipedrivePersons:
         """A person write; a 403 for the contact-sync fields (nothing was written) teaches us
         the company has it off, and the write goes again without them."""
         try:
-            return self._call(method, path, json_body=payload, retry=retry)
+            return self._api.call(method, path, json_body=payload, retry=retry)
         except PermissionDenied as exc:
             sent = set(payload) & set(CONTACT_SYNC_ONLY)
             if not sent or "contact sync" not in exc.message.lower():
                 raise
             self._learn_contact_sync(False)
-            return self._call(method, path, json_body=self._fit(payload), retry=retry)
-
-    # --- organizations and the tag field -------------------------------------------------------
-
-    def _learn_org_names(self, ids: Iterable[int]) -> None:
-        unknown = [str(i) for i in dict.fromkeys(ids) if i not in self._org_names]
-        for chunk in chunks(unknown, IDS_PER_REQUEST):
-            params = {"ids": ",".join(chunk), "limit": IDS_PER_REQUEST}
-            orgs = self._call("GET", "/api/v2/organizations", params=params).get("data") or []
-            for org in orgs:
-                self._org_names[int(org["id"])] = org.get("name") or ""
-            for missing in chunk:
-                self._org_names.setdefault(int(missing), "")  # deleted or not visible
-
-    def _org_id_for(self, name: str) -> int:
-        """Find the organization by normalised name, or create it (needs "add organizations")."""
-        key = normalize_org_name(name)
-        if key in self._org_ids:
-            return self._org_ids[key]
-        params = {"term": name.strip(), "fields": "name", "exact_match": "true", "limit": 10}
-        body = self._call("GET", "/api/v2/organizations/search", params=params)
-        for item in (body.get("data") or {}).get("items") or []:
-            org = item.get("item") or {}
-            if normalize_org_name(org.get("name") or "") == key:
-                return self._remember_org(int(org["id"]), org["name"])
-        payload = {"name": " ".join(name.split()), "owner_id": self.owner_id}
-        created = self._call("POST", "/api/v2/organizations", json_body=payload)["data"]
-        return self._remember_org(int(created["id"]), created["name"])
-
-    def _remember_org(self, org_id: int, name: str) -> int:
-        self._org_ids[normalize_org_name(name)] = org_id
-        self._org_names[org_id] = name
-        return org_id
+            return self._api.call(method, path, json_body=self._fit(payload), retry=retry)
 
     @property
     def tag_field_key(self) -> str:
         """The "contactsync id" field's hash key (store it to pass it to the next adapter)."""
-        return self._tag_field()
-
-    def _tag_field(self) -> str:
-        """The hash key of our "contactsync id" custom field, created on first use."""
-        if self._tag_key is not None:
-            return self._tag_key
-        start = 0
-        while True:
-            params = {"start": start, "limit": 500}
-            body = self._call("GET", "/api/v1/personFields", params=params)
-            for field in body.get("data") or []:
-                if (field.get("name") or "").strip().casefold() == TAG_FIELD_NAME:
-                    self._tag_key = str(field["key"])
-                    return self._tag_key
-            pagination = (body.get("additional_data") or {}).get("pagination") or {}
-            if not pagination.get("more_items_in_collection"):
-                break
-            start = int(pagination.get("next_start", start + 500))
-        body = {"name": TAG_FIELD_NAME, "field_type": "varchar"}
-        self._tag_key = str(
-            self._call("POST", "/api/v1/personFields", json_body=body)["data"]["key"]
-        )
-        return self._tag_key
-
-    # --- HTTP ----------------------------------------------------------------------------------
-
-    def _each(
-        self,
-        items: Sequence[Item],
-        key: Callable[[Item], str],
-        write: Callable[[Item], RemoteContact | None],
-    ) -> list[WriteResult]:
-        """Write items one by one. A per-item rejection is recorded and the rest go on; a
-        side-wide failure (rate limit, auth, outage) is recorded for every item left."""
-        results: list[WriteResult] = []
-        for index, item in enumerate(items):
-            try:
-                results.append(WriteResult(key(item), remote=write(item)))
-            except (RateLimited, AuthExpired, Transient) as exc:
-                results += [WriteResult(key(rest), error=exc) for rest in items[index:]]
-                break
-            except ProviderError as exc:
-                results.append(WriteResult(key(item), error=exc))
-        return results
-
-    def _read_limit(self, response: httpx.Response) -> None:
-        """The burst window is the user's, shared with their other connections and their own
-        use of the CRM: when an answer says it is (nearly) spent, wait for its reset before the
-        next request rather than run into a 429."""
-        remaining = response.headers.get("x-ratelimit-remaining", "")
-        reset = response.headers.get("x-ratelimit-reset", "")
-        if remaining.isdigit() and int(remaining) <= BURST_RESERVE and reset.isdigit():
-            self._hold_until = time.monotonic() + min(int(reset), BURST_WINDOW_S)
-
-    def _pace(self) -> None:
-        """Stay under the burst limit (requests per user per rolling 2 s) instead of running into
-        it: a pass that spends its 429s learns nothing and waits longer."""
-        if self._burst_limit <= 0:
-            return
-        now = time.monotonic()
-        if now < self._hold_until:
-            time.sleep(self._hold_until - now)
-            now = time.monotonic()
-        while self._sent and now - self._sent[0] >= BURST_WINDOW_S:
-            self._sent.popleft()
-        if len(self._sent) >= self._burst_limit:
-            time.sleep(max(0.0, BURST_WINDOW_S - (now - self._sent[0])))
-            self._sent.popleft()
-        self._sent.append(time.monotonic())
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: JSON | None = None,
-        json_body: JSON | None = None,
-        retry: bool = True,
-    ) -> JSON:
-        """One API request through the transport (``retry=False`` for a create): an error
-        answer raises, a success comes back as its JSON object."""
-        response = self._http.send(
-            method, self._base + path, params=params, json=json_body, retry=retry
-        )
-        if response.status_code >= 400:
-            raise error_of(method, path, response)
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            # Never read a cut-short answer as "no persons": fail the pass and try again.
-            raise Transient(
-                f"{method} {path}: the CRM sent a malformed answer ({len(response.content)} bytes)"
-            ) from None
-        return body if isinstance(body, dict) else {"data": body}
-
-
-def _person_path(person_id: str) -> str:
-    if not person_id.isdigit():
-        raise NotFound(f"no Pipedrive person {person_id!r}", status=404)
-    return f"/api/v2/persons/{person_id}"
-
-
-def _digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
-
-
-def _may_be_one_of(contact: Contact, terms: Sequence[tuple[str, str]]) -> bool:
-    """Whether a listed person shares an email, a phone (its last 7 digits) or a name with
-    the terms searched for; loose on purpose, the engine compares normalised keys."""
-    mine = {("email", e.value.strip().casefold()) for e in contact.emails}
-    mine |= {("phone", _digits(p.value)[-7:]) for p in contact.phones if _digits(p.value)}
-    mine.add(("name", contact.full_name.strip().casefold()))
-    wanted = {(f, _digits(v)[-7:] if f == "phone" else v.casefold()) for f, v in terms}
-    return bool(mine & wanted)
+        return self._tag.key()
