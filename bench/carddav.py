@@ -35,7 +35,7 @@ import httpx
 from contactsync.contacts.model import Contact, Email, Phone
 from contactsync.providers.carddav import CardDavContacts, DavClient
 from contactsync.providers.carddav.dav import parse_multistatus, sync_collection_body
-from contactsync.providers.carddav.side import QUERY
+from contactsync.providers.carddav.lookup import QUERY
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.reconcile import PassContext, Sides, run_pass
 from dulwich import porcelain

@@ -11,7 +11,7 @@ creates only when it never left) then Transient. Other statuses come back to the
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
@@ -195,3 +195,15 @@ class DavClient:
 
     def report(self, url: str, body: bytes, depth: str = "1") -> httpx.Response:
         return self.request("REPORT", url, body=body, headers={"Depth": depth})
+
+
+def card_bodies(responses: Iterable[Response]) -> dict[str, tuple[str, str] | None]:
+    """path -> (vCard text, ETag) of the cards in a multistatus answer; None for one gone."""
+    out: dict[str, tuple[str, str] | None] = {}
+    for r in responses:
+        data = r.text(tag(CARDDAV, "address-data"))
+        if r.status in (404, 410):
+            out[r.href] = None
+        elif r.status == 200 and data:
+            out[r.href] = (data, r.text(tag(DAV, "getetag")))
+    return out
