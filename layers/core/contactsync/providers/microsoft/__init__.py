@@ -1,8 +1,9 @@
 """Microsoft 365: one Outlook contact folder through Microsoft Graph.
 
 ``adapter`` is the ``ContactSide`` the pass uses (delta reads, ``$batch`` writes, folders,
-subscriptions), ``mapping`` turns Graph contacts to and from the canonical contact, ``errors``
-says what Graph's answers mean and how Graph is called (the transport's rules).
+subscriptions), ``graph`` sends requests and ``$batch``es, ``mapping`` turns Graph contacts to
+and from the canonical contact, ``errors`` says what Graph's answers mean and how Graph is called
+(the transport's rules).
 """
 
 from contactsync.providers.microsoft.adapter import MicrosoftContacts

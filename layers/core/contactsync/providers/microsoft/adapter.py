@@ -1,18 +1,16 @@
 """The Microsoft 365 side: one Outlook contact folder, read and written through Microsoft Graph.
 
 Reads use the folder's contacts delta (``Prefer: odata.maxpagesize``), writes go through JSON
-``$batch`` (20 requests per batch). Every request goes through the transport under Graph's rules
-(``errors.GRAPH``); a sub-request a batch answered 429 because the mailbox was busy is sent again
-here, after its short Retry-After. 410 on delta is CursorExpired, 412 a per-item
+``$batch`` (20 requests per batch). Every request goes through ``graph`` (the transport under
+Graph's rules, ``errors.GRAPH``, and the batches, whose sub-requests a busy mailbox answered 429
+are sent again after their short Retry-After). 410 on delta is CursorExpired, 412 a per-item
 PreconditionFailed. The mapping to the canonical contact is in ``mapping``.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -21,58 +19,27 @@ import httpx
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.providers.base import (
-    AuthExpired,
     ChangePage,
     ContactDelete,
     ContactUpdate,
     NewContact,
     ProviderError,
-    RateLimited,
     RemoteContact,
-    Transient,
     WriteResult,
 )
 from contactsync.providers.microsoft.errors import (
-    DEFAULT_RETRY_AFTER,
-    GRAPH,
     error_of,
-    message,
 )
+from contactsync.providers.microsoft.graph import GraphApi
 from contactsync.providers.microsoft.mapping import changed_properties, from_graph, to_graph
-from contactsync.providers.transport import (
-    MALFORMED,
-    Bearer,
-    Transport,
-    answer_body,
-    chunks,
-    retry_after,
-)
 
 # Our mapping id lives in a named single-value extended property (a MAPI named property in our
 # own property set), so it survives edits in Outlook and can be searched with $filter.
 TAG_PROPERTY_ID = "String {3f6c2a8e-5b1d-4c7a-9e2f-8d4b6a1c0e57} Name contactsync.mapping"
 TAG_EXPAND = f"singleValueExtendedProperties($filter=id eq '{TAG_PROPERTY_ID}')"
 TAG_EXPAND_QUERY = "$expand=" + quote(TAG_EXPAND)  # for URLs we build ourselves ($batch)
-BATCH_SIZE = 20  # Graph's JSON batching limit
-THROTTLED_ROUNDS = 3  # sends again of the sub-requests a batch answered 429 (a 429 made nothing)
-SHORT_WAIT = 2.0  # longest Retry-After we wait out inline; a longer one ends the pass's writes
 MOVED_OUT = "moved out of the folder"
 FULL = "full|"  # prefix of a position that continues a full listing
-# Outlook gives an item a new id when it moves to another folder, unless the request asks for
-# immutable ids; the header applies to that one request only, so every request (each $batch
-# sub-request, the subscription that decides the ids of its notifications) carries it.
-IMMUTABLE_IDS = 'IdType="ImmutableId"'
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """One sub-request's outcome: Graph's answer, or the error that kept it from having one."""
-
-    id: str
-    status: int = 0
-    body: Any = None
-    error: ProviderError | None = None
-    retry: float = DEFAULT_RETRY_AFTER  # Retry-After of a 429
 
 
 class MicrosoftContacts:
@@ -95,8 +62,11 @@ class MicrosoftContacts:
     ) -> None:
         self._base = base_url.rstrip("/")
         self._folder = folder_id
-        http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0))
-        self._http = Transport(http, GRAPH, Bearer(token))
+        self._graph = GraphApi(
+            base_url=base_url,
+            token=token,
+            client=client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0)),
+        )
         self._page_size = page_size
 
     # --- reading ------------------------------------------------------------------------------
@@ -111,7 +81,7 @@ class MicrosoftContacts:
         else:
             url = position.removeprefix(FULL)
         prefer = {"Prefer": f"odata.maxpagesize={self._page_size}"}
-        body = self._json(self._send("GET", url, headers=prefer), cursor=True)
+        body = self._graph.json(self._graph.send("GET", url, headers=prefer), cursor=True)
         contacts: list[RemoteContact] = []
         removed: list[str] = []
         for item in body.get("value", []):
@@ -137,7 +107,7 @@ class MicrosoftContacts:
             for i, cid in enumerate(ids)
         ]
         found: dict[str, RemoteContact | None] = {}
-        for answer in self._batch(requests):
+        for answer in self._graph.batch(requests):
             cid = ids[int(answer.id)]
             if answer.status == 404:
                 found[cid] = None
@@ -158,7 +128,7 @@ class MicrosoftContacts:
             "$top": "1",
         }
         for url in self._contact_lists():
-            items = self._json(self._send("GET", url, params=params)).get("value", [])
+            items = self._graph.json(self._graph.send("GET", url, params=params)).get("value", [])
             if items:
                 return self._remote(items[0])
         return None
@@ -192,7 +162,7 @@ class MicrosoftContacts:
             for i, f in enumerate(filters)
         ]
         found: dict[str, RemoteContact] = {}
-        for answer in self._batch(requests):
+        for answer in self._graph.batch(requests):
             if answer.status != 200:
                 raise error_of(answer.status, answer.body, default=ProviderError)
             for item in (answer.body or {}).get("value", []):
@@ -205,7 +175,7 @@ class MicrosoftContacts:
         (top-level folders: those a user moves contacts to)."""
         yield f"{self._base}/me/contactFolders/{self._folder}/contacts"
         yield f"{self._base}/me/contacts"
-        listed = self._json(self._send("GET", f"{self._base}/me/contactFolders"))
+        listed = self._graph.json(self._graph.send("GET", f"{self._base}/me/contactFolders"))
         for folder in listed.get("value", []):
             if str(folder.get("id")) != self._folder:
                 yield f"{self._base}/me/contactFolders/{folder['id']}/contacts"
@@ -227,13 +197,13 @@ class MicrosoftContacts:
                 }
             )
         results = []
-        for answer in self._batch(requests, writes=True, retry=False):
+        for answer in self._graph.batch(requests, writes=True, retry=False):
             tag = items[int(answer.id)].tag
             if answer.status in (200, 201):
                 remote = self._remote(answer.body)
                 results.append(WriteResult(tag, remote=_with_tag(remote, tag)))
             else:
-                results.append(WriteResult(tag, error=self._failure(answer)))
+                results.append(WriteResult(tag, error=answer.failure()))
         return results
 
     def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
@@ -258,12 +228,12 @@ class MicrosoftContacts:
                 }
             )
             pending.append(item.id)
-        for answer in self._batch(requests, writes=True):
+        for answer in self._graph.batch(requests, writes=True):
             cid = pending[int(answer.id)]
             if answer.status == 200:
                 results.append(WriteResult(cid, remote=self._remote(answer.body)))
             else:
-                results.append(WriteResult(cid, error=self._failure(answer)))
+                results.append(WriteResult(cid, error=answer.failure()))
         return results
 
     def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
@@ -279,27 +249,29 @@ class MicrosoftContacts:
                 request["headers"] = {"If-Match": item.version}
             requests.append(request)
         results = []
-        for answer in self._batch(requests, writes=True):
+        for answer in self._graph.batch(requests, writes=True):
             cid = items[int(answer.id)].id
             if answer.error is None and answer.status in (200, 204, 404):
                 results.append(WriteResult(cid))
             else:
-                results.append(WriteResult(cid, error=self._failure(answer)))
+                results.append(WriteResult(cid, error=answer.failure()))
         return results
 
     # --- account, folders, subscriptions ------------------------------------------------------
 
     def whoami(self) -> tuple[str, str]:
-        me = self._json(self._send("GET", f"{self._base}/me"))
+        me = self._graph.json(self._graph.send("GET", f"{self._base}/me"))
         return str(me["id"]), str(me.get("mail") or me.get("userPrincipalName") or "")
 
     def list_folders(self) -> list[tuple[str, str]]:
         """The default Contacts folder first, then the folders Graph lists under it."""
-        default = self._json(self._send("GET", f"{self._base}/me/contactFolders/contacts"))
+        default = self._graph.json(
+            self._graph.send("GET", f"{self._base}/me/contactFolders/contacts")
+        )
         folders = [(str(default["id"]), str(default.get("displayName") or "Contacts"))]
         url: str | None = f"{self._base}/me/contactFolders?$top=100"
         while url:
-            page = self._json(self._send("GET", url))
+            page = self._graph.json(self._graph.send("GET", url))
             folders += [(str(f["id"]), str(f.get("displayName", ""))) for f in page["value"]]
             url = page.get("@odata.nextLink")
         return folders
@@ -307,7 +279,9 @@ class MicrosoftContacts:
     def create_folder(self, name: str) -> tuple[str, str]:
         """A new contact folder for the sync (the CRM's advice: not the whole address book)."""
         body = {"displayName": name}
-        folder = self._json(self._send("POST", f"{self._base}/me/contactFolders", json=body))
+        folder = self._graph.json(
+            self._graph.send("POST", f"{self._base}/me/contactFolders", json=body)
+        )
         return str(folder["id"]), str(folder.get("displayName") or name)
 
     def create_subscription(
@@ -321,138 +295,20 @@ class MicrosoftContacts:
             "expirationDateTime": _iso(expires_at),
             "clientState": client_state,
         }
-        sub = self._json(self._send("POST", f"{self._base}/subscriptions", json=body))
+        sub = self._graph.json(self._graph.send("POST", f"{self._base}/subscriptions", json=body))
         return str(sub["id"]), _parse_time(str(sub["expirationDateTime"]))
 
     def renew_subscription(self, sub_id: str, expires_at: datetime) -> datetime:
         body = {"expirationDateTime": _iso(expires_at)}
-        sub = self._json(self._send("PATCH", f"{self._base}/subscriptions/{sub_id}", json=body))
+        sub = self._graph.json(
+            self._graph.send("PATCH", f"{self._base}/subscriptions/{sub_id}", json=body)
+        )
         return _parse_time(str(sub["expirationDateTime"]))
 
     def delete_subscription(self, sub_id: str) -> None:
-        resp = self._send("DELETE", f"{self._base}/subscriptions/{sub_id}")
+        resp = self._graph.send("DELETE", f"{self._base}/subscriptions/{sub_id}")
         if resp.status_code not in (200, 204, 404):
-            self._json(resp)
-
-    # --- HTTP: requests and batches ----------------------------------------------------------
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        json: Any = None,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-        retry: bool = True,
-    ) -> httpx.Response:
-        """One request, asking for immutable ids; ``retry=False`` for a create."""
-        return self._http.send(
-            method, url, json=json, params=params, headers=_preferring(headers), retry=retry
-        )
-
-    def _json(self, resp: httpx.Response, *, cursor: bool = False) -> dict[str, Any]:
-        body = answer_body(resp)
-        if resp.status_code >= 400:
-            raise error_of(resp.status_code, body, cursor=cursor, default=ProviderError)
-        if not isinstance(body, dict) or _malformed(resp, body):
-            # Never read a cut-short answer as "no contacts": fail the pass and try again.
-            raise Transient(f"Graph sent a malformed answer ({len(resp.content)} bytes)")
-        return body
-
-    def _batch(
-        self, requests: list[dict[str, Any]], *, writes: bool = False, retry: bool = True
-    ) -> list[_Answer]:
-        """Run sub-requests 20 per ``$batch`` (a lone one goes directly); answers in order.
-
-        Reads raise at the first throttle or failure. Writes keep what was already done: a
-        throttled item, or a chunk that failed, becomes a per-item error, and the items not sent
-        yet get the same error (so the caller records the rest and re-queues)."""
-        answers: list[_Answer] = []
-        stop: ProviderError | None = None
-        for chunk in chunks(requests, BATCH_SIZE):
-            if stop is None:
-                try:
-                    got = self._run_settled(chunk, retry=retry)
-                except (RateLimited, Transient) as exc:
-                    if not writes:
-                        raise
-                    stop = exc
-            if stop is not None:
-                answers += [_Answer(r["id"], error=stop) for r in chunk]
-                continue
-            for answer in got:
-                if answer.error is not None:  # a send-again round that did not get through
-                    if not writes:
-                        raise answer.error
-                    stop = answer.error
-                if answer.status != 429:
-                    answers.append(answer)
-                    continue
-                throttled = RateLimited(message(429, answer.body), retry_after=answer.retry)
-                if not writes:
-                    raise throttled
-                stop = throttled
-                answers.append(_Answer(answer.id, error=throttled))
-        return answers
-
-    def _run_settled(self, chunk: list[dict[str, Any]], *, retry: bool) -> list[_Answer]:
-        """Run a chunk; its sub-requests answered 429 with a short Retry-After (Outlook runs at
-        most four requests per mailbox at a time, and a batch's sub-requests beyond the free
-        slots are refused) are sent again alone, after the wait. A 429 sub-response made
-        nothing, so this holds for creates too. What a later round cannot settle keeps its 429
-        (or the error that round ended with); what earlier rounds did is never lost."""
-        answers: dict[str, _Answer] = {}
-        todo = chunk
-        for round_ in range(THROTTLED_ROUNDS + 1):
-            try:
-                got = self._run_chunk(todo, retry=retry)
-            except (RateLimited, Transient) as exc:
-                if round_ == 0:
-                    raise
-                answers.update({r["id"]: _Answer(r["id"], error=exc) for r in todo})
-                break
-            again = [a for a in got if a.status == 429 and a.retry <= SHORT_WAIT]
-            answers.update({a.id: a for a in got})
-            if not again or round_ == THROTTLED_ROUNDS:
-                break
-            time.sleep(max(a.retry for a in again))
-            refused = {a.id for a in again}
-            todo = [r for r in chunk if r["id"] in refused]
-        return [answers[r["id"]] for r in chunk]
-
-    def _run_chunk(self, chunk: list[dict[str, Any]], *, retry: bool) -> list[_Answer]:
-        if len(chunk) == 1:
-            only = chunk[0]
-            url, body, headers = self._base + only["url"], only.get("body"), only.get("headers")
-            resp = self._send(only["method"], url, json=body, headers=headers, retry=retry)
-            answer = answer_body(resp)
-            if resp.status_code < 400 and isinstance(answer, dict) and _malformed(resp, answer):
-                # Done or not, we cannot tell: the caller treats it as an outage (a create
-                # is then looked up by its tag before being sent again).
-                raise Transient(f"Graph sent a malformed answer ({len(resp.content)} bytes)")
-            return [_Answer(only["id"], resp.status_code, answer)]
-        sent = [{**r, "headers": _preferring(r.get("headers"))} for r in chunk]
-        resp = self._send("POST", f"{self._base}/$batch", json={"requests": sent}, retry=retry)
-        answers = {str(r["id"]): r for r in self._json(resp).get("responses", [])}
-        got = []
-        for request in chunk:
-            raw = answers.get(request["id"], {"status": 500, "body": {}})
-            status, body = int(raw["status"]), raw.get("body") or {}
-            if status == 401:  # the batch's token is the sub-requests' token
-                raise AuthExpired(message(401, body), status=401)
-            got.append(
-                _Answer(
-                    request["id"],
-                    status,
-                    body,
-                    retry=retry_after(raw.get("headers") or {}, DEFAULT_RETRY_AFTER),
-                )
-            )
-        return got
-
-    def _failure(self, answer: _Answer) -> ProviderError:
-        return answer.error or error_of(answer.status, answer.body)
+            self._graph.json(resp)
 
     def _remote(self, item: dict[str, Any]) -> RemoteContact:
         folder = item.get("parentFolderId")
@@ -475,21 +331,6 @@ class MicrosoftContacts:
 def _with_tag(remote: RemoteContact, tag: str) -> RemoteContact:
     return RemoteContact(remote.id, remote.contact, remote.version, remote.modified_at,
                          remote.in_scope, remote.scope_reason, tag)  # fmt: skip
-
-
-# --- small HTTP pieces ------------------------------------------------------------------------
-
-
-def _preferring(headers: dict[str, str] | None) -> dict[str, str]:
-    """``headers`` with immutable ids added to its ``Prefer`` (one header, comma-separated)."""
-    out = dict(headers or {})
-    prefer = out.get("Prefer", "")
-    out["Prefer"] = f"{prefer}, {IMMUTABLE_IDS}" if prefer else IMMUTABLE_IDS
-    return out
-
-
-def _malformed(resp: httpx.Response, body: dict[str, Any]) -> bool:
-    return bool(resp.content) and body.get(MALFORMED) is True
 
 
 def _iso(moment: datetime) -> str:
