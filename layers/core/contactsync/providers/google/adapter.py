@@ -12,8 +12,9 @@ again. An update first reads the current persons (``people:batchGet``): Google w
 contact's ``metadata.sources`` and etag back, a stale etag is a PreconditionFailed without
 writing, and the masked fields are rebuilt on the current values (``mapping.rebuilt``).
 
-Every request goes through the transport under Google's rules (``errors.GOOGLE``); creates are
-never sent twice blindly. The mapping to the canonical contact is in ``mapping``.
+Every request goes through ``people_api`` (the transport under Google's rules,
+``errors.GOOGLE``); creates are never sent twice blindly. What a failed batch says of its
+contacts is read in ``errors``; the mapping to the canonical contact is in ``mapping``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -29,13 +30,11 @@ import httpx
 
 from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.providers.base import (
-    AuthExpired,
     ChangePage,
     ContactDelete,
     ContactUpdate,
     NewContact,
     NotFound,
-    PermissionDenied,
     PreconditionFailed,
     ProviderError,
     RateLimited,
@@ -43,7 +42,12 @@ from contactsync.providers.base import (
     Transient,
     WriteResult,
 )
-from contactsync.providers.google.errors import GOOGLE, error_body, error_of, status_error
+from contactsync.providers.google.errors import (
+    batch_error,
+    contact_errors,
+    error_of,
+    status_error,
+)
 from contactsync.providers.google.mapping import (
     MODELLED,
     TAG_KEY,
@@ -54,7 +58,8 @@ from contactsync.providers.google.mapping import (
     tag_of,
     to_person,
 )
-from contactsync.providers.transport import MALFORMED, Bearer, Transport, answer_body, chunks
+from contactsync.providers.google.people_api import PeopleApi
+from contactsync.providers.transport import answer_body, chunks
 
 MY_CONTACTS = "contactGroups/myContacts"
 NOT_IN_GROUP = "not in the contact group"
@@ -83,9 +88,8 @@ class GoogleContacts:
         listing_lag: timedelta = timedelta(minutes=5),
     ) -> None:
         self.listing_lag = listing_lag  # Google: writes reach sync listings minutes later
-        self._base = base_url.rstrip("/")
+        self._api = PeopleApi(base_url=base_url, token=token, client=client)
         self._group = group_id
-        self._http = Transport(client, GOOGLE, Bearer(token))
         self._page_size = page_size
         self._mutating = threading.Lock()  # Google wants one mutation at a time per user
 
@@ -113,8 +117,8 @@ class GoogleContacts:
             params["syncToken"] = sync_token
         if page_token:
             params["pageToken"] = page_token
-        resp = self._send("GET", "/v1/people/me/connections", params=params)
-        body = self._json(resp, cursor=bool(sync_token))
+        resp = self._api.send("GET", "/v1/people/me/connections", params=params)
+        body = self._api.json(resp, cursor=bool(sync_token))
         contacts: list[RemoteContact] = []
         deleted: list[str] = []
         for person in body.get("connections") or []:
@@ -142,7 +146,7 @@ class GoogleContacts:
         (the caller then creates again; the duplicate is matched by its tag later)."""
         params = {"personFields": PERSON_FIELDS, "pageSize": str(self._page_size)}
         while True:
-            body = self._json(self._send("GET", "/v1/people/me/connections", params=params))
+            body = self._api.json(self._api.send("GET", "/v1/people/me/connections", params=params))
             for person in body.get("connections") or []:
                 if tag_of(person) == tag:
                     return self._remote(person)
@@ -171,7 +175,7 @@ class GoogleContacts:
         found: dict[str, RemoteContact] = {}
         for query in ["", *terms]:
             params = {"query": query, "readMask": PERSON_FIELDS, "pageSize": "30"}
-            body = self._json(self._send("GET", "/v1/people:searchContacts", params=params))
+            body = self._api.json(self._api.send("GET", "/v1/people:searchContacts", params=params))
             for result in body.get("results") or []:
                 if not (result.get("person") or {}).get("resourceName"):
                     continue
@@ -235,7 +239,7 @@ class GoogleContacts:
     def whoami(self) -> tuple[str, str]:
         """("people/<id>", email) of the signed-in user."""
         params = {"personFields": "emailAddresses,names"}
-        me = self._json(self._send("GET", "/v1/people/me", params=params))
+        me = self._api.json(self._api.send("GET", "/v1/people/me", params=params))
         emails = me.get("emailAddresses") or []
         primary = [e for e in emails if is_primary(e)] or emails
         return str(me["resourceName"]), str(primary[0].get("value", "")) if primary else ""
@@ -243,7 +247,7 @@ class GoogleContacts:
     def create_group(self, name: str) -> tuple[str, str]:
         """A new contact group for the sync (the CRM's advice: not "My Contacts")."""
         body = {"contactGroup": {"name": name}}
-        group = self._json(self._send("POST", "/v1/contactGroups", json=body, retry=False))
+        group = self._api.json(self._api.send("POST", "/v1/contactGroups", json=body, retry=False))
         return str(group["resourceName"]), str(group.get("name") or name)
 
     def list_groups(self) -> list[tuple[str, str]]:
@@ -252,7 +256,7 @@ class GoogleContacts:
         groups: list[tuple[str, str]] = []
         params = {"pageSize": "1000", "groupFields": "name,groupType"}
         while True:
-            body = self._json(self._send("GET", "/v1/contactGroups", params=params))
+            body = self._api.json(self._api.send("GET", "/v1/contactGroups", params=params))
             for group in body.get("contactGroups") or []:
                 name = str(group.get("formattedName") or group.get("name") or "")
                 if group.get("resourceName") == MY_CONTACTS:
@@ -293,16 +297,16 @@ class GoogleContacts:
         while pending:
             contacts = [{"contactPerson": self._new_person(items[i])} for i in pending]
             body = {"contacts": contacts, "readMask": PERSON_FIELDS}
-            resp = self._send("POST", "/v1/people:batchCreateContacts", json=body, retry=False)
+            resp = self._api.send("POST", "/v1/people:batchCreateContacts", json=body, retry=False)
             if resp.status_code == 200:
-                created = self._json(resp).get("createdPeople") or []
+                created = self._api.json(resp).get("createdPeople") or []
                 by_tag = {tag_of(a.get("person") or {}): a for a in created}
                 for n, i in enumerate(pending):
                     tag = items[i].tag
                     answer = by_tag.get(tag) or (created[n] if n < len(created) else {})
                     results[i] = self._written(tag, answer)
                 return
-            failed = self._contact_errors(resp, [str(n) for n in range(len(pending))])
+            failed = contact_errors(resp, [str(n) for n in range(len(pending))])
             for key, error in failed.items():
                 i = pending[int(key)]
                 results[i] = WriteResult(items[i].tag, error=error)
@@ -338,13 +342,13 @@ class GoogleContacts:
                 "updateMask": ",".join(mask),
                 "readMask": PERSON_FIELDS,
             }
-            resp = self._send("POST", "/v1/people:batchUpdateContacts", json=body)
+            resp = self._api.send("POST", "/v1/people:batchUpdateContacts", json=body)
             if resp.status_code == 200:
-                answers = self._json(resp).get("updateResult") or {}
+                answers = self._api.json(resp).get("updateResult") or {}
                 for rn in sendable:
                     results[index[rn]] = self._written(rn, answers.get(rn) or {})
                 return
-            failed = self._contact_errors(resp, list(sendable))
+            failed = contact_errors(resp, list(sendable))
             for rn, error in failed.items():
                 results[index[rn]] = WriteResult(rn, error=error)
             sendable = {rn: p for rn, p in sendable.items() if rn not in failed}
@@ -353,43 +357,23 @@ class GoogleContacts:
         self, items: Sequence[ContactDelete], chunk: list[int], results: dict[int, WriteResult]
     ) -> None:
         names = [items[i].id for i in chunk]
-        resp = self._send("POST", "/v1/people:batchDeleteContacts", json={"resourceNames": names})
+        resp = self._api.send(
+            "POST", "/v1/people:batchDeleteContacts", json={"resourceNames": names}
+        )
         if resp.status_code == 404:  # one of them was already gone: delete one by one
             for i in chunk:
-                one = self._send("DELETE", f"/v1/{items[i].id}:deleteContact")
+                one = self._api.send("DELETE", f"/v1/{items[i].id}:deleteContact")
                 ok = one.status_code in (200, 204, 404)
                 error = None if ok else error_of(one.status_code, answer_body(one), write=True)
                 results[i] = WriteResult(items[i].id, error=error)
             return
         if resp.status_code >= 400:
-            error = self._batch_error(resp)
+            error = batch_error(resp)
             for i in chunk:
                 results[i] = WriteResult(items[i].id, error=error)
             return
         for i in chunk:
             results[i] = WriteResult(items[i].id)
-
-    def _contact_errors(self, resp: httpx.Response, keys: list[str]) -> dict[str, ProviderError]:
-        """The contacts a failed batch names (``contactErrors``: index or resource name ->
-        Status), or, when it names none, every key with the batch's own error. AuthExpired and
-        PermissionDenied are about the whole connection and are raised."""
-        body = answer_body(resp)
-        named: dict[str, ProviderError] = {}
-        for detail in error_body(body).get("details") or []:
-            for key, status in (detail.get("contactErrors") or {}).items():
-                if str(key) in keys:
-                    named[str(key)] = status_error(status)
-        if named:
-            return named
-        return dict.fromkeys(keys, self._batch_error(resp))
-
-    def _batch_error(self, resp: httpx.Response) -> ProviderError:
-        """A failed batch's own error. AuthExpired and PermissionDenied concern the whole
-        connection, not these contacts: they are raised."""
-        error = error_of(resp.status_code, answer_body(resp), write=True)
-        if isinstance(error, AuthExpired | PermissionDenied):
-            raise error
-        return error
 
     def _written(self, key: str, answer: dict[str, Any]) -> WriteResult:
         """One PersonResponse of a batch answer as a WriteResult."""
@@ -419,8 +403,8 @@ class GoogleContacts:
                 "personFields": PERSON_FIELDS,
                 "resourceNames": chunk,
             }
-            resp = self._send("GET", "/v1/people:batchGet", params=params)
-            body = self._json(resp)
+            resp = self._api.send("GET", "/v1/people:batchGet", params=params)
+            body = self._api.json(resp)
             for answer in body.get("responses") or []:
                 person = answer.get("person")
                 rn = str(answer.get("requestedResourceName") or (person or {}).get("resourceName"))
@@ -432,29 +416,6 @@ class GoogleContacts:
                 else:
                     found[rn] = person
         return {rn: found[rn] for rn in ids if rn in found}
-
-    # --- HTTP ----------------------------------------------------------------------------------
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str | list[str]] | None = None,
-        retry: bool = True,
-    ) -> httpx.Response:
-        """One request to ``path`` of the API; ``retry=False`` for a create."""
-        return self._http.send(method, self._base + path, json=json, params=params, retry=retry)
-
-    def _json(self, resp: httpx.Response, *, cursor: bool = False) -> dict[str, Any]:
-        body = answer_body(resp)
-        if resp.status_code >= 400:
-            raise error_of(resp.status_code, body, cursor=cursor)
-        if not isinstance(body, dict) or body.get(MALFORMED) is True:
-            # Never read a cut-short answer as "no contacts": fail the pass and try again.
-            raise Transient(f"Google sent a malformed answer ({len(resp.content)} bytes)")
-        return body
 
     def _remote(self, person: dict[str, Any]) -> RemoteContact:
         groups = {

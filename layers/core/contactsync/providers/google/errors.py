@@ -122,3 +122,27 @@ GOOGLE = Rules(
     throttled=_throttled,
     retry_after=DEFAULT_RETRY_AFTER,
 )
+
+
+def contact_errors(resp: httpx.Response, keys: list[str]) -> dict[str, ProviderError]:
+    """The contacts a failed batch names (``contactErrors``: index or resource name ->
+    Status), or, when it names none, every key with the batch's own error. AuthExpired and
+    PermissionDenied are about the whole connection and are raised."""
+    body = answer_body(resp)
+    named: dict[str, ProviderError] = {}
+    for detail in error_body(body).get("details") or []:
+        for key, status in (detail.get("contactErrors") or {}).items():
+            if str(key) in keys:
+                named[str(key)] = status_error(status)
+    if named:
+        return named
+    return dict.fromkeys(keys, batch_error(resp))
+
+
+def batch_error(resp: httpx.Response) -> ProviderError:
+    """A failed batch's own error. AuthExpired and PermissionDenied concern the whole
+    connection, not these contacts: they are raised."""
+    error = error_of(resp.status_code, answer_body(resp), write=True)
+    if isinstance(error, AuthExpired | PermissionDenied):
+        raise error
+    return error
