@@ -1,9 +1,9 @@
 """CardDAV (RFC 6352): iCloud, Fastmail, Nextcloud and any CardDAV address book.
 
-``dav`` speaks the protocol, ``errors`` says what its answers mean, ``vcard`` maps cards to and
-from the canonical contact, ``discovery`` finds a user's address books, ``scope`` is the address
-book (and group) a connection syncs, ``book`` reads its cards, ``lookup`` says what a look-up
-asks for, and ``side`` is the ``ContactSide`` the pass uses.
+``dav`` speaks the protocol, ``errors`` says what its answers mean, ``vcard`` reads cards as
+the canonical contact and ``vcard_writing`` writes them, ``discovery`` finds a user's address
+books, ``scope`` is the address book (and group) a connection syncs, ``book`` reads its cards,
+``lookup`` says what a look-up asks for, and ``side`` is the ``ContactSide`` the pass uses.
 """
 
 from contactsync.providers.carddav.dav import REAUTH, DavClient

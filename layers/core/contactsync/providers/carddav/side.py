@@ -44,7 +44,7 @@ from contactsync.providers.base import (
     Transient,
     WriteResult,
 )
-from contactsync.providers.carddav import vcard
+from contactsync.providers.carddav import vcard, vcard_writing
 from contactsync.providers.carddav.book import MULTIGET, AddressBook
 from contactsync.providers.carddav.dav import (
     DavClient,
@@ -178,7 +178,7 @@ class CardDavContacts:
         stop: ProviderError | None = None
         if self._scope.group.startswith("card:"):
             try:
-                self._add_members([vcard.uid_for(item.tag) for item in items])
+                self._add_members([vcard_writing.uid_for(item.tag) for item in items])
             except (RateLimited, Transient) as exc:
                 stop = exc
         results: list[WriteResult] = []
@@ -188,8 +188,10 @@ class CardDavContacts:
             if stop is not None:
                 results.append(WriteResult(item.tag, error=stop))
                 continue
-            uid = vcard.uid_for(item.tag)
-            body = vcard.new_card(item.contact, uid=uid, tag=item.tag, categories=categories)
+            uid = vcard_writing.uid_for(item.tag)
+            body = vcard_writing.new_card(
+                item.contact, uid=uid, tag=item.tag, categories=categories
+            )
             try:
                 result = self._put_new(item.tag, body)
             except (RateLimited, Transient) as exc:
@@ -255,7 +257,7 @@ class CardDavContacts:
         return [results[i] for i in range(len(items))]
 
     def _put_update(self, item: ContactUpdate, text: str, etag: str) -> WriteResult:
-        new_text = vcard.updated_card(text, item.before, item.after)
+        new_text = vcard_writing.updated_card(text, item.before, item.after)
         headers = {"Content-Type": VCARD_TYPE}
         if etag:
             headers["If-Match"] = etag
@@ -310,7 +312,7 @@ class CardDavContacts:
                 return
             text, etag = got
             for uid in uids:
-                text = vcard.with_member(text, uid, present=True)
+                text = vcard_writing.with_member(text, uid, present=True)
             headers = {"Content-Type": VCARD_TYPE, **({"If-Match": etag} if etag else {})}
             resp = self._dav.request(
                 "PUT", self._book.url(group_path), body=text.encode(), headers=headers
