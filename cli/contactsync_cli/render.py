@@ -14,6 +14,7 @@ from typing import Any
 NONE = "-"
 BAR_WIDTH = 30
 ERROR_WIDTH = 60
+NO_CONNECTIONS = "No connections yet. Add one with: contactsync connect microsoft"
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def error_text(view: dict[str, Any]) -> str:
 def render_connections_table(connections: list[dict[str, Any]], now: datetime | None = None) -> str:
     """``contactsync list``: what each connection is set up to do."""
     if not connections:
-        return "No connections yet. Add one with: contactsync connect microsoft"
+        return NO_CONNECTIONS
     now = now or datetime.now(UTC)
     headers = (
         "ID",
@@ -222,7 +223,7 @@ def render_connections_table(connections: list[dict[str, Any]], now: datetime | 
 def render_status_table(connections: list[dict[str, Any]], now: datetime | None = None) -> str:
     """``contactsync status``: how each connection is doing right now (one row each)."""
     if not connections:
-        return "No connections yet. Add one with: contactsync connect microsoft"
+        return NO_CONNECTIONS
     now = now or datetime.now(UTC)
     headers = (
         "ID",

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from contactsync.providers.base import AuthExpired, RateLimited, Transient
+from contactsync.providers.base import AuthExpired, ProviderError, RateLimited, Transient
 
 T = TypeVar("T")
 
@@ -228,6 +228,20 @@ def answer_body(resp: httpx.Response) -> Any:
         return resp.json()
     except ValueError:
         return {"error": {"message": resp.text[:200]}, MALFORMED: True}
+
+
+def answer_object(
+    resp: httpx.Response, *, api: str, error: Callable[[int, Any], ProviderError]
+) -> dict[str, Any]:
+    """A successful answer's JSON object. An error answer raises ``error(status, body)``; a
+    success that is not a JSON object is Transient: a cut-short answer is never read as "no
+    contacts", the pass fails and tries again."""
+    body = answer_body(resp)
+    if resp.status_code >= 400:
+        raise error(resp.status_code, body)
+    if not isinstance(body, dict) or body.get(MALFORMED) is True:
+        raise Transient(f"{api} sent a malformed answer ({len(resp.content)} bytes)")
+    return body
 
 
 def json_or_empty(resp: httpx.Response) -> dict[str, Any]:

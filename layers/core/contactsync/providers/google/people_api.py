@@ -8,9 +8,8 @@ from typing import Any
 
 import httpx
 
-from contactsync.providers.base import Transient
 from contactsync.providers.google.errors import GOOGLE, error_of
-from contactsync.providers.transport import MALFORMED, Bearer, Transport, answer_body
+from contactsync.providers.transport import Bearer, Transport, answer_object
 
 
 class PeopleApi:
@@ -35,10 +34,6 @@ class PeopleApi:
         return self._http.send(method, self._base + path, json=json, params=params, retry=retry)
 
     def json(self, resp: httpx.Response, *, cursor: bool = False) -> dict[str, Any]:
-        body = answer_body(resp)
-        if resp.status_code >= 400:
-            raise error_of(resp.status_code, body, cursor=cursor)
-        if not isinstance(body, dict) or body.get(MALFORMED) is True:
-            # Never read a cut-short answer as "no contacts": fail the pass and try again.
-            raise Transient(f"Google sent a malformed answer ({len(resp.content)} bytes)")
-        return body
+        return answer_object(
+            resp, api="Google", error=lambda status, body: error_of(status, body, cursor=cursor)
+        )

@@ -18,6 +18,7 @@ from contactsync.providers.transport import (
     Bearer,
     Transport,
     answer_body,
+    answer_object,
     chunks,
     retry_after,
 )
@@ -71,13 +72,11 @@ class GraphApi:
         )
 
     def json(self, resp: httpx.Response, *, cursor: bool = False) -> dict[str, Any]:
-        body = answer_body(resp)
-        if resp.status_code >= 400:
-            raise error_of(resp.status_code, body, cursor=cursor, default=ProviderError)
-        if not isinstance(body, dict) or malformed(resp, body):
-            # Never read a cut-short answer as "no contacts": fail the pass and try again.
-            raise Transient(f"Graph sent a malformed answer ({len(resp.content)} bytes)")
-        return body
+        return answer_object(
+            resp,
+            api="Graph",
+            error=lambda status, body: error_of(status, body, cursor=cursor, default=ProviderError),
+        )
 
     def batch(
         self, requests: list[dict[str, Any]], *, writes: bool = False, retry: bool = True
