@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from contactsync.contacts.model import Contact, Email
 from contactsync.engine.merge import Conflict, SyncSettings
-from contactsync.engine.plan import UNCHANGED, MappingState, PairInput, PassInput, Write, plan_pass
+from contactsync.engine.plan import UNCHANGED, MappingState, PairInput, PassInput, Write
+from contactsync.engine.plan_pass import plan_pass
 from contactsync.providers.base import (
     InvalidContact,
     NotFound,
