@@ -16,7 +16,6 @@ paced below the burst limit); the mapping to the canonical contact is in ``mappi
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -50,15 +49,7 @@ from contactsync.providers.pipedrive.mapping import (
     person_fields,
 )
 from contactsync.providers.pipedrive.organizations import IDS_PER_REQUEST, Organizations
-from contactsync.providers.pipedrive.position import (
-    EPOCH_MARK,
-    MAX_SKIP,
-    OVERLAP,
-    decode_position,
-    iso,
-    parse_time,
-    seen,
-)
+from contactsync.providers.pipedrive.position import after_page, decode_position
 from contactsync.providers.pipedrive.tag_field import TagField
 from contactsync.providers.pipedrive.writes import changed_this_second, one_by_one
 from contactsync.providers.transport import chunks
@@ -159,35 +150,9 @@ class PipedrivePersons:
         except InvalidContact as exc:  # a cursor or mark the API no longer accepts
             raise CursorExpired(f"Pipedrive rejected the listing position: {exc.message}") from exc
         persons: list[JSON] = body.get("data") or []
-        # Persons re-read only because of the overlap, unchanged since we returned them: skip.
-        # Unchanged means the same contents, not only the same update_time: a second edit in
-        # the same second keeps the time.
-        skip: dict[str, str] = state["skip"]
-        fresh = [p for p in persons if skip.get(str(p["id"])) != seen(p)]
-        high: str | None = state["high"]
-        edge: dict[str, str] = state["edge"]
-        for person in persons:
-            stamp = person.get("update_time")
-            if not stamp:
-                continue
-            if high is None or stamp > high:
-                high = stamp
-            edge[str(person["id"])] = seen(person)
-        if high is not None:  # keep only the persons inside the overlap below the high mark
-            floor_mark = iso(parse_time(high) - OVERLAP)
-            edge = {i: t for i, t in edge.items() if t.split()[0] >= floor_mark}
-        contacts = self._remotes(fresh)
         next_cursor = (body.get("additional_data") or {}).get("next_cursor")
-        if next_cursor:
-            more = {**state, "cursor": next_cursor, "high": high, "edge": edge}
-            return ChangePage(contacts, [], json.dumps(more), complete=False, full=full)
-        since = state["since"] or EPOCH_MARK
-        if high is None:
-            done = {"mark": since, "skip": skip}
-        else:
-            mark = max(since, iso(parse_time(high) - OVERLAP))
-            done = {"mark": mark, "skip": edge if len(edge) <= MAX_SKIP else {}}
-        return ChangePage(contacts, [], json.dumps(done), complete=True, full=full)
+        fresh, next_position, complete = after_page(state, persons, next_cursor)
+        return ChangePage(self._remotes(fresh), [], next_position, complete=complete, full=full)
 
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
         """These persons, 100 per ``ids=`` listing. A listing leaves deleted persons out, but

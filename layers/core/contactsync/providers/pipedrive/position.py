@@ -58,3 +58,38 @@ def decode_position(position: str | None) -> JSON:
     except (ValueError, TypeError, KeyError, AttributeError):
         pass
     raise CursorExpired("unreadable Pipedrive position; a full listing is needed")
+
+
+def after_page(
+    state: JSON, persons: list[JSON], next_cursor: str | None
+) -> tuple[list[JSON], str, bool]:
+    """What one listed page means for the listing at ``state``: the persons to return, the
+    position to read next (``next_cursor`` continues this listing), and whether it is complete.
+    """
+    # Persons re-read only because of the overlap, unchanged since we returned them: skip.
+    # Unchanged means the same contents, not only the same update_time: a second edit in
+    # the same second keeps the time.
+    skip: dict[str, str] = state["skip"]
+    fresh = [p for p in persons if skip.get(str(p["id"])) != seen(p)]
+    high: str | None = state["high"]
+    edge: dict[str, str] = state["edge"]
+    for person in persons:
+        stamp = person.get("update_time")
+        if not stamp:
+            continue
+        if high is None or stamp > high:
+            high = stamp
+        edge[str(person["id"])] = seen(person)
+    if high is not None:  # keep only the persons inside the overlap below the high mark
+        floor_mark = iso(parse_time(high) - OVERLAP)
+        edge = {i: t for i, t in edge.items() if t.split()[0] >= floor_mark}
+    if next_cursor:
+        more = {**state, "cursor": next_cursor, "high": high, "edge": edge}
+        return fresh, json.dumps(more), False
+    since = state["since"] or EPOCH_MARK
+    if high is None:
+        done = {"mark": since, "skip": skip}
+    else:
+        mark = max(since, iso(parse_time(high) - OVERLAP))
+        done = {"mark": mark, "skip": edge if len(edge) <= MAX_SKIP else {}}
+    return fresh, json.dumps(done), True
