@@ -43,7 +43,8 @@ class InMemoryStore:
     leases: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     holds: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
     clusters: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = field(default_factory=dict)
-    claims: dict[tuple[str, str, str], tuple[str, datetime]] = field(default_factory=dict)
+    # (company, user, key) -> (owner, until, the person made under it)
+    claims: dict[tuple[str, str, str], tuple[str, datetime, str]] = field(default_factory=dict)
 
     def add_connection(self, connection_id: str, **values: Any) -> None:
         base = {"company_id": "c1", "user_id": "u1", "provider": "microsoft", "state": "active"}
@@ -151,18 +152,31 @@ class InMemoryStore:
             self.ops.get(connection_id, {}).pop(op_id, None)
 
     def claim_key(
-        self, company_id: str, user_id: str, key: str, *, owner: str, now: datetime, seconds: float
+        self,
+        company_id: str,
+        user_id: str,
+        key: str,
+        *,
+        owner: str,
+        now: datetime,
+        seconds: float,
+        replacing: str = "",
     ) -> bool:
         held = self.claims.get((company_id, user_id, key))
-        if held is not None and held[0] != owner and held[1] > now:
+        taken = held is not None and held[0] != owner and held[1] > now
+        if taken and not (replacing and held is not None and held[2] == replacing):
             return False
-        self.claims[(company_id, user_id, key)] = (owner, now + timedelta(seconds=seconds))
+        self.claims[(company_id, user_id, key)] = (owner, now + timedelta(seconds=seconds), "")
         return True
 
-    def release_key(self, company_id: str, user_id: str, key: str, *, owner: str) -> None:
+    def settle_key(self, company_id: str, user_id: str, key: str, *, owner: str, made: str) -> None:
         held = self.claims.get((company_id, user_id, key))
         if held is not None and held[0] == owner:
-            del self.claims[(company_id, user_id, key)]
+            self.claims[(company_id, user_id, key)] = (owner, held[1], made)
+
+    def claimed_person(self, company_id: str, user_id: str, key: str) -> str:
+        held = self.claims.get((company_id, user_id, key))
+        return held[2] if held is not None else ""
 
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
         held = self.holds.get(connection_id, {})

@@ -56,7 +56,7 @@ from contactsync.store.duplicates import (
     replace_review_holds,
     review_holds,
 )
-from contactsync.store.key_claims import claim_key
+from contactsync.store.key_claims import claim_key, claimed_person, settle_key
 from contactsync.store.mappings import (
     count_mappings,
     delete_mapping,
@@ -321,6 +321,25 @@ def test_a_key_claim_is_shared_by_a_users_connections_and_lapses() -> None:
     # And once it lapsed (the table's TTL removes it later), the Outlook connection can
     assert claim("outlook-conn", 311)
     assert not claim("google-conn", 312)
+
+
+def test_a_settled_claim_names_its_person_until_that_person_is_gone() -> None:
+    key = "email:byron@x.com"
+    # Given the Google connection made Byron under its claim, and settled the claim on him
+    assert claim_key("c1", "u1", key, owner="google-conn", seconds=300, now=NOW)
+    assert claimed_person("c1", "u1", key) == ""  # being made
+    settle_key("c1", "u1", key, owner="outlook-conn", made="p9")  # not its claim: no effect
+    settle_key("c1", "u1", key, owner="google-conn", made="p7")
+    # Then the claim names him, and still keeps the Outlook connection from making him too
+    assert claimed_person("c1", "u1", key) == "p7"
+    assert not claim_key("c1", "u1", key, owner="outlook-conn", seconds=300, now=NOW)
+    assert not claim_key(
+        "c1", "u1", key, owner="outlook-conn", seconds=300, now=NOW, replacing="p8"
+    )
+    # And once he is gone, the Outlook connection may take the claim over to make him again
+    assert claim_key("c1", "u1", key, owner="outlook-conn", seconds=300, now=NOW, replacing="p7")
+    assert claimed_person("c1", "u1", key) == ""
+    assert not claim_key("c1", "u1", key, owner="google-conn", seconds=300, now=NOW, replacing="p7")
 
 
 def test_key_claims_race_to_one_winner() -> None:

@@ -639,10 +639,40 @@ def test_a_person_made_by_one_connection_and_deleted_is_not_held_from_the_other(
     crm.remove(ada)
     assert sync(store, "outlook", crm, outlook) == "done"
     # Then the Google pass is not kept waiting by the Outlook pass's claim: its Ada is a
-    # contact the CRM lacks, made there again (no claim outlives the person it guarded)
+    # contact the CRM lacks, made there again (the claim named the person deleted since)
     assert sync(store, "google", crm, google) == "done"
     assert emails(crm) == ["ada@x.com"]
-    assert not store.claims
+    assert {made for _, _, made in store.claims.values()} == set(crm.contacts)
+
+
+def test_a_person_made_meanwhile_is_found_by_its_claim_when_the_crm_read_comes_back_short() -> None:
+    # Given one user syncing Outlook and Google, and the same new person added to both books
+    store, crm, outlook, google = two_syncs_of_one_crm()
+    for cid, book in (("outlook", outlook), ("google", google)):
+        assert sync(store, cid, crm, book) == "done"
+    outlook.put(person("Ada Byron", "ada@x.com"))
+    google.put(person("Ada Byron", "ada@x.com"))
+    read = crm.read
+
+    def outlook_makes_her_and_the_next_crm_read_is_short(point: str) -> None:
+        # The Google pass has planned to make her; the Outlook pass makes her first, and the
+        # Google pass's read of the CRM's changes just before creating comes back empty
+        if point == "after_pending":
+            assert sync(store, "outlook", crm, outlook) == "done"
+            crm.read = lambda position: ChangePage(position=position or "", complete=True)  # type: ignore[method-assign]
+
+    # When the Google pass goes on to create her
+    status = sync(
+        store, "google", crm, google, crash_point=outlook_makes_her_and_the_next_crm_read_is_short
+    )
+    # Then the claim the Outlook pass made her under stops it: nothing is made twice
+    assert status == "recheck"
+    assert emails(crm) == ["ada@x.com"]
+    # And the next pass, reading the CRM whole again, links to her
+    crm.read = read  # type: ignore[method-assign]
+    assert sync(store, "google", crm, google) == "done"
+    [ada] = crm.contacts
+    assert [m.crm_id for m in store.mappings("google")] == [ada]
 
 
 def test_a_person_deleted_in_the_crm_and_edited_in_both_books_comes_back_once() -> None:

@@ -96,8 +96,8 @@ def test_a_create_links_the_pair_with_the_new_id_version_and_base() -> None:
     )  # fmt: skip
     assert entry.message == "create on crm: new in the provider"
     assert entry.before is None and entry.after == ADA.to_dict()
-    # And the person made in the CRM can let go of its claims; one CRM create is counted
-    assert done.made_in_crm == (ADA,)
+    # And the person made in the CRM settles its claims; one CRM create is counted
+    assert done.made_in_crm == (("c9", ADA),)
     assert done.tallies == {"crm_creates": 1}
     assert done.recheck == () and done.refusals == 0
 

@@ -480,6 +480,7 @@ class KeyClaim(Model):
     sk = UnicodeAttribute(range_key=True, attr_name="SK")  # KEY#<key>
     owner = UnicodeAttribute()  # the connection holding it
     until = UnicodeAttribute()  # ISO time it lapses (TTL deletes it later, at leisure)
+    made = UnicodeAttribute(null=True)  # the CRM person made under it, once made
     expires_at = TTLAttribute()
 
 

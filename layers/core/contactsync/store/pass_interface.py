@@ -145,15 +145,28 @@ class PassStore(Protocol):
     def audit(self, connection_id: str, entries: Sequence[AuditEntry]) -> None: ...
 
     def claim_key(
-        self, company_id: str, user_id: str, key: str, *, owner: str, now: datetime, seconds: float
+        self,
+        company_id: str,
+        user_id: str,
+        key: str,
+        *,
+        owner: str,
+        now: datetime,
+        seconds: float,
+        replacing: str = "",
     ) -> bool:
         """Claim a normalised contact key among one user's connections for ``seconds`` (a
-        conditional write): False while another connection holds it."""
+        conditional write): False while another connection holds it, unless the claim names
+        the person ``replacing`` (made under it, and gone since)."""
         ...
 
-    def release_key(self, company_id: str, user_id: str, key: str, *, owner: str) -> None:
-        """Let go of a key ``owner`` claimed (its person is made and recorded: the user's other
-        connections now find it by reading the CRM's changes)."""
+    def settle_key(self, company_id: str, user_id: str, key: str, *, owner: str, made: str) -> None:
+        """The person ``owner`` claimed a key for is made and recorded: the claim names it (the
+        user's other connections find the person by it) until it lapses."""
+        ...
+
+    def claimed_person(self, company_id: str, user_id: str, key: str) -> str:
+        """The CRM person a claim on the key names ("" while it is being made, or no claim)."""
         ...
 
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:

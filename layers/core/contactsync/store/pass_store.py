@@ -175,12 +175,25 @@ class DynamoPassStore:
         )
 
     def claim_key(
-        self, company_id: str, user_id: str, key: str, *, owner: str, now: datetime, seconds: float
+        self,
+        company_id: str,
+        user_id: str,
+        key: str,
+        *,
+        owner: str,
+        now: datetime,
+        seconds: float,
+        replacing: str = "",
     ) -> bool:
-        return key_claims.claim_key(company_id, user_id, key, owner=owner, seconds=seconds, now=now)
+        return key_claims.claim_key(
+            company_id, user_id, key, owner=owner, seconds=seconds, now=now, replacing=replacing
+        )
 
-    def release_key(self, company_id: str, user_id: str, key: str, *, owner: str) -> None:
-        key_claims.release_key(company_id, user_id, key, owner=owner)
+    def settle_key(self, company_id: str, user_id: str, key: str, *, owner: str, made: str) -> None:
+        key_claims.settle_key(company_id, user_id, key, owner=owner, made=made)
+
+    def claimed_person(self, company_id: str, user_id: str, key: str) -> str:
+        return key_claims.claimed_person(company_id, user_id, key)
 
     def review_holds(self, connection_id: str, side: str, contact_ids: Sequence[str]) -> set[str]:
         return duplicates.review_holds(connection_id, side, contact_ids) if contact_ids else set()

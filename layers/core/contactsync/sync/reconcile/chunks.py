@@ -152,8 +152,8 @@ class Applier:
         wanted = prior_to_read(op, results, linked_instead=linked_instead)
         prior = store.mapping_for(cid, *wanted) if wanted is not None else None
         done = record(op, results, linked_instead=linked_instead, prior=prior)
-        for person in done.made_in_crm:
-            self.look.release_claims(person)
+        for person_id, person in done.made_in_crm:
+            self.look.settle_claims(person_id, person)
         if done.mapping is not None:
             store.save_mapping(cid, done.mapping)
         elif done.drop:

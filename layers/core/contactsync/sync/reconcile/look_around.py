@@ -155,35 +155,48 @@ class CrmLookAround:
         """Claim the strongest keys of each new person among the user's connections (the
         user's Outlook and Google syncs may make the same person within milliseconds, too close
         for any look-around). A create whose key another connection holds is not sent: it is
-        dropped and its contact planned again shortly, when the look-up finds that person.
-        Returns what to create, and the (CRM id, provider id) pairs to read again."""
-        conn, now = self.scope.conn, self.scope.ctx.clock()
-        region = self.scope.settings.phone_region
+        dropped and its contact planned again shortly, when the look-up finds that person. A
+        claim that names a person since deleted is taken over: that person has to be made
+        again. Returns what to create, and the (CRM id, provider id) pairs to read again."""
         left: Creates = []
         again: list[tuple[str, str]] = []
         for op, write in creates:
-            keys = claim_keys(write.after, region) if op.kind == "create" else []
-            if all(
-                self.scope.store.claim_key(
-                    conn.company_id,
-                    conn.user_id,
-                    key,
-                    owner=self.scope.cid,
-                    now=now,
-                    seconds=CLAIM_SECONDS,
-                )
-                for key in keys
-            ):
+            keys = claim_keys(write.after, self.scope.settings.phone_region)
+            if op.kind != "create" or all(self._claim(key) for key in keys):
                 left.append((op, write))
                 continue
             self.unclaimed.add(op.op_id)
             again.append(("", op.provider_id))
         return left, again
 
-    def release_claims(self, made: Contact) -> None:
-        """A person made and recorded: the user's other connections find it among the CRM's
-        changes now. Held for minutes, the claim would keep them from making it again after a
-        user deleted it (their copy must come back, as an edit over a delete)."""
+    def _claim(self, key: str) -> bool:
+        conn, store = self.scope.conn, self.scope.store
+
+        def claim(replacing: str = "") -> bool:
+            return store.claim_key(
+                conn.company_id,
+                conn.user_id,
+                key,
+                owner=self.scope.cid,
+                now=self.scope.ctx.clock(),
+                seconds=CLAIM_SECONDS,
+                replacing=replacing,
+            )
+
+        if claim():
+            return True
+        made = store.claimed_person(conn.company_id, conn.user_id, key)
+        if not made:
+            return False  # being made right now
+        gone = self.scope.sides.crm.fetch([made]).get(made, "unknown") is None
+        return gone and claim(replacing=made)
+
+    def settle_claims(self, person_id: str, made: Contact) -> None:
+        """A person made and recorded: its claims name it until they lapse, so the user's other
+        connections find it even if their read of the CRM's changes came too early or short
+        (and, once it is deleted, may make it again)."""
         conn = self.scope.conn
         for key in claim_keys(made, self.scope.settings.phone_region):
-            self.scope.store.release_key(conn.company_id, conn.user_id, key, owner=self.scope.cid)
+            self.scope.store.settle_key(
+                conn.company_id, conn.user_id, key, owner=self.scope.cid, made=person_id
+            )

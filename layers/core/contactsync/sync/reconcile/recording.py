@@ -25,7 +25,7 @@ class Recorded:
     linked_change: int = 0  # how the connection's count of linked pairs moves (-1, 0, 1)
     recheck: tuple[tuple[str, str], ...] = ()  # (CRM id, provider id) to read again soon
     refusals: int = 0  # the pair's writes refused as stale in a row (when a write failed)
-    made_in_crm: tuple[Contact, ...] = ()  # persons made in the CRM: their claims can go
+    made_in_crm: tuple[tuple[str, Contact], ...] = ()  # persons made in the CRM (id, as sent)
     tallies: dict[str, int] = field(default_factory=dict)  # writes done, "<side>_<kind>s"
 
 
@@ -59,7 +59,7 @@ def record(
     versions = {"crm": op.crm_version, "provider": op.provider_version}
     audit: list[AuditEntry] = []
     recheck: list[tuple[str, str]] = []
-    made_in_crm: list[Contact] = []
+    made_in_crm: list[tuple[str, Contact]] = []
     tallies: dict[str, int] = {}
     failed = refused = False
     for write, result in zip(op.writes, results, strict=True):
@@ -83,7 +83,7 @@ def record(
         if write.kind == "delete":
             ids[write.side] = ""
         if write.kind == "create" and write.side == "crm":
-            made_in_crm.append(write.after)
+            made_in_crm.append((ids["crm"], write.after))
         audit.append(_write_entry(op, write, ids))
         tally = f"{write.side}_{write.kind}s"
         tallies[tally] = tallies.get(tally, 0) + 1
