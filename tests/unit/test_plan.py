@@ -763,3 +763,47 @@ def test_a_delete_made_after_our_write_reached_that_side_wins_over_the_edit_it_c
     newer = BASE.with_fields(job_title="Director")
     (again,) = pass_of([(known, crm(newer), None)]).outcomes
     assert [(w.side, w.kind) for w in again.writes] == [("provider", "create")]
+
+
+@pytest.mark.parametrize(
+    ("crm_at", "provider_at", "google_shows"),
+    [
+        ("2026-12-05T10:00:00Z", "2026-12-05T10:05:00Z", "Buyer"),  # the hand edit came after
+        ("2026-12-05T10:05:00Z", "2026-12-05T10:00:00Z", "Director"),  # the CRM's came after
+        ("2026-12-05T10:05:00Z", "", "Director"),  # the hand edit's time is unknown
+    ],
+)
+def test_a_one_way_pass_seeing_both_edits_at_once_keeps_the_later_one_on_the_fed_side(
+    crm_at: str, provider_at: str, google_shows: str
+) -> None:
+    # Given a linked pair in a connection where the CRM feeds Google, the CRM's job title and
+    # a hand edit of it in Google both new to this pass
+    settings = SyncSettings(direction="to_provider")
+    theirs = crm(BASE.with_fields(job_title="Director"), modified_at=crm_at)
+    ours = provider(BASE.with_fields(job_title="Buyer"), modified_at=provider_at)
+    plan = pass_of([(mapping(), theirs, ours)], settings=settings)
+    # Then the CRM is never written, and Google shows the later of the two edits: what it would
+    # show had a pass run between them
+    (outcome,) = plan.outcomes
+    assert all(w.side == "provider" for w in outcome.writes)
+    shown = next((w.after.job_title for w in outcome.writes), ours.contact.job_title)
+    assert shown == google_shows
+    (conflict,) = outcome.conflicts
+    assert conflict.winner == ("provider" if google_shows == "Buyer" else "crm")
+
+
+def test_a_hand_edit_an_earlier_pass_saw_loses_to_the_sources_change_whatever_the_times() -> None:
+    # Given a linked pair in a connection where the CRM feeds Google, Google's hand-edited job
+    # title already seen and kept by an earlier pass, and Google's modified time since moved on
+    # by our own write of another field
+    settings = SyncSettings(direction="to_provider")
+    known = replace(mapping(), holds={"provider": BASE.with_fields(job_title="Buyer")})
+    ours = provider(BASE.with_fields(job_title="Buyer"), modified_at="2026-12-05T10:05:00Z")
+    # When the CRM changes the job title (its time, to the second, before Google's)
+    theirs = crm(BASE.with_fields(job_title="Director"), modified_at="2026-12-05T10:04:59Z")
+    (outcome,) = pass_of([(known, theirs, ours)], settings=settings).outcomes
+    # Then the CRM's new value reaches Google: the old hand edit is the conflict's loser
+    (write,) = outcome.writes
+    assert (write.side, write.after.job_title) == ("provider", "Director")
+    (conflict,) = outcome.conflicts
+    assert (conflict.winner, conflict.loser_value) == ("crm", "Buyer")

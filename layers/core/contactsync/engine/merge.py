@@ -26,6 +26,7 @@ from contactsync.contacts.normalize import (
     Element,
     element_state,
     elements_by_identity,
+    field_key,
     scalar_key,
 )
 
@@ -96,21 +97,30 @@ def _instant(value: str) -> datetime | None:
 
 
 def policy_winner(
-    settings: SyncSettings, crm_modified: str, provider_modified: str, *, linking: bool = False
+    settings: SyncSettings,
+    crm_modified: str,
+    provider_modified: str,
+    *,
+    linking: bool = False,
+    fed_edit_is_new: bool = True,
 ) -> tuple[Side, str]:
     """The side that wins a conflict under the connection's policy, and why (for the audit log).
 
     In a one-way connection the side that feeds it is the truth for the fields it carries: its
-    change wins over an edit made only on the side it feeds, whatever the policy. Two contacts
-    being linked have no change since a last agreement, only values: there the policy decides,
-    so a value the fed side was given by hand after the source's stays (the source is not
-    written to; its next change of that field wins). Otherwise ``newest_wins`` compares the
-    sides' last-modified times; a known time beats an unknown one and a tie goes to the CRM.
+    change wins over an edit made only on the side it feeds, whatever the policy — unless that
+    hand edit is new to this pass (``fed_edit_is_new``) and known to be newer than the source's
+    change: a pass between the two would have written the source's value and then kept the hand
+    edit, so the outcome does not hang on when passes run. (A hand edit an earlier pass already
+    saw is older than any change new to this one, whatever the fed side's time says: that time
+    may be of a later write of other fields.) Two contacts being linked have no change since a
+    last agreement, only values: there the policy decides, so a value the fed side was given by
+    hand after the source's stays (the source is not written to; its next change of that field
+    wins). Otherwise ``newest_wins`` compares the sides' last-modified times; a known time beats
+    an unknown one and a tie goes to the CRM.
     """
-    if settings.direction == "to_crm" and not linking:
-        return "provider", "direction to_crm: the address book feeds the CRM"
-    if settings.direction == "to_provider" and not linking:
-        return "crm", "direction to_provider: the CRM feeds the address book"
+    if settings.direction != "two_way" and not linking:
+        times = (crm_modified, provider_modified) if fed_edit_is_new else ("", "")
+        return _one_way_winner(settings.direction, *times)
     if settings.conflict_policy == "crm_wins":
         return "crm", "crm_wins"
     if settings.conflict_policy == "provider_wins":
@@ -126,28 +136,57 @@ def policy_winner(
     return "crm", f"newest_wins: CRM modified {crm_modified}{_other('provider', provider_modified)}"
 
 
+def _one_way_winner(direction: str, crm_modified: str, provider_modified: str) -> tuple[Side, str]:
+    """The source wins, unless the fed side was edited after the source's change."""
+    source: Side
+    fed: Side
+    if direction == "to_crm":
+        source, fed, why = "provider", "crm", "direction to_crm: the address book feeds the CRM"
+        source_time, fed_time, fed_name = provider_modified, crm_modified, "CRM"
+    else:
+        source, fed = "crm", "provider"
+        why = "direction to_provider: the CRM feeds the address book"
+        source_time, fed_time, fed_name = crm_modified, provider_modified, "address book"
+    source_at, fed_at = _instant(source_time), _instant(fed_time)
+    if source_at is not None and fed_at is not None and fed_at > source_at:
+        return fed, (
+            f"{why}, but the {fed_name} was edited by hand at {fed_time}, after the source "
+            f"changed ({source_time}): the hand edit stays until the source changes it again"
+        )
+    return source, why
+
+
 def _other(side: str, modified: str) -> str:
     """The losing side's time, for the audit log (an unknown one says so)."""
     return f", {side} {modified}" if modified else f", {side}'s time unknown"
 
 
 class _Resolver:
-    """Settles conflicts for one pair; the policy is worked out once, when first needed."""
+    """Settles conflicts for one pair; the policy is worked out once per kind of hand edit."""
 
     def __init__(
-        self, settings: SyncSettings, crm_modified: str, provider_modified: str, *, linking: bool
+        self,
+        settings: SyncSettings,
+        times: tuple[str, str],
+        *,
+        linking: bool,
+        old_on_fed: frozenset[str],
     ) -> None:
         self._settings = settings
-        self._times = (crm_modified, provider_modified)
+        self._times = times
         self._linking = linking
-        self._decision: tuple[Side, str] | None = None
+        self._old_on_fed = old_on_fed
+        self._decisions: dict[bool, tuple[Side, str]] = {}
         self.conflicts: list[Conflict] = []
 
     def settle(self, field: str, crm_value: object, provider_value: object) -> Side:
         """The winning side; the loser's value is recorded as a Conflict."""
-        if self._decision is None:
-            self._decision = policy_winner(self._settings, *self._times, linking=self._linking)
-        winner, reason = self._decision
+        new = field not in self._old_on_fed
+        if new not in self._decisions:
+            self._decisions[new] = policy_winner(
+                self._settings, *self._times, linking=self._linking, fed_edit_is_new=new
+            )
+        winner, reason = self._decisions[new]
         if winner == "crm":
             conflict = Conflict(field, "crm", crm_value, "provider", provider_value, reason)
         else:
@@ -197,14 +236,24 @@ def merge(  # noqa: PLR0917  # three contacts, the settings and the two sides' t
     provider_modified: str = "",
     *,
     linking: bool = False,
+    fed_known: Contact | None = None,
 ) -> tuple[Contact, tuple[Conflict, ...]]:
     """The merged contact and the conflicts the policy settled (``linking``: two contacts about
-    to be linked, over an empty base).
+    to be linked, over an empty base; ``fed_known``: in a one-way connection, what the fed side
+    held after the last pass, so a hand edit already seen then is told from a new one).
 
     The result holds only fields at least one side carries. Where nothing changed it keeps the
     base's value as stored, so formatting is never rewritten for its own sake.
     """
-    resolver = _Resolver(settings, crm_modified, provider_modified, linking=linking)
+    old_on_fed: frozenset[str] = frozenset()
+    if fed_known is not None and settings.direction != "two_way":
+        fed = crm if settings.direction == "to_crm" else provider
+        region = settings.phone_region
+        old_on_fed = frozenset(
+            f for f in ALL_FIELDS if field_key(fed, f, region) == field_key(fed_known, f, region)
+        )
+    times = (crm_modified, provider_modified)
+    resolver = _Resolver(settings, times, linking=linking, old_on_fed=old_on_fed)
     values: dict[str, object] = {}
     for field in ALL_FIELDS:
         crm_carries, provider_carries = (

@@ -80,6 +80,7 @@ def detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
             settings,
             kind="merge",
             reason=f"back in scope in {SIDE_NAMES[away]}: linked again",
+            remembered=mapping.holds,
         )
         return replace(merged, kind="merge")  # saved even with nothing to write: it relinks
     return keep
@@ -133,4 +134,12 @@ def plan_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
         return one_side_gone(mapping, "crm", provider, settings)
     if provider is None:
         return one_side_gone(mapping, "provider", crm, settings)
-    return merged_outcome(mapping.mapping_id, mapping.base, crm, provider, settings, kind="merge")
+    return merged_outcome(
+        mapping.mapping_id,
+        mapping.base,
+        crm,
+        provider,
+        settings,
+        kind="merge",
+        remembered=mapping.holds,
+    )
