@@ -352,7 +352,7 @@ class Books:
 
     def unconfirmed_copy(self, m: Member, side: str, found: Any) -> bool:
         """A copy the sync made whose making its connection has not recorded yet (the answer
-        was lost; the next pass looks it up by its tag)."""
+        was lost; the next pass looks it up by its tag, and if it is gone, asks the feed)."""
         if side == "outlook":
             tagged = bool(found.extended)
         elif side == "carddav":
@@ -522,8 +522,8 @@ class Workload:
             return False  # see the ledger: a handed-over person is not deleted
         if side in ("google", "carddav") and self.books.unseen_return(m, side, found):
             return False  # see the ledger: a copy back in its group is not deleted yet
-        if side != "crm" and self.books.unconfirmed_copy(m, side, found):
-            return False  # see the ledger: a copy not yet recorded is not deleted yet
+        if side == "google" and self.books.unconfirmed_copy(m, side, found):
+            return False  # see the ledger: a Google copy not yet recorded is not deleted yet
         settled = self.settled(m, person, FIELDS)
         if person.one_way:  # see the ledger: one way, a delete is settled only untouched
             settled = settled and person.touched <= {side}
