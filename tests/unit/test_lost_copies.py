@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 from contactsync.contacts.model import Contact, Email
+from contactsync.providers.base import NewContact, RateLimited, WriteResult
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.reconcile import PassContext, Sides, run_pass
 from contactsync.sync.reconcile.lost_copies import Unfound, deleted_copies
@@ -139,3 +141,34 @@ def test_one_way_to_the_provider_a_deleted_copy_stays_deleted_and_the_person_sta
     assert run(store, crm, provider, "schedule") == "done"
     assert emails(provider) == ["ann@x.com"]
     assert emails(crm) == ["ann@x.com", "zoe@x.com"]
+
+
+def test_a_delete_the_dead_plan_recorded_and_the_feed_reports_again_is_not_taken_for_a_copy() -> (
+    None
+):
+    # Given two linked people, Bob's provider contact deleted by the user, Zoe new in the CRM
+    store, crm = InMemoryStore(), InMemorySide(name="crm")
+    provider = InMemorySide(name="provider", lost_copy_proof="unseen")
+    store.add_connection(CID, state="syncing_initial")
+    crm.put(person("ann@x.com"))
+    crm.put(person("bob@x.com"))
+    assert run(store, crm, provider, "start") == "done"
+    [bob] = [i for i, c in provider.contacts.items() if "bob" in str(c.contact.emails)]
+    provider.remove(bob)
+    crm.put(person("zoe@x.com"))
+    # When the pass deletes Bob in the CRM (recorded: his link is gone) and the provider turns
+    # away Zoe's create (never sent), the plan's position not advanced
+    create = provider.create
+
+    def busy(items: Sequence[NewContact]) -> list[WriteResult]:
+        raise RateLimited("slow down", retry_after=1)
+
+    provider.create = busy  # type: ignore[method-assign]
+    assert run(store, crm, provider, "schedule") != "done"
+    provider.create = create  # type: ignore[method-assign]
+    store.leases.clear()
+    assert emails(crm) == ["ann@x.com", "zoe@x.com"]
+    # Then the next pass, reading Bob's deletion again from the old position, does not take it
+    # for Zoe's copy: she is made, and stays in the CRM
+    assert run(store, crm, provider, "schedule") == "done"
+    assert emails(provider) == emails(crm) == ["ann@x.com", "zoe@x.com"]

@@ -11,10 +11,10 @@ advanced it, so everything since, the create and the delete included, is in it.
   ids that never change. A deletion of an id no pass has seen (no mapping, no re-read waiting,
   no review hold, not named by the writes being finished) while as many of our creates on it
   are unresolved is taken for those copies'. Only when the plan that sent them died in its first
-  chunk: a delete an earlier chunk already recorded (its mapping gone) is read again from the
-  old position, and must not be taken for a copy. What remains: a create that never reached
-  Graph while the user made a contact in the folder and deleted it, unseen, within the same
-  seconds, as many times as creates were lost.
+  chunk with none of that chunk's writes finished: a delete the plan already recorded (its
+  mapping gone) is read again from the old position, and must not be taken for a copy. What
+  remains: a create that never reached Graph while the user made a contact in the folder and
+  deleted it, unseen, within the same seconds, as many times as creates were lost.
 - Google, the CRM (``""``): a deletion names no tag, may be of any group's contact, and resource
   names change: the copy is made again (nothing is lost; the user's delete is undone).
 """
@@ -50,7 +50,8 @@ def deleted_copies(
 ) -> dict[str, str]:
     """The op ids, of ``unfound``, whose copies the feed proves made and deleted, each with the
     id the copy had. ``deleted``: what the feed reports deleted; ``unseen``: those of them no
-    pass has seen; ``first_chunk``: the dead plan died in its first chunk."""
+    pass has seen; ``first_chunk``: the dead plan died in its first chunk, none of it finished
+    (it recorded nothing a feed read again from the old position would report twice)."""
     if proof == "tag":
         return {
             u.op_id: copy_id
@@ -69,10 +70,12 @@ class LostCopies:
     def __init__(self, scope: PassScope) -> None:
         self.scope = scope
         self.named: set[str] = set()  # ids the writes being finished name
+        self.pending: set[str] = set()  # their op ids
         self.proved: set[str] = set()  # op ids whose copies were made and deleted
         self._deleted: dict[str, set[str] | None] = {}  # side -> what its feed reports deleted
 
     def begin(self, work: Sequence[PendingOp]) -> None:
+        self.pending = {op.op_id for op in work}
         self.named = {
             i
             for op in work
@@ -109,7 +112,9 @@ class LostCopies:
             deleted,
             ids_for_tags={u.tag: side.id_for_tag(u.tag) for u in unfound},
             unseen=unseen,
-            first_chunk=bool(recovering) and min(recovering) == FIRST_OP,
+            first_chunk=bool(recovering)
+            and min(recovering) == FIRST_OP
+            and set(recovering) <= self.pending,
         )
         self.proved.update(found)
         return found
