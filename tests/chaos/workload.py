@@ -437,7 +437,7 @@ OPS = {
     "reformat": 14,
     "delete": 8,
     "burst_delete": 1,
-    "delete_unrecorded": 3,  # a copy whose making no pass recorded (its create answer lost)
+    "delete_unrecorded": 8,  # a copy whose making no pass recorded (its create answer lost)
     "move": 14,
     "hand_over": 4,
 }
@@ -573,7 +573,10 @@ class Workload:
         for email, found in self.books.unrecorded_copies(m, side):
             person = live.get(email)
             if person is not None and side in person.in_scope():
-                return self.try_delete(m, person, side, found)
+                if not self.try_delete(m, person, side, found):
+                    return False
+                self.made[f"delete_unrecorded_{side}"] += 1  # by side, in the run's figures
+                return True
         return False
 
     def try_burst_delete(self) -> bool:
