@@ -8,6 +8,7 @@ request per fault, as the sandboxes' injected faults do:
 - ``503_bare``: a 503 without Retry-After (a server briefly down), nothing reaches it;
 - ``reset``: the connection drops before the request reaches the server;
 - ``lost_answer``: the request runs (a write happens) and the connection drops before its answer;
+  ``lost_create_answer`` the same, waiting for a card's creation (a ``PUT`` ``If-None-Match``);
 - ``cut_short``: a multistatus answer (PROPFIND, REPORT) cut in half: malformed XML;
 - ``sync_token_invalid``: a ``sync-collection`` with a token fails the ``DAV:valid-sync-token``
   precondition (RFC 6578 §3.2, a 403): the server forgot the token, the client lists again;
@@ -51,6 +52,7 @@ FAULTS = frozenset(
         "503_bare",
         "reset",
         "lost_answer",
+        "lost_create_answer",
         "cut_short",
         "sync_token_invalid",
         "sync_truncated",
@@ -78,6 +80,7 @@ class Asked:
     report: str  # "sync-collection", "addressbook-multiget", "addressbook-query" or ""
     token: str  # the sync token a sync-collection was asked from ("" for a first listing)
     conditional: bool  # a write conditioned on an ETag (If-Match)
+    creates: bool = False  # a PUT that makes a card only where there is none (If-None-Match)
 
     @classmethod
     def of(cls, method: str, headers: Any, body: bytes) -> Asked:
@@ -90,7 +93,8 @@ class Asked:
         found = _SYNC_TOKEN.search(body) if report == "sync-collection" else None
         token = found.group(1).decode().strip() if found else ""
         conditional = method in ("PUT", "DELETE") and "if-match" in headers
-        return cls(method, report, token, conditional)
+        creates = method == "PUT" and "if-none-match" in headers
+        return cls(method, report, token, conditional, creates)
 
     @property
     def kind(self) -> str:
@@ -110,6 +114,8 @@ class Asked:
             return self.report == "addressbook-multiget"
         if fault == "precondition":
             return self.conditional
+        if fault == "lost_create_answer":
+            return self.creates
         return True
 
 
@@ -216,7 +222,7 @@ def build_proxy(upstream: str, faults: DavFaults) -> Starlette:
                 faults.put_back(fault)
         answer = await http.request(request.method, target, content=body, headers=headers)
         content = answer.content
-        if fault == "lost_answer":
+        if fault in ("lost_answer", "lost_create_answer"):
             faults.hit(fault)
             return DroppedConnection()
         if fault == "cut_short" and answer.status_code == 207:

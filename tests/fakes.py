@@ -205,6 +205,7 @@ class InMemorySide:
     limits: tuple[str, ...] | None = ()
     deletes_in_scope_only: bool = False
     listing_lag: timedelta = timedelta(0)
+    lost_copy_proof: str = ""  # "tag": ids are made from tags, as CardDAV's
     contacts: dict[str, RemoteContact] = field(default_factory=dict)
     page_size: int = 100
     strict_before: bool = True  # refuse an update whose ``before`` is not what it holds
@@ -269,6 +270,9 @@ class InMemorySide:
         self._count("fetch")
         return {i: self.contacts.get(i) for i in ids}
 
+    def id_for_tag(self, tag: str) -> str:
+        return f"{self.name}-{tag}" if self.lost_copy_proof == "tag" else ""
+
     def find_tagged(self, tag: str) -> RemoteContact | None:
         self._count("find_tagged")
         return next((c for c in self.contacts.values() if c.tag == tag), None)
@@ -288,7 +292,13 @@ class InMemorySide:
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
         self._count("create")
-        made = [WriteResult(key=i.tag, remote=self.put(i.contact, tag=i.tag)) for i in items]
+        made = [
+            WriteResult(
+                key=i.tag,
+                remote=self.put(i.contact, contact_id=self.id_for_tag(i.tag), tag=i.tag),
+            )
+            for i in items
+        ]
         if self.lose_answers > 0:
             self.lose_answers -= 1
             raise Transient("the connection dropped before the answer came")

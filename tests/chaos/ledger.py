@@ -35,11 +35,11 @@ back in the group before its connection has seen it back. Google, like a CardDAV
 through one of its groups, reports deleted contacts of every group alike, so that delete cannot
 be told from one made outside the group, whose partners are left alone by design. (Outlook's
 folder delta reports only what was in the folder, so there the delete is followed, and the
-workload does it.) Nor do they delete, in Outlook, Google or CardDAV, a copy the sync made whose
-making no pass has recorded yet: when the answer to a create is lost, the next pass looks the
-copy up by its tag, and a copy deleted before then is not found and is made again (a known
-limit, in the README: a deletion the feeds report names no tag, and taking one for the copy
-deletes the wrong person when a delete is delivered twice).
+workload does it.) Nor do they delete, in Google, a copy the sync made whose making no pass has
+recorded yet: when the answer to a create is lost, the next pass looks the copy up by its tag,
+and a Google copy deleted before then is made again (the README says why: Google's deletions
+name no tag, are of every group's contacts, under resource names that change). In Outlook and
+CardDAV they do delete such copies: the delete must be followed like any other.
 
 A person the user added on two sides is two contacts until the sync joins them, and the join
 compares the two as wholes: it cannot know which fields were edited since each copy was made,

@@ -227,6 +227,31 @@ class Books:
                 return p
         return None
 
+    def unrecorded_copies(self, m: Member, side: str) -> list[tuple[str, Any]]:
+        """(email, contact) of the copies the sync made in the member's Outlook folder or
+        CardDAV book (or group) whose making no pass has recorded yet."""
+        found: list[tuple[str, Any]] = []
+        if side == "outlook":
+            gs = self.stack.graph.sandbox
+            with gs.lock:
+                mine = [
+                    c
+                    for c in gs.contacts.values()
+                    if c.user_id == m.graph_user and c.folder_id == m.folder and c.extended
+                ]
+            for c in mine:
+                if self.unconfirmed_copy(m, side, c):
+                    found.append((_first(c.props.get("emailAddresses"), "address"), c))
+        elif side == "carddav":
+            book = _book(m)
+            cards = book.cards()
+            group = book.members(cards)
+            for card in cards:
+                inside = group is None or card.uid in group
+                if not card.is_group and inside and self.unconfirmed_copy(m, side, card):
+                    found.append((card.email, card))
+        return found
+
     def create(  # noqa: PLR0917
         self, m: Member, side: str, email: str, phone: str, title: str, notes: str = ""
     ) -> None:
@@ -352,7 +377,7 @@ class Books:
 
     def unconfirmed_copy(self, m: Member, side: str, found: Any) -> bool:
         """A copy the sync made whose making its connection has not recorded yet (the answer
-        was lost; the next pass looks it up by its tag)."""
+        was lost; the next pass looks it up by its tag, and if it is gone, asks the feed)."""
         if side == "outlook":
             tagged = bool(found.extended)
         elif side == "carddav":
@@ -412,6 +437,7 @@ OPS = {
     "reformat": 14,
     "delete": 8,
     "burst_delete": 1,
+    "delete_unrecorded": 8,  # a copy whose making no pass recorded (its create answer lost)
     "move": 14,
     "hand_over": 4,
 }
@@ -469,6 +495,8 @@ class Workload:
             return self.try_burst_delete()
         if kind == "create_twice":
             return self.try_create_twice()
+        if kind == "delete_unrecorded":
+            return self.try_delete_unrecorded()
         live = self.ledger.live()
         if not live:
             return False
@@ -522,8 +550,8 @@ class Workload:
             return False  # see the ledger: a handed-over person is not deleted
         if side in ("google", "carddav") and self.books.unseen_return(m, side, found):
             return False  # see the ledger: a copy back in its group is not deleted yet
-        if side != "crm" and self.books.unconfirmed_copy(m, side, found):
-            return False  # see the ledger: a copy not yet recorded is not deleted yet
+        if side == "google" and self.books.unconfirmed_copy(m, side, found):
+            return False  # see the ledger: a Google copy not yet recorded is not deleted yet
         settled = self.settled(m, person, FIELDS)
         if person.one_way:  # see the ledger: one way, a delete is settled only untouched
             settled = settled and person.touched <= {side}
@@ -532,6 +560,24 @@ class Workload:
         self.books.delete(m, side, found)
         self.ledger.delete(person.email, side, self.books.id_of(side, found), settled)
         return True
+
+    def try_delete_unrecorded(self) -> bool:
+        """A user deletes, in Outlook or CardDAV, a copy the sync made whose making no pass has
+        recorded yet (the answer to its create was lost): followed like any other delete."""
+        m = self.rng.choice(self.members)
+        sides = [s for s in m.sides if s in ("outlook", "carddav")]
+        if not sides:
+            return False
+        side = self.rng.choice(sides)
+        live = {p.email: p for p in self.ledger.live() if p.owner == m.key}
+        for email, found in self.books.unrecorded_copies(m, side):
+            person = live.get(email)
+            if person is not None and side in person.in_scope():
+                if not self.try_delete(m, person, side, found):
+                    return False
+                self.made[f"delete_unrecorded_{side}"] += 1  # by side, in the run's figures
+                return True
+        return False
 
     def try_burst_delete(self) -> bool:
         """A user clears out several contacts of one address book within a second: the mass-
@@ -807,6 +853,7 @@ class Switchboard:
             "graph_503": lambda: gs.inject_faults(503, rng.randint(1, 3)),
             "graph_reset": lambda: gs.inject_breaks("reset", rng.randint(1, 2)),
             "graph_truncated": lambda: gs.inject_breaks("truncated", 1),
+            "graph_create_answer_lost": lambda: gs.inject_breaks("truncated", 1, only_creates=True),
             "graph_slow": lambda: self.window(
                 span, lambda: setattr(gs, "latency_ms", 400), lambda: setattr(gs, "latency_ms", 0)
             ),
@@ -872,6 +919,7 @@ class Switchboard:
             "carddav_503_no_retry_after": lambda: dav.inject("503_bare", rng.randint(1, 3)),
             "carddav_reset": lambda: dav.inject("reset", rng.randint(1, 2)),
             "carddav_answer_lost": lambda: dav.inject("lost_answer", 1),
+            "carddav_create_answer_lost": lambda: dav.inject("lost_create_answer", 1),
             "carddav_cut_short": lambda: dav.inject("cut_short", 1),
             "carddav_sync_token_invalid": lambda: dav.inject("sync_token_invalid", 1),
             "carddav_sync_truncated": lambda: dav.inject("sync_truncated", 1),

@@ -112,6 +112,36 @@ def test_a_copy_whose_answer_was_lost_is_found_by_its_tag_not_made_twice(stack, 
     assert api.connection(connection_id).get("last_error") is None
 
 
+def test_a_copy_whose_answer_was_lost_and_that_the_user_deleted_stays_deleted(
+    stack, synced
+) -> None:
+    demo, _, api, connection_id = synced
+    gs, pd = stack.graph.sandbox, stack.pipedrive.sandbox
+    quiet(stack)
+    # Given Graph cuts short the answer to the next create (the contact is made)
+    gs.inject_breaks("truncated", 1, only_creates=True)
+    # When a person is added in the CRM, and the user deletes its Outlook copy at once, before
+    # the pass after the lost answer (10 s later) could record it
+    body = {
+        "name": "Gus Gone",
+        "owner_id": demo.user_id,
+        "emails": [{"value": "gus@gone.example", "primary": True}],
+    }
+    pd.create_person(pd.users[demo.user_id], body, source="app")
+    copy = eventually(
+        lambda: next((c for c in outlook(stack, demo) if "gus@gone" in str(c.props)), None),
+        what="the copy",
+    )
+    assert mapping_by_provider_id(connection_id, copy.id) is None  # not recorded yet
+    gs.delete_contact(demo.graph_user_id, copy.id)
+    # Then the delete is followed as any Outlook delete: the CRM person goes ...
+    eventually(lambda: "gus@gone.example" not in crm_emails(stack, demo), timeout=60, what="CRM")
+    # ... and the copy never comes back
+    quiet(stack)
+    assert "gus@gone.example" not in outlook_emails(stack, demo)
+    assert api.connection(connection_id).get("last_error") is None
+
+
 def test_bad_webhooks_get_a_4xx_and_enqueue_nothing(stack, synced) -> None:
     _, _, _, _ = synced
     url = f"{stack.api_url}/webhooks/microsoft"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from contactsync.contacts.model import Contact, Email
-from contactsync.providers.base import ContactUpdate, WriteResult
+from contactsync.providers.base import ContactUpdate, NewContact, Transient, WriteResult
 from contactsync.providers.carddav import CardDavContacts
 from contactsync.runtime.messages import SyncMessage
 from contactsync.sync.reconcile import PassContext, Sides, run_pass
@@ -144,6 +144,43 @@ def test_a_create_whose_answer_was_lost_is_found_by_its_tag_not_made_twice(world
     assert made.tag and made.id.endswith(f"/{made.tag}.vcf")
     assert run(store, crm, side) == "done"
     assert len(side.read(None).contacts) == 1
+
+
+def test_a_card_whose_answer_was_lost_and_that_the_user_deleted_stays_deleted(world, book) -> None:
+    store, crm, side, _ = world
+    crm.put(person("Ann", "Lee", "ann@x.example"))
+    assert run(store, crm, side, "start") == "done"
+    cy = crm.put(person("Cy", "Cole", "cy@x.example"))
+    create = side.create
+
+    def answer_lost(items: Sequence[NewContact]) -> list[WriteResult]:
+        create(items)
+        raise Transient("the connection dropped before the answer came")
+
+    # Given a pass that made Cy's card and never heard back (it fails)
+    side.create = answer_lost  # type: ignore[method-assign]
+    assert run(store, crm, side) == "failed"
+    side.create = create  # type: ignore[method-assign]
+    store.leases.clear()
+    made = by_email(side, "cy@x.example")
+    # And the user deletes that card on a phone before the next pass
+    gone = book.http.delete(
+        book.url + made.id.rsplit("/", 1)[-1],  # type: ignore[attr-defined]
+        auth=book.server.auth(USER),
+    )
+    assert gone.status_code in (200, 204)
+    # When the next pass runs
+    assert run(store, crm, side) == "done"
+    book_emails = [e.value for r in side.read(None).contacts for e in r.contact.emails]
+    if book.server.kind == "xandikos":
+        # (A server may leave out of its changes a card made and deleted since the token, as
+        # RFC 6578 allows and xandikos does: nothing proves the delete, the card is made again)
+        assert book_emails == ["ann@x.example", "cy@x.example"] and cy.id in crm.contacts
+        return
+    # Then the card is not made again, and Cy goes from the CRM as with any deleted card
+    assert book_emails == ["ann@x.example"]
+    assert cy.id not in crm.contacts
+    assert any("deleted since" in e.message for _, e in store.log)
 
 
 def test_a_sync_leaves_what_we_do_not_model_alone(world, book) -> None:

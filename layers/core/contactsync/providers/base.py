@@ -92,6 +92,12 @@ class ContactSide(Protocol):
     deletes_in_scope_only: bool
     # How long a write may take to show in the side's listings and change feed (0: at once).
     listing_lag: timedelta
+    # What a deletion its change feed reports says of a copy made as a create's answer was
+    # lost, whose tag no longer finds it (see ``sync.reconcile.lost_copies``): "tag" (the copy's
+    # id is made from our tag, ``id_for_tag``: its deletion is proof), "unseen" (the feed reports
+    # only contacts in scope and keeps ids: a deletion of an id no pass has seen is all but
+    # certainly the copy's), "" (it cannot be told: the copy is made again).
+    lost_copy_proof: str
 
     def read(self, position: str | None) -> ChangePage:
         """Changes since ``position``; ``None`` starts a full listing. Raises CursorExpired."""
@@ -100,6 +106,10 @@ class ContactSide(Protocol):
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
         """Current state of these ids; ``None`` only for an id the provider said is gone (404,
         NOT_FOUND). An id the answer left out is not in the result: unknown, never deleted."""
+        ...
+
+    def id_for_tag(self, tag: str) -> str:
+        """The id a contact we create with ``tag`` gets ("" when the side chooses it)."""
         ...
 
     def find_tagged(self, tag: str) -> RemoteContact | None:

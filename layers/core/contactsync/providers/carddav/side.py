@@ -66,6 +66,7 @@ class CardDavContacts:
     carries = frozenset(ALL_FIELDS)
     limits: tuple[str, ...] | None = ()  # nothing a CardDAV account cannot sync
     listing_lag = timedelta(0)  # sync-collection reports a write at once
+    lost_copy_proof = "tag"  # our cards are made at ``<book>/<tag>.vcf``
 
     def __init__(self, *, dav: DavClient, folder_id: str) -> None:
         self._dav = dav
@@ -103,6 +104,9 @@ class CardDavContacts:
         """Current state of these cards (multiget); None for a card that is gone."""
         self._book.forget_members()
         return self._book.get(list(ids))
+
+    def id_for_tag(self, tag: str) -> str:
+        return self._book.path_for(tag)
 
     def find_tagged(self, tag_value: str) -> RemoteContact | None:
         """The card carrying our mapping id: where we create it (``<book>/<tag>.vcf``), else

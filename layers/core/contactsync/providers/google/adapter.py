@@ -76,6 +76,9 @@ class GoogleContacts:
     carries = frozenset(ALL_FIELDS)
     limits: tuple[str, ...] | None = ()  # nothing this account cannot sync
     deletes_in_scope_only = False  # sync results carry deleted contacts of every group
+    # A deleted person comes back as its resource name alone, of any group, and resource names
+    # change: a deletion cannot be told to be of a copy whose answer was lost.
+    lost_copy_proof = ""
 
     def __init__(
         self,
@@ -136,6 +139,9 @@ class GoogleContacts:
         """Current state of these persons (``people:batchGet``, 200 a call); None when Google
         says NOT_FOUND. A person the answer leaves out is left out here too (unknown)."""
         return {rn: None if p is None else self._remote(p) for rn, p in self._persons(ids).items()}
+
+    def id_for_tag(self, tag: str) -> str:
+        return ""  # the side chooses its ids
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
         """The person whose clientData carries ``tag``.

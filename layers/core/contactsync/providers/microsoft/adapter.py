@@ -50,6 +50,7 @@ class MicrosoftContacts:
     limits: tuple[str, ...] | None = ()  # nothing this account cannot sync
     deletes_in_scope_only = True  # the folder's delta reports only what was in the folder
     listing_lag = timedelta(0)
+    lost_copy_proof = "unseen"  # folder delta, immutable ids: see ``sync.reconcile.lost_copies``
 
     def __init__(
         self,
@@ -116,6 +117,9 @@ class MicrosoftContacts:
             else:
                 raise error_of(answer.status, answer.body, default=ProviderError)
         return found
+
+    def id_for_tag(self, tag: str) -> str:
+        return ""  # the side chooses its ids
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
         """The contact carrying ``tag``: in the sync folder, or, if the user moved it since we

@@ -69,6 +69,7 @@ class PipedrivePersons:
     name = "pipedrive"
     deletes_in_scope_only = False  # delete webhooks come for the whole company's persons
     listing_lag = timedelta(0)
+    lost_copy_proof = ""  # a person deleted is never taken for one whose answer was lost
     # job_title, birthday, addresses and notes are returned by v2 only when contact sync is on
     # for the company (see sandbox/pipedrive/README.md).
     carries = frozenset(
@@ -177,6 +178,9 @@ class PipedrivePersons:
         except NotFound:
             return None
         return self._remote(body["data"])
+
+    def id_for_tag(self, tag: str) -> str:
+        return ""  # the side chooses its ids
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
         if not tag.strip():

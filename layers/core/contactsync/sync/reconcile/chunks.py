@@ -17,7 +17,12 @@ from contactsync.store.pending import PendingOp
 from contactsync.sync.reconcile.context import PassScope
 from contactsync.sync.reconcile.hints import Hints
 from contactsync.sync.reconcile.look_around import CrmLookAround
-from contactsync.sync.reconcile.recording import prior_to_read, record, unclaimed_entry
+from contactsync.sync.reconcile.recording import (
+    deleted_copy_entry,
+    prior_to_read,
+    record,
+    unclaimed_entry,
+)
 from contactsync.sync.reconcile.sending import Sender, Sent
 
 # Pending writes applied per round trip to the store; adapters batch within it, so it is a
@@ -69,6 +74,7 @@ class Applier:
         work = [o for o in ordered if not o.is_cursor_op]
         cursor_ops = [o for o in ordered if o.is_cursor_op]
         self.look.begin(work, cursor_ops)
+        self.sender.lost.begin(work)
         start = 0
         for chunk in chunks(work):
             if self.scope.out_of_time():
@@ -132,6 +138,8 @@ class Applier:
                 continue
             self.scope.ctx.crash_point("before_mapping_write")
             audit.extend(self._record(op, outcome, sent))
+            if op.op_id in self.sender.lost.proved:
+                audit.append(deleted_copy_entry(op))
             finished.append(op.op_id)
         store, cid = self.scope.store, self.scope.cid
         if audit:

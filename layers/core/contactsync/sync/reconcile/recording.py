@@ -183,6 +183,18 @@ def unclaimed_entry(op: PendingOp) -> AuditEntry:
     )
 
 
+def deleted_copy_entry(op: PendingOp) -> AuditEntry:
+    """What an op says whose create's answer was lost and whose copy the user deleted since."""
+    return AuditEntry(
+        kind="pass",
+        side="provider",
+        crm_id=op.crm_id,
+        mapping_id=op.mapping_id,
+        message="made as its answer was lost, and deleted since (the change feed says so): "
+        "not made again; the delete is followed",
+    )
+
+
 def _failed_entry(
     op: PendingOp, write: Write, error: ProviderError, ids: dict[str, str]
 ) -> AuditEntry:

@@ -1,6 +1,7 @@
 """Sending a chunk's writes to one side, and never making a contact twice: the id a create made
 is written down (a receipt) as soon as the side answered; a create whose answer was lost is looked
-for by our tag before it is sent again, once the side's listings can show it."""
+for by our tag before it is sent again, once the side's listings can show it, and not sent again
+when the side's feed proves the copy made and deleted by the user since (``lost_copies``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from contactsync.providers.base import (
 from contactsync.store.pending import PendingOp
 from contactsync.sync.reconcile.context import PassScope
 from contactsync.sync.reconcile.look_around import CrmLookAround
+from contactsync.sync.reconcile.lost_copies import LostCopies, Unfound
 
 
 class TooSoonToTell(Exception):
@@ -43,6 +45,7 @@ class Sender:
         self.scope = scope
         self.counts = counts
         self.look = look
+        self.lost = LostCopies(scope)
 
     def too_soon_to_tell(self, chunk: Sequence[PendingOp], recovering: set[str]) -> None:
         """Raise TooSoonToTell if this chunk finishes creates of the pass before whose answers
@@ -73,6 +76,7 @@ class Sender:
         out = sent.results
         before = len(out)
         creates: list[tuple[PendingOp, Write]] = []
+        unfound: list[Unfound] = []
         updates: list[tuple[PendingOp, Write]] = []
         deletes: list[tuple[PendingOp, Write]] = []
         for op in chunk:
@@ -93,11 +97,24 @@ class Sender:
                         if found is not None:
                             out[(op.op_id, side_name)] = WriteResult(key=found.id, remote=found)
                             continue
+                        unfound.append(Unfound(op.op_id, op.mapping_id))
                     creates.append((op, write))
                 elif write.kind == "update":
                     updates.append((op, write))
                 else:
                     deletes.append((op, write))
+        if unfound:
+            # Made, then deleted by the user before a pass recorded it: recorded now under the
+            # id it had, as a receipt would; the pass reads its delete next and follows it.
+            made_and_deleted = self.lost.deleted_of(side_name, unfound)
+            kept = []
+            for op, write in creates:
+                if (copy_id := made_and_deleted.get(op.op_id)) is not None:
+                    remote = RemoteContact(copy_id, write.after)
+                    out[(op.op_id, side_name)] = WriteResult(key=copy_id, remote=remote)
+                else:
+                    kept.append((op, write))
+            creates = kept
         if creates and side_name == "crm":
             creates, linked = self.look.made_meanwhile(creates)
             for op_id, remote in linked.items():
