@@ -39,8 +39,8 @@ TICK_EVERY = 60.0  # seconds: EventBridge runs the scheduler every minute
 
 
 def seed(n: int, now: datetime, *, due: bool, seed: int) -> None:
-    """``n`` connections due now (in the last minute) or an hour or two ahead, in a table that is
-    empty (the first call there makes the templates)."""
+    """``n`` connections due now (in the last minute) or two to three hours ahead. The first call
+    in a table makes the templates there, so the table must be empty then."""
     generator = _generators.get(os.environ["TABLE_NAME"])
     if generator is None:
         generator = _generators[os.environ["TABLE_NAME"]] = Generator()
