@@ -27,9 +27,13 @@ from bench.world import World
 EDITS = 200
 LATENCY_MS = 30
 TIMEOUT = 20.0  # seconds an edit may take before it counts as lost
-P50_TARGET, P99_TARGET = 1.0, 3.0
+P50_TARGET, P99_TARGET = 0.5, 1.0
 FAST_POLLING = {"POLL_MIN_SECONDS": "1", "POLL_MAX_SECONDS": "2", "POLL_FLOOR_SECONDS": "1"}
 DEMO_SIZE = 60  # persons and contacts seeded (at BENCH_SCALE=1)
+# Invocations of the reconciler at once. Lambda polls a FIFO queue with as many invocations as
+# there are message groups with messages (up to MaximumConcurrency, 50 in template.yaml): one
+# connection's pass does not wait for another connection's.
+RECONCILER_CONCURRENCY = 4
 
 
 @dataclass
@@ -80,12 +84,20 @@ def _until(check: Callable[[], bool], started: float) -> float | None:
 
 
 def _linked_people(stack: Any, demo: Any, providers: list[str]) -> list[Person]:
-    """People present on every connected side, found by email."""
+    """People present on every connected side, found by email. An email two CRM persons share
+    is left out: the sync links neither to the contact that has it (the demo's twins, held for
+    review), so an edit there never arrives by design and is no latency to measure."""
     pd = stack.pipedrive.sandbox
     people: dict[str, Person] = {}
+    shared: set[str] = set()
     for p in list(pd.persons.values()):
         if p.owner_id == demo.user_id and not p.deleted and p.emails:
-            people[p.emails[0]["value"].lower()] = Person(p.emails[0]["value"].lower(), p.id)
+            email = p.emails[0]["value"].lower()
+            if email in people:
+                shared.add(email)
+            people[email] = Person(email, p.id)
+    for email in shared:
+        del people[email]
     if "microsoft" in providers:
         for c in stack.graph.sandbox.folder_contacts(demo.graph_user_id, demo.folder_id):
             for e in c.props.get("emailAddresses") or []:
@@ -177,7 +189,12 @@ def measure(per_kind: int) -> tuple[Samples, dict[str, Any]]:
     warnings.filterwarnings("ignore", "response_mode='form_post' is recommended")
     saved = dict(os.environ)
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    stack = start_stack(workdir=workdir, schedule_every=1.0, extra_env=FAST_POLLING)
+    stack = start_stack(
+        workdir=workdir,
+        schedule_every=1.0,
+        extra_env=FAST_POLLING,
+        reconciler_concurrency=RECONCILER_CONCURRENCY,
+    )
     try:
         size = scaled(DEMO_SIZE, minimum=12)  # each edit thread needs people of its own
         demo, _ = seed(stack, persons=size, contacts=size)
@@ -340,7 +357,7 @@ def run(world: World) -> Table:
             f"{p99:.2f} s",
             f"{max(got, default=0):.2f} s",
             lost,
-            "p50 ≤ 1 s, p99 ≤ 3 s" if pushed else "polled (1 s here, 60 s in production)",
+            "p50 ≤ 0.5 s, p99 ≤ 1 s, 0 lost" if pushed else "polled (1 s here, 60 s in production)",
             verdict(lost == 0 and p50 <= P50_TARGET and p99 <= P99_TARGET) if pushed else "",
         )
     if "google" not in extra["providers"]:

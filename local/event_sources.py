@@ -6,6 +6,11 @@
   invocation cut off at the function's timeout (see ``lambda_runtime``) leaves its whole batch.
   With ``concurrency`` > 1 it runs that many invocations at once, as Lambda scales a FIFO
   queue's consumers out by message group (the queue never hands one group to two of them).
+  One thread receives and hands each batch to an invocation of its own: the emulator decides
+  which groups are in flight when a receive begins, so two receives waiting side by side could
+  both take the same group's messages (two passes of one connection at once, the second one
+  "busy"). While invocations run, it asks without waiting, a little apart: a long poll begun
+  while a group was in flight would hold that group's next message back until the wait ends.
 - ``ScheduleTicker`` is the EventBridge schedule: it invokes the scheduler with a scheduled event.
 """
 
@@ -44,6 +49,8 @@ def sqs_event(messages: list[dict[str, Any]], arn: str) -> dict[str, Any]:
 
 
 class QueuePoller:
+    SHORT_POLL_GAP = 0.02  # seconds between receives that do not wait, while invocations run
+
     def __init__(
         self,
         sqs: Any,
@@ -61,33 +68,46 @@ class QueuePoller:
         self._function = function_name
         self._stop = threading.Event()
         self._paused = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"sqs-poller-{n}", daemon=True)
-            for n in range(concurrency)
-        ]
+        self._concurrency = concurrency
+        self._running = 0  # invocations under way
+        self._slots = threading.Condition()
+        self._receiver = threading.Thread(target=self._run, name="sqs-poller", daemon=True)
+        self._invocations: list[threading.Thread] = []
         self._count = threading.Lock()
         self.invocations = 0
         self.timeouts = 0  # invocations cut off at the function's timeout
         self.errors: list[str] = []
 
     def start(self) -> QueuePoller:
-        for thread in self._threads:
-            thread.start()
+        self._receiver.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        for thread in self._threads:
+        with self._slots:
+            self._slots.notify_all()
+        self._receiver.join(timeout=10)
+        for thread in list(self._invocations):
             thread.join(timeout=10)
 
     def pause(self) -> None:
         """Leave messages in the queue (as a disabled event source mapping would) until resumed:
         lets a test make edits on both sides that one pass then sees together."""
         self._paused.set()
-        time.sleep(1.5)  # a receive already in flight finishes and is handled
+        time.sleep(1.5)  # a receive already in flight finishes ...
+        with self._slots:  # ... and what it received is handled
+            while self._running and not self._stop.is_set():
+                self._slots.wait(0.5)
 
     def resume(self) -> None:
         self._paused.clear()
+
+    def _free_slot(self) -> bool:
+        """Wait until fewer than ``concurrency`` invocations run; False when stopping."""
+        with self._slots:
+            while self._running >= self._concurrency and not self._stop.is_set():
+                self._slots.wait(0.5)
+            return not self._stop.is_set()
 
     def _run(self) -> None:
         arn = f"arn:aws:sqs:us-east-1:000000000000:{self._url.rsplit('/', 1)[-1]}"
@@ -95,11 +115,14 @@ class QueuePoller:
             if self._paused.is_set():
                 time.sleep(0.1)
                 continue
+            if not self._free_slot():
+                break
+            busy = self._running > 0
             try:
                 received = self._sqs.receive_message(
                     QueueUrl=self._url,
                     MaxNumberOfMessages=self._batch,
-                    WaitTimeSeconds=1,
+                    WaitTimeSeconds=0 if busy else 1,
                     AttributeNames=["All"],
                     MessageSystemAttributeNames=["All"],
                 )
@@ -110,7 +133,26 @@ class QueuePoller:
                 continue
             messages = received.get("Messages", [])
             if messages:
+                self._invoke(messages, arn)
+            elif busy:
+                time.sleep(self.SHORT_POLL_GAP)
+
+    def _invoke(self, messages: list[dict[str, Any]], arn: str) -> None:
+        """Run one invocation with ``messages`` on a thread of its own."""
+
+        def invocation() -> None:
+            try:
                 self.poll_once(messages, arn)
+            finally:
+                with self._slots:
+                    self._running -= 1
+                    self._slots.notify_all()
+
+        with self._slots:
+            self._running += 1
+        thread = threading.Thread(target=invocation, name="sqs-invocation", daemon=True)
+        self._invocations = [t for t in self._invocations if t.is_alive()] + [thread]
+        thread.start()
 
     def poll_once(self, messages: list[dict[str, Any]], arn: str) -> None:
         with self._count:
