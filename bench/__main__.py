@@ -1,6 +1,7 @@
 """``python -m bench`` runs every table; ``python -m bench initial webhook ...`` runs some.
 
-Tables: initial, incremental, latency, webhook, coldstart, layer, scheduler, cost, carddav, support.
+Tables: initial, incremental, latency, webhook, coldstart, layer, scheduler, cost, carddav, support,
+batch.
 ``BENCH_SCALE`` (default 1.0) shrinks every size for a quick run.
 """
 
@@ -27,6 +28,7 @@ TABLES = (
     "cost",
     "carddav",
     "support",
+    "batch",
 )
 
 

@@ -1,7 +1,7 @@
 """Passes that fit the reconciler's timeout, on the local stack whose Lambda runtime cuts an
 invocation off at the function's timeout as Lambda does.
 
-Ten slow connections arrive in one SQS batch. Run one after another they would outlive the
+Ten slow connections arrive in one SQS batch. Run two at a time they would outlive the
 invocation: it would be cut off and the whole batch, finished passes included, would come back
 and run again. Each pass's budget is bounded by the time left instead, and the connections not
 started in time go back on the queue at once.
@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from contactsync.runtime import wiring
+from contactsync.sync.batch import COME_BACK
 
 from local.demo import FOLDER_NAME, Api, seed
 from local.lambda_runtime import InvocationTimedOut, LambdaContext, cut_off_at_timeout
@@ -31,7 +32,8 @@ CRM_LATENCY_MS = 350  # every CRM call: a pass takes a few seconds
 STACK: StackOptions = {
     "pass_budget_seconds": 6,
     "reconciler_timeout": TIMEOUT,
-    "extra_env": {"PASS_MARGIN_SECONDS": "3", "PASS_MIN_SECONDS": "2"},
+    # Two passes at a time: ten at once would all fit the invocation.
+    "extra_env": {"PASS_MARGIN_SECONDS": "3", "PASS_MIN_SECONDS": "2", "PASSES_AT_ONCE": "2"},
 }
 
 
@@ -70,12 +72,19 @@ def test_ten_slow_connections_in_one_batch_neither_time_out_nor_run_twice(
         ids.append(connection_id)
     passes = wiring.build_passes()
     runs: Counter[tuple[str, str]] = Counter()
+    asked_back: Counter[tuple[str, str]] = Counter()  # passes that asked to run again
     not_started: list[str] = []
     run, budget = passes.run, passes.budget
 
     def counted_run(message: Any, budget_seconds: float | None = None) -> Any:
-        runs[(message.connection_id, message.reason)] += 1
-        return run(message, budget_seconds=budget_seconds)
+        key = (message.connection_id, message.reason)
+        runs[key] += 1
+        result = run(message, budget_seconds=budget_seconds)
+        if result.status in COME_BACK:
+            # Ten syncs into one Google account, two at a time, may make the same contact at
+            # once: the second write is refused and its pass asks to run again (recheck).
+            asked_back[key] += 1
+        return result
 
     def watched_budget(remaining_seconds: float) -> float | None:
         granted = budget(remaining_seconds)
@@ -99,8 +108,9 @@ def test_ten_slow_connections_in_one_batch_neither_time_out_nor_run_twice(
         passes.run, passes.budget = run, budget  # type: ignore[method-assign]
     # Then every connection finished its first sync
     assert [v["state"] for v in views] == ["active"] * CONNECTIONS
-    # And no invocation timed out, and no connection's first pass ran twice
+    # And no invocation timed out, and no connection's first pass ran again unless it asked to
     assert stack.poller.timeouts == 0, stack.poller.errors
-    assert {runs[(cid, "start")] for cid in ids} == {1}, runs
+    assert all(runs[(cid, "start")] >= 1 for cid in ids), runs
+    assert {runs[(cid, "start")] - asked_back[(cid, "start")] for cid in ids} <= {0, 1}, runs
     # And the batch did not fit one invocation: some passes were returned unstarted
     assert not_started, "every pass fit: the test did not exercise the timeout"

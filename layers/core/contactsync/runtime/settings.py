@@ -69,6 +69,9 @@ class Settings(BaseModel):
     # provider by each reconciler container, not once per pass (see sync/health.py).
     health_flush_seconds: float = 30.0
     pass_min_seconds: float = 5.0
+    # The passes of one batch's connections run at once, at most this many (a FIFO batch holds
+    # at most 10 messages); one connection's passes never overlap.
+    passes_at_once: int = Field(default=10, ge=1, le=10)
     lease_seconds: int = 150
 
     # Polling and subscription renewal.
