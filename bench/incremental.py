@@ -132,8 +132,8 @@ def measure_pass(
 def probe_store(cid: str, meter: DynamoMeter) -> dict[str, Any]:
     """What DynamoDB Local itself takes, at this table size, for the pass's three kinds of
     read: a consistent GetItem of the connection, a GSI query for a mapping, and the query of
-    the connection's pending writes (sort key prefix "OP#" in the partition that also holds
-    every mapping). Milliseconds per call, 20 calls each."""
+    the connection's pending writes (their own partition, apart from the mappings).
+    Milliseconds per call, 20 calls each."""
     calls: dict[str, Any] = {
         "get": lambda k: get_connection(cid),
         "gsi": lambda k: mapping_by_provider_id(cid, f"AAMk{k}"),

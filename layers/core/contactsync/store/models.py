@@ -8,7 +8,8 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
 - cursor:        PK=CONN#<id>  SK=CURSOR#<side>
 - mapping:       PK=CONN#<id>  SK=MAP#<mapping id>
                  GSI1 CONN#<id>#CRM#<crm id> / MAP; GSI2 CONN#<id>#PRV#<provider id> / MAP
-- pending op:    PK=CONN#<id>  SK=OP#<op id>
+- pending op:    PK=CONN#<id>#OPS  SK=OP#<op id> (a partition of its own: a pass reads them
+                 all, and the mappings' partition may hold 100,000 items)
 - audit:         PK=CONN#<id>  SK=LOG#<iso time>#<seq>, TTL on expires_at
                  AuditIndex (sparse) <about> / SK, about = CONN#<id>#CRM#<crm id> (the CRM
                  person it names, so a pair's entries are one key), else CONN#<id>#PRV#<provider
@@ -55,7 +56,7 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from contactsync.contacts.model import Contact
@@ -93,11 +94,15 @@ class _TableMeta:
 
 
 class ConnectionsByOwner(GlobalSecondaryIndex["Connection"]):  # type: ignore[no-untyped-call]
-    """GSI1 for connections: ``COMPANY#<company>`` / ``USER#<user>#CONN#<id>``."""
+    """GSI1 for connections: ``COMPANY#<company>`` / ``USER#<user>#CONN#<id>``.
+
+    GSI1, GSI2 and DueIndex carry keys only: an update that moves no key of theirs writes
+    nothing to them (with every attribute projected, each update of a 2 KB connection was
+    copied whole into two indexes). A query reads the items it finds by key."""
 
     class Meta:
         index_name = "GSI1"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
     gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
@@ -108,7 +113,7 @@ class ConnectionsDue(GlobalSecondaryIndex["Connection"]):  # type: ignore[no-unt
 
     class Meta:
         index_name = "DueIndex"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     due_shard = UnicodeAttribute(hash_key=True)
     next_run_at = UnicodeAttribute(range_key=True)
@@ -119,7 +124,7 @@ class MappingsByCrmId(GlobalSecondaryIndex["Mapping"]):  # type: ignore[no-untyp
 
     class Meta:
         index_name = "GSI1"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
     gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
@@ -130,7 +135,7 @@ class MappingsByProviderId(GlobalSecondaryIndex["Mapping"]):  # type: ignore[no-
 
     class Meta:
         index_name = "GSI2"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     gsi2pk = UnicodeAttribute(hash_key=True, attr_name="GSI2PK")
     gsi2sk = UnicodeAttribute(range_key=True, attr_name="GSI2SK")
@@ -402,7 +407,7 @@ class GrantsByCompany(GlobalSecondaryIndex["CrmGrant"]):  # type: ignore[no-unty
 
     class Meta:
         index_name = "GSI1"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
     gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")

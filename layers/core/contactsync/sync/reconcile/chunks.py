@@ -96,11 +96,18 @@ class Applier:
             else:
                 store.update_connection(cid, inflight_ops=[], mapped_count=self.mapped)
         for op in cursor_ops:
-            self.scope.ctx.crash_point("before_cursor_advance")
-            for side_name, fields in op.cursors.items():
-                store.save_cursor(cid, side_name, Cursor(**fields))
-            store.drop_pending(cid, [op.op_id])
+            self.advance_cursors(op, stored=True)
         return True
+
+    def advance_cursors(self, op: PendingOp, *, stored: bool) -> None:
+        """Save the cursors a plan's last op carries, then drop the op (``stored``: it was
+        saved as a pending op)."""
+        store, cid = self.scope.store, self.scope.cid
+        self.scope.ctx.crash_point("before_cursor_advance")
+        for side_name, fields in op.cursors.items():
+            store.save_cursor(cid, side_name, Cursor(**fields))
+        if stored:
+            store.drop_pending(cid, [op.op_id])
 
     def _apply_chunk(self, chunk: Sequence[PendingOp], recovering: set[str]) -> None:
         sent = Sent()
