@@ -26,6 +26,7 @@ from contactsync.store.connections import (
     acquire_lease,
     add_hints,
     answer_ring,
+    claim_due,
     create_connection,
     delete_connection,
     drop_hints,
@@ -399,6 +400,25 @@ def test_due_connections_honours_the_limit() -> None:
     for minutes, conn_id in enumerate(ids):
         set_next_run(conn_id, NOW - timedelta(minutes=10 - minutes))
     assert due_connections(NOW, limit=2) == ids[:2]
+
+
+def test_a_claim_holds_a_due_connection_until_it_lapses_or_a_new_schedule_ends_it() -> None:
+    conn_id = a_connection().connection_id
+    set_next_run(conn_id, NOW - timedelta(minutes=1))
+    # The scheduler claims a due connection once; a second tick finds it claimed
+    assert claim_due(conn_id, NOW, NOW + timedelta(minutes=5))
+    assert not claim_due(conn_id, NOW + timedelta(minutes=1), NOW + timedelta(minutes=6))
+    # It stays due (its pass never came): once the claim lapses, it is claimed again
+    assert due_connections(NOW + timedelta(minutes=5)) == [conn_id]
+    assert claim_due(conn_id, NOW + timedelta(minutes=5), NOW + timedelta(minutes=10))
+    # A new schedule (its pass finished) ends the claim; it is claimed when due again
+    set_next_run(conn_id, NOW + timedelta(minutes=6))
+    assert not claim_due(conn_id, NOW + timedelta(minutes=5, seconds=30), NOW)
+    assert claim_due(conn_id, NOW + timedelta(minutes=6), NOW + timedelta(minutes=11))
+    # An unscheduled or gone connection is never claimed
+    set_next_run(conn_id, None)
+    assert not claim_due(conn_id, NOW + timedelta(hours=1), NOW + timedelta(hours=2))
+    assert not claim_due("gone", NOW, NOW + timedelta(minutes=5))
 
 
 def test_due_shards_are_stable_and_spread() -> None:

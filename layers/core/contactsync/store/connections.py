@@ -42,6 +42,7 @@ _LEASE_AND_SCHEDULE = frozenset(
         "lease_until",
         "due_shard",
         "next_run_at",
+        "claimed_until",
         "pending_crm_ids",
         "pending_provider_ids",
         "wake_queued_at",
@@ -258,12 +259,31 @@ def set_attributes(connection_id: str, *, now: datetime | None = None, **changes
 
 
 def _schedule_actions(connection_id: str, at: datetime | None) -> list[Action]:
+    """A new schedule; it lets go of the scheduler's claim on the last one."""
     if at is None:
-        return [Connection.due_shard.remove(), Connection.next_run_at.remove()]
+        return [
+            Connection.due_shard.remove(),
+            Connection.next_run_at.remove(),
+            Connection.claimed_until.remove(),
+        ]
     return [
         Connection.due_shard.set(due_shard(connection_id)),
         Connection.next_run_at.set(iso(at)),
+        Connection.claimed_until.remove(),
     ]
+
+
+def claim_due(connection_id: str, now: datetime, until: datetime) -> bool:
+    """The scheduler takes a due connection until ``until`` (its pass is queued): False if it is
+    no longer due or already claimed. Set in place, leaving DueIndex alone: the connection stays
+    due until its pass (or anything else) schedules it anew, and is claimed again once
+    ``until`` has passed (a pass that never came)."""
+    unclaimed = Connection.claimed_until.does_not_exist() | (Connection.claimed_until <= iso(now))
+    return _update_connection_item(
+        connection_id,
+        [Connection.claimed_until.set(iso(until))],
+        Connection.pk.exists() & (Connection.next_run_at <= iso(now)) & unclaimed,
+    )
 
 
 def set_next_run(connection_id: str, at: datetime | None) -> bool:

@@ -240,6 +240,9 @@ class Connection(Model):
     # When a pass request was last put on the queue for a push, if no pass has begun since:
     # further pushes only add their hints and send nothing (a burst asks for one pass).
     wake_queued_at = UnicodeAttribute(null=True)
+    # Until when the scheduler's claim holds (a pass for it is queued): set in place, so a claim
+    # moves no DueIndex key; every new schedule lets it go.
+    claimed_until = UnicodeAttribute(null=True)
     lease_owner = UnicodeAttribute(null=True)
     lease_until = UnicodeAttribute(null=True)
     held_plan = JSONAttribute(null=True)  # summary of a pass the safety guard held back
