@@ -41,6 +41,7 @@ from contactsync.store.connections import (
     set_next_run,
     update_connection,
 )
+from contactsync.store.credentials import credentials_of, put_credentials
 from contactsync.store.crm_grants import (
     crm_grant_users,
     delete_crm_grant,
@@ -207,7 +208,7 @@ def test_update_connection_sets_maps_lists_tokens_and_the_schedule() -> None:
     assert stored.counts is not None and stored.counts.as_dict() == {"created": 2}
     assert stored.held_plan == {"deletes": 40}
     assert stored.subscription_ids == ["s1"]
-    assert stored.credentials == b"\x01sealed"
+    assert credentials_of(stored) == b"\x01sealed"
     assert stored.next_run_at == iso(NOW + timedelta(minutes=5))
     # And clearing works too
     update_connection(conn.connection_id, last_error=None, next_run_at=None)
@@ -368,6 +369,24 @@ def test_the_lease_does_not_change_the_version() -> None:
     release_lease(conn.connection_id, "worker-1")
     stored = get_connection(conn.connection_id)
     assert stored is not None and stored.version == 1
+
+
+def test_sealed_tokens_live_apart_from_the_connection_item_and_move_there_when_resealed() -> None:
+    # Given a connection item that still carries its tokens, as items did before
+    conn = a_connection()
+    conn.legacy_credentials = b"\x01old"
+    save_connection(conn)
+    stored = get_connection(conn.connection_id)
+    assert stored is not None and credentials_of(stored) == b"\x01old"
+    # When the tokens are sealed anew
+    put_credentials(conn.connection_id, b"\x01new" * 400)
+    # Then they are read from their own item, and the connection item stays small
+    stored = get_connection(conn.connection_id)
+    assert stored is not None and stored.legacy_credentials is None
+    assert credentials_of(stored) == b"\x01new" * 400
+    # And deleting the connection deletes them
+    delete_connection(conn.connection_id)
+    assert credentials_of(stored) is None
 
 
 # --- the schedule -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
 
 from contactsync.store.audit import delete_audit
+from contactsync.store.credentials import delete_credentials, put_credentials
 from contactsync.store.cursors import delete_cursors
 from contactsync.store.duplicates import replace_duplicate_clusters, replace_review_holds
 from contactsync.store.keys import conn_pk, owner_id
@@ -152,6 +153,14 @@ def update_connection(
     if "next_run_at" in changes:
         at = changes.pop("next_run_at")
         set_next_run(connection_id, datetime.fromisoformat(at) if isinstance(at, str) else at)
+    if "credentials" in changes:  # sealed tokens: an item of their own
+        if get_connection(connection_id) is None:
+            raise LookupError(f"connection {connection_id} not found")
+        put_credentials(connection_id, changes.pop("credentials"), now=now)
+        if not changes:
+            conn = get_connection(connection_id)
+            assert conn is not None
+            return conn
     unknown = set(changes) - set(Connection.get_attributes())
     if unknown or _LEASE_AND_SCHEDULE & set(changes):
         raise ValueError(f"cannot update connection attributes {sorted(changes)}")
@@ -384,4 +393,5 @@ def delete_connection(connection_id: str) -> None:
     if conn is not None:
         for subscription in subscriptions_of(conn):
             subscription.delete()
+        delete_credentials(connection_id)
         conn.delete(add_version_condition=False)

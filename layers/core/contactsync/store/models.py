@@ -5,6 +5,7 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
 - connection:    PK=CONN#<id>  SK=CONNECTION
                  GSI1 COMPANY#<company> / USER#<user>#CONN#<id>; DueIndex (sparse)
                  DUE#<shard> / <next run at>
+- tokens:        PK=CONN#<id>  SK=TOKENS (the connection's sealed provider tokens)
 - cursor:        PK=CONN#<id>  SK=CURSOR#<side>
 - mapping:       PK=CONN#<id>  SK=MAP#<mapping id>
                  GSI1 CONN#<id>#CRM#<crm id> / MAP; GSI2 CONN#<id>#PRV#<provider id> / MAP
@@ -215,7 +216,9 @@ class Connection(Model):
     phone_region = UnicodeAttribute(default="US")
     visible_to = NumberAttribute(null=True)  # the CRM's visible_to for persons we create
     poll_seconds = NumberAttribute(default=0)  # the adaptive polling interval last chosen
-    credentials = BinaryAttribute(null=True, legacy_encoding=False)  # vault-sealed tokens
+    # Vault-sealed tokens as connections stored them before they had an item of their own
+    # (``ConnectionTokens``): read until the tokens are next sealed, then removed.
+    legacy_credentials = BinaryAttribute(null=True, legacy_encoding=False, attr_name="credentials")
     oauth_state = BinaryAttribute(null=True, legacy_encoding=False)  # vault-sealed flow / PKCE
     # ListAttribute[str]: PynamoDB types ``of`` as the element type, so readers get list[str].
     crm_webhook_ids = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
@@ -265,6 +268,20 @@ class Connection(Model):
 
     by_owner = ConnectionsByOwner()
     due = ConnectionsDue()
+
+
+class ConnectionTokens(Model):
+    """A connection's vault-sealed provider tokens (about 1.5 KB): an item apart from the
+    connection item, which every pass and scheduler claim writes (with the tokens in it, each
+    of those writes cost two units)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK", default="TOKENS")
+    sealed = BinaryAttribute(legacy_encoding=False)
+    updated_at = UnicodeAttribute()
 
 
 class CursorItem(Model):
@@ -514,6 +531,7 @@ class PassOutcomes(Model):
 
 MODELS: tuple[type[Model], ...] = (
     Connection,
+    ConnectionTokens,
     CursorItem,
     Mapping,
     PendingOpItem,
