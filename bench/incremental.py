@@ -25,6 +25,7 @@ from typing import Any
 from contactsync.contacts.model import Contact, Email, Phone
 from contactsync.runtime.messages import SyncMessage
 from contactsync.store.connections import create_connection, get_connection
+from contactsync.store.credentials import put_credentials
 from contactsync.store.cursors import put_cursor
 from contactsync.store.keys import conn_pk
 from contactsync.store.mappings import mapping_by_provider_id
@@ -43,6 +44,8 @@ SIZES = (1_000, 100_000)
 REPEATS = 5  # edits per size; the pass time is their median
 SEED_THREADS = 4
 KINDS = ("edit", "echo", "idle")
+WRU_TARGETS = {"edit": 12.0, "echo": 6.0, "idle": 2.0}  # write units per pass
+TOKEN_BLOB = 1_500  # bytes of sealed tokens a signed-in connection holds
 
 
 def _person(i: int, rng: random.Random) -> Contact:
@@ -87,6 +90,7 @@ def linked_connection(n: int, seed: int) -> tuple[str, InMemorySide, InMemorySid
         company_id="1", user_id=str(seed), provider="microsoft", state="active", folder_id="f"
     )
     cid = conn.connection_id
+    put_credentials(cid, random.Random(seed).randbytes(TOKEN_BLOB))  # as a signed-in one holds
     rows = []
     for i in range(n):
         person = _person(i, rng)
@@ -231,6 +235,20 @@ def run(world: World) -> Table:
                 "same counts; time ratio ≤ 1.2" if last else "",
                 verdict(same and ratio <= 1.2) if last else "",
             )
+    for kind in KINDS:
+        worst = max(small[kind]["write_units"], large[kind]["write_units"])
+        table.add(
+            f"{kind}: WRU",
+            "both",
+            "",
+            "",
+            "",
+            f"{worst:.1f}",
+            "",
+            "",
+            f"≤ {WRU_TARGETS[kind]:.0f} WRU per pass",
+            verdict(worst <= WRU_TARGETS[kind]),
+        )
     table.note(
         "DynamoDB Local alone, per call at "
         + " vs ".join(f"{n:,}" for n in sizes)

@@ -1,8 +1,8 @@
 """Table 6: the scheduler with 10,000 and with 100,000 scheduled connections, 1,000 due in each.
 
 The real handler runs in process on DynamoDB Local and sends to the SQS emulator. Connections
-are seeded straight into the table with batch writes: the due ones as real items (a sealed
-token blob included, so reads and claims cost what they would), the ones scheduled later as
+are seeded straight into the table with batch writes: the due ones as real items (with their
+sealed tokens, in the item of their own a real connection has), the ones scheduled later as
 bare schedule entries (key, connection id, shard, next run: a due-index query never reads them,
 and seeding 99,000 full items would take DynamoDB Local minutes). The same table grows from the
 small size to the large one between the two measurements.
@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contactsync.store.connections import due_shard, get_connection
+from contactsync.store.connections import due_shard, get_connection, set_next_run
 from contactsync.store.keys import conn_pk
-from contactsync.store.models import Connection, iso
+from contactsync.store.models import Connection, ConnectionTokens, iso
 
 from bench.handlers import CountingQueue, context, handler_with_queue
 from bench.meters import DynamoMeter
@@ -39,6 +39,9 @@ def _connections(ids: list[str], now: datetime, *, due: bool, rng: random.Random
     """Write connection items in batches of 25 (PynamoDB's batch writer)."""
     stamp = iso(now)
     blob = rng.randbytes(TOKEN_BLOB)
+    with ConnectionTokens.batch_write() as tokens:
+        for cid in ids if due else []:
+            tokens.save(ConnectionTokens(conn_pk(cid), "TOKENS", sealed=blob, updated_at=stamp))
     with Connection.batch_write() as batch:
         for cid in ids:
             offset = -rng.uniform(1, 60) if due else rng.uniform(*LATER)
@@ -56,7 +59,6 @@ def _connections(ids: list[str], now: datetime, *, due: bool, rng: random.Random
                     provider="microsoft",
                     state="active",
                     folder_id="folder",
-                    credentials=blob,
                     created_at=stamp,
                     updated_at=stamp,
                     version=1,
@@ -76,6 +78,13 @@ def seed(n: int, now: datetime, *, due: bool, seed: int) -> list[str]:
             )
         )
     return ids
+
+
+def passes_ran(ids: list[str], now: datetime) -> None:
+    """The claimed connections' passes ran and scheduled them later (a claim lasts until then:
+    claimed connections stay due in DueIndex)."""
+    with ThreadPoolExecutor(SEED_THREADS) as pool:
+        list(pool.map(lambda cid: set_next_run(cid, now + timedelta(seconds=LATER[1])), ids))
 
 
 def tick(meter: DynamoMeter) -> dict[str, Any]:
@@ -125,15 +134,16 @@ def run(world: World) -> Table:
         seeded = 0
         results = []
         # a first round, not measured: DynamoDB Local and the clients warm up on it
-        seed(due, datetime.now(UTC), due=True, seed=rng.randrange(10**6))
+        claimed = seed(due, datetime.now(UTC), due=True, seed=rng.randrange(10**6))
         tick(meter)
+        passes_ran(claimed, now)
         seeded = due
         for size in sizes:
             seed(size - seeded - due, now, due=False, seed=rng.randrange(10**6))
-            seed(due, datetime.now(UTC), due=True, seed=rng.randrange(10**6))
+            claimed = seed(due, datetime.now(UTC), due=True, seed=rng.randrange(10**6))
             seeded = size
             results.append(tick(meter))
-            # the claimed ones are pushed back five minutes: they are not due for the next size
+            passes_ran(claimed, now)  # (not measured: the passes' own writes)
         small, large = results
         equal_reads = small["items_read"] == large["items_read"] == due
         ratio = large["seconds"] / max(small["seconds"], 1e-9)
@@ -150,11 +160,14 @@ def run(world: World) -> Table:
                 "equal reads; time ratio ≤ 1.2" if last else "",
                 verdict(equal_reads and ratio <= 1.2) if last else "",
             )
+        claim = large["write_units"] / max(due, 1)
+        target = "≤ 1 WRU per claim"
+        table.add("per claim", "", "", "", f"{claim:.1f}", "", "", target, verdict(claim <= 1))
         table.note(
             f"time ratio {ratio:.2f}; SQS requests per tick {large['sqs_requests']} "
             "(SendMessageBatch, 10 messages each; counted, not sent); writes: one UpdateItem per "
-            "due connection (its claim, 8 WRU: the 2 KB item is copied whole into GSI1 and "
-            "DueIndex)"
+            "due connection (its claim: claimed_until set in place on the connection item, which "
+            "holds no tokens; no index key moves, and the indexes carry keys only)"
         )
         table.figures = {"small": small, "large": large, "due": due, "ratio": ratio}
     finally:
