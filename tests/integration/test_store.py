@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -68,7 +69,7 @@ from contactsync.store.mappings import (
     mapping_by_provider_id,
     put_mapping,
 )
-from contactsync.store.models import DUE_SHARDS, MODELS, Connection, iso
+from contactsync.store.models import DUE_SHARDS, MODELS, AuditEntryItem, Connection, iso
 from contactsync.store.pending_items import (
     delete_pending,
     delete_pending_many,
@@ -617,6 +618,23 @@ def test_audit_entries_expire_after_90_days_and_keep_their_details() -> None:
     assert stored.sk == entry.sk
     assert stored.expires_at == NOW + timedelta(days=90)
     assert (stored.kind, stored.after, stored.details) == ("conflict", {"x": [1]}, {"k": "v"})
+
+
+def test_an_entrys_contacts_are_stored_compressed_and_entries_from_before_still_read() -> None:
+    conn_id = a_connection().connection_id
+    contact = {"given_name": "Ada", "notes": "met at the conference " * 40}
+    entry = add_audit(conn_id, "write", "updated", before=contact, after=contact, now=NOW)
+    client = AuditEntryItem._get_connection().connection.client
+    key = {"PK": {"S": entry.pk}, "SK": {"S": entry.sk}}
+    raw = client.get_item(TableName=AuditEntryItem.Meta.table_name, Key=key)["Item"]
+    # Stored compressed: the entry stays under 1 KB (one write unit)
+    assert "B" in raw["after"] and len(raw["after"]["B"]) < 200
+    # An entry written before (its contacts as JSON text) reads the same
+    raw["after"] = {"S": json.dumps(contact)}
+    raw["before"] = {"S": "null"}
+    client.put_item(TableName=AuditEntryItem.Meta.table_name, Item=raw)
+    (stored,), _ = list_audit(conn_id)
+    assert (stored.before, stored.after) == (None, contact)
 
 
 def test_a_foreign_page_cursor_is_refused() -> None:

@@ -61,6 +61,7 @@ from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyPr
 from pynamodb.models import Model
 
 from contactsync.contacts.model import Contact
+from contactsync.store.attributes import ZippedJSON, ZippedText
 
 DUE_SHARDS = 8  # DueIndex partitions: connection ids hash over these so no shard is hot
 
@@ -360,7 +361,7 @@ class PendingOpItem(Model):
     kind = UnicodeAttribute()  # "create" | "update" | "delete"
     mapping_id = UnicodeAttribute()
     target_id = UnicodeAttribute(default="")  # empty for a create
-    payload = UnicodeAttribute(default="{}")  # JSON
+    payload = ZippedText(default="{}")  # JSON
     created_at = UnicodeAttribute()
 
 
@@ -397,8 +398,8 @@ class AuditEntryItem(Model):
     provider_id = UnicodeAttribute(null=True)
     mapping_id = UnicodeAttribute(null=True)
     message = UnicodeAttribute(default="")
-    before = JSONAttribute(null=True)
-    after = JSONAttribute(null=True)
+    before = ZippedJSON(null=True)  # (compressed: the entry stays under 1 KB, one write unit)
+    after = ZippedJSON(null=True)
     details = JSONAttribute(null=True)
     expires_at = TTLAttribute()
     about = UnicodeAttribute(null=True)  # AuditIndex: the contact it is about (None: none)
