@@ -142,6 +142,17 @@ def _same(attribute: Any, stored: Any, value: Any) -> bool:
     return bool(plain(stored) == plain(value))
 
 
+def _schedule_stands(item: Connection, wanted: Any) -> bool:
+    """A pass asks for its connection's next pass no later than ``wanted``. A schedule still
+    to come that is no later than that stands: moving it would cost a DueIndex key move (two
+    index writes) to make a pass come later. So a pushed pass between two safety polls leaves
+    the next poll where it is; a pass that was due (the schedule is past) always moves it."""
+    if not isinstance(wanted, datetime) or not item.next_run_at or item.claimed_until:
+        return False  # unscheduling, not scheduled, or a scheduler's claim to end
+    stands = datetime.fromisoformat(item.next_run_at)
+    return utcnow() < stands <= wanted
+
+
 class DynamoPassStore:
     """One pass's store (a new one per pass): it remembers the connection item and the cursors
     as the pass read them, so that it writes only what the pass changes."""
@@ -156,7 +167,8 @@ class DynamoPassStore:
         return _view(conn)
 
     def _changed(self, connection_id: str, values: dict[str, Any]) -> dict[str, Any]:
-        """``values`` without the pass-owned attributes that already hold them."""
+        """``values`` without the pass-owned attributes that already hold them, and without a
+        next run when the schedule stands (``_schedule_stands``)."""
         item = self._items.get(connection_id)
         if item is None:
             return values
@@ -164,14 +176,20 @@ class DynamoPassStore:
         return {
             name: value
             for name, value in values.items()
-            if name not in _PASS_OWNED or not _same(attributes[name], getattr(item, name), value)
+            if not (
+                (name == "next_run_at" and _schedule_stands(item, value))
+                or (name in _PASS_OWNED and _same(attributes[name], getattr(item, name), value))
+            )
         }
 
     def _written(self, connection_id: str, values: dict[str, Any]) -> None:
         item = self._items.get(connection_id)
         if item is not None:
             for name, value in values.items():
-                if name != "next_run_at":
+                if name == "next_run_at":
+                    item.next_run_at = iso(value) if isinstance(value, datetime) else value
+                    item.claimed_until = None
+                else:
                     setattr(item, name, value)
 
     def load_connection(self, connection_id: str) -> ConnectionView | None:
