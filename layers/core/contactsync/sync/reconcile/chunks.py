@@ -70,7 +70,8 @@ class Applier:
         cursor_ops = [o for o in ordered if o.is_cursor_op]
         self.look.begin(work, cursor_ops)
         start = 0
-        for chunk in chunks(work):
+        planned = list(chunks(work))
+        for n, chunk in enumerate(planned, 1):
             if self.scope.out_of_time():
                 return False
             if start > 0 and self.scope.stopped():
@@ -93,8 +94,11 @@ class Applier:
                 store.update_connection(
                     cid, inflight_ops=[], progress=self.progress, mapped_count=self.mapped
                 )
-            else:
+            elif n < len(planned) or not cursor_ops:
                 store.update_connection(cid, inflight_ops=[], mapped_count=self.mapped)
+            # (else the pass's closing write clears them, with the count, once the cursors have
+            # advanced: nothing is sent in between, and a plan made after a crash there clears
+            # them first)
         for op in cursor_ops:
             self.advance_cursors(op, stored=True)
         return True

@@ -130,6 +130,7 @@ class SyncPass:
         what waits, the change window, and for a confirmed pass the state it goes back to."""
         # (a plan of nothing but the cursors is never stored: nothing of it can be left open)
         opened: dict[str, Any] = {"plan_open": True} if work else {}
+        opened["inflight_ops"] = []  # none of this plan's ids is in flight yet
         opened.update(
             self.settling.wait_and_count(
                 outcomes, planned.pass_input, listed_in_full=self.listed_in_full, hints=self.hints
@@ -156,7 +157,10 @@ class SyncPass:
         scope, sides = self.scope, self.scope.sides
         self.hints.finish(self.settling.waiting)
         if status == "continue":
-            scope.store.update_connection(scope.cid, plan_open=False)  # handed to the next pass
+            # handed to the next pass
+            scope.store.update_connection(
+                scope.cid, plan_open=False, inflight_ops=[], mapped_count=self.applier.mapped
+            )
             waits = scope.confirmed and self.state == ConnectionState.NEEDS_ATTENTION
             going_on: Reason = "confirm" if waits else "continuation"
             return PassResult(status, message, counts=self.counts, continue_as=going_on)
