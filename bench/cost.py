@@ -19,7 +19,7 @@ from contactsync.sync.polling import PollPolicy
 
 from bench import incremental, scheduler, webhook
 from bench.meters import DynamoMeter
-from bench.report import Table
+from bench.report import Table, verdict
 from bench.world import World
 
 # --- public list prices (USD) -------------------------------------------------------------------
@@ -28,6 +28,9 @@ LAMBDA_PER_GB_SECOND = 0.0000166667
 SQS_FIFO_PER_REQUEST = 0.50 / 1_000_000
 DYNAMODB_PER_RRU = 0.125 / 1_000_000  # on-demand read request unit
 DYNAMODB_PER_WRU = 0.625 / 1_000_000  # on-demand write request unit
+
+# --- targets (USD per CONNECTIONS connections per month) ---------------------------------------
+TARGETS = {"microsoft (push)": 40.0, "google (polling)": 80.0}
 
 # --- assumptions ---------------------------------------------------------------------------------
 CONNECTIONS = 1_000
@@ -219,6 +222,17 @@ def run(world: World) -> Table:
         )
     totals = {n: sum(row[3] for row in bills[n]) for n in names}
     table.add("total", *("" for _ in names), *(f"{totals[n]:,.2f}" for n in names))
+    table.add(
+        "target",
+        *("" for _ in names),
+        *(f"≤ {TARGETS[n]:,.2f}: {verdict(totals[n] <= TARGETS[n])}" for n in names),
+    )
+    top = {n: max(bills[n], key=lambda row: row[3]) for n in names}
+    table.add(
+        "dominates",
+        *("" for _ in names),
+        *(f"{top[n][0]} ({top[n][3] / max(totals[n], 1e-9):.0%})" for n in names),
+    )
     per_day = {n: plans[n] for n in names}
     table.note(
         "passes per connection per day: "

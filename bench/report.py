@@ -71,7 +71,7 @@ class Table:
 
     @property
     def shortfalls(self) -> list[list[str]]:
-        return [r for r in self.rows if "NOT MET" in r]
+        return [r for r in self.rows if any("NOT MET" in cell for cell in r)]
 
     def render(self) -> str:
         widths = [len(c) for c in self.columns]

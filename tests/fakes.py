@@ -112,7 +112,9 @@ class InMemoryStore:
         self.leases[connection_id] = (owner, now + timedelta(seconds=seconds))
         return True
 
-    def release_lease(self, connection_id: str, owner: str) -> None:
+    def release_lease(self, connection_id: str, owner: str, **changes: Any) -> None:
+        if changes:
+            self.update_connection(connection_id, **changes)
         if self.leases.get(connection_id, ("",))[0] == owner:
             del self.leases[connection_id]
 

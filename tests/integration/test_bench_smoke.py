@@ -51,7 +51,8 @@ def test_the_cost_table_prices_measured_counts(world) -> None:
     world.results["webhook"] = webhook.run(world)
     # When the cost table runs
     table = cost.run(world)
-    # Then both scenarios have a positive monthly total made of the five priced items
+    # Then both scenarios have a positive monthly total made of the five priced items, judged
+    # against its target, and the item that dominates named
     totals = table.figures["totals"]
     assert set(totals) == {"microsoft (push)", "google (polling)"}
     assert all(total > 0 for total in totals.values())
@@ -62,7 +63,12 @@ def test_the_cost_table_prices_measured_counts(world) -> None:
         "DynamoDB reads",
         "DynamoDB writes",
         "total",
+        "target",
+        "dominates",
     ]
+    assert all(cell.split(": ")[-1] in ("met", "NOT MET") for cell in table.rows[-2][-2:])
+    priced = [row[0] for row in table.rows[:5]]
+    assert all(cell.rsplit(" (", 1)[0] in priced for cell in table.rows[-1][-2:])
 
 
 @pytest.mark.parametrize("name", [t for t in TABLES if t not in ("webhook", "cost")])

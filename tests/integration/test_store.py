@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from contactsync.store.connections import (
     acquire_lease,
     add_hints,
     answer_ring,
+    claim_due,
     create_connection,
     delete_connection,
     drop_hints,
@@ -40,6 +42,7 @@ from contactsync.store.connections import (
     set_next_run,
     update_connection,
 )
+from contactsync.store.credentials import credentials_of, put_credentials
 from contactsync.store.crm_grants import (
     crm_grant_users,
     delete_crm_grant,
@@ -66,7 +69,7 @@ from contactsync.store.mappings import (
     mapping_by_provider_id,
     put_mapping,
 )
-from contactsync.store.models import DUE_SHARDS, MODELS, Connection, iso
+from contactsync.store.models import DUE_SHARDS, MODELS, AuditEntryItem, Connection, iso
 from contactsync.store.pending_items import (
     delete_pending,
     delete_pending_many,
@@ -206,7 +209,7 @@ def test_update_connection_sets_maps_lists_tokens_and_the_schedule() -> None:
     assert stored.counts is not None and stored.counts.as_dict() == {"created": 2}
     assert stored.held_plan == {"deletes": 40}
     assert stored.subscription_ids == ["s1"]
-    assert stored.credentials == b"\x01sealed"
+    assert credentials_of(stored) == b"\x01sealed"
     assert stored.next_run_at == iso(NOW + timedelta(minutes=5))
     # And clearing works too
     update_connection(conn.connection_id, last_error=None, next_run_at=None)
@@ -369,6 +372,24 @@ def test_the_lease_does_not_change_the_version() -> None:
     assert stored is not None and stored.version == 1
 
 
+def test_sealed_tokens_live_apart_from_the_connection_item_and_move_there_when_resealed() -> None:
+    # Given a connection item that still carries its tokens, as items did before
+    conn = a_connection()
+    conn.legacy_credentials = b"\x01old"
+    save_connection(conn)
+    stored = get_connection(conn.connection_id)
+    assert stored is not None and credentials_of(stored) == b"\x01old"
+    # When the tokens are sealed anew
+    put_credentials(conn.connection_id, b"\x01new" * 400)
+    # Then they are read from their own item, and the connection item stays small
+    stored = get_connection(conn.connection_id)
+    assert stored is not None and stored.legacy_credentials is None
+    assert credentials_of(stored) == b"\x01new" * 400
+    # And deleting the connection deletes them
+    delete_connection(conn.connection_id)
+    assert credentials_of(stored) is None
+
+
 # --- the schedule -------------------------------------------------------------------------------
 
 
@@ -399,6 +420,25 @@ def test_due_connections_honours_the_limit() -> None:
     for minutes, conn_id in enumerate(ids):
         set_next_run(conn_id, NOW - timedelta(minutes=10 - minutes))
     assert due_connections(NOW, limit=2) == ids[:2]
+
+
+def test_a_claim_holds_a_due_connection_until_it_lapses_or_a_new_schedule_ends_it() -> None:
+    conn_id = a_connection().connection_id
+    set_next_run(conn_id, NOW - timedelta(minutes=1))
+    # The scheduler claims a due connection once; a second tick finds it claimed
+    assert claim_due(conn_id, NOW, NOW + timedelta(minutes=5))
+    assert not claim_due(conn_id, NOW + timedelta(minutes=1), NOW + timedelta(minutes=6))
+    # It stays due (its pass never came): once the claim lapses, it is claimed again
+    assert due_connections(NOW + timedelta(minutes=5)) == [conn_id]
+    assert claim_due(conn_id, NOW + timedelta(minutes=5), NOW + timedelta(minutes=10))
+    # A new schedule (its pass finished) ends the claim; it is claimed when due again
+    set_next_run(conn_id, NOW + timedelta(minutes=6))
+    assert not claim_due(conn_id, NOW + timedelta(minutes=5, seconds=30), NOW)
+    assert claim_due(conn_id, NOW + timedelta(minutes=6), NOW + timedelta(minutes=11))
+    # An unscheduled or gone connection is never claimed
+    set_next_run(conn_id, None)
+    assert not claim_due(conn_id, NOW + timedelta(hours=1), NOW + timedelta(hours=2))
+    assert not claim_due("gone", NOW, NOW + timedelta(minutes=5))
 
 
 def test_due_shards_are_stable_and_spread() -> None:
@@ -578,6 +618,23 @@ def test_audit_entries_expire_after_90_days_and_keep_their_details() -> None:
     assert stored.sk == entry.sk
     assert stored.expires_at == NOW + timedelta(days=90)
     assert (stored.kind, stored.after, stored.details) == ("conflict", {"x": [1]}, {"k": "v"})
+
+
+def test_an_entrys_contacts_are_stored_compressed_and_entries_from_before_still_read() -> None:
+    conn_id = a_connection().connection_id
+    contact = {"given_name": "Ada", "notes": "met at the conference " * 40}
+    entry = add_audit(conn_id, "write", "updated", before=contact, after=contact, now=NOW)
+    client = AuditEntryItem._get_connection().connection.client
+    key = {"PK": {"S": entry.pk}, "SK": {"S": entry.sk}}
+    raw = client.get_item(TableName=AuditEntryItem.Meta.table_name, Key=key)["Item"]
+    # Stored compressed: the entry stays under 1 KB (one write unit)
+    assert "B" in raw["after"] and len(raw["after"]["B"]) < 200
+    # An entry written before (its contacts as JSON text) reads the same
+    raw["after"] = {"S": json.dumps(contact)}
+    raw["before"] = {"S": "null"}
+    client.put_item(TableName=AuditEntryItem.Meta.table_name, Item=raw)
+    (stored,), _ = list_audit(conn_id)
+    assert (stored.before, stored.after) == (None, contact)
 
 
 def test_a_foreign_page_cursor_is_refused() -> None:

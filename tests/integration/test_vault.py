@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from contactsync.auth.vault import TokenVault, VaultError
 from contactsync.store.connections import create_connection, get_connection, update_connection
+from contactsync.store.credentials import credentials_of
 from contactsync.store.crm_grants import put_crm_grant
 
 from local.aws import LocalAws
@@ -97,7 +98,7 @@ def test_no_token_is_stored_in_plain_text(
     items = _all_items(local_aws, table)
     dump = json.dumps(items, default=repr)
     # Then no token (nor a recognisable piece of one) appears anywhere
-    assert len(items) == 2
+    assert len(items) == 3  # the connection, its tokens, the grant
     for secret in (TOKENS["access_token"], TOKENS["refresh_token"]):
         assert secret not in dump
         assert secret[-12:] not in dump
@@ -107,8 +108,9 @@ def test_no_token_is_stored_in_plain_text(
             assert TOKENS["access_token"].encode() not in raw
     # And the tokens still open from what is stored
     stored = get_connection(conn.connection_id)
-    assert stored is not None and stored.credentials is not None
-    assert vault.open_json(bytes(stored.credentials), context) == TOKENS
+    assert stored is not None
+    sealed = credentials_of(stored)
+    assert sealed is not None and vault.open_json(sealed, context) == TOKENS
 
 
 def test_sign_in_state_and_credentials_never_open_with_each_others_context(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from contactsync.admin.errors import ConflictError, NotFoundError
 from contactsync.store.connections import get_connection
+from contactsync.store.credentials import credentials_of
 from contactsync.store.models import Connection
 
 
@@ -53,6 +54,6 @@ def connection_of(caller: Caller, connection_id: str) -> Connection:
 def signed_in_connection(caller: Caller, connection_id: str) -> Connection:
     """The caller's connection, once its provider account is signed in."""
     conn = connection_of(caller, connection_id)
-    if conn.credentials is None:
+    if credentials_of(conn) is None:
         raise ConflictError("finish signing in to the provider first")
     return conn

@@ -24,6 +24,7 @@ from contactsync.auth.tokens import connection_context, crm_context
 from contactsync.providers.base import ProviderError
 from contactsync.runtime.observability import logger
 from contactsync.store.connections import delete_connection, list_connections, update_connection
+from contactsync.store.credentials import credentials_of
 from contactsync.store.crm_grants import crm_grant_users, delete_crm_grant, get_crm_grant
 from contactsync.store.key_claims import release_claims
 from contactsync.store.models import Connection
@@ -87,11 +88,10 @@ def _erase_connection(ctx: AdminContext, conn: Connection) -> None:
 
 
 def _revoke_provider_grant(ctx: AdminContext, conn: Connection) -> None:
-    if conn.credentials is None or conn.provider != "google":
+    sealed = credentials_of(conn) if conn.provider == "google" else None
+    if sealed is None:
         return  # Microsoft offers no revocation of one app's grant
-    secrets = ctx.wiring.vault.open_json(
-        bytes(conn.credentials), connection_context(conn.connection_id)
-    )
+    secrets = ctx.wiring.vault.open_json(sealed, connection_context(conn.connection_id))
     refresh_token = google_auth.grant_from_dict(secrets["grant"]).refresh_token
     try:
         google_auth.revoke(ctx.wiring.google, refresh_token, client=ctx.wiring.http)

@@ -15,6 +15,7 @@ from contactsync.admin.views import HISTORY_READ, SIDE_NAMES, audit_view
 from contactsync.contacts.model import ALL_FIELDS, Contact
 from contactsync.providers.base import AuthExpired, ProviderError, RemoteContact
 from contactsync.store.audit import about_contact, audit_about, audit_entries
+from contactsync.store.credentials import credentials_of
 from contactsync.store.mappings import mapping_by_crm_id, mapping_by_provider_id
 from contactsync.store.models import Connection, Mapping
 from contactsync.sync.connection_states import ConnectionState
@@ -198,7 +199,7 @@ def _look_up(
     ctx: AdminContext, conn: Connection, side: str, contact_id: str
 ) -> tuple[RemoteContact | None, str]:
     """The contact as its side holds it now, or why it could not be read."""
-    if side == "provider" and (conn.credentials is None or not conn.folder_id):
+    if side == "provider" and (not conn.folder_id or credentials_of(conn) is None):
         return None, "the provider account is not signed in or no folder is chosen yet"
     try:
         found = ctx.sides(conn).of(side).fetch([contact_id])

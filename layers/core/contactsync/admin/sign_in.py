@@ -29,6 +29,7 @@ from contactsync.store.connections import (
     get_connection,
     update_connection,
 )
+from contactsync.store.credentials import credentials_of
 from contactsync.store.crm_grants import delete_crm_sign_in, get_crm_sign_in, put_crm_sign_in
 from contactsync.store.models import Connection
 from contactsync.sync.connection_states import RUNNING, ConnectionState, transition
@@ -233,9 +234,9 @@ def reconnect_carddav(
             details={"example": {"password": "xxxx-xxxx-xxxx-xxxx"}},
         )
     old: dict[str, Any] = {}
-    if conn.credentials is not None:
-        context = connection_context(conn.connection_id)
-        old = ctx.wiring.vault.open_json(bytes(conn.credentials), context)
+    sealed = credentials_of(conn)
+    if sealed is not None:
+        old = ctx.wiring.vault.open_json(sealed, connection_context(conn.connection_id))
     server = login.server_url or str(old.get("principal_url") or "")
     if not server:
         raise InvalidRequest("send the server_url of the CardDAV account")

@@ -47,7 +47,7 @@ def connection_view(conn: Connection, now: datetime) -> dict[str, Any]:
         "held": conn.held_plan,
         "counts": dict(counts.as_dict()) if counts else {},
         "limits": list(conn.limits or []),
-        "cursor_age_seconds": _age_seconds(min(taken), now) if taken else None,
+        "cursor_age_seconds": _age_seconds(_changes_read_at(taken, conn), now) if taken else None,
         "subscription_expires_at": min(expiries) if expiries else None,
         "next_run_at": conn.next_run_at,
         "poll_seconds": int(conn.poll_seconds or 0),
@@ -77,6 +77,14 @@ def audit_view(entry: AuditEntryItem) -> dict[str, Any]:
 def undoable(entry: AuditEntryItem) -> bool:
     """Only an update can be undone: it has both the values before and after it."""
     return entry.kind == "write" and entry.before is not None and entry.after is not None
+
+
+def _changes_read_at(taken: list[str], conn: Connection) -> str:
+    """When both sides' changes were last read: a pass that found nothing new leaves its
+    cursors as they were (``taken_at`` is when they last moved) and says when it ended."""
+    read = min(taken)
+    last = conn.last_success_at
+    return max(read, last, key=datetime.fromisoformat) if last else read
 
 
 def _age_seconds(moment: str, now: datetime) -> int:

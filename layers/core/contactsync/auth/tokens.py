@@ -23,7 +23,8 @@ from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.vault import TokenVault
 from contactsync.providers.base import AuthExpired
 from contactsync.providers.transport import Login, TokenSource
-from contactsync.store.connections import get_connection, update_connection
+from contactsync.store.connections import get_connection
+from contactsync.store.credentials import credentials_of, put_credentials
 from contactsync.store.crm_grants import get_crm_grant, put_crm_grant
 
 CRM_GRANT_WAIT_SECONDS = 2.0  # how long a refresh refused as spent waits for the other's grant
@@ -134,13 +135,14 @@ class TokenSources:
     def _open(self, connection_id: str, missing: str) -> dict[str, Any]:
         """The connection's sealed credentials, opened; AuthExpired(``missing``) without any."""
         conn = get_connection(connection_id)
-        if conn is None or conn.credentials is None:
+        sealed = credentials_of(conn) if conn is not None else None
+        if sealed is None:
             raise AuthExpired(missing)
-        return self.vault.open_json(bytes(conn.credentials), connection_context(connection_id))
+        return self.vault.open_json(sealed, connection_context(connection_id))
 
     def _seal(self, connection_id: str, secrets: dict[str, Any]) -> None:
         sealed = self.vault.seal_json(secrets, connection_context(connection_id))
-        update_connection(connection_id, credentials=sealed)
+        put_credentials(connection_id, sealed)
 
     def _open_crm_grant(
         self, company_id: str, user_id: str, stored: Any

@@ -25,6 +25,7 @@ from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.update import Action
 
 from contactsync.store.audit import delete_audit
+from contactsync.store.credentials import delete_credentials, put_credentials
 from contactsync.store.cursors import delete_cursors
 from contactsync.store.duplicates import replace_duplicate_clusters, replace_review_holds
 from contactsync.store.keys import conn_pk, owner_id
@@ -42,6 +43,7 @@ _LEASE_AND_SCHEDULE = frozenset(
         "lease_until",
         "due_shard",
         "next_run_at",
+        "claimed_until",
         "pending_crm_ids",
         "pending_provider_ids",
         "wake_queued_at",
@@ -113,9 +115,10 @@ def list_connections(company_id: str, user_id: str | None = None) -> list[Connec
     """A company's connections (GSI1), or only one user's."""
     prefix = f"USER#{owner_id(user_id, 'user id')}#CONN#" if user_id is not None else "USER#"
     condition = Connection.gsi1sk.startswith(prefix)  # (CRM grants share the index)
-    return list(
-        Connection.by_owner.query(f"COMPANY#{owner_id(company_id, 'company id')}", condition)
-    )
+    found = Connection.by_owner.query(f"COMPANY#{owner_id(company_id, 'company id')}", condition)
+    keys = [(conn.pk, conn.sk) for conn in found]  # the index holds keys only
+    by_key = {(c.pk, c.sk): c for c in Connection.batch_get(keys)} if keys else {}
+    return [by_key[key] for key in keys if key in by_key]
 
 
 def save_connection(conn: Connection, *, now: datetime | None = None) -> Connection:
@@ -150,6 +153,14 @@ def update_connection(
     if "next_run_at" in changes:
         at = changes.pop("next_run_at")
         set_next_run(connection_id, datetime.fromisoformat(at) if isinstance(at, str) else at)
+    if "credentials" in changes:  # sealed tokens: an item of their own
+        if get_connection(connection_id) is None:
+            raise LookupError(f"connection {connection_id} not found")
+        put_credentials(connection_id, changes.pop("credentials"), now=now)
+        if not changes:
+            conn = get_connection(connection_id)
+            assert conn is not None
+            return conn
     unknown = set(changes) - set(Connection.get_attributes())
     if unknown or _LEASE_AND_SCHEDULE & set(changes):
         raise ValueError(f"cannot update connection attributes {sorted(changes)}")
@@ -186,41 +197,109 @@ def _update_connection_item(
     return True
 
 
-def acquire_lease(connection_id: str, owner: str, seconds: float, now: datetime) -> bool:
-    """Take the connection for ``seconds`` if the lease is free, expired or already ours."""
+def acquire_lease(
+    connection_id: str, owner: str, seconds: float, now: datetime, *, answer_ring: bool = False
+) -> bool:
+    """Take the connection for ``seconds`` if the lease is free, expired or already ours.
+
+    ``answer_ring``: a pass begins, so pushes from now on queue another one (``answer_ring``,
+    in the same write).
+    """
     until = iso(now + timedelta(seconds=seconds))
     free = (
         Connection.lease_until.does_not_exist()
         | (Connection.lease_until <= iso(now))
         | (Connection.lease_owner == owner)
     )
-    return _update_connection_item(
-        connection_id,
-        [Connection.lease_owner.set(owner), Connection.lease_until.set(until)],
-        Connection.pk.exists() & free,
-    )
+    actions: list[Action] = [Connection.lease_owner.set(owner), Connection.lease_until.set(until)]
+    if answer_ring:
+        actions.append(Connection.wake_queued_at.remove())
+    return _update_connection_item(connection_id, actions, Connection.pk.exists() & free)
 
 
-def release_lease(connection_id: str, owner: str) -> bool:
-    """Give the lease back; False if ``owner`` no longer held it."""
+def release_lease(
+    connection_id: str, owner: str, *, now: datetime | None = None, **changes: Any
+) -> bool:
+    """Give the lease back, setting ``changes`` (as ``set_attributes``) in the same write; False
+    if ``owner`` no longer held it (then ``changes`` are written on their own)."""
+    actions: list[Action] = [Connection.lease_owner.remove(), Connection.lease_until.remove()]
+    if changes:
+        actions += _attribute_actions(connection_id, changes, now)
+    if _update_connection_item(connection_id, actions, Connection.lease_owner == owner):
+        return True
+    if changes:
+        set_attributes(connection_id, now=now, **changes)
+    return False
+
+
+def _attribute_actions(
+    connection_id: str, changes: dict[str, Any], now: datetime | None
+) -> list[Action]:
+    """SET (or REMOVE, for None) of each named attribute, ``updated_at``, and ``version`` moved
+    on so that a copy read before fails ``save_connection``. ``next_run_at`` (a datetime, ISO
+    string or None) moves the connection in DueIndex as ``set_next_run`` does."""
+    actions: list[Action] = []
+    if "next_run_at" in changes:
+        at = changes.pop("next_run_at")
+        moment = datetime.fromisoformat(at) if isinstance(at, str) else at
+        actions += _schedule_actions(connection_id, moment)
+    attributes = Connection.get_attributes()
+    unknown = set(changes) - set(attributes)
+    if unknown or _LEASE_AND_SCHEDULE & set(changes):
+        raise ValueError(f"cannot update connection attributes {sorted(changes)}")
+    for name, value in changes.items():
+        attribute = attributes[name]
+        if value is None:
+            actions.append(attribute.remove())
+        else:
+            actions.append(attribute.set(value))
+    actions.append(Connection.updated_at.set(iso(now or utcnow())))
+    actions.append(Connection.version.add(1))
+    return actions
+
+
+def set_attributes(connection_id: str, *, now: datetime | None = None, **changes: Any) -> bool:
+    """Set the named attributes (None removes one) in one UpdateItem, without reading the item
+    first; False when the connection is gone. The attributes not named stay as stored."""
+    if not changes:
+        return True
+    actions = _attribute_actions(connection_id, dict(changes), now)
+    return _update_connection_item(connection_id, actions, Connection.pk.exists())
+
+
+def _schedule_actions(connection_id: str, at: datetime | None) -> list[Action]:
+    """A new schedule; it lets go of the scheduler's claim on the last one."""
+    if at is None:
+        return [
+            Connection.due_shard.remove(),
+            Connection.next_run_at.remove(),
+            Connection.claimed_until.remove(),
+        ]
+    return [
+        Connection.due_shard.set(due_shard(connection_id)),
+        Connection.next_run_at.set(iso(at)),
+        Connection.claimed_until.remove(),
+    ]
+
+
+def claim_due(connection_id: str, now: datetime, until: datetime) -> bool:
+    """The scheduler takes a due connection until ``until`` (its pass is queued): False if it is
+    no longer due or already claimed. Set in place, leaving DueIndex alone: the connection stays
+    due until its pass (or anything else) schedules it anew, and is claimed again once
+    ``until`` has passed (a pass that never came)."""
+    unclaimed = Connection.claimed_until.does_not_exist() | (Connection.claimed_until <= iso(now))
     return _update_connection_item(
         connection_id,
-        [Connection.lease_owner.remove(), Connection.lease_until.remove()],
-        Connection.lease_owner == owner,
+        [Connection.claimed_until.set(iso(until))],
+        Connection.pk.exists() & (Connection.next_run_at <= iso(now)) & unclaimed,
     )
 
 
 def set_next_run(connection_id: str, at: datetime | None) -> bool:
     """Schedule the next pass (puts the connection in DueIndex) or, with None, unschedule it."""
-    actions: list[Action]
-    if at is None:
-        actions = [Connection.due_shard.remove(), Connection.next_run_at.remove()]
-    else:
-        actions = [
-            Connection.due_shard.set(due_shard(connection_id)),
-            Connection.next_run_at.set(iso(at)),
-        ]
-    return _update_connection_item(connection_id, actions, Connection.pk.exists())
+    return _update_connection_item(
+        connection_id, _schedule_actions(connection_id, at), Connection.pk.exists()
+    )
 
 
 def _hints(side: str) -> Any:
@@ -288,9 +367,8 @@ def due_connections(now: datetime, limit: int = 100) -> list[str]:
             f"DUE#{shard}",
             Connection.next_run_at <= iso(now),
             limit=limit,
-            attributes_to_get=["connection_id", "next_run_at"],
-        ):
-            due.append((conn.next_run_at or "", conn.connection_id))
+        ):  # keys only: the connection's id is its partition key's
+            due.append((conn.next_run_at or "", conn.pk.removeprefix("CONN#")))
     return [connection_id for _, connection_id in sorted(due)[:limit]]
 
 
@@ -315,4 +393,5 @@ def delete_connection(connection_id: str) -> None:
     if conn is not None:
         for subscription in subscriptions_of(conn):
             subscription.delete()
+        delete_credentials(connection_id)
         conn.delete(add_version_condition=False)

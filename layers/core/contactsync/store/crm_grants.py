@@ -50,7 +50,7 @@ def crm_grant_users(company_id: str) -> list[str]:
     """The users of a company who connected their CRM account (GSI1)."""
     key = f"COMPANY#{owner_id(company_id, 'company id')}"
     grants = CrmGrant.by_company.query(key, CrmGrant.gsi1sk.startswith("CRM#USER#"))
-    return [grant.user_id for grant in grants]
+    return [(grant.gsi1sk or "").removeprefix("CRM#USER#") for grant in grants]  # keys only
 
 
 def get_crm_grant(company_id: str, user_id: str) -> CrmGrant | None:

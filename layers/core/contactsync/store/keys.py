@@ -11,6 +11,12 @@ def conn_pk(connection_id: str) -> str:
     return f"CONN#{connection_id}"
 
 
+def pending_pk(connection_id: str) -> str:
+    """The partition of a connection's pending ops: apart from its mappings, so reading the few
+    pending ops never walks a partition of 100,000 mappings."""
+    return f"CONN#{connection_id}#OPS"
+
+
 # Ids from outside (a token's user and company, a provider's subscription id) become parts of keys
 # joined with "#": one that holds a "#" could reach another owner's items (user "a#b" under the
 # prefix "USER#a#"). Visible ASCII without "#", as long as a key part may be.

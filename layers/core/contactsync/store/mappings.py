@@ -19,17 +19,28 @@ def get_mapping(connection_id: str, mapping_id: str) -> Mapping | None:
         return None
 
 
+def _found(keys: Mapping | None) -> Mapping | None:
+    """The mapping an index query found (the index holds keys only): read by its key."""
+    if keys is None:
+        return None
+    try:
+        return Mapping.get(keys.pk, keys.sk, consistent_read=True)
+    except Mapping.DoesNotExist:
+        return None  # deleted since the index was written
+
+
 def mapping_by_crm_id(connection_id: str, crm_id: str) -> Mapping | None:
     """The mapping of a CRM person (GSI1; eventually consistent like every index)."""
     hash_key = f"CONN#{connection_id}#CRM#{crm_id}"
-    return next(iter(Mapping.by_crm_id.query(hash_key, Mapping.gsi1sk == "MAP", limit=1)), None)
+    query = Mapping.by_crm_id.query(hash_key, Mapping.gsi1sk == "MAP", limit=1)
+    return _found(next(iter(query), None))
 
 
 def mapping_by_provider_id(connection_id: str, provider_id: str) -> Mapping | None:
     """The mapping of a provider contact (GSI2)."""
     hash_key = f"CONN#{connection_id}#PRV#{provider_id}"
     query = Mapping.by_provider_id.query(hash_key, Mapping.gsi2sk == "MAP", limit=1)
-    return next(iter(query), None)
+    return _found(next(iter(query), None))
 
 
 def put_mapping(

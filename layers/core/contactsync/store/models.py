@@ -5,10 +5,12 @@ Every item of a connection shares ``PK=CONN#<id>``; the sort key says what the i
 - connection:    PK=CONN#<id>  SK=CONNECTION
                  GSI1 COMPANY#<company> / USER#<user>#CONN#<id>; DueIndex (sparse)
                  DUE#<shard> / <next run at>
+- tokens:        PK=CONN#<id>  SK=TOKENS (the connection's sealed provider tokens)
 - cursor:        PK=CONN#<id>  SK=CURSOR#<side>
 - mapping:       PK=CONN#<id>  SK=MAP#<mapping id>
                  GSI1 CONN#<id>#CRM#<crm id> / MAP; GSI2 CONN#<id>#PRV#<provider id> / MAP
-- pending op:    PK=CONN#<id>  SK=OP#<op id>
+- pending op:    PK=CONN#<id>#OPS  SK=OP#<op id> (a partition of its own: a pass reads them
+                 all, and the mappings' partition may hold 100,000 items)
 - audit:         PK=CONN#<id>  SK=LOG#<iso time>#<seq>, TTL on expires_at
                  AuditIndex (sparse) <about> / SK, about = CONN#<id>#CRM#<crm id> (the CRM
                  person it names, so a pair's entries are one key), else CONN#<id>#PRV#<provider
@@ -55,10 +57,11 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from contactsync.contacts.model import Contact
+from contactsync.store.attributes import ZippedJSON, ZippedText
 
 DUE_SHARDS = 8  # DueIndex partitions: connection ids hash over these so no shard is hot
 
@@ -93,11 +96,15 @@ class _TableMeta:
 
 
 class ConnectionsByOwner(GlobalSecondaryIndex["Connection"]):  # type: ignore[no-untyped-call]
-    """GSI1 for connections: ``COMPANY#<company>`` / ``USER#<user>#CONN#<id>``."""
+    """GSI1 for connections: ``COMPANY#<company>`` / ``USER#<user>#CONN#<id>``.
+
+    GSI1, GSI2 and DueIndex carry keys only: an update that moves no key of theirs writes
+    nothing to them (with every attribute projected, each update of a 2 KB connection was
+    copied whole into two indexes). A query reads the items it finds by key."""
 
     class Meta:
         index_name = "GSI1"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
     gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
@@ -108,7 +115,7 @@ class ConnectionsDue(GlobalSecondaryIndex["Connection"]):  # type: ignore[no-unt
 
     class Meta:
         index_name = "DueIndex"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     due_shard = UnicodeAttribute(hash_key=True)
     next_run_at = UnicodeAttribute(range_key=True)
@@ -119,7 +126,7 @@ class MappingsByCrmId(GlobalSecondaryIndex["Mapping"]):  # type: ignore[no-untyp
 
     class Meta:
         index_name = "GSI1"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
     gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
@@ -130,7 +137,7 @@ class MappingsByProviderId(GlobalSecondaryIndex["Mapping"]):  # type: ignore[no-
 
     class Meta:
         index_name = "GSI2"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     gsi2pk = UnicodeAttribute(hash_key=True, attr_name="GSI2PK")
     gsi2sk = UnicodeAttribute(range_key=True, attr_name="GSI2SK")
@@ -210,7 +217,9 @@ class Connection(Model):
     phone_region = UnicodeAttribute(default="US")
     visible_to = NumberAttribute(null=True)  # the CRM's visible_to for persons we create
     poll_seconds = NumberAttribute(default=0)  # the adaptive polling interval last chosen
-    credentials = BinaryAttribute(null=True, legacy_encoding=False)  # vault-sealed tokens
+    # Vault-sealed tokens as connections stored them before they had an item of their own
+    # (``ConnectionTokens``): read until the tokens are next sealed, then removed.
+    legacy_credentials = BinaryAttribute(null=True, legacy_encoding=False, attr_name="credentials")
     oauth_state = BinaryAttribute(null=True, legacy_encoding=False)  # vault-sealed flow / PKCE
     # ListAttribute[str]: PynamoDB types ``of`` as the element type, so readers get list[str].
     crm_webhook_ids = ListAttribute[str](of=UnicodeAttribute, default=list)  # type: ignore[arg-type]
@@ -235,6 +244,9 @@ class Connection(Model):
     # When a pass request was last put on the queue for a push, if no pass has begun since:
     # further pushes only add their hints and send nothing (a burst asks for one pass).
     wake_queued_at = UnicodeAttribute(null=True)
+    # Until when the scheduler's claim holds (a pass for it is queued): set in place, so a claim
+    # moves no DueIndex key; every new schedule lets it go.
+    claimed_until = UnicodeAttribute(null=True)
     lease_owner = UnicodeAttribute(null=True)
     lease_until = UnicodeAttribute(null=True)
     held_plan = JSONAttribute(null=True)  # summary of a pass the safety guard held back
@@ -257,6 +269,20 @@ class Connection(Model):
 
     by_owner = ConnectionsByOwner()
     due = ConnectionsDue()
+
+
+class ConnectionTokens(Model):
+    """A connection's vault-sealed provider tokens (about 1.5 KB): an item apart from the
+    connection item, which every pass and scheduler claim writes (with the tokens in it, each
+    of those writes cost two units)."""
+
+    class Meta(_TableMeta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, attr_name="PK")
+    sk = UnicodeAttribute(range_key=True, attr_name="SK", default="TOKENS")
+    sealed = BinaryAttribute(legacy_encoding=False)
+    updated_at = UnicodeAttribute()
 
 
 class CursorItem(Model):
@@ -335,7 +361,7 @@ class PendingOpItem(Model):
     kind = UnicodeAttribute()  # "create" | "update" | "delete"
     mapping_id = UnicodeAttribute()
     target_id = UnicodeAttribute(default="")  # empty for a create
-    payload = UnicodeAttribute(default="{}")  # JSON
+    payload = ZippedText(default="{}")  # JSON
     created_at = UnicodeAttribute()
 
 
@@ -372,8 +398,8 @@ class AuditEntryItem(Model):
     provider_id = UnicodeAttribute(null=True)
     mapping_id = UnicodeAttribute(null=True)
     message = UnicodeAttribute(default="")
-    before = JSONAttribute(null=True)
-    after = JSONAttribute(null=True)
+    before = ZippedJSON(null=True)  # (compressed: the entry stays under 1 KB, one write unit)
+    after = ZippedJSON(null=True)
     details = JSONAttribute(null=True)
     expires_at = TTLAttribute()
     about = UnicodeAttribute(null=True)  # AuditIndex: the contact it is about (None: none)
@@ -402,7 +428,7 @@ class GrantsByCompany(GlobalSecondaryIndex["CrmGrant"]):  # type: ignore[no-unty
 
     class Meta:
         index_name = "GSI1"
-        projection = AllProjection()
+        projection = KeysOnlyProjection()
 
     gsi1pk = UnicodeAttribute(hash_key=True, attr_name="GSI1PK")
     gsi1sk = UnicodeAttribute(range_key=True, attr_name="GSI1SK")
@@ -506,6 +532,7 @@ class PassOutcomes(Model):
 
 MODELS: tuple[type[Model], ...] = (
     Connection,
+    ConnectionTokens,
     CursorItem,
     Mapping,
     PendingOpItem,

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pynamodb.attributes import MapAttribute
+
 from contactsync.engine.plan import MappingState
 from contactsync.store import (
     audit,
@@ -18,7 +20,7 @@ from contactsync.store import (
     mappings,
     pending_items,
 )
-from contactsync.store.keys import conn_pk
+from contactsync.store.keys import pending_pk
 from contactsync.store.models import (
     Connection,
     LastError,
@@ -84,12 +86,118 @@ def _view(conn: Connection | None) -> ConnectionView | None:
     )
 
 
+# What only passes write (under the lease): a change to the value the pass read is skipped. The
+# rest (state, held, ...) the user changes too, so a pass always writes what it sets.
+_PASS_OWNED = frozenset(
+    {
+        "last_error",
+        "poll_seconds",
+        "plan_open",
+        "counts",
+        "limits",
+        "inflight_ops",
+        "inflight_at",
+        "progress",
+        "change_window",
+        "settle_until",
+        "list_in_full",
+        "last_full_at",
+    }
+)
+
+
+def _attribute_values(changes: dict[str, Any]) -> dict[str, Any]:
+    """A pass's connection changes as item attributes."""
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "held":
+            values["held_plan"] = value
+        elif name == "progress":
+            values["progress"] = Progress(**value) if value is not None else None
+        elif name == "last_error":
+            values["last_error"] = LastError(**value) if value is not None else None
+        elif name == "mapped_count":
+            values.setdefault("counts", {})["mapped"] = value
+        elif name == "settle_until":
+            values["settle_until"] = value or None
+        else:
+            values[name] = value
+    return values
+
+
+def _same(attribute: Any, stored: Any, value: Any) -> bool:
+    def plain(v: Any) -> Any:
+        if v is None:
+            return None
+        if isinstance(v, dict) and isinstance(attribute, MapAttribute):
+            v = type(attribute)(**v) if type(attribute) is not MapAttribute else v
+        try:
+            return attribute.serialize(v)
+        except (AttributeError, TypeError, ValueError):
+            return v
+
+    empty: tuple[Any, ...] = (None, [], {}, "")
+    if stored in empty and value in empty:
+        return True
+    return bool(plain(stored) == plain(value))
+
+
+def _schedule_stands(item: Connection, wanted: Any) -> bool:
+    """A pass asks for its connection's next pass no later than ``wanted``. A schedule still
+    to come that is no later than that stands: moving it would cost a DueIndex key move (two
+    index writes) to make a pass come later. So a pushed pass between two safety polls leaves
+    the next poll where it is; a pass that was due (the schedule is past) always moves it."""
+    if not isinstance(wanted, datetime) or not item.next_run_at or item.claimed_until:
+        return False  # unscheduling, not scheduled, or a scheduler's claim to end
+    stands = datetime.fromisoformat(item.next_run_at)
+    return utcnow() < stands <= wanted
+
+
 class DynamoPassStore:
+    """One pass's store (a new one per pass): it remembers the connection item and the cursors
+    as the pass read them, so that it writes only what the pass changes."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Connection] = {}
+        self._cursors: dict[tuple[str, str], Cursor] = {}
+
+    def _remember(self, conn: Connection | None) -> ConnectionView | None:
+        if conn is not None:
+            self._items[conn.connection_id] = conn
+        return _view(conn)
+
+    def _changed(self, connection_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` without the pass-owned attributes that already hold them, and without a
+        next run when the schedule stands (``_schedule_stands``)."""
+        item = self._items.get(connection_id)
+        if item is None:
+            return values
+        attributes = Connection.get_attributes()
+        return {
+            name: value
+            for name, value in values.items()
+            if not (
+                (name == "next_run_at" and _schedule_stands(item, value))
+                or (name in _PASS_OWNED and _same(attributes[name], getattr(item, name), value))
+            )
+        }
+
+    def _written(self, connection_id: str, values: dict[str, Any]) -> None:
+        item = self._items.get(connection_id)
+        if item is not None:
+            for name, value in values.items():
+                if name == "next_run_at":
+                    item.next_run_at = iso(value) if isinstance(value, datetime) else value
+                    item.claimed_until = None
+                else:
+                    setattr(item, name, value)
+
     def load_connection(self, connection_id: str) -> ConnectionView | None:
-        return _view(connections.get_connection(connection_id))
+        return self._remember(connections.get_connection(connection_id))
 
     def answer_ring(self, connection_id: str) -> ConnectionView | None:
-        return _view(connections.answer_ring(connection_id))
+        """The lease this store took answered the ring already (``acquire_lease``)."""
+        return self._remember(connections.get_connection(connection_id))
 
     def add_hints(
         self, connection_id: str, crm_ids: Sequence[str], provider_ids: Sequence[str] = ()
@@ -108,40 +216,46 @@ class DynamoPassStore:
         connections.drop_hints(connection_id, {"crm": crm_ids, "provider": provider_ids}, added)
 
     def update_connection(self, connection_id: str, **changes: Any) -> None:
-        values: dict[str, Any] = {}
-        for name, value in changes.items():
-            if name == "held":
-                values["held_plan"] = value
-            elif name == "progress":
-                values["progress"] = Progress(**value) if value is not None else None
-            elif name == "last_error":
-                values["last_error"] = LastError(**value) if value is not None else None
-            elif name == "mapped_count":
-                values.setdefault("counts", {})["mapped"] = value
-            elif name == "settle_until":
-                values["settle_until"] = value or None
-            else:
-                values[name] = value
-        connections.update_connection(connection_id, **values)
+        values = self._changed(connection_id, _attribute_values(changes))
+        if not values:
+            return
+        if not connections.set_attributes(connection_id, **values):
+            raise LookupError(f"connection {connection_id} not found")
+        self._written(connection_id, values)
 
     def acquire_lease(self, connection_id: str, owner: str, now: datetime, seconds: int) -> bool:
-        return connections.acquire_lease(connection_id, owner, seconds, now)
+        """Taking the lease answers the ring too (one write): see ``answer_ring``."""
+        return connections.acquire_lease(connection_id, owner, seconds, now, answer_ring=True)
 
-    def release_lease(self, connection_id: str, owner: str) -> None:
-        connections.release_lease(connection_id, owner)
+    def release_lease(self, connection_id: str, owner: str, **changes: Any) -> None:
+        values = self._changed(connection_id, _attribute_values(changes))
+        connections.release_lease(connection_id, owner, **values)
+        self._written(connection_id, values)
 
     def cursor(self, connection_id: str, side: str) -> Cursor | None:
         item = cursors.get_cursor(connection_id, side)
         if item is None:
             return None
-        return Cursor(
+        cursor = Cursor(
             position=item.position,
             complete=item.complete,
             full=item.full,
             taken_at=item.taken_at or "",
         )
+        self._cursors[(connection_id, side)] = cursor
+        return cursor
 
     def save_cursor(self, connection_id: str, side: str, cursor: Cursor) -> None:
+        """Written only when it moved: a pass that found nothing new leaves it (and its
+        ``taken_at``: the connection's ``last_success_at`` says when it was last read)."""
+        read = self._cursors.get((connection_id, side))
+        if read is not None and (read.position, read.complete, read.full) == (
+            cursor.position,
+            cursor.complete,
+            cursor.full,
+        ):
+            return
+        self._cursors[(connection_id, side)] = cursor
         taken = datetime.fromisoformat(cursor.taken_at) if cursor.taken_at else None
         cursors.put_cursor(
             connection_id, side, cursor.position, cursor.complete, cursor.full, taken_at=taken
@@ -225,7 +339,7 @@ class DynamoPassStore:
                 first = op.writes[0] if op.writes else None
                 batch.save(
                     PendingOpItem(
-                        conn_pk(connection_id),
+                        pending_pk(connection_id),
                         f"OP#{op.op_id}",
                         op_id=op.op_id,
                         side=first.side if first else "",

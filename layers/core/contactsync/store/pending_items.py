@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from contactsync.store.keys import conn_pk
+from contactsync.store.keys import pending_pk
 from contactsync.store.models import PendingOpItem, iso, utcnow
 
 
@@ -27,7 +27,7 @@ def put_pending(
     """Record a write before it is sent, so a crash can be recovered without a duplicate."""
     op_id = op_id or uuid.uuid4().hex
     pending = PendingOpItem(
-        conn_pk(connection_id),
+        pending_pk(connection_id),
         f"OP#{op_id}",
         op_id=op_id,
         side=side,
@@ -43,25 +43,25 @@ def put_pending(
 
 def list_pending(connection_id: str) -> list[PendingOpItem]:
     """The connection's pending ops, oldest first."""
-    pk = conn_pk(connection_id)
+    pk = pending_pk(connection_id)
     items = list(PendingOpItem.query(pk, PendingOpItem.sk.startswith("OP#"), consistent_read=True))
     return sorted(items, key=lambda p: (p.created_at, p.op_id))
 
 
 def delete_pending(connection_id: str, op_id: str) -> None:
-    PendingOpItem(conn_pk(connection_id), f"OP#{op_id}").delete()
+    PendingOpItem(pending_pk(connection_id), f"OP#{op_id}").delete()
 
 
 def delete_pending_many(connection_id: str, op_ids: Sequence[str]) -> None:
     """Delete several pending ops in batches of 25."""
     with PendingOpItem.batch_write() as batch:
         for op_id in op_ids:
-            batch.delete(PendingOpItem(conn_pk(connection_id), f"OP#{op_id}"))
+            batch.delete(PendingOpItem(pending_pk(connection_id), f"OP#{op_id}"))
 
 
 def delete_all_pending(connection_id: str) -> None:
     """Delete every pending op of a connection (batch writes)."""
-    pk = conn_pk(connection_id)
+    pk = pending_pk(connection_id)
     with PendingOpItem.batch_write() as pending:
         for op in PendingOpItem.query(pk, PendingOpItem.sk.startswith("OP#")):
             pending.delete(op)

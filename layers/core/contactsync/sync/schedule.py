@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from contactsync.runtime.messages import SyncMessage
 from contactsync.runtime.queue import PassQueue
-from contactsync.store.connections import due_connections, set_next_run
+from contactsync.store.connections import claim_due, due_connections
 
 CLAIM = timedelta(minutes=5)  # a claimed connection is not enqueued again for this long
 
@@ -18,12 +18,11 @@ def enqueue_due(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     limit: int = 1000,
 ) -> int:
-    """One message per due connection; each is pushed back by CLAIM so a slow queue does not
-    get it twice (the pass sets the real next run when it finishes)."""
+    """One message per due connection; each is claimed for CLAIM so a slow queue does not get
+    it twice (the pass sets the real next run when it finishes, which ends the claim). A claim
+    is one small write that moves no index key."""
     now = clock()
-    due = due_connections(now, limit=limit)
-    for connection_id in due:
-        set_next_run(connection_id, now + CLAIM)
+    due = [c for c in due_connections(now, limit=limit) if claim_due(c, now, now + CLAIM)]
     if not due:
         return 0
     return queue.send(SyncMessage(connection_id=c, reason="schedule") for c in due)

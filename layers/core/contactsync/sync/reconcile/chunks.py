@@ -76,7 +76,8 @@ class Applier:
         self.look.begin(work, cursor_ops)
         self.sender.lost.begin(work)
         start = 0
-        for chunk in chunks(work):
+        planned = list(chunks(work))
+        for n, chunk in enumerate(planned, 1):
             if self.scope.out_of_time():
                 return False
             if start > 0 and self.scope.stopped():
@@ -99,14 +100,24 @@ class Applier:
                 store.update_connection(
                     cid, inflight_ops=[], progress=self.progress, mapped_count=self.mapped
                 )
-            else:
+            elif n < len(planned) or not cursor_ops:
                 store.update_connection(cid, inflight_ops=[], mapped_count=self.mapped)
+            # (else the pass's closing write clears them, with the count, once the cursors have
+            # advanced: nothing is sent in between, and a plan made after a crash there clears
+            # them first)
         for op in cursor_ops:
-            self.scope.ctx.crash_point("before_cursor_advance")
-            for side_name, fields in op.cursors.items():
-                store.save_cursor(cid, side_name, Cursor(**fields))
-            store.drop_pending(cid, [op.op_id])
+            self.advance_cursors(op, stored=True)
         return True
+
+    def advance_cursors(self, op: PendingOp, *, stored: bool) -> None:
+        """Save the cursors a plan's last op carries, then drop the op (``stored``: it was
+        saved as a pending op)."""
+        store, cid = self.scope.store, self.scope.cid
+        self.scope.ctx.crash_point("before_cursor_advance")
+        for side_name, fields in op.cursors.items():
+            store.save_cursor(cid, side_name, Cursor(**fields))
+        if stored:
+            store.drop_pending(cid, [op.op_id])
 
     def _apply_chunk(self, chunk: Sequence[PendingOp], recovering: set[str]) -> None:
         sent = Sent()

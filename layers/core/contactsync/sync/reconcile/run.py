@@ -67,7 +67,7 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
         runner.fail(ProviderError(f"an unexpected {type(exc).__name__}; retrying automatically"))
         raise
     finally:
-        store.release_lease(connection_id, ctx.owner)
+        store.release_lease(connection_id, ctx.owner, **runner.closing)
 
 
 def preview_pass(connection_id: str, ctx: PassContext) -> Plan:

@@ -129,6 +129,7 @@ def closing(status: Status, message: str, end: PassEnd) -> tuple[dict[str, Any],
         "next_run_at": now + timedelta(seconds=end.interval),
         "poll_seconds": end.interval,
         "plan_open": False,
+        "inflight_ops": [],
     }
     if end.state in (ConnectionState.SYNCING_INITIAL, ConnectionState.NEEDS_ATTENTION):
         changes["state"] = transition(end.state, ConnectionState.ACTIVE)

@@ -40,6 +40,7 @@ class SyncPass:
         self.settling = Settling(scope)
         self.applier = Applier(scope, self.counts, self.hints)
         self.listed_in_full = False
+        self.closing: dict[str, Any] = {}  # the connection's changes as the pass ends
 
     def run(self) -> PassResult:
         store, conn = self.scope.store, self.scope.conn
@@ -78,6 +79,9 @@ class SyncPass:
         if self.scope.stopped():  # stopped (or signed out) while this pass read: write nothing
             return PassResult("skipped", "the connection stopped during the pass")
         self._open_plan(planned, outcomes, work=len(ops) - 1)
+        if len(ops) == 1:  # nothing to write: no plan is stored, the cursors advance now
+            self.applier.advance_cursors(ops[0], stored=False)
+            return self.result("done", "pass complete")
         store.save_pending(self.scope.cid, ops)
         self.scope.ctx.crash_point("after_pending")
         if not self._apply(ops, recovering=set()):
@@ -124,7 +128,9 @@ class SyncPass:
     def _open_plan(self, planned: Planned, outcomes: list[Outcome], *, work: int) -> None:
         """Mark the connection's plan open (written before the plan: a crash may follow), with
         what waits, the change window, and for a confirmed pass the state it goes back to."""
-        opened: dict[str, Any] = {"plan_open": True}
+        # (a plan of nothing but the cursors is never stored: nothing of it can be left open)
+        opened: dict[str, Any] = {"plan_open": True} if work else {}
+        opened["inflight_ops"] = []  # none of this plan's ids is in flight yet
         opened.update(
             self.settling.wait_and_count(
                 outcomes, planned.pass_input, listed_in_full=self.listed_in_full, hints=self.hints
@@ -151,7 +157,10 @@ class SyncPass:
         scope, sides = self.scope, self.scope.sides
         self.hints.finish(self.settling.waiting)
         if status == "continue":
-            scope.store.update_connection(scope.cid, plan_open=False)  # handed to the next pass
+            # handed to the next pass
+            scope.store.update_connection(
+                scope.cid, plan_open=False, inflight_ops=[], mapped_count=self.applier.mapped
+            )
             waits = scope.confirmed and self.state == ConnectionState.NEEDS_ATTENTION
             going_on: Reason = "confirm" if waits else "continuation"
             return PassResult(status, message, counts=self.counts, continue_as=going_on)
@@ -175,6 +184,6 @@ class SyncPass:
             settle_until=self.settling.until if self.settling.anything_waits() else "",
             unclaimed=bool(self.applier.look.unclaimed),
         )
-        changes, answer = closing(status, message, end)
-        scope.store.update_connection(scope.cid, **changes)
+        # Written as the lease is given back (one write): see ``run_pass``.
+        self.closing, answer = closing(status, message, end)
         return answer
