@@ -807,3 +807,32 @@ def test_a_hand_edit_an_earlier_pass_saw_loses_to_the_sources_change_whatever_th
     assert (write.side, write.after.job_title) == ("provider", "Director")
     (conflict,) = outcome.conflicts
     assert (conflict.winner, conflict.loser_value) == ("crm", "Buyer")
+
+
+def test_a_fed_sides_time_from_an_edit_of_another_field_does_not_beat_the_sources_change() -> None:
+    # Given a linked pair in a connection where the CRM feeds Google; Google's job title and
+    # the CRM's both changed since the last pass, the CRM's after Google's, and then Google's
+    # notes edited by hand (so Google's modified time is the latest of the three)
+    settings = SyncSettings(direction="to_provider")
+    theirs = crm(BASE.with_fields(job_title="Director"), modified_at="2026-12-05T10:01:00Z")
+    ours = provider(
+        BASE.with_fields(job_title="Buyer", notes="Met in Lyon"), modified_at="2026-12-05T10:05:00Z"
+    )
+    (outcome,) = pass_of([(mapping(), theirs, ours)], settings=settings).outcomes
+    # Then Google's time cannot say when its title was edited: the source's title wins, and the
+    # hand-edited notes (a field the CRM did not change) stay
+    (write,) = outcome.writes
+    assert (write.side, write.after.job_title) == ("provider", "Director")
+    (conflict,) = outcome.conflicts
+    assert (conflict.field, conflict.winner) == ("job_title", "crm")
+
+
+def test_a_source_time_given_to_the_second_is_not_beaten_by_a_hand_edit_within_that_second() -> (
+    None
+):
+    settings = SyncSettings(direction="to_provider")
+    theirs = crm(BASE.with_fields(job_title="Director"), modified_at="2026-12-05T10:00:00Z")
+    ours = provider(BASE.with_fields(job_title="Buyer"), modified_at="2026-12-05T10:00:00.400Z")
+    (outcome,) = pass_of([(mapping(), theirs, ours)], settings=settings).outcomes
+    (write,) = outcome.writes
+    assert write.after.job_title == "Director"

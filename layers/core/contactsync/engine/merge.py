@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from contactsync.contacts.model import ALL_FIELDS, LIST_FIELDS, Contact
@@ -137,7 +137,8 @@ def policy_winner(
 
 
 def _one_way_winner(direction: str, crm_modified: str, provider_modified: str) -> tuple[Side, str]:
-    """The source wins, unless the fed side was edited after the source's change."""
+    """The source wins, unless the fed side was edited after the source's change (known to be
+    after it: a source time given to the second may be up to a second later)."""
     source: Side
     fed: Side
     if direction == "to_crm":
@@ -148,12 +149,36 @@ def _one_way_winner(direction: str, crm_modified: str, provider_modified: str) -
         why = "direction to_provider: the CRM feeds the address book"
         source_time, fed_time, fed_name = crm_modified, provider_modified, "address book"
     source_at, fed_at = _instant(source_time), _instant(fed_time)
+    if source_at is not None and not source_at.microsecond:
+        source_at += timedelta(seconds=1)  # a time to the second: the change may be that late
     if source_at is not None and fed_at is not None and fed_at > source_at:
         return fed, (
             f"{why}, but the {fed_name} was edited by hand at {fed_time}, after the source "
             f"changed ({source_time}): the hand edit stays until the source changes it again"
         )
     return source, why
+
+
+def _old_on_fed(
+    base: Contact, crm: Contact, provider: Contact, settings: SyncSettings, fed_known: Contact
+) -> frozenset[str]:
+    """The fields whose value on the fed side of a one-way pair is no hand edit new to this pass.
+
+    The fed side's modified time is that of its latest change, of whatever field. It tells when
+    a conflicting hand edit was made only where every change new on the fed side is on a field
+    the source changed too; otherwise every field is taken as old, and the source wins.
+    """
+    to_crm = settings.direction == "to_crm"
+    source, fed = (provider, crm) if to_crm else (crm, provider)
+    carried = settings.carried("crm" if to_crm else "provider")
+    region = settings.phone_region
+    new = {f for f in carried if field_key(fed, f, region) != field_key(fed_known, f, region)}
+    source_changed = {
+        f for f in ALL_FIELDS if field_key(source, f, region) != field_key(base, f, region)
+    }
+    if not new <= source_changed:
+        return frozenset(ALL_FIELDS)
+    return frozenset(ALL_FIELDS) - new
 
 
 def _other(side: str, modified: str) -> str:
@@ -245,13 +270,11 @@ def merge(  # noqa: PLR0917  # three contacts, the settings and the two sides' t
     The result holds only fields at least one side carries. Where nothing changed it keeps the
     base's value as stored, so formatting is never rewritten for its own sake.
     """
-    old_on_fed: frozenset[str] = frozenset()
-    if fed_known is not None and settings.direction != "two_way":
-        fed = crm if settings.direction == "to_crm" else provider
-        region = settings.phone_region
-        old_on_fed = frozenset(
-            f for f in ALL_FIELDS if field_key(fed, f, region) == field_key(fed_known, f, region)
-        )
+    old_on_fed = (
+        _old_on_fed(base, crm, provider, settings, fed_known or base)
+        if settings.direction != "two_way" and not linking
+        else frozenset()
+    )
     times = (crm_modified, provider_modified)
     resolver = _Resolver(settings, times, linking=linking, old_on_fed=old_on_fed)
     values: dict[str, object] = {}
