@@ -25,13 +25,14 @@ from contactsync.providers.base import (
     Transient,
 )
 from contactsync.providers.google import GoogleContacts
-from contactsync.providers.google.adapter import MY_CONTACTS, NOT_IN_GROUP
+from contactsync.providers.google.adapter import MY_CONTACTS
 from contactsync.providers.google.mapping import (
     TAG_KEY,
     from_person,
     person_fields_changed,
     to_person,
 )
+from contactsync.providers.google.persons import NOT_IN_GROUP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

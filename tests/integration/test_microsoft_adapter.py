@@ -19,7 +19,7 @@ from contactsync.providers.base import (
     RateLimited,
     Transient,
 )
-from contactsync.providers.microsoft.adapter import MOVED_OUT
+from contactsync.providers.microsoft.items import MOVED_OUT
 from contactsync.providers.microsoft.mapping import changed_properties, from_graph, to_graph
 
 from tests.integration.graph_fixtures import Mailbox, Receiver, control, graph, mailbox, receiver

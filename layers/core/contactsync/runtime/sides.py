@@ -27,6 +27,7 @@ from contactsync.auth import pipedrive as pipedrive_auth
 from contactsync.auth.tokens import TokenSources
 from contactsync.auth.vault import TokenVault
 from contactsync.providers.base import ContactSide
+from contactsync.runtime import oauth_configs
 from contactsync.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -63,33 +64,15 @@ class Wiring:
 
     @property
     def microsoft(self) -> microsoft_auth.MicrosoftOAuthConfig:
-        s = self.settings
-        return microsoft_auth.MicrosoftOAuthConfig(
-            client_id=s.microsoft_client_id,
-            client_secret=s.microsoft_client_secret,
-            authority=s.microsoft_authority,
-            ca_bundle=s.microsoft_ca_bundle,
-        )
+        return oauth_configs.microsoft_config(self.settings)
 
     @property
     def pipedrive(self) -> pipedrive_auth.PipedriveOAuthConfig:
-        s = self.settings
-        return pipedrive_auth.PipedriveOAuthConfig(
-            client_id=s.pipedrive_client_id,
-            client_secret=s.pipedrive_client_secret,
-            authorize_url=f"{s.pipedrive_oauth_url}/oauth/authorize",
-            token_url=f"{s.pipedrive_oauth_url}/oauth/token",
-        )
+        return oauth_configs.pipedrive_config(self.settings)
 
     @property
     def google(self) -> google_auth.GoogleOAuthConfig:
-        s = self.settings
-        return google_auth.GoogleOAuthConfig(
-            client_id=s.google_client_id,
-            client_secret=s.google_client_secret,
-            authorize_url=s.google_auth_url,
-            token_url=s.google_token_url,
-        )
+        return oauth_configs.google_config(self.settings)
 
     @cached_property
     def tokens(self) -> TokenSources:

@@ -5,12 +5,8 @@ listing asks for ``requestSyncToken``, later reads send the token and get only c
 persons flagged ``metadata.deleted``. An expired token is CursorExpired. Every connection is
 listed; a person outside the chosen group comes back ``in_scope=False``.
 
-Writes use the batch methods (create and update 200 contacts a call, delete 500), one at a time
-per adapter (Google asks for sequential mutations per user). A batch fails as a whole and names
-the contacts at fault (``contactErrors``): those get a per-contact error and the rest are sent
-again. An update first reads the current persons (``people:batchGet``): Google wants the
-contact's ``metadata.sources`` and etag back, a stale etag is a PreconditionFailed without
-writing, and the masked fields are rebuilt on the current values (``mapping.rebuilt``).
+Writes go in batches, one at a time per adapter (``writes``); persons are read as
+``RemoteContact``s, and by resource name, in ``persons``.
 
 Every request goes through ``people_api`` (the transport under Google's rules,
 ``errors.GOOGLE``); creates are never sent twice blindly. What a failed batch says of its
@@ -19,9 +15,7 @@ contacts is read in ``errors``; the mapping to the canonical contact is in ``map
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -34,38 +28,19 @@ from contactsync.providers.base import (
     ContactDelete,
     ContactUpdate,
     NewContact,
-    NotFound,
-    PreconditionFailed,
-    ProviderError,
-    RateLimited,
     RemoteContact,
-    Transient,
     WriteResult,
 )
-from contactsync.providers.google.errors import (
-    batch_error,
-    contact_errors,
-    error_of,
-    status_error,
-)
-from contactsync.providers.google.mapping import (
-    MODELLED,
-    TAG_KEY,
-    from_person,
-    is_primary,
-    person_fields_changed,
-    rebuilt,
-    tag_of,
-    to_person,
-)
+from contactsync.providers.google.mapping import is_primary, tag_of
 from contactsync.providers.google.people_api import PeopleApi
-from contactsync.providers.transport import answer_body, chunks
+from contactsync.providers.google.persons import (
+    PERSON_FIELDS,
+    batch_get,
+    remote_of,
+)
+from contactsync.providers.google.writes import PeopleWrites
 
 MY_CONTACTS = "contactGroups/myContacts"
-NOT_IN_GROUP = "not in the contact group"
-PERSON_FIELDS = ",".join((*MODELLED, "memberships", "clientData", "metadata"))
-WRITE_BATCH = 200  # batchCreateContacts / batchUpdateContacts / people:batchGet
-DELETE_BATCH = 500  # batchDeleteContacts
 CONTINUES = "{"  # a position continuing a listing is JSON; a sync token never starts so
 
 
@@ -94,7 +69,7 @@ class GoogleContacts:
         self._api = PeopleApi(base_url=base_url, token=token, client=client)
         self._group = group_id
         self._page_size = page_size
-        self._mutating = threading.Lock()  # Google wants one mutation at a time per user
+        self._writes = PeopleWrites(self._api, group_id)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -138,7 +113,8 @@ class GoogleContacts:
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
         """Current state of these persons (``people:batchGet``, 200 a call); None when Google
         says NOT_FOUND. A person the answer leaves out is left out here too (unknown)."""
-        return {rn: None if p is None else self._remote(p) for rn, p in self._persons(ids).items()}
+        found = batch_get(self._api, ids, self._group)
+        return {rn: None if p is None else self._remote(p) for rn, p in found.items()}
 
     def id_for_tag(self, tag: str) -> str:
         return ""  # the side chooses its ids
@@ -190,55 +166,16 @@ class GoogleContacts:
                     found[remote.id] = remote
         return list(found.values())
 
-    # --- writing ------------------------------------------------------------------------------
+    # --- writing (``writes``) ----------------------------------------------------------------
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
-        """``people:batchCreateContacts``, 200 a call, in the chosen group, tagged."""
-        results: dict[int, WriteResult] = {}
-        with self._mutating:
-            self._inchunks(
-                list(range(len(items))),
-                WRITE_BATCH,
-                lambda chunk: self._create_chunk(items, chunk, results),
-                lambda i, error: results.__setitem__(i, WriteResult(items[i].tag, error=error)),
-            )
-        return [results[i] for i in range(len(items))]
+        return self._writes.create(items)
 
     def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
-        """``people:batchUpdateContacts`` with only the changed person fields in the mask.
-
-        Google takes one mask per call, so contacts are grouped by the fields they change."""
-        results: dict[int, WriteResult] = {}
-        by_mask: dict[tuple[str, ...], list[int]] = {}
-        for i, item in enumerate(items):
-            mask = tuple(person_fields_changed(item.before, item.after))
-            if mask:
-                by_mask.setdefault(mask, []).append(i)
-            else:  # nothing Google holds differs: no request at all
-                results[i] = WriteResult(item.id)
-        with self._mutating:
-            for mask, indexes in by_mask.items():
-                self._inchunks(
-                    indexes,
-                    WRITE_BATCH,
-                    functools.partial(self._update_chunk, items, mask=mask, results=results),
-                    lambda i, error: results.__setitem__(i, WriteResult(items[i].id, error=error)),
-                )
-        return [results[i] for i in range(len(items))]
+        return self._writes.update(items)
 
     def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
-        """``people:batchDeleteContacts``, 500 a call; a contact already gone counts as deleted.
-
-        Google deletes without an etag check, so ``version`` is not used."""
-        results: dict[int, WriteResult] = {}
-        with self._mutating:
-            self._inchunks(
-                list(range(len(items))),
-                DELETE_BATCH,
-                lambda chunk: self._delete_chunk(items, chunk, results),
-                lambda i, error: results.__setitem__(i, WriteResult(items[i].id, error=error)),
-            )
-        return [results[i] for i in range(len(items))]
+        return self._writes.delete(items)
 
     # --- account and groups -------------------------------------------------------------------
 
@@ -274,173 +211,5 @@ class GoogleContacts:
             params = {**params, "pageToken": str(body["nextPageToken"])}
         return [(MY_CONTACTS, mine), *sorted(groups, key=lambda g: (g[1].casefold(), g[0]))]
 
-    # --- batches ------------------------------------------------------------------------------
-
-    def _inchunks(
-        self,
-        indexes: list[int],
-        size: int,
-        run: Callable[[list[int]], None],
-        fail: Callable[[int, ProviderError], None],
-    ) -> None:
-        """Run ``run`` on chunks of ``size``. A throttle or an outage keeps what was done: that
-        chunk and every later one get the error (so the caller records them and re-queues)."""
-        stop: ProviderError | None = None
-        for chunk in chunks(indexes, size):
-            if stop is None:
-                try:
-                    run(chunk)
-                    continue
-                except (RateLimited, Transient) as exc:
-                    stop = exc
-            for i in chunk:
-                fail(i, stop)
-
-    def _create_chunk(
-        self, items: Sequence[NewContact], chunk: list[int], results: dict[int, WriteResult]
-    ) -> None:
-        pending = list(chunk)
-        while pending:
-            contacts = [{"contactPerson": self._new_person(items[i])} for i in pending]
-            body = {"contacts": contacts, "readMask": PERSON_FIELDS}
-            resp = self._api.send("POST", "/v1/people:batchCreateContacts", json=body, retry=False)
-            if resp.status_code == 200:
-                created = self._api.json(resp).get("createdPeople") or []
-                by_tag = {tag_of(a.get("person") or {}): a for a in created}
-                for n, i in enumerate(pending):
-                    tag = items[i].tag
-                    answer = by_tag.get(tag) or (created[n] if n < len(created) else {})
-                    results[i] = self._written(tag, answer)
-                return
-            failed = contact_errors(resp, [str(n) for n in range(len(pending))])
-            for key, error in failed.items():
-                i = pending[int(key)]
-                results[i] = WriteResult(items[i].tag, error=error)
-            pending = [i for n, i in enumerate(pending) if str(n) not in failed]
-
-    def _update_chunk(
-        self,
-        items: Sequence[ContactUpdate],
-        chunk: list[int],
-        *,
-        mask: tuple[str, ...],
-        results: dict[int, WriteResult],
-    ) -> None:
-        current = self._persons([items[i].id for i in chunk])
-        sendable: dict[str, dict[str, Any]] = {}
-        index: dict[str, int] = {}
-        for i in chunk:
-            item = items[i]
-            person = current.get(item.id)
-            if person is None:
-                error: ProviderError = NotFound(f"Google contact {item.id} no longer exists")
-                results[i] = WriteResult(item.id, error=error)
-                continue
-            if item.version and person.get("etag") != item.version:
-                error = PreconditionFailed(f"Google contact {item.id} changed since it was read")
-                results[i] = WriteResult(item.id, error=error)
-                continue
-            sendable[item.id] = rebuilt(person, to_person(item.after), mask)
-            index[item.id] = i
-        while sendable:
-            body = {
-                "contacts": sendable,
-                "updateMask": ",".join(mask),
-                "readMask": PERSON_FIELDS,
-            }
-            resp = self._api.send("POST", "/v1/people:batchUpdateContacts", json=body)
-            if resp.status_code == 200:
-                answers = self._api.json(resp).get("updateResult") or {}
-                for rn in sendable:
-                    results[index[rn]] = self._written(rn, answers.get(rn) or {})
-                return
-            failed = contact_errors(resp, list(sendable))
-            for rn, error in failed.items():
-                results[index[rn]] = WriteResult(rn, error=error)
-            sendable = {rn: p for rn, p in sendable.items() if rn not in failed}
-
-    def _delete_chunk(
-        self, items: Sequence[ContactDelete], chunk: list[int], results: dict[int, WriteResult]
-    ) -> None:
-        names = [items[i].id for i in chunk]
-        resp = self._api.send(
-            "POST", "/v1/people:batchDeleteContacts", json={"resourceNames": names}
-        )
-        if resp.status_code == 404:  # one of them was already gone: delete one by one
-            for i in chunk:
-                one = self._api.send("DELETE", f"/v1/{items[i].id}:deleteContact")
-                ok = one.status_code in (200, 204, 404)
-                error = None if ok else error_of(one.status_code, answer_body(one), write=True)
-                results[i] = WriteResult(items[i].id, error=error)
-            return
-        if resp.status_code >= 400:
-            error = batch_error(resp)
-            for i in chunk:
-                results[i] = WriteResult(items[i].id, error=error)
-            return
-        for i in chunk:
-            results[i] = WriteResult(items[i].id)
-
-    def _written(self, key: str, answer: dict[str, Any]) -> WriteResult:
-        """One PersonResponse of a batch answer as a WriteResult."""
-        status = answer.get("status") or {}
-        code = int(answer.get("httpStatusCode") or 200)
-        if (status and int(status.get("code") or 0) != 0) or code >= 400:
-            return WriteResult(key, error=status_error(status or {"httpStatusCode": code}))
-        person = answer.get("person")
-        if not person:
-            return WriteResult(key, error=ProviderError("Google answered without the person"))
-        return WriteResult(key, remote=self._remote(person))
-
-    def _new_person(self, item: NewContact) -> dict[str, Any]:
-        person = to_person(item.contact)
-        person["memberships"] = [
-            {"contactGroupMembership": {"contactGroupResourceName": self._group}}
-        ]
-        person["clientData"] = [{"key": TAG_KEY, "value": item.tag}]
-        return person
-
-    def _persons(self, ids: Sequence[str]) -> dict[str, dict[str, Any] | None]:
-        """Raw persons by resource name, 200 per ``people:batchGet``; None when Google says
-        NOT_FOUND; absent when the answer left it out (a 200 that omits a name says nothing)."""
-        found: dict[str, dict[str, Any] | None] = {}
-        for chunk in chunks(list(ids), WRITE_BATCH):
-            params: dict[str, str | list[str]] = {
-                "personFields": PERSON_FIELDS,
-                "resourceNames": chunk,
-            }
-            resp = self._api.send("GET", "/v1/people:batchGet", params=params)
-            body = self._api.json(resp)
-            for answer in body.get("responses") or []:
-                person = answer.get("person")
-                rn = str(answer.get("requestedResourceName") or (person or {}).get("resourceName"))
-                written = self._written(rn, answer)
-                if isinstance(written.error, NotFound):
-                    found[rn] = None
-                elif written.error is not None:
-                    raise written.error
-                else:
-                    found[rn] = person
-        return {rn: found[rn] for rn in ids if rn in found}
-
     def _remote(self, person: dict[str, Any]) -> RemoteContact:
-        groups = {
-            (m.get("contactGroupMembership") or {}).get("contactGroupResourceName")
-            for m in person.get("memberships") or []
-        }
-        in_scope = self._group in groups
-        sources = (person.get("metadata") or {}).get("sources") or []
-        modified = next((s.get("updateTime") for s in sources if s.get("type") == "CONTACT"), "")
-        return RemoteContact(
-            id=str(person["resourceName"]),
-            contact=from_person(person),
-            version=str(person.get("etag") or ""),
-            modified_at=str(modified or ""),
-            in_scope=in_scope,
-            scope_reason="" if in_scope else NOT_IN_GROUP,
-            tag=tag_of(person),
-            # A contact linked to a profile gets a new resource name; the pass moves its link.
-            previous_ids=tuple(
-                str(n) for n in (person.get("metadata") or {}).get("previousResourceNames") or []
-            ),
-        )
+        return remote_of(person, self._group)

@@ -4,16 +4,16 @@ Reads use the folder's contacts delta (``Prefer: odata.maxpagesize``), writes go
 ``$batch`` (20 requests per batch). Every request goes through ``graph`` (the transport under
 Graph's rules, ``errors.GRAPH``, and the batches, whose sub-requests a busy mailbox answered 429
 are sent again after their short Retry-After). 410 on delta is CursorExpired, 412 a per-item
-PreconditionFailed. The mapping to the canonical contact is in ``mapping``.
+PreconditionFailed. The mapping to the canonical contact is in ``mapping``, an item as a
+RemoteContact (our tag in an extended property) in ``items``; writes are in ``writes``,
+change notifications in ``subscriptions``.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -27,18 +27,18 @@ from contactsync.providers.base import (
     RemoteContact,
     WriteResult,
 )
-from contactsync.providers.microsoft.errors import (
-    error_of,
-)
+from contactsync.providers.microsoft import subscriptions
+from contactsync.providers.microsoft.errors import error_of
 from contactsync.providers.microsoft.graph import GraphApi
-from contactsync.providers.microsoft.mapping import changed_properties, from_graph, to_graph
+from contactsync.providers.microsoft.items import (
+    TAG_EXPAND,
+    TAG_EXPAND_QUERY,
+    TAG_PROPERTY_ID,
+    remote_of,
+)
+from contactsync.providers.microsoft.lookup import lookup_requests
+from contactsync.providers.microsoft.writes import ContactWrites
 
-# Our mapping id lives in a named single-value extended property (a MAPI named property in our
-# own property set), so it survives edits in Outlook and can be searched with $filter.
-TAG_PROPERTY_ID = "String {3f6c2a8e-5b1d-4c7a-9e2f-8d4b6a1c0e57} Name contactsync.mapping"
-TAG_EXPAND = f"singleValueExtendedProperties($filter=id eq '{TAG_PROPERTY_ID}')"
-TAG_EXPAND_QUERY = "$expand=" + quote(TAG_EXPAND)  # for URLs we build ourselves ($batch)
-MOVED_OUT = "moved out of the folder"
 FULL = "full|"  # prefix of a position that continues a full listing
 
 
@@ -69,6 +69,7 @@ class MicrosoftContacts:
             client=client or httpx.Client(timeout=httpx.Timeout(30.0, connect=5.0)),
         )
         self._page_size = page_size
+        self._writes = ContactWrites(self._graph, folder_id)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -141,30 +142,7 @@ class MicrosoftContacts:
         """Contacts of the sync folder with one of these email addresses or display names: one
         ``$filter`` GET each, 20 per ``$batch``. (Graph filters ``emailAddresses`` only with
         ``any``/``eq`` on the address, and phones not at all: a phone-only twin is not found.)"""
-        filters = list(
-            dict.fromkeys(
-                [
-                    f"emailAddresses/any(a:a/address eq '{_quoted(e.value.strip())}')"
-                    for contact in contacts
-                    for e in contact.emails
-                    if e.value.strip()
-                ]
-                + [
-                    f"displayName eq '{_quoted(contact.full_name.strip())}'"
-                    for contact in contacts
-                    if contact.full_name.strip()
-                ]
-            )
-        )
-        folder = f"/me/contactFolders/{self._folder}/contacts"
-        requests = [
-            {
-                "id": str(i),
-                "method": "GET",
-                "url": f"{folder}?{urlencode({'$filter': f, '$top': '50'})}&{TAG_EXPAND_QUERY}",
-            }
-            for i, f in enumerate(filters)
-        ]
+        requests = lookup_requests(contacts, self._folder)
         found: dict[str, RemoteContact] = {}
         for answer in self._graph.batch(requests):
             if answer.status != 200:
@@ -184,82 +162,16 @@ class MicrosoftContacts:
             if str(folder.get("id")) != self._folder:
                 yield f"{self._base}/me/contactFolders/{folder['id']}/contacts"
 
-    # --- writing ------------------------------------------------------------------------------
+    # --- writing (``writes``) ----------------------------------------------------------------
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
-        requests: list[dict[str, Any]] = []
-        for i, item in enumerate(items):
-            body = to_graph(item.contact)
-            body["singleValueExtendedProperties"] = [{"id": TAG_PROPERTY_ID, "value": item.tag}]
-            requests.append(
-                {
-                    "id": str(i),
-                    "method": "POST",
-                    "url": f"/me/contactFolders/{self._folder}/contacts",
-                    "headers": {"Content-Type": "application/json"},
-                    "body": body,
-                }
-            )
-        results = []
-        for answer in self._graph.batch(requests, writes=True, retry=False):
-            tag = items[int(answer.id)].tag
-            if answer.status in (200, 201):
-                remote = self._remote(answer.body)
-                results.append(WriteResult(tag, remote=_with_tag(remote, tag)))
-            else:
-                results.append(WriteResult(tag, error=answer.failure()))
-        return results
+        return self._writes.create(items)
 
     def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
-        results: list[WriteResult] = []
-        requests: list[dict[str, Any]] = []
-        pending: list[str] = []
-        for item in items:
-            patch = changed_properties(item.before, item.after)
-            if not patch:  # nothing Graph holds differs: no request at all
-                results.append(WriteResult(item.id))
-                continue
-            headers = {"Content-Type": "application/json"}
-            if item.version:
-                headers["If-Match"] = item.version
-            requests.append(
-                {
-                    "id": str(len(requests)),
-                    "method": "PATCH",
-                    "url": f"/me/contacts/{item.id}",
-                    "headers": headers,
-                    "body": patch,
-                }
-            )
-            pending.append(item.id)
-        for answer in self._graph.batch(requests, writes=True):
-            cid = pending[int(answer.id)]
-            if answer.status == 200:
-                results.append(WriteResult(cid, remote=self._remote(answer.body)))
-            else:
-                results.append(WriteResult(cid, error=answer.failure()))
-        return results
+        return self._writes.update(items)
 
     def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
-        """Delete with If-Match; a contact already gone counts as deleted."""
-        requests: list[dict[str, Any]] = []
-        for i, item in enumerate(items):
-            request: dict[str, Any] = {
-                "id": str(i),
-                "method": "DELETE",
-                "url": f"/me/contacts/{item.id}",
-            }
-            if item.version:
-                request["headers"] = {"If-Match": item.version}
-            requests.append(request)
-        results = []
-        for answer in self._graph.batch(requests, writes=True):
-            cid = items[int(answer.id)].id
-            if answer.error is None and answer.status in (200, 204, 404):
-                results.append(WriteResult(cid))
-            else:
-                results.append(WriteResult(cid, error=answer.failure()))
-        return results
+        return self._writes.delete(items)
 
     # --- account, folders, subscriptions ------------------------------------------------------
 
@@ -291,63 +203,21 @@ class MicrosoftContacts:
     def create_subscription(
         self, *, notification_url: str, lifecycle_url: str, client_state: str, expires_at: datetime
     ) -> tuple[str, datetime]:
-        body = {
-            "changeType": "created,updated,deleted",
-            "notificationUrl": notification_url,
-            "lifecycleNotificationUrl": lifecycle_url,
-            "resource": f"me/contactFolders/{self._folder}/contacts",
-            "expirationDateTime": _iso(expires_at),
-            "clientState": client_state,
-        }
-        sub = self._graph.json(self._graph.send("POST", f"{self._base}/subscriptions", json=body))
-        return str(sub["id"]), _parse_time(str(sub["expirationDateTime"]))
+        return subscriptions.create(
+            self._graph,
+            self._base,
+            self._folder,
+            notification_url=notification_url,
+            lifecycle_url=lifecycle_url,
+            client_state=client_state,
+            expires_at=expires_at,
+        )
 
     def renew_subscription(self, sub_id: str, expires_at: datetime) -> datetime:
-        body = {"expirationDateTime": _iso(expires_at)}
-        sub = self._graph.json(
-            self._graph.send("PATCH", f"{self._base}/subscriptions/{sub_id}", json=body)
-        )
-        return _parse_time(str(sub["expirationDateTime"]))
+        return subscriptions.renew(self._graph, self._base, sub_id, expires_at)
 
     def delete_subscription(self, sub_id: str) -> None:
-        resp = self._graph.send("DELETE", f"{self._base}/subscriptions/{sub_id}")
-        if resp.status_code not in (200, 204, 404):
-            self._graph.json(resp)
+        subscriptions.delete(self._graph, self._base, sub_id)
 
     def _remote(self, item: dict[str, Any]) -> RemoteContact:
-        folder = item.get("parentFolderId")
-        in_scope = folder is None or folder == self._folder
-        tag = ""
-        for prop in item.get("singleValueExtendedProperties") or []:
-            if str(prop.get("id", "")).lower() == TAG_PROPERTY_ID.lower():
-                tag = str(prop.get("value", ""))
-        return RemoteContact(
-            id=str(item["id"]),
-            contact=from_graph(item),
-            version=str(item.get("@odata.etag") or item.get("changeKey") or ""),
-            modified_at=str(item.get("lastModifiedDateTime") or ""),
-            in_scope=in_scope,
-            scope_reason="" if in_scope else MOVED_OUT,
-            tag=tag,
-        )
-
-
-def _with_tag(remote: RemoteContact, tag: str) -> RemoteContact:
-    return RemoteContact(remote.id, remote.contact, remote.version, remote.modified_at,
-                         remote.in_scope, remote.scope_reason, tag)  # fmt: skip
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(text: str) -> datetime:
-    """Graph times carry up to 7 fractional digits; Python reads at most 6."""
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _quoted(text: str) -> str:
-    """A string for an OData literal: single quotes doubled."""
-    return text.replace("'", "''")
+        return remote_of(item, self._folder)

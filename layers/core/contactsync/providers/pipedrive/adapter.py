@@ -6,8 +6,11 @@ persons that change owner never show up in that listing: they arrive as webhook 
 reconciler calls ``fetch``. There is no batch create, so every write is one request.
 
 Our mapping id lives in a custom person field (``tag_field``). Organization names are resolved
-and cached per adapter instance (``organizations``). Where a listing stands is ``position``; what
-a look-up searches for is ``lookup``; how writes go one by one is ``writes``.
+and cached per adapter instance (``organizations``), owners of others' persons in ``owners``.
+Where a listing stands is ``position``; a person as a RemoteContact and persons by id are
+``persons``; searches and look-ups (what they search for: ``lookup``) are ``search``; how writes
+go one by one is ``writes``, what contact sync lets them send ``contact_sync``; the set-up calls
+(user, permissions, webhooks, merges) are ``account``.
 
 Every request goes through ``api`` (the transport under Pipedrive's rules, ``errors.PIPEDRIVE``,
 paced below the burst limit); the mapping to the canonical contact is in ``mapping``.
@@ -15,7 +18,6 @@ paced below the burst limit); the mapping to the canonical contact is in ``mappi
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -31,31 +33,21 @@ from contactsync.providers.base import (
     CursorExpired,
     InvalidContact,
     NewContact,
-    NotFound,
-    PermissionDenied,
-    PreconditionFailed,
     RemoteContact,
     WriteResult,
 )
-from contactsync.providers.pipedrive.api import PipedriveApi, person_path
+from contactsync.providers.pipedrive import account
+from contactsync.providers.pipedrive.api import PipedriveApi
+from contactsync.providers.pipedrive.contact_sync import ContactSync
 from contactsync.providers.pipedrive.errors import PIPEDRIVE
-from contactsync.providers.pipedrive.lookup import LOOKUP_LIST_FROM, may_be_one_of, search_terms
-from contactsync.providers.pipedrive.mapping import (
-    CONTACT_SYNC_ONLY,
-    JSON,
-    NAME_KEYS,
-    contact_of,
-    normalize_org_name,
-    person_fields,
-)
-from contactsync.providers.pipedrive.organizations import IDS_PER_REQUEST, Organizations
+from contactsync.providers.pipedrive.mapping import CONTACT_SYNC_ONLY, JSON
+from contactsync.providers.pipedrive.organizations import Organizations
+from contactsync.providers.pipedrive.owners import Owners
+from contactsync.providers.pipedrive.persons import Persons
 from contactsync.providers.pipedrive.position import after_page, decode_position
+from contactsync.providers.pipedrive.search import PersonSearch
 from contactsync.providers.pipedrive.tag_field import TagField
-from contactsync.providers.pipedrive.writes import changed_this_second, one_by_one
-from contactsync.providers.transport import chunks
-
-PERMISSION_NAMES = {"can_add_people": "add people", "can_add_organizations": "add organizations"}
-
+from contactsync.providers.pipedrive.writes import PersonWrites
 
 NO_CONTACT_SYNC = (
     "the CRM company has contact sync turned off: job title, birthday, notes and postal "
@@ -121,15 +113,19 @@ class PipedrivePersons:
             rules=rules,
             burst_limit=burst_limit,
         )
-        self._orgs = Organizations(self._api, owner_id)
-        self._tag = TagField(self._api, tag_field_key)
         self._page_size = min(max(page_size, 1), 500)
-        self._visible_to = visible_to  # who sees the persons we create; None: the CRM's default
-        self._owners: dict[str, int] = {}  # person id -> owner id, for persons not the user's
-        self._user_names: dict[int, str] = {}
-        # Whether the company has contact sync on (None: not known yet). Without it the v2 API
-        # leaves its fields out of every person and refuses (403) a write that sets one.
-        self.contact_sync: bool | None = None
+        self._tag = TagField(self._api, tag_field_key)
+        self._contact_sync = ContactSync(self._api, self._learn_contact_sync)
+        orgs, owners = Organizations(self._api, owner_id), Owners(self._api)
+        self._persons = Persons(
+            self._api, owner_id, orgs=orgs, tag=self._tag, owners=owners,
+            contact_sync=self._contact_sync,
+        )  # fmt: skip
+        self._search = PersonSearch(self._api, self._persons, owners)
+        self._writes = PersonWrites(
+            self._api, owner_id, persons=self._persons, orgs=orgs, tag=self._tag,
+            contact_sync=self._contact_sync, visible_to=visible_to,
+        )  # fmt: skip
 
     # --- ContactSide: reading ------------------------------------------------------------------
 
@@ -153,258 +149,67 @@ class PipedrivePersons:
         persons: list[JSON] = body.get("data") or []
         next_cursor = (body.get("additional_data") or {}).get("next_cursor")
         fresh, next_position, complete = after_page(state, persons, next_cursor)
-        return ChangePage(self._remotes(fresh), [], next_position, complete=complete, full=full)
+        return ChangePage(
+            self._persons.remotes(fresh), [], next_position, complete=complete, full=full
+        )
 
     def fetch(self, ids: Sequence[str]) -> dict[str, RemoteContact | None]:
-        """These persons, 100 per ``ids=`` listing. A listing leaves deleted persons out, but
-        a 200 that leaves an id out does not say why: each one left out is asked for alone,
-        and only its 404 says deleted (None). A non-numeric id cannot exist: None."""
-        found: dict[str, RemoteContact | None] = {i: None for i in ids if not i.isdigit()}
-        numeric = [i for i in dict.fromkeys(ids) if i.isdigit()]
-        for chunk in chunks(numeric, IDS_PER_REQUEST):
-            params = {"ids": ",".join(chunk), "limit": IDS_PER_REQUEST}
-            persons = self._api.call("GET", "/api/v2/persons", params=params).get("data") or []
-            for remote in self._remotes(persons):
-                found[remote.id] = remote
-            for person_id in chunk:
-                if person_id not in found:
-                    found[person_id] = self._one(person_id)
-        return {i: found[i] for i in ids}
-
-    def _one(self, person_id: str) -> RemoteContact | None:
-        """One person by id; None on 404 (deleted or never there)."""
-        try:
-            body = self._api.call("GET", person_path(person_id))
-        except NotFound:
-            return None
-        return self._remote(body["data"])
+        return self._persons.fetch(ids)
 
     def id_for_tag(self, tag: str) -> str:
         return ""  # the side chooses its ids
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
-        if not tag.strip():
-            return None
-        params = {"term": tag, "fields": "custom_fields", "exact_match": "true", "limit": 10}
-        body = self._api.call("GET", "/api/v2/persons/search", params=params)
-        items = (body.get("data") or {}).get("items") or []
-        ids = [str(item["item"]["id"]) for item in items if item.get("item")]
-        candidates = [r for r in self.fetch(ids).values() if r is not None and r.tag == tag]
-        candidates.sort(key=lambda r: (not r.in_scope, int(r.id)))
-        return candidates[0] if candidates else None
+        return self._search.find_tagged(tag)
 
     def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
-        """The company's persons (any owner) that may be one of ``contacts``: one exact-match
-        search per email, phone and name, then one ``ids`` read per 100 hits. When that many
-        searches would cost more than listing the whole company (an initial sync's creates),
-        the company is listed instead, at most one page per search it replaces."""
-        terms = search_terms(contacts)
-        if not terms:
-            return []
-        listed = self._list_company(len(terms)) if len(terms) > LOOKUP_LIST_FROM else None
-        if listed is not None:
-            hits = [r for r in listed if may_be_one_of(r.contact, terms)]
-        else:
-            ids: list[str] = []
-            for field, term in terms:
-                params = {"term": term, "fields": field, "exact_match": "true", "limit": 50}
-                body = self._api.call("GET", "/api/v2/persons/search", params=params)
-                items = (body.get("data") or {}).get("items") or []
-                ids += [str(item["item"]["id"]) for item in items if item.get("item")]
-            hits = [r for r in self.fetch(list(dict.fromkeys(ids))).values() if r is not None]
-        return [self._owner_named(r) for r in hits]
-
-    def _list_company(self, pages: int) -> list[RemoteContact] | None:
-        """Every person of the company, if that takes at most ``pages`` pages; else None."""
-        found: list[JSON] = []
-        params: JSON = {"limit": 500}
-        for _ in range(pages):
-            body = self._api.call("GET", "/api/v2/persons", params=params)
-            found += body.get("data") or []
-            cursor = (body.get("additional_data") or {}).get("next_cursor")
-            if not cursor:
-                return self._remotes(found)
-            params = {"limit": 500, "cursor": cursor}
-        return None
-
-    def _owner_named(self, remote: RemoteContact) -> RemoteContact:
-        """A person owned by someone else says by whom ("owned by Bo Chen")."""
-        owner = self._owners.get(remote.id)
-        if remote.in_scope or owner is None:
-            return remote
-        if owner not in self._user_names:
-            try:
-                user = self._api.call("GET", f"/api/v1/users/{owner}").get("data") or {}
-                self._user_names[owner] = str(user.get("name") or f"user {owner}")
-            except NotFound:
-                self._user_names[owner] = f"user {owner}"
-        return replace(remote, scope_reason=f"owned by {self._user_names[owner]}")
+        return self._search.lookup(contacts)
 
     def search(self, term: str, limit: int = 20) -> list[RemoteContact]:
-        """Persons of the company this user may see whose name or email contains ``term``
-        (owned by anyone: support asks why one that is not the user's does not sync)."""
-        if len(term.strip()) < 2:
-            return []
-        params = {"term": term.strip(), "fields": "name,email", "limit": limit}
-        body = self._api.call("GET", "/api/v2/persons/search", params=params)
-        items = (body.get("data") or {}).get("items") or []
-        ids = [str(item["item"]["id"]) for item in items if item.get("item")]
-        found = self.fetch(ids)
-        return [r for i in ids if (r := found.get(i)) is not None]
+        return self._search.search(term, limit)
 
-    # --- ContactSide: writing ------------------------------------------------------------------
+    # --- ContactSide: writing (``writes``) -----------------------------------------------------
 
     def create(self, items: Sequence[NewContact]) -> list[WriteResult]:
-        def create_one(item: NewContact) -> RemoteContact:
-            payload = self._fit(person_fields(item.contact))
-            payload["owner_id"] = self.owner_id
-            payload["custom_fields"] = {self._tag.key(): item.tag}
-            if self._visible_to is not None:
-                payload["visible_to"] = self._visible_to
-            if item.contact.organization.strip():
-                payload["org_id"] = self._orgs.id_for(item.contact.organization)
-            try:
-                body = self._write("POST", "/api/v2/persons", payload, retry=False)
-            except PermissionDenied as exc:  # the write's 403 is the truth about permissions
-                raise PermissionDenied(
-                    "you need the CRM permission to add people: ask a CRM admin for it "
-                    f"({exc.message})",
-                    missing=["add people"],
-                ) from exc
-            return self._remote(body["data"])
-
-        return one_by_one(items, lambda i: i.tag, create_one)
+        return self._writes.create(items)
 
     def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:
-        """PATCH only what differs between ``before`` and ``after``.
-
-        Pipedrive has no etag, so the version (``update_time``) is checked just before writing:
-        a person edited in the CRM since the pass read it is refused as a stale write, and the
-        next pass merges that edit instead of overwriting it. ``update_time`` has one-second
-        precision, so a person updated in the last few seconds is also compared field by field
-        with what the pass read: an edit in the same second as that read is not overwritten.
-        """
-        current = self.fetch([i.id for i in items if i.version])
-
-        def update_one(item: ContactUpdate) -> RemoteContact | None:
-            now = current.get(item.id)
-            if item.version and now is not None and now.version != item.version:
-                raise PreconditionFailed("the person changed in the CRM since it was read")
-            if item.version and now is not None and changed_this_second(item, now):
-                raise PreconditionFailed("the person changed in the CRM as it was read")
-            old, new = person_fields(item.before), person_fields(item.after)
-            changes = {k: v for k, v in new.items() if old.get(k) != v}
-            if any(k in changes for k in NAME_KEYS):
-                changes.update({k: new[k] for k in NAME_KEYS})  # keep the three consistent
-            org_before = normalize_org_name(item.before.organization)
-            if normalize_org_name(item.after.organization) != org_before:
-                org = item.after.organization
-                changes["org_id"] = self._orgs.id_for(org) if org.strip() else None
-            changes = self._fit(changes)
-            if not changes:
-                return None  # nothing Pipedrive holds differs: no request
-            body = self._write("PATCH", person_path(item.id), changes)
-            return self._remote(body["data"])
-
-        return one_by_one(items, lambda i: i.id, update_one)
+        return self._writes.update(items)
 
     def delete(self, items: Sequence[ContactDelete]) -> list[WriteResult]:
-        def delete_one(item: ContactDelete) -> None:
-            with contextlib.suppress(NotFound):  # already gone: the goal is reached
-                self._api.call("DELETE", person_path(item.id))
-
-        return one_by_one(items, lambda i: i.id, delete_one)
+        return self._writes.delete(items)
 
     # --- connection set-up ---------------------------------------------------------------------
 
     def whoami(self) -> dict[str, Any]:
-        """The token's user: ``id``, ``name``, ``email``, ``company_id``."""
-        data = self._api.call("GET", "/api/v1/users/me")["data"]
-        return {k: data.get(k) for k in ("id", "name", "email", "company_id")}
+        return account.whoami(self._api)
 
     def missing_permissions(self) -> list[str]:
-        """What the owner lacks to seed contact sync, in plain words; ``[]`` if nothing known.
-        A permission the answer does not list is unknown, not denied: the 403 of a real write
-        (PermissionDenied naming it) is the truth."""
-        data = self._api.call("GET", f"/api/v1/users/{self.owner_id}/permissions")["data"]
-        return [words for key, words in PERMISSION_NAMES.items() if data.get(key) is False]
+        return account.missing_permissions(self._api, self.owner_id)
 
     def create_webhook(self, *, url: str, user: str, password: str) -> str:
-        """Subscribe to every person event (webhooks v2), delivered with HTTP basic auth."""
-        body = {
-            "subscription_url": url,
-            "event_action": "*",
-            "event_object": "person",
-            "http_auth_user": user,
-            "http_auth_password": password,
-            "version": "2.0",
-            "name": "contactsync",
-            "user_id": self.owner_id,
-        }
-        data = self._api.call("POST", "/api/v1/webhooks", json_body=body)["data"]
-        return str(data["id"])
+        return account.create_webhook(
+            self._api, self.owner_id, url=url, user=user, password=password
+        )
 
     def delete_webhook(self, webhook_id: str) -> None:
-        with contextlib.suppress(NotFound):
-            self._api.call("DELETE", f"/api/v1/webhooks/{int(webhook_id)}")
+        account.delete_webhook(self._api, webhook_id)
 
     def merge_persons(self, keep_id: str, merge_id: str) -> str:
-        """Merge ``merge_id`` into ``keep_id``; Pipedrive keeps ``merge_with_id`` (= keep_id)."""
-        body = {"merge_with_id": int(keep_id)}
-        data = self._api.call("PUT", f"/api/v1/persons/{int(merge_id)}/merge", json_body=body)
-        return str(data["data"]["id"])
+        return account.merge_persons(self._api, keep_id, merge_id)
 
-    # --- mapping -------------------------------------------------------------------------------
+    # --- contact sync ------------------------------------------------------------------------
 
-    def _remotes(self, persons: list[JSON]) -> list[RemoteContact]:
-        self._orgs.learn_names(p["org_id"] for p in persons if p.get("org_id"))
-        return [self._remote(p) for p in persons]
-
-    def _remote(self, person: JSON) -> RemoteContact:
-        if self.contact_sync is None:  # v2 leaves these keys out when contact sync is off
-            self._learn_contact_sync("job_title" in person)
-        if person.get("org_id"):
-            self._orgs.learn_names([person["org_id"]])
-        org = person.get("org_id")
-        owner = person.get("owner_id")
-        in_scope = owner == self.owner_id
-        if isinstance(owner, int) and not in_scope:
-            self._owners[str(person["id"])] = owner
-        tag = (person.get("custom_fields") or {}).get(self._tag.key())
-        return RemoteContact(
-            id=str(person["id"]),
-            contact=contact_of(person, self._orgs.names.get(person["org_id"], "") if org else ""),
-            version=str(person.get("update_time") or ""),
-            modified_at=str(person.get("update_time") or ""),
-            in_scope=in_scope,
-            scope_reason="" if in_scope else "owned by another user",
-            tag=str(tag) if tag else "",
-        )
+    @property
+    def contact_sync(self) -> bool | None:
+        """Whether the company has contact sync on (None: not known yet)."""
+        return self._contact_sync.enabled
 
     def _learn_contact_sync(self, enabled: bool) -> None:
         """Once known: without contact sync its fields are neither carried nor sent."""
-        self.contact_sync = enabled
         self.limits = () if enabled else (NO_CONTACT_SYNC,)
         if not enabled:
             self.carries = type(self).carries - set(CONTACT_SYNC_ONLY.values())
-
-    def _fit(self, payload: JSON) -> JSON:
-        """``payload`` without the contact-sync fields when the company has contact sync off."""
-        if self.contact_sync is not False:
-            return payload
-        return {k: v for k, v in payload.items() if k not in CONTACT_SYNC_ONLY}
-
-    def _write(self, method: str, path: str, payload: JSON, *, retry: bool = True) -> JSON:
-        """A person write; a 403 for the contact-sync fields (nothing was written) teaches us
-        the company has it off, and the write goes again without them."""
-        try:
-            return self._api.call(method, path, json_body=payload, retry=retry)
-        except PermissionDenied as exc:
-            sent = set(payload) & set(CONTACT_SYNC_ONLY)
-            if not sent or "contact sync" not in exc.message.lower():
-                raise
-            self._learn_contact_sync(False)
-            return self._api.call(method, path, json_body=self._fit(payload), retry=retry)
 
     @property
     def tag_field_key(self) -> str:
