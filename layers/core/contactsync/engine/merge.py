@@ -16,9 +16,9 @@ state, so "added", "removed" and "relabelled" are just changes of that state.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Literal
 
 from contactsync.contacts.model import ALL_FIELDS, LIST_FIELDS, Contact
@@ -102,25 +102,20 @@ def policy_winner(
     provider_modified: str,
     *,
     linking: bool = False,
-    fed_edit_is_new: bool = True,
+    fed_edit_is_later: bool = False,
 ) -> tuple[Side, str]:
     """The side that wins a conflict under the connection's policy, and why (for the audit log).
 
     In a one-way connection the side that feeds it is the truth for the fields it carries: its
-    change wins over an edit made only on the side it feeds, whatever the policy — unless that
-    hand edit is new to this pass (``fed_edit_is_new``) and known to be newer than the source's
-    change: a pass between the two would have written the source's value and then kept the hand
-    edit, so the outcome does not hang on when passes run. (A hand edit an earlier pass already
-    saw is older than any change new to this one, whatever the fed side's time says: that time
-    may be of a later write of other fields.) Two contacts being linked have no change since a
-    last agreement, only values: there the policy decides, so a value the fed side was given by
-    hand after the source's stays (the source is not written to; its next change of that field
-    wins). Otherwise ``newest_wins`` compares the sides' last-modified times; a known time beats
-    an unknown one and a tie goes to the CRM.
+    change wins over an edit made only on the side it feeds, whatever the policy, unless that
+    hand edit is known to be the later of the two (``fed_edit_is_later``). Two contacts
+    being linked have no change since a last agreement, only values: there the policy decides,
+    so a value the fed side was given by hand after the source's stays (the source is not
+    written to; its next change of that field wins). Otherwise ``newest_wins`` compares the
+    sides' last-modified times; a known time beats an unknown one and a tie goes to the CRM.
     """
     if settings.direction != "two_way" and not linking:
-        times = (crm_modified, provider_modified) if fed_edit_is_new else ("", "")
-        return _one_way_winner(settings.direction, *times)
+        return _one_way_winner(settings.direction, fed_edit_is_later=fed_edit_is_later)
     if settings.conflict_policy == "crm_wins":
         return "crm", "crm_wins"
     if settings.conflict_policy == "provider_wins":
@@ -136,49 +131,53 @@ def policy_winner(
     return "crm", f"newest_wins: CRM modified {crm_modified}{_other('provider', provider_modified)}"
 
 
-def _one_way_winner(direction: str, crm_modified: str, provider_modified: str) -> tuple[Side, str]:
-    """The source wins, unless the fed side was edited after the source's change (known to be
-    after it: a source time given to the second may be up to a second later)."""
+def _one_way_winner(direction: str, *, fed_edit_is_later: bool) -> tuple[Side, str]:
     source: Side
     fed: Side
     if direction == "to_crm":
         source, fed, why = "provider", "crm", "direction to_crm: the address book feeds the CRM"
-        source_time, fed_time, fed_name = provider_modified, crm_modified, "CRM"
     else:
-        source, fed = "crm", "provider"
-        why = "direction to_provider: the CRM feeds the address book"
-        source_time, fed_time, fed_name = crm_modified, provider_modified, "address book"
-    source_at, fed_at = _instant(source_time), _instant(fed_time)
-    if source_at is not None and not source_at.microsecond:
-        source_at += timedelta(seconds=1)  # a time to the second: the change may be that late
-    if source_at is not None and fed_at is not None and fed_at > source_at:
+        source, fed, why = (
+            "crm",
+            "provider",
+            "direction to_provider: the CRM feeds the address book",
+        )
+    if fed_edit_is_later:
         return fed, (
-            f"{why}, but the {fed_name} was edited by hand at {fed_time}, after the source "
-            f"changed ({source_time}): the hand edit stays until the source changes it again"
+            f"{why}, but the hand edit was made after a pass had read the source's change (a "
+            "write of it failed): it stays until the source changes that field again"
         )
     return source, why
 
 
-def _old_on_fed(
-    base: Contact, crm: Contact, provider: Contact, settings: SyncSettings, fed_known: Contact
+def later_on_fed(
+    base: Contact,
+    crm: Contact,
+    provider: Contact,
+    settings: SyncSettings,
+    remembered: Mapping[str, Contact],
 ) -> frozenset[str]:
-    """The fields whose value on the fed side of a one-way pair is no hand edit new to this pass.
+    """The fields of a one-way pair whose hand edit on the fed side is known to be later than
+    the source's change: the source's value is one an earlier pass read already (``remembered``
+    holds it: that pass's write of it failed), the fed side's is new since that pass read it.
 
-    The fed side's modified time is that of its latest change, of whatever field. It tells when
-    a conflicting hand edit was made only where every change new on the fed side is on a field
-    the source changed too; otherwise every field is taken as old, and the source wins.
+    Passes run when they run, so a change is only known to be later than another by the passes
+    between them; the sides' modified times cannot tell, being of a contact's latest change of
+    any field. Where both changes are new to a pass, the source wins.
     """
     to_crm = settings.direction == "to_crm"
+    source_side, fed_side = ("provider", "crm") if to_crm else ("crm", "provider")
     source, fed = (provider, crm) if to_crm else (crm, provider)
-    carried = settings.carried("crm" if to_crm else "provider")
+    source_known = remembered.get(source_side, base)
+    fed_known = remembered.get(fed_side, base)
     region = settings.phone_region
-    new = {f for f in carried if field_key(fed, f, region) != field_key(fed_known, f, region)}
-    source_changed = {
-        f for f in ALL_FIELDS if field_key(source, f, region) != field_key(base, f, region)
-    }
-    if not new <= source_changed:
-        return frozenset(ALL_FIELDS)
-    return frozenset(ALL_FIELDS) - new
+    carried = settings.carried("crm") & settings.carried("provider")
+    return frozenset(
+        f
+        for f in carried
+        if field_key(source, f, region) == field_key(source_known, f, region)
+        and field_key(fed, f, region) != field_key(fed_known, f, region)
+    )
 
 
 def _other(side: str, modified: str) -> str:
@@ -187,7 +186,8 @@ def _other(side: str, modified: str) -> str:
 
 
 class _Resolver:
-    """Settles conflicts for one pair; the policy is worked out once per kind of hand edit."""
+    """Settles conflicts for one pair; the policy is worked out once for each answer of
+    ``later_on_fed``, when first needed."""
 
     def __init__(
         self,
@@ -195,23 +195,23 @@ class _Resolver:
         times: tuple[str, str],
         *,
         linking: bool,
-        old_on_fed: frozenset[str],
+        later_on_fed: frozenset[str],
     ) -> None:
         self._settings = settings
         self._times = times
         self._linking = linking
-        self._old_on_fed = old_on_fed
+        self._later_on_fed = later_on_fed
         self._decisions: dict[bool, tuple[Side, str]] = {}
         self.conflicts: list[Conflict] = []
 
     def settle(self, field: str, crm_value: object, provider_value: object) -> Side:
         """The winning side; the loser's value is recorded as a Conflict."""
-        new = field not in self._old_on_fed
-        if new not in self._decisions:
-            self._decisions[new] = policy_winner(
-                self._settings, *self._times, linking=self._linking, fed_edit_is_new=new
+        later = field in self._later_on_fed
+        if later not in self._decisions:
+            self._decisions[later] = policy_winner(
+                self._settings, *self._times, linking=self._linking, fed_edit_is_later=later
             )
-        winner, reason = self._decisions[new]
+        winner, reason = self._decisions[later]
         if winner == "crm":
             conflict = Conflict(field, "crm", crm_value, "provider", provider_value, reason)
         else:
@@ -261,22 +261,20 @@ def merge(  # noqa: PLR0917  # three contacts, the settings and the two sides' t
     provider_modified: str = "",
     *,
     linking: bool = False,
-    fed_known: Contact | None = None,
+    remembered: Mapping[str, Contact] | None = None,
 ) -> tuple[Contact, tuple[Conflict, ...]]:
     """The merged contact and the conflicts the policy settled (``linking``: two contacts about
-    to be linked, over an empty base; ``fed_known``: in a one-way connection, what the fed side
-    held after the last pass, so a hand edit already seen then is told from a new one).
+    to be linked, over an empty base; ``remembered``: what a linked pair's sides were last known
+    to hold where that is not the base, see ``later_on_fed``).
 
     The result holds only fields at least one side carries. Where nothing changed it keeps the
     base's value as stored, so formatting is never rewritten for its own sake.
     """
-    old_on_fed = (
-        _old_on_fed(base, crm, provider, settings, fed_known or base)
-        if settings.direction != "two_way" and not linking
-        else frozenset()
-    )
+    later: frozenset[str] = frozenset()
+    if remembered and settings.direction != "two_way" and not linking:
+        later = later_on_fed(base, crm, provider, settings, remembered)
     times = (crm_modified, provider_modified)
-    resolver = _Resolver(settings, times, linking=linking, old_on_fed=old_on_fed)
+    resolver = _Resolver(settings, times, linking=linking, later_on_fed=later)
     values: dict[str, object] = {}
     for field in ALL_FIELDS:
         crm_carries, provider_carries = (

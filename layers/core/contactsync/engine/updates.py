@@ -81,11 +81,7 @@ def merged_outcome(
     reason: str = "",
     remembered: dict[str, Contact] | None = None,
 ) -> Outcome:
-    """The outcome of merging a pair (``remembered``: a linked pair's holds, see merge's
-    ``fed_known``)."""
-    fed_known = None
-    if remembered is not None and settings.direction != "two_way":
-        fed_known = remembered.get("crm" if settings.direction == "to_crm" else "provider", base)
+    """The outcome of merging a pair (``remembered``: a linked pair's holds, see ``merge``)."""
     merged, conflicts = merge(
         base,
         crm.contact,
@@ -94,7 +90,7 @@ def merged_outcome(
         crm.modified_at,
         provider.modified_at,
         linking=kind == "link",
-        fed_known=fed_known,
+        remembered=remembered,
     )
     writes = _update("crm", merged, crm, settings) + _update("provider", merged, provider, settings)
     if kind == "merge" and not writes and not conflicts:
