@@ -778,14 +778,15 @@ def test_one_way_both_changes_new_to_a_pass_the_source_wins_whatever_the_times()
 
 
 @pytest.mark.parametrize(
-    ("google_now", "google_shows"),
+    ("google_now", "refusals", "google_shows"),
     [
-        ("Buyer", "Buyer"),  # edited by hand since the pass read it: the later change stays
-        ("Analyst", "Director"),  # as that pass read it: its write is made again
+        ("Buyer", 0, "Buyer"),  # edited by hand since the pass read it: the later change stays
+        ("Analyst", 0, "Director"),  # as that pass read it: its write is made again
+        ("Buyer", 1, "Director"),  # the write was refused as stale: it never landed
     ],
 )
 def test_one_way_a_hand_edit_made_after_a_pass_read_the_sources_change_stays(
-    google_now: str, google_shows: str
+    google_now: str, refusals: int, google_shows: str
 ) -> None:
     # Given a linked pair in a connection where the CRM feeds Google, and a pass that read the
     # CRM's new job title but whose write of it to Google failed (the pair remembers what each
@@ -795,7 +796,7 @@ def test_one_way_a_hand_edit_made_after_a_pass_read_the_sources_change_stays(
         "crm": BASE.with_fields(job_title="Director"),
         "provider": BASE.with_fields(job_title="Analyst"),
     }
-    known = replace(mapping(), holds=remembered)
+    known = replace(mapping(), holds=remembered, refusals=refusals)
     theirs = crm(BASE.with_fields(job_title="Director"))
     ours = provider(BASE.with_fields(job_title=google_now))
     (outcome,) = pass_of([(known, theirs, ours)], settings=settings).outcomes

@@ -159,7 +159,8 @@ def later_on_fed(
 ) -> frozenset[str]:
     """The fields of a one-way pair whose hand edit on the fed side is known to be later than
     the source's change: the source's value is one an earlier pass read already (``remembered``
-    holds it: that pass's write of it failed), the fed side's is new since that pass read it.
+    holds it: that pass's write of it failed, and may have landed), the fed side's is new since
+    that pass read it.
 
     Passes run when they run, so a change is only known to be later than another by the passes
     between them; the sides' modified times cannot tell, being of a contact's latest change of

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from contactsync.contacts.model import Contact
 from contactsync.engine.deletes import back_and_deleted, one_side_gone
 from contactsync.engine.merge import Side, SyncSettings
 from contactsync.engine.plan import (
@@ -80,7 +81,7 @@ def detached_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
             settings,
             kind="merge",
             reason=f"back in scope in {SIDE_NAMES[away]}: linked again",
-            remembered=mapping.holds,
+            remembered=_may_have_landed(mapping),
         )
         return replace(merged, kind="merge")  # saved even with nothing to write: it relinks
     return keep
@@ -141,5 +142,12 @@ def plan_pair(pair: PairInput, settings: SyncSettings) -> Outcome:
         provider,
         settings,
         kind="merge",
-        remembered=mapping.holds,
+        remembered=_may_have_landed(mapping),
     )
+
+
+def _may_have_landed(mapping: MappingState) -> dict[str, Contact] | None:
+    """The pair's holds, unless its last write was refused as stale: that write never landed,
+    so a change on its side since the pass read it may be older than the source's (a read can
+    lag behind), and the source wins (see ``merge.later_on_fed``)."""
+    return None if mapping.refusals else mapping.holds
