@@ -111,15 +111,14 @@ def build_gateway(
     """The gateway; ``local_routes`` (the local sign-in page) are served before the API's."""
     table = routes if routes is not None else routes_from_template()
     handlers = handlers or {}
-    # Lambda gives an execution environment one event at a time, and each function its own
-    # process. Here the functions share one process, and the Powertools resolver keeps the
-    # request it answers on a class attribute every resolver shares (BaseRouter.current_event):
-    # an admin request and a webhook at once could read each other's. So they take turns.
-    turn = threading.Lock()
+    # Lambda gives an execution environment one event at a time (the resolver keeps the request
+    # it answers); different functions answer side by side (an admin request that subscribes to
+    # Graph waits for the webhook function to answer Graph's validation request).
+    turns: dict[str, threading.Lock] = {route.function: threading.Lock() for route in table}
 
     def one_at_a_time(function: str, event: dict[str, Any], context: LambdaContext) -> Any:
         handler = handlers.get(function) or handler_for(function)
-        with turn:
+        with turns[function]:
             return handler(event, context)
 
     async def dispatch(request: Request) -> Response:

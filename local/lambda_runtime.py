@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
 from local.aws import load_template
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -30,6 +32,28 @@ FUNCTIONS = {
     "SchedulerFunction": "functions.scheduler.app",
     "ReconcilerFunction": "functions.reconciler.app",
 }
+
+
+def _each_resolver_keeps_its_own_request() -> None:
+    """Lambda runs each function in a process of its own; here they share one. The Powertools
+    resolver keeps the request it answers on ``BaseRouter.current_event``, a class attribute
+    every resolver in the process shares, and reads it back through the resolver (its routers
+    included). Pinning the request on the resolver itself first gives each function its own, as
+    its own process would (a function answers one request at a time: the gateway sees to it)."""
+    resolve = ApiGatewayResolver.resolve
+    if getattr(resolve, "pins_request", False):
+        return
+
+    def resolve_pinned(self: ApiGatewayResolver, event: dict[str, Any], context: Any) -> Any:
+        self.current_event = self._to_proxy_event(event)
+        self.lambda_context = context
+        return resolve(self, event, context)
+
+    resolve_pinned.pins_request = True  # type: ignore[attr-defined]
+    setattr(ApiGatewayResolver, "resolve", resolve_pinned)  # noqa: B010 - a method replaced
+
+
+_each_resolver_keeps_its_own_request()
 
 
 class InvocationTimedOut(Exception):
