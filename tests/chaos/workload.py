@@ -64,7 +64,13 @@ class Api:
         )
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError:
+            if method != "GET":
+                raise
+            # A kept-alive connection the server closed as it was reused: a browser asks again.
+            response = self.http.request(method, path, **kwargs)
         if response.status_code >= 400:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text}")
         return response.json()
