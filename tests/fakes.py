@@ -213,6 +213,11 @@ class InMemorySide:
     strict_before: bool = True  # refuse an update whose ``before`` is not what it holds
     # The next creates whose answers are lost: the contacts are made, the call fails.
     lose_answers: int = 0
+    # The next create calls whose answers are lost as the real adapters report it: the contacts
+    # are made, each item's result is a Transient error without a status (no answer came).
+    lose_item_answers: int = 0
+    # Look-ups by tag that fail (the side went down just after a lost answer).
+    fail_find_tagged: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     _log: list[tuple[int, str]] = field(default_factory=list)  # (sequence, id) of each change
     _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -277,6 +282,9 @@ class InMemorySide:
 
     def find_tagged(self, tag: str) -> RemoteContact | None:
         self._count("find_tagged")
+        if self.fail_find_tagged > 0:
+            self.fail_find_tagged -= 1
+            raise Transient("503 Service Unavailable", status=503)
         return next((c for c in self.contacts.values() if c.tag == tag), None)
 
     def lookup(self, contacts: Sequence[Contact]) -> list[RemoteContact]:
@@ -304,6 +312,10 @@ class InMemorySide:
         if self.lose_answers > 0:
             self.lose_answers -= 1
             raise Transient("the connection dropped before the answer came")
+        if self.lose_item_answers > 0:
+            self.lose_item_answers -= 1
+            lost = Transient("the connection dropped before the answer came")
+            return [WriteResult(key=i.tag, error=lost) for i in items]
         return made
 
     def update(self, items: Sequence[ContactUpdate]) -> list[WriteResult]:

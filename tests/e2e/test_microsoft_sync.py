@@ -10,6 +10,7 @@ import time
 
 import httpx
 import pytest
+from contactsync.store.audit import list_audit
 from contactsync.store.mappings import mapping_by_provider_id
 
 from tests.e2e.helpers import (
@@ -112,14 +113,51 @@ def test_a_copy_whose_answer_was_lost_is_found_by_its_tag_not_made_twice(stack, 
     assert api.connection(connection_id).get("last_error") is None
 
 
+def test_a_copy_whose_answer_was_lost_is_recorded_at_once_and_its_delete_followed(
+    stack, synced
+) -> None:
+    demo, _, _, connection_id = synced
+    gs, pd = stack.graph.sandbox, stack.pipedrive.sandbox
+    quiet(stack)
+    # Given Graph cuts short the answer to the next create (the contact is made)
+    gs.inject_breaks("truncated", 1, only_creates=True)
+    # When a person is added in the CRM
+    body = {
+        "name": "Ida Instant",
+        "owner_id": demo.user_id,
+        "emails": [{"value": "ida@instant.example", "primary": True}],
+    }
+    pd.create_person(pd.users[demo.user_id], body, source="app")
+    # Then the pass that made the copy finds it by its tag at once: linked, and the pass ends
+    # without an error (no pass after it was needed)
+    copy = eventually(
+        lambda: next((c for c in outlook(stack, demo) if "ida@instant" in str(c.props)), None),
+        what="the copy",
+    )
+    eventually(
+        lambda: mapping_by_provider_id(connection_id, copy.id) is not None,
+        timeout=5,
+        what="the copy linked by the pass that made it",
+    )
+    entries, _ = list_audit(connection_id, limit=100)
+    assert not any("malformed" in e.message for e in entries)
+    # And the user deleting it at once is followed as any Outlook delete: the CRM person goes
+    gs.delete_contact(demo.graph_user_id, copy.id)
+    eventually(lambda: "ida@instant.example" not in crm_emails(stack, demo), what="CRM delete")
+    quiet(stack)
+    assert "ida@instant.example" not in outlook_emails(stack, demo)
+
+
 def test_a_copy_whose_answer_was_lost_and_that_the_user_deleted_stays_deleted(
     stack, synced
 ) -> None:
     demo, _, api, connection_id = synced
     gs, pd = stack.graph.sandbox, stack.pipedrive.sandbox
     quiet(stack)
-    # Given Graph cuts short the answer to the next create (the contact is made)
+    # Given Graph cuts short the answer to the next create (the contact is made), and drops the
+    # connection of each of the three tries of the look-up by our tag that follows it
     gs.inject_breaks("truncated", 1, only_creates=True)
+    gs.inject_breaks("reset", 3)
     # When a person is added in the CRM, and the user deletes its Outlook copy at once, before
     # the pass after the lost answer (10 s later) could record it
     body = {

@@ -12,6 +12,7 @@ import pytest
 from contactsync.contacts.model import Contact, Email, Phone
 from contactsync.providers.base import (
     ChangePage,
+    NewContact,
     PreconditionFailed,
     RateLimited,
     RemoteContact,
@@ -188,6 +189,68 @@ def test_a_copy_whose_answer_was_lost_is_found_by_its_tag_and_not_made_twice(wor
     assert poll(store, crm, provider) == "done"
     assert emails(provider) == ["ann@x.com", "zoe@x.com"]
     assert store.mapping_for(CID, "provider", made) is not None
+
+
+def test_a_copy_whose_answer_was_lost_is_looked_for_at_once_and_recorded_in_the_same_pass(
+    world,
+) -> None:
+    # Given a synced connection, and a new CRM person whose copy's create answer is lost
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    crm.put(person("Zoe Park", "zoe@x.com"))
+    provider.lose_item_answers = 1
+    # When the pass copies her, Then it finds the copy by its tag at once: recorded, no failure
+    assert poll(store, crm, provider) == "done"
+    [made] = [i for i, c in provider.contacts.items() if "zoe" in str(c.contact.emails)]
+    assert store.mapping_for(CID, "provider", made) is not None
+    assert not store.pending(CID)
+    # And the user deleting it right after is followed as any delete: the CRM person goes
+    provider.remove(made)
+    assert poll(store, crm, provider) == "done"
+    assert emails(provider) == emails(crm) == ["ann@x.com"]
+
+
+def test_a_lost_answer_whose_look_up_fails_too_is_finished_by_the_next_pass(world) -> None:
+    # Given a lost create answer, and the side down for the look-up just after it
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    crm.put(person("Zoe Park", "zoe@x.com"))
+    provider.lose_item_answers, provider.fail_find_tagged = 1, 1
+    assert poll(store, crm, provider) == "failed"
+    # When the next pass runs, Then it finds the copy by its tag: linked, not made twice
+    assert poll(store, crm, provider) == "done"
+    assert emails(provider) == emails(crm) == ["ann@x.com", "zoe@x.com"]
+    assert provider.calls["create"] == 2
+
+
+def test_creates_after_one_whose_copy_was_not_made_are_not_looked_for_at_once(world) -> None:
+    # Given three creates in one call whose answers were lost, the first of them never made
+    store, crm, provider = world
+    crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    for name in ("Bo", "Cy", "Di"):
+        crm.put(person(f"{name} Park", f"{name.lower()}@x.com"))
+    provider.lose_item_answers = 1
+    made_them = provider.create
+
+    def first_never_made(items: Sequence[NewContact]) -> list[WriteResult]:
+        results = made_them(items)
+        never = next(i for i, c in provider.contacts.items() if c.tag == items[0].tag)
+        provider.contacts.pop(never)
+        provider._log = [entry for entry in provider._log if entry[1] != never]
+        return results
+
+    provider.create = first_never_made  # type: ignore[method-assign]
+    # When the pass copies them, Then it looks for the first only (what came after it may not
+    # have been made either: the next pass looks), and fails
+    assert poll(store, crm, provider) == "failed"
+    assert provider.calls["find_tagged"] == 1
+    provider.create = made_them  # type: ignore[method-assign]
+    # And the next pass finds the two made, makes the third: each once
+    assert poll(store, crm, provider) == "done"
+    assert emails(provider) == emails(crm) == ["ann@x.com", "bo@x.com", "cy@x.com", "di@x.com"]
 
 
 def test_a_create_that_never_reached_the_provider_is_made_on_the_next_pass(world) -> None:

@@ -1,7 +1,8 @@
 """Sending a chunk's writes to one side, and never making a contact twice: the id a create made
 is written down (a receipt) as soon as the side answered; a create whose answer was lost is looked
-for by our tag before it is sent again, once the side's listings can show it, and not sent again
-when the side's feed proves the copy made and deleted by the user since (``lost_copies``)."""
+for by our tag at once, and by the pass after before it is sent again (once the side's listings
+can show it), and not sent again when the side's feed proves the copy made and deleted by the
+user since (``lost_copies``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from datetime import datetime
 from contactsync.engine.plan import Write
 from contactsync.providers.base import (
     ContactDelete,
+    ContactSide,
     ContactUpdate,
     NewContact,
+    ProviderError,
     RemoteContact,
+    Transient,
     WriteResult,
 )
 from contactsync.store.pending import PendingOp
@@ -127,6 +131,7 @@ class Sender:
             made = side.create(
                 [NewContact(tag=op.mapping_id, contact=w.after) for op, w in creates]
             )
+            made = self._found_where_lost(side, [op for op, _ in creates], made)
             for (op, _), result in zip(creates, made, strict=True):
                 out[(op.op_id, side_name)] = result
         if updates:
@@ -146,6 +151,30 @@ class Sender:
                 out[(op.op_id, side_name)] = result
         key = f"{side_name}_writes"
         self.counts[key] = self.counts.get(key, 0) + len(out) - before
+
+    def _found_where_lost(
+        self, side: ContactSide, ops: Sequence[PendingOp], made: Sequence[WriteResult]
+    ) -> list[WriteResult]:
+        """A create whose answer was lost (none came, or one that could not be read) may have
+        made its contact: it is looked for by our tag at once, before the user has had time to
+        delete it (then the pass after could prove that delete only in some cases, see
+        ``lost_copies``). In order, until a look-up finds nothing (what was sent after it may
+        not have been made either) or fails (the side went down): the pass after looks for the
+        rest. Not on a side whose listings show a new contact only later."""
+        if side.listing_lag:
+            return list(made)
+        out, looking = [], True
+        for op, result in zip(ops, made, strict=True):
+            lost = isinstance(result.error, Transient) and result.error.status is None
+            found = None
+            if looking and lost:
+                try:
+                    found = side.find_tagged(op.mapping_id)
+                except ProviderError:
+                    found = None
+                looking = found is not None
+            out.append(result if found is None else WriteResult(key=found.id, remote=found))
+        return out
 
     def write_receipts(self, chunk: Sequence[PendingOp], sent: Sent) -> None:
         """Write down the ids our creates made, straight after the providers answered."""
