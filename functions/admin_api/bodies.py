@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from contactsync.admin.sign_in import CardDavLogin
-from contactsync.store.audit import AUDIT_ENTRY_ID_PATTERN
-from contactsync.store.keys import OWNER_ID_PATTERN
+from contactsync.admin.views import AUDIT_ENTRY_ID_PATTERN, OWNER_ID_PATTERN
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 ConnectionId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]

@@ -7,10 +7,9 @@ from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from contactsync.admin.access import Caller
+from contactsync.admin.access import Caller, caller_of
 from contactsync.admin.context import AdminContext
 from contactsync.runtime.wiring import build_queue, build_wiring
-from contactsync.store.keys import owner_id
 
 
 class Unauthorized(Exception):
@@ -28,14 +27,10 @@ def caller_from(event: Any) -> Caller:
     claims = event.request_context.authorizer.jwt_claim or {}
     user_id = str(claims.get("sub") or "")
     company_id = str(claims.get("company_id") or "")
-    if not user_id or not company_id:
-        raise Unauthorized("the token names no user or company")
     try:
-        owner_id(user_id, "the token's sub")
-        owner_id(company_id, "the token's company_id")
+        return caller_of(user_id, company_id, is_admin=claims.get("role") == "admin")
     except ValueError as exc:
         raise Unauthorized(str(exc)) from exc
-    return Caller(user_id=user_id, company_id=company_id, is_admin=claims.get("role") == "admin")
 
 
 def caller(router: APIGatewayHttpRouter) -> Caller:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from contactsync.runtime import push_records
 from contactsync.runtime.observability import (
     WEBHOOK_ACCEPTED,
     WEBHOOK_REJECTIONS,
@@ -23,7 +23,7 @@ from contactsync.runtime.observability import (
     logger,
     metrics,
 )
-from contactsync.runtime.wiring import bind_store, build_doorbell, build_queue, webhook_key
+from contactsync.runtime.wiring import build_doorbell, build_queue, webhook_key
 from contactsync.sync import push
 
 app = APIGatewayHttpResolver()
@@ -67,31 +67,6 @@ def _rejected(exc: push.PushRejected) -> Response[Any]:
     )
 
 
-def _subscriptions(subscription_ids: Sequence[str]) -> dict[str, push.SubscriptionRecord]:
-    # Imported here, after the handshake fast path.
-    from contactsync.store.subscriptions import get_subscriptions  # noqa: PLC0415
-
-    bind_store()
-    return {
-        sid: push.SubscriptionRecord(
-            subscription_id=item.subscription_id,
-            connection_id=item.connection_id,
-            client_state_hash=item.client_state_hash,
-        )
-        for sid, item in get_subscriptions(subscription_ids).items()
-    }
-
-
-def _crm_hook_target(connection_id: str) -> push.CrmHookTarget | None:
-    from contactsync.store.connections import get_connection  # noqa: PLC0415
-
-    bind_store()
-    conn = get_connection(connection_id)
-    if conn is None:
-        return None
-    return push.CrmHookTarget(secret_hash=conn.crm_webhook_secret_hash, owner_id=conn.user_id)
-
-
 def _graph(lifecycle: bool) -> Response[Any]:
     echo = _validation_echo()
     if echo is not None:
@@ -100,7 +75,7 @@ def _graph(lifecycle: bool) -> Response[Any]:
         outcome = push.handle_graph_notifications(
             _body(),
             webhook_key=webhook_key(),
-            find_subscriptions=_subscriptions,
+            find_subscriptions=push_records.find_subscriptions,
             queue=build_queue(),
             doorbell=build_doorbell(),
             lifecycle=lifecycle,
@@ -129,7 +104,7 @@ def pipedrive() -> Response[Any]:
         outcome = push.handle_crm_webhook(
             _body(),
             app.current_event.headers.get("authorization"),
-            target=_crm_hook_target,
+            target=push_records.crm_hook_target,
             queue=build_queue(),
             doorbell=build_doorbell(),
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from contactsync.admin.errors import ConflictError, NotFoundError
 from contactsync.store.connections import get_connection
 from contactsync.store.credentials import credentials_of
+from contactsync.store.keys import owner_id
 from contactsync.store.models import Connection
 
 
@@ -21,6 +22,16 @@ class Caller:
     user_id: str
     company_id: str
     is_admin: bool = False
+
+
+def caller_of(user_id: str, company_id: str, *, is_admin: bool) -> Caller:
+    """The caller a token names; ValueError, saying what is wrong, when it names no user or
+    company, or one no owner key can be made of."""
+    if not user_id or not company_id:
+        raise ValueError("the token names no user or company")
+    owner_id(user_id, "the token's sub")
+    owner_id(company_id, "the token's company_id")
+    return Caller(user_id=user_id, company_id=company_id, is_admin=is_admin)
 
 
 def in_company(caller: Caller, company_id: str) -> bool:

@@ -1,14 +1,27 @@
-"""A connection and an activity entry as the admin API shows them."""
+"""A connection and an activity entry as the admin API shows them, and what the ids in its
+paths look like (``*_PATTERN``: the store's, named here for the API)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from contactsync.store.audit import audit_entry_id
+from contactsync.store.audit import AUDIT_ENTRY_ID_PATTERN, audit_entry_id
 from contactsync.store.cursors import get_cursor
+from contactsync.store.keys import OWNER_ID_PATTERN
 from contactsync.store.models import AuditEntryItem, Connection
 from contactsync.store.subscriptions import subscriptions_of
+
+__all__ = [
+    "AUDIT_ENTRY_ID_PATTERN",
+    "HISTORY_READ",
+    "OWNER_ID_PATTERN",
+    "SIDE_NAMES",
+    "VISIBILITIES",
+    "audit_view",
+    "connection_view",
+    "undoable",
+]
 
 # The CRM's visible_to for the persons a sync creates: owner only, the owner's visibility group,
 # the entire company (Pipedrive's Professional / Enterprise values; the CRM refuses others).
