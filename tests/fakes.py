@@ -208,6 +208,7 @@ class InMemorySide:
     deletes_in_scope_only: bool = False
     listing_lag: timedelta = timedelta(0)
     lost_copy_proof: str = ""  # "tag": ids are made from tags, as CardDAV's
+    creates_per_request: int = 100  # one call makes them all
     contacts: dict[str, RemoteContact] = field(default_factory=dict)
     page_size: int = 100
     strict_before: bool = True  # refuse an update whose ``before`` is not what it holds

@@ -225,9 +225,13 @@ def test_a_lost_answer_whose_look_up_fails_too_is_finished_by_the_next_pass(worl
     assert provider.calls["create"] == 2
 
 
-def test_creates_after_one_whose_copy_was_not_made_are_not_looked_for_at_once(world) -> None:
+def test_lost_answers_are_looked_for_a_request_at_a_time_and_only_while_the_side_answers(
+    world,
+) -> None:
     # Given three creates in one call whose answers were lost, the first of them never made
+    # (a sub-request refused), on a side that takes two creates a request
     store, crm, provider = world
+    provider.creates_per_request = 2
     crm.put(person("Ann Lee", "ann@x.com"))
     assert start(store, crm, provider) == "done"
     for name in ("Bo", "Cy", "Di"):
@@ -243,14 +247,22 @@ def test_creates_after_one_whose_copy_was_not_made_are_not_looked_for_at_once(wo
         return results
 
     provider.create = first_never_made  # type: ignore[method-assign]
-    # When the pass copies them, Then it looks for the first only (what came after it may not
-    # have been made either: the next pass looks), and fails
+    # When the pass copies them, Then it looks for the first request's two only: the second
+    # is found and linked, the first stays to be finished (the pass fails)
     assert poll(store, crm, provider) == "failed"
-    assert provider.calls["find_tagged"] == 1
+    assert provider.calls["find_tagged"] == 2
+    assert len(store.pending(CID)) == 3  # Bo's and Di's ops, and the cursors
     provider.create = made_them  # type: ignore[method-assign]
-    # And the next pass finds the two made, makes the third: each once
+    # And the next pass finds Di's by its tag and makes Bo's: each once
     assert poll(store, crm, provider) == "done"
     assert emails(provider) == emails(crm) == ["ann@x.com", "bo@x.com", "cy@x.com", "di@x.com"]
+    # And a look-up that fails stops the looking (the side went down)
+    crm.put(person("Ed Park", "ed@x.com"))
+    crm.put(person("Fa Park", "fa@x.com"))
+    provider.lose_item_answers, provider.fail_find_tagged = 1, 1
+    looked = provider.calls["find_tagged"]
+    assert poll(store, crm, provider) == "failed"
+    assert provider.calls["find_tagged"] == looked + 1
 
 
 def test_a_create_that_never_reached_the_provider_is_made_on_the_next_pass(world) -> None:

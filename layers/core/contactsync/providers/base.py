@@ -98,6 +98,8 @@ class ContactSide(Protocol):
     # only contacts in scope and keeps ids: a deletion of an id no pass has seen is all but
     # certainly the copy's), "" (it cannot be told: the copy is made again).
     lost_copy_proof: str
+    # How many creates one request carries: the most one lost answer leaves unknown.
+    creates_per_request: int
 
     def read(self, position: str | None) -> ChangePage:
         """Changes since ``position``; ``None`` starts a full listing. Raises CursorExpired."""

@@ -54,6 +54,7 @@ class CardDavContacts:
     limits: tuple[str, ...] | None = ()  # nothing a CardDAV account cannot sync
     listing_lag = timedelta(0)  # sync-collection reports a write at once
     lost_copy_proof = "tag"  # our cards are made at ``<book>/<tag>.vcf``
+    creates_per_request = 1  # a PUT each
 
     def __init__(self, *, dav: DavClient, folder_id: str) -> None:
         self._dav = dav

@@ -35,6 +35,7 @@ from contactsync.providers.google.mapping import is_primary, tag_of
 from contactsync.providers.google.people_api import PeopleApi
 from contactsync.providers.google.persons import (
     PERSON_FIELDS,
+    WRITE_BATCH,
     batch_get,
     remote_of,
 )
@@ -54,6 +55,7 @@ class GoogleContacts:
     # A deleted person comes back as its resource name alone, of any group, and resource names
     # change: a deletion cannot be told to be of a copy whose answer was lost.
     lost_copy_proof = ""
+    creates_per_request = WRITE_BATCH  # people:batchCreateContacts
 
     def __init__(
         self,

@@ -29,7 +29,7 @@ from contactsync.providers.base import (
 )
 from contactsync.providers.microsoft import subscriptions
 from contactsync.providers.microsoft.errors import error_of
-from contactsync.providers.microsoft.graph import GraphApi
+from contactsync.providers.microsoft.graph import BATCH_SIZE, GraphApi
 from contactsync.providers.microsoft.items import (
     TAG_EXPAND,
     TAG_EXPAND_QUERY,
@@ -51,6 +51,7 @@ class MicrosoftContacts:
     deletes_in_scope_only = True  # the folder's delta reports only what was in the folder
     listing_lag = timedelta(0)
     lost_copy_proof = "unseen"  # folder delta, immutable ids: see ``sync.reconcile.lost_copies``
+    creates_per_request = BATCH_SIZE  # a ``$batch``
 
     def __init__(
         self,

@@ -62,6 +62,7 @@ class PipedrivePersons:
     deletes_in_scope_only = False  # delete webhooks come for the whole company's persons
     listing_lag = timedelta(0)
     lost_copy_proof = ""  # a person deleted is never taken for one whose answer was lost
+    creates_per_request = 1  # a POST each
     # job_title, birthday, addresses and notes are returned by v2 only when contact sync is on
     # for the company (see sandbox/pipedrive/README.md).
     carries = frozenset(

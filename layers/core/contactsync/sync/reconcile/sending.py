@@ -158,21 +158,22 @@ class Sender:
         """A create whose answer was lost (none came, or one that could not be read) may have
         made its contact: it is looked for by our tag at once, before the user has had time to
         delete it (then the pass after could prove that delete only in some cases, see
-        ``lost_copies``). In order, until a look-up finds nothing (what was sent after it may
-        not have been made either) or fails (the side went down): the pass after looks for the
-        rest. Not on a side whose listings show a new contact only later."""
+        ``lost_copies``). One answer is lost at a time: the first request's worth of creates
+        after the last answer that came (the side's ``creates_per_request``; the later ones
+        share its error, never sent); until a look-up fails (the side went down), when the pass
+        after looks for the rest. Not on a side whose listings show a new contact only later."""
         if side.listing_lag:
             return list(made)
-        out, looking = [], True
+        out: list[WriteResult] = []
+        left = side.creates_per_request
         for op, result in zip(ops, made, strict=True):
-            lost = isinstance(result.error, Transient) and result.error.status is None
             found = None
-            if looking and lost:
+            if left > 0 and isinstance(result.error, Transient) and result.error.status is None:
+                left -= 1
                 try:
                     found = side.find_tagged(op.mapping_id)
                 except ProviderError:
-                    found = None
-                looking = found is not None
+                    left = 0
             out.append(result if found is None else WriteResult(key=found.id, remote=found))
         return out
 
