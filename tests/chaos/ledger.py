@@ -53,7 +53,9 @@ One-way connections: a user whose Outlook feeds the CRM (``to_crm``) and whose C
 arrows. What a side must show follows
 from the arrows alone (``reach``): a person made on a side is on every side it reaches; a field
 shows the last value written on any side that reaches it (a hand edit on the fed side stays
-until the source writes that field); a delete removes the copies on the sides it reaches and
+until the source writes that field; one made while a source's edit of it was on its way loses
+to that edit once a pass reads it, so the field is not settled until the side shows it:
+``Intended.awaited``); a delete removes the copies on the sides it reaches and
 leaves the others alone, exactly once, never copied back. The service decides "edited since the
 last pass" per connection, which a user cannot see for a connection that never writes back, so
 a one-way delete counts as settled only when no other side of the person was ever touched.
@@ -193,6 +195,18 @@ class Intended:
         """The last value written for ``name`` on a side that reaches ``side``."""
         edits = [e for e in self.values[name] if e.side in self.sources(side)]
         return edits[-1].value if edits else ""
+
+    def awaited(self, name: str, side: str) -> str | None:
+        """One way: the value of a source's edit ``side`` still waits for, when the last edit
+        that reaches it is a hand edit made on it while that source's edit was on its way. The
+        service cannot order the two (it sees the source's edit only when a pass reads it), and
+        the source wins: until the side shows that value the field is not settled, and an edit
+        made meanwhile may lose to it too."""
+        edits = [e for e in self.values[name] if e.side in self.sources(side)]
+        if not self.one_way or not edits or edits[-1].settled or edits[-1].side != side:
+            return None
+        earlier = [e for e in edits[:-1] if e.side != side]
+        return earlier[-1].value if earlier else None
 
     def in_scope(self) -> list[str]:
         return [s for s in SIDES if s in self.present and s not in self.outside]

@@ -276,3 +276,19 @@ def test_one_way_a_card_reaches_the_crm_and_what_the_crm_feeds() -> None:
     world.inside["u3", "outlook"] = [ivy]
     verdict = check(ledger, world, ["u3"])
     assert (verdict.duplicated, verdict.edits_lost) == (1, 1), verdict.problems
+
+
+def test_one_way_a_hand_edit_made_while_the_sources_edit_was_on_its_way_awaits_it() -> None:
+    # Given Outlook feeding the CRM: an Outlook edit, then (before it arrived) a CRM hand edit
+    ledger = one_way_ledger()
+    ledger.create("eve@x.example", "u3", "outlook", PHONE, job_title="Engineer")
+    person = ledger.people["eve@x.example"]
+    ledger.edit("eve@x.example", "outlook", "job_title", "Counsel")
+    ledger.edit("eve@x.example", "crm", "job_title", "Own title", settled=False)
+    # Then the CRM awaits the source's value (the sync cannot order the two; the source wins):
+    # the field is not settled while the CRM shows its own
+    assert person.awaited("job_title", "crm") == "Counsel"
+    # And a hand edit made on a settled field awaits nothing, nor does a source side
+    ledger.edit("eve@x.example", "crm", "job_title", "Settled title")
+    assert person.awaited("job_title", "crm") is None
+    assert person.awaited("job_title", "outlook") is None

@@ -616,6 +616,9 @@ class Workload:
                 shown = self.books.current(side, found, name)
                 if value_key(name, shown) != value_key(name, person.expected(name, side)):
                     return False
+                awaited = person.awaited(name, side)
+                if awaited is not None and value_key(name, shown) != value_key(name, awaited):
+                    return False  # (so never settled while the source's edit is awaited)
         return True
 
     def try_create_twice(self) -> bool:
