@@ -170,6 +170,33 @@ def test_a_contact_we_created_and_the_user_deleted_before_a_crash_was_recovered_
     assert not store.pending(CID)
 
 
+def test_a_retried_write_refused_because_its_dead_try_landed_is_no_edit_against_a_delete(
+    world,
+) -> None:
+    # Given a synced pair, and a provider edit whose CRM update landed as the pass died
+    store, crm, provider = world
+    ann = crm.put(person("Ann Lee", "ann@x.com"))
+    assert start(store, crm, provider) == "done"
+    [copy] = provider.contacts.values()
+    provider.put(copy.contact.with_fields(job_title="CTO"), contact_id=copy.id)
+
+    def crash(at: str) -> None:
+        if at == "after_provider_call":
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        poll(store, crm, provider, crash_point=crash)
+    store.leases.clear()
+    assert crm.contacts[ann.id].contact.job_title == "CTO"
+    # When the user, seeing CTO everywhere, deletes the provider contact, and the next pass
+    # sends the update again (refused: the person changed since it was read, by that write)
+    provider.remove(copy.id)
+    poll(store, crm, provider)
+    # Then the CRM's CTO is what the dead try wrote, not an edit: the delete is followed
+    assert poll(store, crm, provider) == "done"
+    assert emails(crm) == emails(provider) == []
+
+
 def _lose_the_answer_to_zoes_copy(store, crm, provider, **kw: object) -> str:
     """A synced connection; a new CRM person, Zoe; the pass that copies her makes her contact
     in the provider, but the answer is lost on the way back (the pass fails)."""
