@@ -538,6 +538,30 @@ def hold_a_mass_delete(store: InMemoryStore, crm: InMemorySide, provider: InMemo
     assert poll(store, crm, provider) == "held"
 
 
+def test_a_pass_that_finds_the_connection_held_once_it_has_the_lease_runs_nothing(
+    world,
+) -> None:
+    # Given a pass that read the connection active, while the pass before it, holding the
+    # lease, held a mass delete for the user to confirm
+    store, crm, provider = world
+    hold_a_mass_delete(store, crm, provider)
+    held = dict(store.connections[CID])
+    was_active = {**held, "state": "active", "held": None}
+    store.connections[CID] = was_active
+    take_lease = store.acquire_lease
+
+    def held_meanwhile(*args: object) -> bool:
+        store.connections[CID] = dict(held)
+        return take_lease(*args)  # type: ignore[arg-type]
+
+    store.acquire_lease = held_meanwhile  # type: ignore[method-assign]
+    # When it gets the lease, Then it turns away: the hold stays for the user, nothing deleted
+    assert poll(store, crm, provider) == "skipped"
+    assert store.connections[CID]["state"] == "needs_attention"
+    assert len(crm.contacts) == 40
+    assert CID not in store.leases or store.leases[CID][1] <= datetime.now(UTC)
+
+
 def test_a_mass_delete_is_held_for_confirmation(world) -> None:
     # When 30 of 40 provider contacts disappear at once
     store, crm, provider = world

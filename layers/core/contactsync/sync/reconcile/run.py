@@ -9,6 +9,7 @@ from datetime import timedelta
 from contactsync.engine.plan import Plan
 from contactsync.providers.base import AuthExpired, ProviderError, RateLimited
 from contactsync.runtime.messages import SyncMessage
+from contactsync.store.pass_interface import ConnectionView
 from contactsync.sync.connection_states import RUNNING, ConnectionState, transition
 from contactsync.sync.reconcile.context import PassContext, PassScope
 from contactsync.sync.reconcile.engine_input import plan_changes
@@ -18,23 +19,40 @@ from contactsync.sync.reconcile.sending import TooSoonToTell
 from contactsync.sync.reconcile.status import PassResult, retry_delay
 from contactsync.sync.reconcile.sync_pass import SyncPass
 
+# A connection waiting for its user keeps the hints pushes bring, for the pass after.
+WAITING_WITH_HINTS = frozenset({ConnectionState.NEEDS_REAUTH, ConnectionState.NEEDS_ATTENTION})
+
+
+def _turned_away(conn: ConnectionView | None, message: SyncMessage) -> str:
+    """Why this message runs no pass on the connection as it stands ("" when it runs one)."""
+    if conn is None or conn.state not in RUNNING:
+        return f"connection is {conn.state if conn else 'gone'}"
+    if conn.state == ConnectionState.NEEDS_ATTENTION and message.reason != "confirm":
+        return "waiting for the user to confirm a held pass"
+    return ""
+
 
 def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> PassResult:
     store = ctx.store
     conn = store.load_connection(connection_id)
-    if conn is None or conn.state not in RUNNING:
-        if conn is not None and conn.state == ConnectionState.NEEDS_REAUTH:
+    if why := _turned_away(conn, message):
+        if conn is not None and conn.state in WAITING_WITH_HINTS:
             keep_hints(store, conn, message)
-        return PassResult("skipped", f"connection is {conn.state if conn else 'gone'}")
-    if conn.state == ConnectionState.NEEDS_ATTENTION and message.reason != "confirm":
-        keep_hints(store, conn, message)
-        return PassResult("skipped", "waiting for the user to confirm a held pass")
+        return PassResult("skipped", why)
+    assert conn is not None
     now = ctx.clock()
     if not store.acquire_lease(connection_id, ctx.owner, now, ctx.lease_seconds):
         return PassResult("busy", "another pass holds the lease")
     try:
         # From here on a push queues another pass; what was pushed before, this one reads.
         conn = store.answer_ring(connection_id) or conn
+        if why := _turned_away(conn, message):
+            # The pass before, whose lease this one waited out, held its plan for the user
+            # (or the user stopped the sync) after this one read the connection.
+            if conn.state in WAITING_WITH_HINTS:
+                keep_hints(store, conn, message)
+            store.release_lease(connection_id, ctx.owner)
+            return PassResult("skipped", why)
         deadline = time.monotonic() + ctx.budget_seconds
         runner = SyncPass(PassScope.begin(conn, message, ctx, deadline))
     except Exception:
