@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,6 @@ from contactsync.providers.transport import (
     Bearer,
     Rules,
     Transport,
-    calls_answered_by,
     chunks,
     retry_after,
 )
@@ -280,25 +278,3 @@ def test_retry_after_reads_seconds_a_date_or_a_later_header_in_any_case() -> Non
 def test_chunks_keep_order_and_size() -> None:
     assert list(chunks(list(range(5)), 2)) == [[0, 1], [2, 3], [4]]
     assert list(chunks([], 3)) == []
-
-
-def test_in_a_pass_no_call_waits_past_the_moment_it_must_be_answered_by() -> None:
-    # Given a pass whose calls must be answered within two seconds
-    server = Server(httpx.Response(200, json={}))
-    http = Transport(server.client(), RULES, Bearer(Tokens()))
-    with calls_answered_by(time.monotonic() + 2.0):
-        http.send("GET", URL)
-    # Then the request waited at most that long for its answer (the client's own timeouts cut)
-    timeouts = server.requests[0].extensions["timeout"]
-    assert 0 < timeouts["read"] <= 2.0 and 0 < timeouts["connect"] <= 2.0
-    # And outside a pass the client's own timeouts hold
-    http.send("GET", URL)
-    assert server.requests[1].extensions["timeout"]["read"] == 5.0  # httpx's default
-
-
-def test_a_call_with_no_time_left_to_be_answered_is_not_sent() -> None:
-    server = Server(httpx.Response(201, json={}))
-    http = Transport(server.client(), RULES, Bearer(Tokens()))
-    with calls_answered_by(time.monotonic() - 1.0), pytest.raises(Transient, match="no time left"):
-        http.send("POST", URL, json={}, retry=False)
-    assert server.requests == []

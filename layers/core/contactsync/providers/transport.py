@@ -11,9 +11,7 @@ It owns the rules that are the same for every API we call, each written once:
 - a 5xx, a timeout, a reset or a cut-short answer is sent again after a short jittered pause, up
   to ``Rules.attempts`` sends, then Transient;
 - a request that is not safe to send twice (a create: ``retry=False``) is sent again only when it
-  never left (the connection was refused); its 5xx and timeouts are Transient at once;
-- in a pass, every call is answered by the moment ``calls_answered_by`` sets, or given up (a
-  timeout): a call the invocation's end cut off would leave no time to find out what it did.
+  never left (the connection was refused); its 5xx and timeouts are Transient at once.
 
 What an answer means beyond that (a 404, a 412, a per-item error) is the adapter's to read: other
 statuses come back as they are. Each API's differences are data, in its ``Rules``.
@@ -24,8 +22,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -36,9 +32,6 @@ import httpx
 from contactsync.providers.base import AuthExpired, ProviderError, RateLimited, Transient
 
 T = TypeVar("T")
-
-# When (``time.monotonic()``) the calls made now must be answered; None: the client's timeouts.
-_ANSWERED_BY: ContextVar[float | None] = ContextVar("answered_by", default=None)
 
 TokenSource = Callable[[bool], str]  # True: refresh first (the access token was refused)
 Login = Callable[[], tuple[str, str]]  # username and password, opened on first use
@@ -118,35 +111,6 @@ class Basic(httpx.Auth):
         return False
 
 
-@contextmanager
-def calls_answered_by(moment: float) -> Iterator[None]:
-    """Within it, a call not answered by ``moment`` (``time.monotonic()``) is given up: a
-    timeout, Transient, its answer lost (a create's copy is then looked for by its tag)."""
-    token = _ANSWERED_BY.set(moment)
-    try:
-        yield
-    finally:
-        _ANSWERED_BY.reset(token)
-
-
-def _timeouts_left(client: httpx.Timeout, unreachable: str) -> httpx.Timeout | None:
-    """The client's timeouts, none longer than the time left to answer (None: no such bound)."""
-    by = _ANSWERED_BY.get()
-    if by is None:
-        return None
-    left = by - time.monotonic()
-    if left <= 0:
-        raise Transient(f"{unreachable}: no time left in this pass to wait for an answer")
-
-    def cut(seconds: float | None) -> float:
-        return left if seconds is None else min(seconds, left)
-
-    return httpx.Timeout(
-        connect=cut(client.connect), read=cut(client.read), write=cut(client.write),
-        pool=cut(client.pool),
-    )  # fmt: skip
-
-
 class Transport:
     """Requests to one API as one account, under that API's ``Rules``."""
 
@@ -187,7 +151,6 @@ class Transport:
             attempt += 1
             if self._pace is not None:
                 self._pace()
-            timeouts = _timeouts_left(self._http.timeout, rules.unreachable)
             try:
                 resp = self._http.request(
                     method,
@@ -198,7 +161,6 @@ class Transport:
                     headers=headers,
                     auth=self._credentials,
                     follow_redirects=follow_redirects,
-                    timeout=timeouts if timeouts is not None else httpx.USE_CLIENT_DEFAULT,
                 )
             except httpx.TransportError as exc:  # timeouts, resets, cut-short answers, refusals
                 never_left = isinstance(exc, httpx.ConnectError)

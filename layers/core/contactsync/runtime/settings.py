@@ -62,8 +62,7 @@ class Settings(BaseModel):
     # The reconciler's pass budget (well under the Lambda timeout) and the lease on a connection.
     # Each pass's budget is also bounded by the invocation's remaining time less the margin (the
     # pass's reads, its last chunk, letting go); with less than the minimum left, the pass is not
-    # started and its message goes back on the queue at once. A provider call still unanswered
-    # half-way through the margin is given up, so the pass has the rest to look for what it did.
+    # started and its message goes back on the queue at once.
     pass_budget_seconds: float = 60.0
     pass_margin_seconds: float = 20.0
     # Provider health (GET /status) is counted in memory and written at most this often per

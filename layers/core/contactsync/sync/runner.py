@@ -79,7 +79,6 @@ class PassRunner:
             crash_point=self.crash_point,
             clock=self.wiring.clock,
             budget_seconds=min(s.pass_budget_seconds, budget_seconds or s.pass_budget_seconds),
-            call_grace_seconds=s.pass_margin_seconds / 2,
             lease_seconds=s.lease_seconds,
             full_listing_every=timedelta(seconds=s.full_listing_seconds),
             settle_seconds=s.change_settle_seconds,

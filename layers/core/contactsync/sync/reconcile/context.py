@@ -39,9 +39,6 @@ class PassContext:
     sides_for: Callable[[ConnectionView], Sides]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     budget_seconds: float = 60.0
-    # How long after the budget a provider call may still be answered: a call given up then
-    # leaves the rest of the invocation's margin to look for what it did and record it.
-    call_grace_seconds: float = 0.0
     lease_seconds: int = 150
     full_listing_every: timedelta = FULL_LISTING_EVERY
     # How long creates, deletes and unlinks wait for the rest of a burst (0: they never wait).

@@ -8,7 +8,6 @@ from datetime import timedelta
 
 from contactsync.engine.plan import Plan
 from contactsync.providers.base import AuthExpired, ProviderError, RateLimited
-from contactsync.providers.transport import calls_answered_by
 from contactsync.runtime.messages import SyncMessage
 from contactsync.store.pass_interface import ConnectionView
 from contactsync.sync.connection_states import RUNNING, ConnectionState, transition
@@ -60,8 +59,7 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
         store.release_lease(connection_id, ctx.owner)
         raise
     try:
-        with calls_answered_by(deadline + ctx.call_grace_seconds):
-            return runner.run()
+        return runner.run()
     except TooSoonToTell as exc:
         keep_hints(store, conn, message)
         wake = ctx.clock() + timedelta(seconds=exc.retry_after)
