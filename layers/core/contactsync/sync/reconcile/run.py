@@ -9,7 +9,7 @@ from datetime import timedelta
 from contactsync.engine.plan import Plan
 from contactsync.providers.base import AuthExpired, ProviderError, RateLimited
 from contactsync.runtime.messages import SyncMessage
-from contactsync.store.pass_interface import ConnectionView
+from contactsync.store.pass_interface import ConnectionView, PassStore
 from contactsync.sync.connection_states import RUNNING, ConnectionState, transition
 from contactsync.sync.reconcile.context import PassContext, PassScope
 from contactsync.sync.reconcile.engine_input import plan_changes
@@ -32,13 +32,20 @@ def _turned_away(conn: ConnectionView | None, message: SyncMessage) -> str:
     return ""
 
 
+def _skipped(
+    store: PassStore, conn: ConnectionView | None, message: SyncMessage, why: str
+) -> PassResult:
+    """A message that runs no pass; a connection waiting for its user keeps its hints."""
+    if conn is not None and conn.state in WAITING_WITH_HINTS:
+        keep_hints(store, conn, message)
+    return PassResult("skipped", why)
+
+
 def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> PassResult:
     store = ctx.store
     conn = store.load_connection(connection_id)
     if why := _turned_away(conn, message):
-        if conn is not None and conn.state in WAITING_WITH_HINTS:
-            keep_hints(store, conn, message)
-        return PassResult("skipped", why)
+        return _skipped(store, conn, message, why)
     assert conn is not None
     now = ctx.clock()
     if not store.acquire_lease(connection_id, ctx.owner, now, ctx.lease_seconds):
@@ -49,10 +56,8 @@ def run_pass(connection_id: str, message: SyncMessage, ctx: PassContext) -> Pass
         if why := _turned_away(conn, message):
             # The pass before, whose lease this one waited out, held its plan for the user
             # (or the user stopped the sync) after this one read the connection.
-            if conn.state in WAITING_WITH_HINTS:
-                keep_hints(store, conn, message)
             store.release_lease(connection_id, ctx.owner)
-            return PassResult("skipped", why)
+            return _skipped(store, conn, message, why)
         deadline = time.monotonic() + ctx.budget_seconds
         runner = SyncPass(PassScope.begin(conn, message, ctx, deadline))
     except Exception:
