@@ -76,6 +76,21 @@ def poll(store: InMemoryStore, crm: InMemorySide, provider: InMemorySide, **kw: 
     ).status
 
 
+def die_after_the_provider_call(
+    store: InMemoryStore, crm: InMemorySide, provider: InMemorySide
+) -> None:
+    """A polled pass dies right after the provider answered, before recording; its lease is
+    let go as an expired one would be."""
+
+    def crash(at: str) -> None:
+        if at == "after_provider_call":
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        poll(store, crm, provider, crash_point=crash)
+    store.leases.clear()
+
+
 def emails(side: InMemorySide) -> list[str]:
     return sorted(e.value.lower() for c in side.contacts.values() for e in c.contact.emails)
 
@@ -151,14 +166,8 @@ def test_a_contact_we_created_and_the_user_deleted_before_a_crash_was_recovered_
     assert start(store, crm, provider) == "done"
     crm.put(person("Zoe Park", "zoe@x.com"))
 
-    def crash(at: str) -> None:
-        if at == "after_provider_call":
-            raise Crash(at)
-
     # When the pass that copies her dies right after the provider made her contact
-    with pytest.raises(Crash):
-        poll(store, crm, provider, crash_point=crash)
-    store.leases.clear()
+    die_after_the_provider_call(store, crm, provider)
     assert "zoe@x.com" in emails(provider)
     # And the user deletes that contact before the message comes back (its tag goes with it)
     made = next(i for i, c in provider.contacts.items() if c.contact.emails[0].value == "zoe@x.com")
@@ -180,13 +189,7 @@ def test_a_retried_write_refused_because_its_dead_try_landed_is_no_edit_against_
     [copy] = provider.contacts.values()
     provider.put(copy.contact.with_fields(job_title="CTO"), contact_id=copy.id)
 
-    def crash(at: str) -> None:
-        if at == "after_provider_call":
-            raise Crash(at)
-
-    with pytest.raises(Crash):
-        poll(store, crm, provider, crash_point=crash)
-    store.leases.clear()
+    die_after_the_provider_call(store, crm, provider)
     assert crm.contacts[ann.id].contact.job_title == "CTO"
     # When the user, seeing CTO everywhere, deletes the provider contact, and the next pass
     # sends the update again (refused: the person changed since it was read, by that write)
@@ -602,13 +605,7 @@ def test_a_confirmed_pass_busy_with_earlier_writes_goes_on_confirmed(world) -> N
     for i in range(3):
         crm.put(person(f"N {i}", f"n{i}@x.com"))
 
-    def die(at: str) -> None:
-        if at == "after_provider_call":
-            raise Crash(at)
-
-    with pytest.raises(Crash):
-        poll(store, crm, provider, crash_point=die)
-    store.leases.clear()
+    die_after_the_provider_call(store, crm, provider)
     for contact_id in list(provider.contacts)[:30]:
         provider.remove(contact_id)
     store.update_connection(CID, state="needs_attention", held={"was": "active"})
